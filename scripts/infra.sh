@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Starts the platform's two backing services on loopback, installing them where they are missing:
+#   RabbitMQ from Debian's rabbitmq-server, FerretDB 1.24.2 (SQLite backend) built from the Go module proxy.
+# Where RABBITMQ_URL / MONGODB_URL are set, that service is left alone and the URL is used as it is.
+#
+#   scripts/infra.sh start    start what is missing, wait until both answer
+#   scripts/infra.sh stop     stop what this script started
+#   scripts/infra.sh env      print the export lines for the URLs in use
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+state="${PHARMACY_STATE_DIR:-$root/.run}"
+bin="$state/bin"
+rabbit_port="${RABBITMQ_PORT:-5672}"
+mongo_port="${FERRETDB_PORT:-27017}"
+ferretdb_version="v1.24.2"
+mkdir -p "$state" "$bin"
+
+log() { printf '[infra] %s\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for_port() { # name port seconds
+  local deadline=$((SECONDS + $3))
+  until port_open "$2"; do
+    if ((SECONDS > deadline)); then log "$1 did not open port $2 within $3 s; see $state/$1.log"; return 1; fi
+    sleep 0.5
+  done
+}
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root to run: $*"; return 1
+  fi
+}
+
+install_rabbitmq() {
+  command -v rabbitmq-server >/dev/null && return 0
+  [ -x /usr/sbin/rabbitmq-server ] && return 0
+  log "installing Debian's rabbitmq-server"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >"$state/apt.log" 2>&1 \
+    || { log "apt-get install rabbitmq-server failed; see $state/apt.log"; return 1; }
+}
+
+start_rabbitmq() {
+  if [ -n "${RABBITMQ_URL:-}" ]; then log "RABBITMQ_URL is set: using it"; return 0; fi
+  if port_open "$rabbit_port"; then log "RabbitMQ already listening on $rabbit_port"; return 0; fi
+  install_rabbitmq
+  local base="$state/rabbitmq"
+  mkdir -p "$base"
+  # The Debian scripts drop to the rabbitmq user when started as root: give it the folders.
+  if [ "$(id -u)" -eq 0 ] && id rabbitmq >/dev/null 2>&1; then chown -R rabbitmq:rabbitmq "$base"; fi
+  log "starting RabbitMQ on 127.0.0.1:$rabbit_port (data in $base)"
+  RABBITMQ_NODENAME="pharmacy@localhost" \
+  RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+  RABBITMQ_NODE_PORT="$rabbit_port" \
+  RABBITMQ_DIST_PORT=$((rabbit_port + 20000)) \
+  RABBITMQ_MNESIA_BASE="$base/mnesia" \
+  RABBITMQ_LOG_BASE="$base/log" \
+  RABBITMQ_PID_FILE="$base/rabbitmq.pid" \
+  RABBITMQ_ENABLED_PLUGINS_FILE="$base/enabled_plugins" \
+  ERL_EPMD_ADDRESS=127.0.0.1 \
+    nohup /usr/sbin/rabbitmq-server >"$state/rabbitmq.log" 2>&1 &
+  echo $! >"$state/rabbitmq.launcher.pid"
+  wait_for_port rabbitmq "$rabbit_port" 120
+  log "RabbitMQ is up"
+}
+
+build_ferretdb() {
+  if [ -x "$bin/ferretdb" ]; then return 0; fi
+  command -v go >/dev/null || { log "go is not installed: cannot build FerretDB"; return 1; }
+  log "building FerretDB $ferretdb_version with go (a few minutes, once)"
+  # `go install ...@v1.24.2` builds a binary that panics at start: the module zip lacks the
+  # generated build/version/version.txt. So: download the module, add that file, build it.
+  local dir src
+  dir=$(GOFLAGS=-mod=mod go mod download -json "github.com/FerretDB/FerretDB@$ferretdb_version" \
+        | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -n "$dir" ] || { log "go mod download of FerretDB failed"; return 1; }
+  src=$(mktemp -d)/ferretdb
+  cp -r "$dir" "$src"
+  chmod -R u+w "$src"
+  echo "$ferretdb_version" >"$src/build/version/version.txt"
+  (cd "$src" && go build -trimpath -o "$bin/ferretdb" ./cmd/ferretdb)
+  rm -rf "$(dirname "$src")"
+}
+
+start_ferretdb() {
+  if [ -n "${MONGODB_URL:-}" ]; then log "MONGODB_URL is set: using it"; return 0; fi
+  if port_open "$mongo_port"; then log "a MongoDB-wire server already listens on $mongo_port"; return 0; fi
+  local exe
+  if command -v mongod >/dev/null; then
+    mkdir -p "$state/mongod"
+    log "starting mongod on 127.0.0.1:$mongo_port"
+    nohup mongod --bind_ip 127.0.0.1 --port "$mongo_port" --dbpath "$state/mongod" >"$state/ferretdb.log" 2>&1 &
+  else
+    # A ferretdb on PATH counts only if it runs: a plain `go install` one panics (see build_ferretdb).
+    exe=$(command -v ferretdb || true)
+    if [ -z "$exe" ] || ! "$exe" --version >/dev/null 2>&1; then build_ferretdb; exe="$bin/ferretdb"; fi
+    mkdir -p "$state/ferretdb/data"
+    log "starting FerretDB (SQLite) on 127.0.0.1:$mongo_port (data in $state/ferretdb)"
+    nohup "$exe" --handler=sqlite --sqlite-url="file:$state/ferretdb/data/" --state-dir="$state/ferretdb" \
+      --listen-addr="127.0.0.1:$mongo_port" --telemetry=disable --log-level=warn \
+      >"$state/ferretdb.log" 2>&1 &
+  fi
+  echo $! >"$state/ferretdb.pid"
+  wait_for_port ferretdb "$mongo_port" 60
+  log "store is up"
+}
+
+stop_all() {
+  if [ -f "$state/ferretdb.pid" ]; then kill "$(cat "$state/ferretdb.pid")" 2>/dev/null || true; rm -f "$state/ferretdb.pid"; fi
+  if [ -f "$state/rabbitmq.launcher.pid" ]; then
+    RABBITMQ_NODENAME="pharmacy@localhost" rabbitmqctl stop >/dev/null 2>&1 \
+      || kill "$(cat "$state/rabbitmq.launcher.pid")" 2>/dev/null || true
+    rm -f "$state/rabbitmq.launcher.pid"
+  fi
+}
+
+print_env() {
+  echo "export RABBITMQ_URL=${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:$rabbit_port/}"
+  echo "export MONGODB_URL=${MONGODB_URL:-mongodb://127.0.0.1:$mongo_port/}"
+}
+
+case "${1:-start}" in
+  start) start_rabbitmq; start_ferretdb ;;
+  stop) stop_all ;;
+  env) print_env ;;
+  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+esac
