@@ -1,0 +1,69 @@
+"""The envelope every message travels in, and the base classes of events, commands and replies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Frozen(BaseModel):
+    """Immutable value. Tolerant reader: fields it does not know are ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Event(Frozen):
+    """A past-tense fact. Subclasses name their type, version and routing key."""
+
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+    ROUTING_KEY: ClassVar[str]
+
+
+class Command(Frozen):
+    """An imperative request sent over RPC to the one service that owns the answer."""
+
+    TYPE: ClassVar[str]
+
+
+class Envelope(Frozen):
+    """What crosses the broker: identity, causality and a typed payload."""
+
+    event_id: UUID = Field(default_factory=uuid4)
+    type: str
+    version: int = 1
+    occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    correlation_id: str
+    causation_id: str | None = None
+    payload: dict[str, Any]
+
+    @classmethod
+    def wrap(cls, event: Event, *, correlation_id: str, causation_id: str | None = None) -> Envelope:
+        return cls(
+            type=event.TYPE,
+            version=event.VERSION,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            payload=event.model_dump(mode="json"),
+        )
+
+
+ErrorCode = Literal["not_found", "conflict", "invalid", "forbidden", "unavailable", "internal"]
+
+
+class RpcError(Frozen):
+    """Why a command was refused, in terms the gateway maps to an HTTP status."""
+
+    code: ErrorCode
+    detail: str
+    field: str | None = None
+
+
+class RpcReply(Frozen):
+    """Every RPC answer: `data` on success, `error` otherwise."""
+
+    data: Any = None
+    error: RpcError | None = None

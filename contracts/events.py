@@ -1,0 +1,162 @@
+"""Domain events of the pharmacy saga. Money is in integer cents; ids are strings (UUIDs)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from contracts.base import Event, Frozen
+
+
+class Location(Frozen):
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+
+
+class PrescribedLine(Frozen):
+    medication_id: str
+    quantity: int = Field(gt=0, le=1000)
+
+
+class ReservedLine(Frozen):
+    medication_id: str
+    quantity: int
+    unit_price_cents: int
+
+
+class LineShortage(Frozen):
+    """Why one prescribed line could not be reserved."""
+
+    medication_id: str
+    requested: int
+    best_available: int
+    reason: str
+
+
+class PrescriptionUploaded(Event):
+    TYPE = "PrescriptionUploaded"
+    ROUTING_KEY = "prescription.uploaded"
+
+    prescription_id: str
+    order_id: str
+    patient_id: str
+    lines: tuple[PrescribedLine, ...]
+    delivery_location: Location
+    payment_method_id: str
+
+
+class PrescriptionWithdrawn(Event):
+    TYPE = "PrescriptionWithdrawn"
+    ROUTING_KEY = "prescription.withdrawn"
+
+    prescription_id: str
+    order_id: str
+    patient_id: str
+
+
+class OrderCreated(Event):
+    TYPE = "OrderCreated"
+    ROUTING_KEY = "order.created"
+
+    order_id: str
+    prescription_id: str
+    patient_id: str
+    lines: tuple[PrescribedLine, ...]
+    delivery_location: Location
+    payment_method_id: str
+
+
+class StockReserved(Event):
+    TYPE = "StockReserved"
+    ROUTING_KEY = "stock.reserved"
+
+    order_id: str
+    patient_id: str
+    pharmacy_id: str
+    lines: tuple[ReservedLine, ...]
+    total_cents: int
+    payment_method_id: str
+
+
+class StockReservationFailed(Event):
+    TYPE = "StockReservationFailed"
+    ROUTING_KEY = "stock.reservation_failed"
+
+    order_id: str
+    shortages: tuple[LineShortage, ...]
+
+
+class PaymentApproved(Event):
+    TYPE = "PaymentApproved"
+    ROUTING_KEY = "payment.approved"
+
+    payment_id: str
+    order_id: str
+    patient_id: str
+    amount_cents: int
+
+
+class PaymentDeclined(Event):
+    TYPE = "PaymentDeclined"
+    ROUTING_KEY = "payment.declined"
+
+    payment_id: str
+    order_id: str
+    patient_id: str
+    amount_cents: int
+    reason: str
+
+
+class PaymentRefunded(Event):
+    TYPE = "PaymentRefunded"
+    ROUTING_KEY = "payment.refunded"
+
+    payment_id: str
+    order_id: str
+    amount_cents: int
+    reason: str
+
+
+class OrderConfirmed(Event):
+    TYPE = "OrderConfirmed"
+    ROUTING_KEY = "order.confirmed"
+
+    order_id: str
+    prescription_id: str
+    patient_id: str
+    pharmacy_id: str
+    total_cents: int
+
+
+class OrderRejected(Event):
+    TYPE = "OrderRejected"
+    ROUTING_KEY = "order.rejected"
+
+    order_id: str
+    prescription_id: str
+    patient_id: str
+    reason: str
+
+
+class OrderCancelled(Event):
+    TYPE = "OrderCancelled"
+    ROUTING_KEY = "order.cancelled"
+
+    order_id: str
+    prescription_id: str
+    patient_id: str
+    reason: str
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    PrescriptionUploaded,
+    PrescriptionWithdrawn,
+    OrderCreated,
+    StockReserved,
+    StockReservationFailed,
+    PaymentApproved,
+    PaymentDeclined,
+    PaymentRefunded,
+    OrderConfirmed,
+    OrderRejected,
+    OrderCancelled,
+)

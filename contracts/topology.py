@@ -1,0 +1,75 @@
+"""Who listens to what, and who answers which command: the routing table of the whole platform.
+
+Every service declares the whole table at start-up, so services can start in any order without an
+event being published before the queue that should hold it exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from contracts import commands as c
+from contracts import events as e
+from contracts.base import Command, Event
+
+EVENTS_EXCHANGE = "events"
+DEAD_LETTER_EXCHANGE = "dead-letters"
+
+SUBSCRIPTIONS: Mapping[str, tuple[type[Event], ...]] = {
+    "order_service": (
+        e.PrescriptionUploaded,
+        e.PrescriptionWithdrawn,
+        e.StockReserved,
+        e.StockReservationFailed,
+        e.PaymentApproved,
+        e.PaymentDeclined,
+        e.PaymentRefunded,
+    ),
+    "inventory_service": (e.OrderCreated, e.PaymentApproved, e.PaymentDeclined, e.OrderCancelled),
+    "payment_service": (e.StockReserved, e.OrderCancelled),
+    "prescription_service": (e.OrderCreated, e.OrderConfirmed, e.OrderRejected, e.OrderCancelled),
+}
+
+COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
+    "inventory_service": (
+        c.Ping,
+        c.CreatePharmacy,
+        c.ListPharmacies,
+        c.CreateMedication,
+        c.UpdateMedication,
+        c.GetMedication,
+        c.ListMedications,
+        c.DiscontinueMedication,
+        c.SetStock,
+        c.GetAvailability,
+    ),
+    "payment_service": (
+        c.Ping,
+        c.AddPaymentMethod,
+        c.ListPaymentMethods,
+        c.GetPaymentMethod,
+        c.ListPayments,
+        c.GetPayment,
+        c.HidePayment,
+    ),
+    "prescription_service": (
+        c.Ping,
+        c.UploadPrescription,
+        c.ListPrescriptions,
+        c.GetPrescription,
+        c.WithdrawPrescription,
+    ),
+    "order_service": (c.Ping, c.ListOrders, c.GetOrder, c.CancelOrder),
+}
+
+
+def event_queue(namespace: str, service: str) -> str:
+    return f"{namespace}.{service}.events"
+
+
+def rpc_queue(namespace: str, service: str) -> str:
+    return f"{namespace}.{service}.rpc"
+
+
+def dead_letter_queue(queue: str) -> str:
+    return f"{queue}.dlq"

@@ -1,0 +1,22 @@
+"""The base of every stored aggregate: identity, optimistic version, and the events it has applied."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Aggregate(BaseModel):
+    """A consistency boundary kept in one document, changed by one atomic update at a time.
+
+    `processed_event_ids` makes a consumer idempotent inside the same write as the state change: the
+    store offers no multi-document transactions, so a separate "processed" collection would not do.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    version: int = 0
+    processed_event_ids: list[str] = []
+
+    def has_processed(self, event_id: str) -> bool:
+        return event_id in self.processed_event_ids

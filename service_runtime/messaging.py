@@ -1,0 +1,319 @@
+"""Broker wiring: the topology, publishing events, consuming them idempotently, and RPC both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from aio_pika import ExchangeType
+from aiormq.exceptions import AMQPError
+from faststream.rabbit import Channel, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit.annotations import RabbitMessage
+from faststream.rabbit.schemas import QueueType
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from contracts import topology
+from contracts.base import Command, Envelope, Event, RpcError, RpcReply
+from contracts.commands import Ping
+from contracts.events import ALL_EVENTS
+from service_runtime import logs
+from service_runtime.errors import CommandRefused, PermanentFailure, RetryLater, ServiceUnavailable
+from service_runtime.settings import RuntimeSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+E = TypeVar("E", bound=Event)
+C = TypeVar("C", bound=Command)
+
+ROUTING_KEYS: dict[str, str] = {e.TYPE: e.ROUTING_KEY for e in ALL_EVENTS}
+COMMAND_OWNERS: dict[str, str] = {
+    command.TYPE: service
+    for service, commands in topology.COMMANDS.items()
+    for command in commands
+    if command.TYPE != "Ping"
+}
+
+
+def make_broker(settings: RuntimeSettings) -> RabbitBroker:
+    # on_return_raises: publisher confirms ack an unroutable message too; mandatory + this makes it an error.
+    return RabbitBroker(
+        settings.rabbitmq_url,
+        default_channel=Channel(prefetch_count=settings.prefetch_count, on_return_raises=True),
+        logger=logging.getLogger("faststream"),
+        log_level=logging.DEBUG,
+        graceful_timeout=10.0,
+    )
+
+
+class Topology:
+    """Names and arguments of every exchange and queue, under one namespace."""
+
+    def __init__(self, settings: RuntimeSettings) -> None:
+        self.namespace = settings.broker_namespace
+        self.delivery_limit = settings.delivery_limit
+        self.rpc_ttl_ms = int(settings.rpc_timeout_seconds * 1000)
+        self.events = RabbitExchange(f"{self.namespace}.{topology.EVENTS_EXCHANGE}", type=ExchangeType.TOPIC, durable=True)
+        self.dead_letters = RabbitExchange(
+            f"{self.namespace}.{topology.DEAD_LETTER_EXCHANGE}", type=ExchangeType.DIRECT, durable=True
+        )
+
+    def event_queue(self, service: str) -> RabbitQueue:
+        name = topology.event_queue(self.namespace, service)
+        # Debian's RabbitMQ 3.10 sets no delivery limit by default: a poison message would loop forever.
+        return RabbitQueue(
+            name,
+            queue_type=QueueType.QUORUM,
+            durable=True,
+            arguments={
+                "x-delivery-limit": self.delivery_limit,
+                "x-dead-letter-exchange": self.dead_letters.name,
+                "x-dead-letter-routing-key": name,
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            },
+        )
+
+    def dead_letter_queue(self, queue: str) -> RabbitQueue:
+        return RabbitQueue(topology.dead_letter_queue(queue), queue_type=QueueType.QUORUM, durable=True)
+
+    def rpc_queue(self, service: str) -> RabbitQueue:
+        # A request nobody answered within the caller's timeout is worthless: let the broker drop it.
+        return RabbitQueue(
+            topology.rpc_queue(self.namespace, service), durable=True, arguments={"x-message-ttl": self.rpc_ttl_ms}
+        )
+
+    async def declare(self, broker: RabbitBroker) -> None:
+        """Declare every event queue of the platform with its bindings and dead-letter queue."""
+        events = await broker.declare_exchange(self.events)
+        dead_letters = await broker.declare_exchange(self.dead_letters)
+        for service, event_types in topology.SUBSCRIPTIONS.items():
+            spec = self.event_queue(service)
+            queue = await broker.declare_queue(spec)
+            for event_type in event_types:
+                await queue.bind(events, routing_key=event_type.ROUTING_KEY)
+            dlq = await broker.declare_queue(self.dead_letter_queue(spec.name))
+            await dlq.bind(dead_letters, routing_key=spec.name)
+
+
+class EventBus:
+    """Publishes envelopes to the events exchange, persistent, mandatory, confirmed by the broker."""
+
+    def __init__(self, broker: RabbitBroker, topo: Topology) -> None:
+        self.broker = broker
+        self.topology = topo
+
+    async def publish(self, envelope: dict[str, Any]) -> None:
+        kind = envelope["type"]
+        await self.broker.publish(
+            Envelope.model_validate(envelope).model_dump_json().encode(),
+            exchange=self.topology.events,
+            routing_key=ROUTING_KEYS[kind],
+            persist=True,
+            mandatory=True,
+            message_id=envelope["event_id"],
+            correlation_id=envelope["correlation_id"],
+            message_type=kind,
+            content_type="application/json",
+            headers={"x-event-version": envelope["version"], "x-causation-id": envelope.get("causation_id") or ""},
+        )
+
+
+EventHandler = Callable[[Any, Envelope], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class _EventRoute:
+    model: type[Event]
+    handler: EventHandler
+
+
+class EventConsumer:
+    """Takes one service's event queue: validates, dispatches by type, acks after the work is stored.
+
+    Bad messages (not an envelope, unknown type, invalid payload, PermanentFailure) go to the dead-letter
+    queue at once with the reason in headers. Anything else is retried with backoff, and dead-lettered
+    with its last error when the delivery limit is reached, so the queue behind it keeps flowing.
+    """
+
+    def __init__(self, service: str, broker: RabbitBroker, topo: Topology, settings: RuntimeSettings) -> None:
+        self.service = service
+        self.broker = broker
+        self.topology = topo
+        self.queue = topo.event_queue(service)
+        self.backoff = settings.retry_backoff_seconds
+        self.routes: dict[str, _EventRoute] = {}
+
+    def on(self, model: type[E]) -> Callable[[Callable[[E, Envelope], Awaitable[None]]], Any]:
+        def register(handler: Callable[[E, Envelope], Awaitable[None]]) -> Any:
+            self.routes[model.TYPE] = _EventRoute(model, handler)
+            return handler
+
+        return register
+
+    def check_against_topology(self) -> None:
+        expected = {e.TYPE for e in topology.SUBSCRIPTIONS.get(self.service, ())}
+        if set(self.routes) != expected:
+            raise RuntimeError(f"{self.service} handles {sorted(self.routes)} but the topology says {sorted(expected)}")
+
+    async def consume(self, message: RabbitMessage) -> None:
+        try:
+            envelope = Envelope.model_validate_json(message.body)
+            route = self.routes.get(envelope.type)
+            if route is None:
+                raise PermanentFailure(f"{self.service} has no handler for {envelope.type!r}")
+            payload = route.model.model_validate(envelope.payload)
+        except (ValidationError, PermanentFailure) as exc:
+            await self._dead_letter(message, exc)
+            return
+        cid = logs.correlation_id.set(envelope.correlation_id)
+        eid = logs.event_id.set(str(envelope.event_id))
+        try:
+            await route.handler(payload, envelope)
+        except PermanentFailure as exc:
+            await self._dead_letter(message, exc)
+        except Exception as exc:
+            await self._retry_or_dead_letter(message, exc)
+        else:
+            await message.ack()
+        finally:
+            logs.correlation_id.reset(cid)
+            logs.event_id.reset(eid)
+
+    async def _retry_or_dead_letter(self, message: RabbitMessage, exc: Exception) -> None:
+        # Quorum queues count redeliveries in x-delivery-count (absent on the first delivery).
+        attempt = int((message.headers or {}).get("x-delivery-count", 0)) + 1
+        if attempt >= self.topology.delivery_limit:
+            await self._dead_letter(message, exc)
+            return
+        level = logging.INFO if isinstance(exc, RetryLater) else logging.WARNING
+        log.log(level, "attempt %d failed, will retry: %s: %s", attempt, type(exc).__name__, exc)
+        await asyncio.sleep(min(self.backoff * 2 ** min(attempt - 1, 6), 5.0))
+        await message.nack(requeue=True)
+
+    async def _dead_letter(self, message: RabbitMessage, exc: Exception) -> None:
+        log.error("dead-lettering message %s: %s: %s", message.message_id, type(exc).__name__, exc)
+        raw = message.raw_message
+        headers = dict(message.headers or {})
+        headers.update(
+            {
+                "x-error": str(exc)[:2000],
+                "x-error-type": type(exc).__name__,
+                "x-failed-service": self.service,
+                "x-failed-at": datetime.now(UTC).isoformat(),
+                "x-original-exchange": raw.exchange or "",
+                "x-original-routing-key": raw.routing_key or "",
+            }
+        )
+        await self.broker.publish(
+            message.body,
+            exchange=self.topology.dead_letters,
+            routing_key=self.queue.name,
+            persist=True,
+            mandatory=True,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            message_type=raw.type,
+            content_type=message.content_type,
+            headers=headers,
+        )
+        await message.ack()
+
+
+CommandHandler = Callable[[Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class _CommandRoute:
+    model: type[Command]
+    handler: CommandHandler
+
+
+def _to_jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_to_jsonable(v) for v in value]
+    return value
+
+
+class CommandServer:
+    """Answers one service's RPC queue: every reply is an RpcReply, never an exception."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.routes: dict[str, _CommandRoute] = {}
+
+    def on(self, model: type[C]) -> Callable[[Callable[[C], Awaitable[Any]]], Any]:
+        def register(handler: Callable[[C], Awaitable[Any]]) -> Any:
+            self.routes[model.TYPE] = _CommandRoute(model, handler)
+            return handler
+
+        return register
+
+    async def answer(self, message: RabbitMessage) -> bytes:
+        reply = await self.dispatch(message.raw_message.type or "", message.body)
+        return reply.model_dump_json().encode()
+
+    async def dispatch(self, kind: str, body: bytes) -> RpcReply:
+        if kind == "Ping":
+            return RpcReply(data={"service": self.service})
+        route = self.routes.get(kind)
+        if route is None:
+            return RpcReply(error=RpcError(code="invalid", detail=f"{self.service} knows no command {kind!r}"))
+        try:
+            command = route.model.model_validate_json(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or None
+            return RpcReply(error=RpcError(code="invalid", detail=first["msg"], field=field))
+        try:
+            return RpcReply(data=_to_jsonable(await route.handler(command)))
+        except CommandRefused as exc:
+            return RpcReply(error=RpcError(code=exc.code, detail=exc.detail, field=exc.field))
+        except Exception:
+            log.exception("command %s failed", kind)
+            return RpcReply(error=RpcError(code="internal", detail="the service failed to carry out the command"))
+
+
+class RpcClient:
+    """Sends a command to the service that owns it and waits for the answer."""
+
+    def __init__(self, broker: RabbitBroker, settings: RuntimeSettings) -> None:
+        self.broker = broker
+        self.namespace = settings.broker_namespace
+        self.timeout = settings.rpc_timeout_seconds
+
+    async def ask(
+        self, command: Command, answer: Any, *, service: str | None = None, timeout: float | None = None
+    ) -> Any:
+        """Send `command`; return its data validated as `answer` (a type or a type expression).
+
+        Raises CommandRefused with the service's code, or ServiceUnavailable when nobody answers.
+        """
+        owner = service or COMMAND_OWNERS[command.TYPE]
+        try:
+            response = await self.broker.request(
+                command.model_dump_json().encode(),
+                queue=topology.rpc_queue(self.namespace, owner),
+                message_type=command.TYPE,
+                content_type="application/json",
+                correlation_id=logs.correlation_id.get(),
+                timeout=timeout or self.timeout,
+            )
+        except (TimeoutError, AMQPError) as exc:
+            raise ServiceUnavailable(f"{owner} did not answer {command.TYPE}") from exc
+        reply = RpcReply.model_validate_json(response.body)
+        if reply.error is not None:
+            raise CommandRefused(reply.error.code, reply.error.detail, reply.error.field)
+        return TypeAdapter(answer).validate_python(reply.data)
+
+    async def ping(self, service: str) -> bool:
+        try:
+            await self.ask(Ping(), dict, service=service, timeout=2.0)
+        except (ServiceUnavailable, CommandRefused):
+            return False
+        return True
