@@ -1,0 +1,252 @@
+"""Stock rules: where an order can be served, holding and releasing stock. No I/O."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+from contracts.commands import AvailabilityView, MedicationView, PharmacyView, StockView
+from contracts.events import LineShortage, Location, PrescribedLine, ReservedLine
+from service_runtime.aggregate import Aggregate
+
+EARTH_RADIUS_KM = 6371.0
+
+
+class OutOfStock(Exception):
+    """A pharmacy no longer has enough of a medication to hold what an order needs."""
+
+
+class Medication(Aggregate):
+    name: str
+    strength: str
+    form: str
+    price_cents: int
+    prescription_only: bool
+    discontinued: bool = False
+    catalogue_key: str
+    created_at: datetime
+
+    def view(self) -> MedicationView:
+        return MedicationView(
+            id=self.id,
+            name=self.name,
+            strength=self.strength,
+            form=self.form,
+            price_cents=self.price_cents,
+            prescription_only=self.prescription_only,
+        )
+
+
+def catalogue_key(name: str, strength: str, form: str) -> str:
+    """Two catalogue entries with the same name, strength and form are the same medication."""
+    return "|".join(part.strip().casefold() for part in (name, strength, form))
+
+
+class StockLevel(BaseModel):
+    available: int = 0
+    reserved: int = 0
+    sold: int = 0
+
+
+class Hold(BaseModel):
+    lines: list[ReservedLine]
+    held_at: datetime
+
+
+class Pharmacy(Aggregate):
+    """A pharmacy and its stock: one document, so holding every line of an order is one atomic write."""
+
+    name: str
+    address: str
+    location: Location
+    stock: dict[str, StockLevel] = {}
+    holds: dict[str, Hold] = {}
+    # Orders whose sold stock came back (cancelled after a late payment): guards against doing it twice.
+    returns: list[str] = []
+    created_at: datetime
+
+    def available(self, medication_id: str) -> int:
+        level = self.stock.get(medication_id)
+        return level.available if level else 0
+
+    def set_available(self, medication_id: str, quantity: int) -> None:
+        self.stock.setdefault(medication_id, StockLevel()).available = quantity
+
+    def hold(self, order_id: str, lines: Sequence[ReservedLine], now: datetime) -> None:
+        """Move every line from available to reserved, all or nothing."""
+        if order_id in self.holds:
+            return
+        for line in lines:
+            if self.available(line.medication_id) < line.quantity:
+                raise OutOfStock(f"{self.name} has {self.available(line.medication_id)} of {line.medication_id}")
+        for line in lines:
+            level = self.stock[line.medication_id]
+            level.available -= line.quantity
+            level.reserved += line.quantity
+        self.holds[order_id] = Hold(lines=list(lines), held_at=now)
+
+    def release(self, order_id: str) -> None:
+        """Give an order's held stock back to the shelf (payment declined, order cancelled)."""
+        hold = self.holds.pop(order_id, None)
+        for line in hold.lines if hold else ():
+            level = self.stock[line.medication_id]
+            level.reserved -= line.quantity
+            level.available += line.quantity
+
+    def sell(self, order_id: str) -> None:
+        """The order is paid: its held stock is sold."""
+        hold = self.holds.pop(order_id, None)
+        for line in hold.lines if hold else ():
+            level = self.stock[line.medication_id]
+            level.reserved -= line.quantity
+            level.sold += line.quantity
+
+    def take_back(self, order_id: str, lines: Sequence[ReservedLine]) -> None:
+        """Sold stock of an order cancelled after payment returns to the shelf, once."""
+        if order_id in self.returns:
+            return
+        for line in lines:
+            level = self.stock[line.medication_id]
+            level.sold -= line.quantity
+            level.available += line.quantity
+        self.returns.append(order_id)
+
+    def view(self) -> PharmacyView:
+        return PharmacyView(id=self.id, name=self.name, address=self.address, location=self.location)
+
+    def stock_view(self, medication_id: str) -> StockView:
+        level = self.stock.get(medication_id, StockLevel())
+        return StockView(
+            pharmacy_id=self.id,
+            medication_id=medication_id,
+            quantity=level.available,
+            reserved=level.reserved,
+            sold=level.sold,
+        )
+
+
+ReservationState = Literal["RESERVING", "RESERVED", "FAILED", "SOLD", "RELEASED", "RETURNED"]
+
+
+class Reservation(Aggregate):
+    """Inventory's record of one order (id = order id): where its stock is held and what became of it."""
+
+    state: ReservationState
+    patient_id: str = ""
+    payment_method_id: str = ""
+    pharmacy_id: str | None = None
+    lines: list[ReservedLine] = []
+    total_cents: int = 0
+    shortages: list[LineShortage] = []
+    created_at: datetime
+
+
+def distance_km(a: Location, b: Location) -> float:
+    """Great-circle distance (haversine): the store has no geo index we can rely on."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (a.latitude, a.longitude, b.latitude, b.longitude))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
+
+
+def merge_lines(lines: Iterable[PrescribedLine]) -> dict[str, int]:
+    """Quantities per medication: a prescription may name one medication on two lines."""
+    wanted: Counter[str] = Counter()
+    for line in lines:
+        wanted[line.medication_id] += line.quantity
+    return dict(wanted)
+
+
+@dataclass(frozen=True)
+class Plan:
+    pharmacy: Pharmacy
+    lines: list[ReservedLine]
+
+    @property
+    def total_cents(self) -> int:
+        return sum(line.quantity * line.unit_price_cents for line in self.lines)
+
+
+def plan_reservation(
+    lines: Sequence[PrescribedLine],
+    destination: Location,
+    pharmacies: Sequence[Pharmacy],
+    catalogue: Mapping[str, Medication],
+    *,
+    radius_km: float,
+    exclude: frozenset[str] = frozenset(),
+) -> Plan | list[LineShortage]:
+    """The nearest pharmacy within the radius that has every line, or why each short line is short."""
+    wanted = merge_lines(lines)
+    shortages = [
+        LineShortage(medication_id=m, requested=q, best_available=0, reason=_catalogue_problem(catalogue.get(m)))
+        for m, q in wanted.items()
+        if catalogue.get(m) is None or catalogue[m].discontinued
+    ]
+    if shortages:
+        return shortages
+    nearby = sorted(
+        (p for p in pharmacies if distance_km(p.location, destination) <= radius_km),
+        key=lambda p: (distance_km(p.location, destination), p.id),
+    )
+    for pharmacy in nearby:
+        if pharmacy.id not in exclude and all(pharmacy.available(m) >= q for m, q in wanted.items()):
+            priced = [
+                ReservedLine(medication_id=m, quantity=q, unit_price_cents=catalogue[m].price_cents)
+                for m, q in wanted.items()
+            ]
+            return Plan(pharmacy=pharmacy, lines=priced)
+    return [
+        _shortage(m, q, nearby, radius_km)
+        for m, q in wanted.items()
+        if not any(p.available(m) >= q for p in nearby)
+    ] or [_split_shortage(wanted, radius_km)]
+
+
+def _catalogue_problem(medication: Medication | None) -> str:
+    return "not in the catalogue" if medication is None else "discontinued"
+
+
+def _shortage(medication_id: str, requested: int, nearby: Sequence[Pharmacy], radius_km: float) -> LineShortage:
+    best = max((p.available(medication_id) for p in nearby), default=0)
+    reason = (
+        f"no pharmacy within {radius_km:g} km has it in stock"
+        if best == 0
+        else f"at most {best} available at one pharmacy within {radius_km:g} km"
+    )
+    return LineShortage(medication_id=medication_id, requested=requested, best_available=best, reason=reason)
+
+
+def _split_shortage(wanted: Mapping[str, int], radius_km: float) -> LineShortage:
+    # Every line is in stock somewhere, but no single pharmacy has them all.
+    first = next(iter(wanted))
+    return LineShortage(
+        medication_id=first,
+        requested=wanted[first],
+        best_available=0,
+        reason=f"no single pharmacy within {radius_km:g} km has every line of the prescription",
+    )
+
+
+def availability(
+    medication_id: str, pharmacies: Iterable[Pharmacy], near: Location | None
+) -> list[AvailabilityView]:
+    """Pharmacies that have the medication on the shelf, nearest first when a location is given."""
+    views = [
+        AvailabilityView(
+            pharmacy_id=p.id,
+            pharmacy_name=p.name,
+            address=p.address,
+            location=p.location,
+            quantity=p.available(medication_id),
+            distance_km=round(distance_km(p.location, near), 3) if near else None,
+        )
+        for p in pharmacies
+        if p.available(medication_id) > 0
+    ]
+    return sorted(views, key=lambda v: (v.distance_km or 0.0, v.pharmacy_name))

@@ -1,0 +1,293 @@
+"""One thin function per message. The reservation is written so a crash at any step can be resumed."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from pymongo.errors import DuplicateKeyError
+
+from contracts.base import Envelope, Event
+from contracts.commands import (
+    AvailabilityView,
+    CreateMedication,
+    CreatePharmacy,
+    DiscontinueMedication,
+    GetAvailability,
+    GetMedication,
+    ListMedications,
+    ListPharmacies,
+    MedicationView,
+    PharmacyView,
+    SetStock,
+    StockView,
+    UpdateMedication,
+)
+from contracts.events import (
+    OrderCancelled,
+    OrderCreated,
+    PaymentApproved,
+    PaymentDeclined,
+    StockReservationFailed,
+    StockReserved,
+)
+from inventory_service import domain, store
+from inventory_service.domain import Medication, Pharmacy, Plan, Reservation
+from inventory_service.store import Stores
+from service_runtime.errors import CommandRefused, ConcurrentModification
+from service_runtime.service import Service
+from service_runtime.settings import RuntimeSettings
+
+log = logging.getLogger(__name__)
+
+
+class InventorySettings(RuntimeSettings):
+    mongodb_database: str = "pharmacy_inventory"
+    # How far from the delivery address a pharmacy may be to serve an order.
+    delivery_radius_km: float = 50.0
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def register(service: Service, s: Stores, settings: InventorySettings) -> None:  # noqa: C901
+    async def hold_at(pharmacy_id: str, order_id: str, plan: Plan) -> bool:
+        try:
+            await service.change(s.pharmacies, pharmacy_id, lambda p: _hold(p, order_id, plan), cause=None)
+        except (domain.OutOfStock, ConcurrentModification):
+            return False
+        return True
+
+    def _hold(pharmacy: Pharmacy, order_id: str, plan: Plan) -> list[Event]:
+        pharmacy.hold(order_id, plan.lines, now())
+        return []
+
+    async def reserve(event: OrderCreated) -> Plan | list[domain.LineShortage]:
+        """Hold every line at the nearest pharmacy that has them; try the next one if it ran out meanwhile."""
+        tried: set[str] = set()
+        catalogue = await store.medications_by_id(s, [line.medication_id for line in event.lines])
+        while True:
+            outcome = domain.plan_reservation(
+                event.lines,
+                event.delivery_location,
+                await store.all_pharmacies(s),
+                catalogue,
+                radius_km=settings.delivery_radius_km,
+                exclude=frozenset(tried),
+            )
+            if not isinstance(outcome, Plan) or await hold_at(outcome.pharmacy.id, event.order_id, outcome):
+                return outcome
+            tried.add(outcome.pharmacy.id)
+
+    @service.events.on(OrderCreated)
+    async def reserve_stock(event: OrderCreated, envelope: Envelope) -> None:
+        # Step 1: a RESERVING record first, so a crash after holding stock can be found and finished.
+        started = Reservation(
+            id=event.order_id,
+            state="RESERVING",
+            patient_id=event.patient_id,
+            payment_method_id=event.payment_method_id,
+            created_at=now(),
+        )
+        await s.reservations.add(started)
+        current = await s.reservations.get(event.order_id)
+        if current is None or current.state != "RESERVING":
+            # Already decided, or the order was cancelled before we saw it: publish leftovers only.
+            await service.publish_pending(s.reservations, event.order_id)
+            return
+        # Step 2: hold the stock (or find the hold a crashed attempt already made).
+        holder = await store.pharmacy_holding(s, event.order_id)
+        if holder is not None:
+            hold = holder.holds[event.order_id]
+            outcome: Plan | list[domain.LineShortage] = Plan(pharmacy=holder, lines=hold.lines)
+        else:
+            outcome = await reserve(event)
+        # Step 3: record the decision and its event in one write.
+        await service.change(
+            s.reservations, event.order_id, lambda r: _decide(r, event, outcome), cause=envelope
+        )
+
+    def _decide(reservation: Reservation, event: OrderCreated, outcome: Plan | list[domain.LineShortage]) -> list[Event]:
+        if reservation.state != "RESERVING":
+            return []
+        if isinstance(outcome, Plan):
+            reservation.state = "RESERVED"
+            reservation.pharmacy_id = outcome.pharmacy.id
+            reservation.lines = outcome.lines
+            reservation.total_cents = outcome.total_cents
+            return [
+                StockReserved(
+                    order_id=event.order_id,
+                    patient_id=event.patient_id,
+                    pharmacy_id=outcome.pharmacy.id,
+                    lines=tuple(outcome.lines),
+                    total_cents=outcome.total_cents,
+                    payment_method_id=event.payment_method_id,
+                )
+            ]
+        reservation.state = "FAILED"
+        reservation.shortages = outcome
+        return [StockReservationFailed(order_id=event.order_id, shortages=tuple(outcome))]
+
+    async def release(order_id: str, envelope: Envelope) -> None:
+        """Give the order's stock back, whatever step it reached; remember it if it never got stock."""
+        tombstone = Reservation(id=order_id, state="RELEASED", created_at=now())
+        if await s.reservations.add(tombstone, caused_by=str(envelope.event_id)):
+            return  # cancelled before OrderCreated reached us: the reservation will not be made
+        reservation = await s.reservations.get(order_id)
+        assert reservation is not None
+        if reservation.state in ("RESERVED", "RESERVING"):
+            holder = await store.pharmacy_holding(s, order_id)
+            if holder is not None:
+                await service.change(s.pharmacies, holder.id, lambda p: _release(p, order_id), cause=None)
+        elif reservation.state == "SOLD" and reservation.pharmacy_id:
+            # Paid and cancelled at once: the refund is payment_service's, the stock comes back here.
+            lines = reservation.lines
+            await service.change(
+                s.pharmacies, reservation.pharmacy_id, lambda p: _take_back(p, order_id, lines), cause=None
+            )
+        await service.change(s.reservations, order_id, _mark_released, cause=envelope)
+
+    def _release(pharmacy: Pharmacy, order_id: str) -> list[Event]:
+        pharmacy.release(order_id)
+        return []
+
+    def _take_back(pharmacy: Pharmacy, order_id: str, lines: list[domain.ReservedLine]) -> list[Event]:
+        pharmacy.take_back(order_id, lines)
+        return []
+
+    def _mark_released(reservation: Reservation) -> list[Event]:
+        if reservation.state in ("RESERVED", "RESERVING"):
+            reservation.state = "RELEASED"
+        elif reservation.state == "SOLD":
+            reservation.state = "RETURNED"
+        return []
+
+    @service.events.on(PaymentDeclined)
+    async def release_declined(event: PaymentDeclined, envelope: Envelope) -> None:
+        await release(event.order_id, envelope)
+
+    @service.events.on(OrderCancelled)
+    async def release_cancelled(event: OrderCancelled, envelope: Envelope) -> None:
+        await release(event.order_id, envelope)
+
+    @service.events.on(PaymentApproved)
+    async def sell_reserved(event: PaymentApproved, envelope: Envelope) -> None:
+        reservation = await s.reservations.get(event.order_id)
+        if reservation is None or reservation.state != "RESERVED" or reservation.pharmacy_id is None:
+            # Released meanwhile (cancelled): payment_service refunds; nothing is sold.
+            return
+        await service.change(s.pharmacies, reservation.pharmacy_id, lambda p: _sell(p, event.order_id), cause=None)
+        await service.change(s.reservations, event.order_id, _mark_sold, cause=envelope)
+
+    def _sell(pharmacy: Pharmacy, order_id: str) -> list[Event]:
+        pharmacy.sell(order_id)
+        return []
+
+    def _mark_sold(reservation: Reservation) -> list[Event]:
+        if reservation.state == "RESERVED":
+            reservation.state = "SOLD"
+        return []
+
+    # --- commands from the gateway ---------------------------------------------------------------
+
+    @service.commands.on(CreatePharmacy)
+    async def create_pharmacy(command: CreatePharmacy) -> PharmacyView:
+        pharmacy = Pharmacy(
+            id=str(uuid4()), name=command.name, address=command.address, location=command.location, created_at=now()
+        )
+        await s.pharmacies.add(pharmacy)
+        return pharmacy.view()
+
+    @service.commands.on(ListPharmacies)
+    async def list_pharmacies(command: ListPharmacies) -> list[PharmacyView]:
+        found = await s.pharmacies.find({}, skip=command.page.offset, limit=command.page.limit)
+        return [p.view() for p in found]
+
+    @service.commands.on(CreateMedication)
+    async def create_medication(command: CreateMedication) -> MedicationView:
+        medication = Medication(
+            id=str(uuid4()),
+            name=command.name,
+            strength=command.strength,
+            form=command.form,
+            price_cents=command.price_cents,
+            prescription_only=command.prescription_only,
+            catalogue_key=domain.catalogue_key(command.name, command.strength, command.form),
+            created_at=now(),
+        )
+        if not await _add_unique(medication):
+            raise CommandRefused("conflict", "a medication with this name, strength and form already exists", "name")
+        return medication.view()
+
+    async def _add_unique(medication: Medication) -> bool:
+        try:
+            return await s.medications.add(medication)
+        except DuplicateKeyError:
+            return False
+
+    async def _medication(medication_id: str) -> Medication:
+        medication = await s.medications.get(medication_id)
+        if medication is None or medication.discontinued:
+            raise CommandRefused("not_found", f"medication {medication_id} not found")
+        return medication
+
+    @service.commands.on(GetMedication)
+    async def get_medication(command: GetMedication) -> MedicationView:
+        return (await _medication(command.medication_id)).view()
+
+    @service.commands.on(ListMedications)
+    async def list_medications(command: ListMedications) -> list[MedicationView]:
+        if command.medication_ids is not None:
+            found = await store.medications_by_id(s, command.medication_ids)
+            return [m.view() for m in found.values() if not m.discontinued]
+        return [m.view() for m in await store.list_medications(s, limit=command.page.limit, offset=command.page.offset)]
+
+    @service.commands.on(UpdateMedication)
+    async def update_medication(command: UpdateMedication) -> MedicationView:
+        await _medication(command.medication_id)
+        changes = command.model_dump(exclude={"medication_id"}, exclude_none=True)
+
+        def apply(m: Medication) -> list[Event]:
+            for name, value in changes.items():
+                setattr(m, name, value)
+            m.catalogue_key = domain.catalogue_key(m.name, m.strength, m.form)
+            return []
+
+        try:
+            updated = await service.change(s.medications, command.medication_id, apply, cause=None)
+        except DuplicateKeyError as exc:
+            raise CommandRefused("conflict", "a medication with this name, strength and form already exists") from exc
+        return updated.view()
+
+    @service.commands.on(DiscontinueMedication)
+    async def discontinue_medication(command: DiscontinueMedication) -> None:
+        await _medication(command.medication_id)
+
+        def apply(m: Medication) -> list[Event]:
+            m.discontinued = True
+            # Free the name for a new entry; the old one stays for the orders that name it.
+            m.catalogue_key = f"{m.catalogue_key}|discontinued|{m.id}"
+            return []
+
+        await service.change(s.medications, command.medication_id, apply, cause=None)
+
+    @service.commands.on(SetStock)
+    async def set_stock(command: SetStock) -> StockView:
+        await _medication(command.medication_id)
+        if await s.pharmacies.get(command.pharmacy_id) is None:
+            raise CommandRefused("not_found", f"pharmacy {command.pharmacy_id} not found")
+
+        def apply(p: Pharmacy) -> list[Event]:
+            p.set_available(command.medication_id, command.quantity)
+            return []
+
+        pharmacy = await service.change(s.pharmacies, command.pharmacy_id, apply, cause=None)
+        return pharmacy.stock_view(command.medication_id)
+
+    @service.commands.on(GetAvailability)
+    async def get_availability(command: GetAvailability) -> list[AvailabilityView]:
+        await _medication(command.medication_id)
+        return domain.availability(command.medication_id, await store.all_pharmacies(s), command.near)

@@ -1,0 +1,51 @@
+"""Pharmacies, medications and reservations in inventory_service's own database."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pymongo import ASCENDING
+
+from inventory_service.domain import Medication, Pharmacy, Reservation
+from service_runtime.service import Service
+from service_runtime.store import Repository
+
+
+@dataclass(frozen=True)
+class Stores:
+    pharmacies: Repository[Pharmacy]
+    medications: Repository[Medication]
+    reservations: Repository[Reservation]
+
+
+def stores(service: Service) -> Stores:
+    return Stores(
+        pharmacies=service.repository("pharmacies", Pharmacy),
+        medications=service.repository("medications", Medication),
+        reservations=service.repository("reservations", Reservation),
+    )
+
+
+async def ensure_indexes(s: Stores) -> None:
+    await s.medications.collection.create_index([("catalogue_key", ASCENDING)], unique=True)
+
+
+async def all_pharmacies(s: Stores) -> list[Pharmacy]:
+    return await s.pharmacies.find({})
+
+
+async def pharmacy_holding(s: Stores, order_id: str) -> Pharmacy | None:
+    """The pharmacy that holds stock for this order, if a reservation got that far before a crash."""
+    found = await s.pharmacies.find({f"holds.{order_id}": {"$exists": True}}, limit=1)
+    return found[0] if found else None
+
+
+async def medications_by_id(s: Stores, ids: Sequence[str]) -> dict[str, Medication]:
+    return {m.id: m for m in await s.medications.find({"_id": {"$in": list(ids)}})}
+
+
+async def list_medications(s: Stores, *, limit: int, offset: int) -> list[Medication]:
+    return await s.medications.find(
+        {"discontinued": False}, sort=[("catalogue_key", ASCENDING), ("_id", ASCENDING)], skip=offset, limit=limit
+    )

@@ -1,0 +1,92 @@
+"""One thin function per message: load the order, let the domain decide, store and publish."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from contracts.base import Envelope
+from contracts.commands import CancelOrder, GetOrder, ListOrders, OrderView
+from contracts.events import (
+    PaymentApproved,
+    PaymentDeclined,
+    PaymentRefunded,
+    PrescriptionUploaded,
+    PrescriptionWithdrawn,
+    StockReservationFailed,
+    StockReserved,
+)
+from order_service import domain, store
+from order_service.domain import Order
+from service_runtime.errors import CommandRefused
+from service_runtime.service import Service, wrap
+from service_runtime.store import Repository
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def register(service: Service, orders: Repository[Order]) -> None:
+    @service.events.on(PrescriptionUploaded)
+    async def open_order(event: PrescriptionUploaded, envelope: Envelope) -> None:
+        order, events = domain.open_order(event, now())
+        # The unique id (and prescription index) make a redelivered upload a no-op.
+        await orders.add(order, wrap(events, envelope, order.id), caused_by=str(envelope.event_id))
+        await service.publish_pending(orders, order.id)
+
+    @service.events.on(StockReserved)
+    async def stock_reserved(event: StockReserved, envelope: Envelope) -> None:
+        await service.change(orders, event.order_id, lambda o: domain.record_reservation(o, event, now()), cause=envelope)
+
+    @service.events.on(StockReservationFailed)
+    async def stock_unavailable(event: StockReservationFailed, envelope: Envelope) -> None:
+        await service.change(orders, event.order_id, lambda o: domain.reject_for_shortage(o, event, now()), cause=envelope)
+
+    @service.events.on(PaymentApproved)
+    async def payment_approved(event: PaymentApproved, envelope: Envelope) -> None:
+        await service.change(orders, event.order_id, lambda o: domain.confirm_paid(o, event, now()), cause=envelope)
+
+    @service.events.on(PaymentDeclined)
+    async def payment_declined(event: PaymentDeclined, envelope: Envelope) -> None:
+        await service.change(
+            orders, event.order_id, lambda o: domain.cancel_for_declined_payment(o, event, now()), cause=envelope
+        )
+
+    @service.events.on(PaymentRefunded)
+    async def payment_refunded(event: PaymentRefunded, envelope: Envelope) -> None:
+        await service.change(orders, event.order_id, lambda o: domain.record_refund(o, event), cause=envelope)
+
+    @service.events.on(PrescriptionWithdrawn)
+    async def prescription_withdrawn(event: PrescriptionWithdrawn, envelope: Envelope) -> None:
+        reason = "prescription withdrawn by the patient"
+        await service.change(orders, event.order_id, lambda o: domain.cancel_if_open(o, reason, now()), cause=envelope)
+
+    @service.commands.on(ListOrders)
+    async def list_orders(command: ListOrders) -> list[OrderView]:
+        found = await store.list_orders(
+            orders, owner_id=command.owner_id, limit=command.page.limit, offset=command.page.offset
+        )
+        return [o.view() for o in found]
+
+    @service.commands.on(GetOrder)
+    async def get_order(command: GetOrder) -> OrderView:
+        return (await _visible_order(orders, command.order_id, command.owner_id)).view()
+
+    @service.commands.on(CancelOrder)
+    async def cancel_order(command: CancelOrder) -> OrderView:
+        await _visible_order(orders, command.order_id, command.owner_id)
+        try:
+            order = await service.change(
+                orders, command.order_id, lambda o: domain.cancel(o, command.reason, now()), cause=None
+            )
+        except domain.OrderNotCancellable as exc:
+            raise CommandRefused("conflict", str(exc)) from exc
+        return order.view()
+
+
+async def _visible_order(orders: Repository[Order], order_id: str, owner_id: str | None) -> Order:
+    order = await orders.get(order_id)
+    # Another patient's order answers exactly like a missing one: no probing for ids.
+    if order is None or (owner_id is not None and order.patient_id != owner_id):
+        raise CommandRefused("not_found", f"order {order_id} not found")
+    return order

@@ -1,0 +1,24 @@
+"""Orders in order_service's own database."""
+
+from __future__ import annotations
+
+from pymongo import ASCENDING, DESCENDING
+
+from order_service.domain import Order
+from service_runtime.service import Service
+from service_runtime.store import Repository
+
+
+def orders(service: Service) -> Repository[Order]:
+    return service.repository("orders", Order)
+
+
+async def ensure_indexes(repo: Repository[Order]) -> None:
+    # One order per prescription, whatever is redelivered.
+    await repo.collection.create_index([("prescription_id", ASCENDING)], unique=True)
+    await repo.collection.create_index([("patient_id", ASCENDING), ("created_at", DESCENDING)])
+
+
+async def list_orders(repo: Repository[Order], *, owner_id: str | None, limit: int, offset: int) -> list[Order]:
+    query = {} if owner_id is None else {"patient_id": owner_id}
+    return await repo.find(query, sort=[("created_at", DESCENDING), ("_id", ASCENDING)], skip=offset, limit=limit)

@@ -1,0 +1,1 @@
+"""Payment methods and charges, against a simulated card processor. Never keeps a card number or CVC."""

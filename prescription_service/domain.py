@@ -1,0 +1,81 @@
+"""A prescription's life. No I/O."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import uuid4
+
+from contracts.base import Event
+from contracts.commands import PrescriptionView, UploadPrescription
+from contracts.events import Location, PrescribedLine, PrescriptionUploaded, PrescriptionWithdrawn
+from service_runtime.aggregate import Aggregate
+
+# PROCESSING until its order ends; then what the order became. WITHDRAWN: the patient took it back.
+PrescriptionStatus = Literal["PROCESSING", "FILLED", "REJECTED", "CANCELLED", "WITHDRAWN"]
+
+
+class Prescription(Aggregate):
+    patient_id: str
+    order_id: str
+    lines: list[PrescribedLine]
+    delivery_location: Location
+    payment_method_id: str
+    status: PrescriptionStatus = "PROCESSING"
+    uploaded_at: datetime
+    withdrawn_at: datetime | None = None
+
+    def view(self) -> PrescriptionView:
+        return PrescriptionView(
+            id=self.id,
+            patient_id=self.patient_id,
+            order_id=self.order_id,
+            lines=tuple(self.lines),
+            delivery_location=self.delivery_location,
+            payment_method_id=self.payment_method_id,
+            status=self.status,
+            uploaded_at=self.uploaded_at,
+        )
+
+
+def upload(command: UploadPrescription, now: datetime) -> tuple[Prescription, list[Event]]:
+    """A new prescription, and the id of the order it will become (the saga's correlation id)."""
+    prescription = Prescription(
+        id=str(uuid4()),
+        patient_id=command.patient_id,
+        order_id=str(uuid4()),
+        lines=list(command.lines),
+        delivery_location=command.delivery_location,
+        payment_method_id=command.payment_method_id,
+        uploaded_at=now,
+    )
+    uploaded = PrescriptionUploaded(
+        prescription_id=prescription.id,
+        order_id=prescription.order_id,
+        patient_id=prescription.patient_id,
+        lines=command.lines,
+        delivery_location=command.delivery_location,
+        payment_method_id=command.payment_method_id,
+    )
+    return prescription, [uploaded]
+
+
+def withdraw(prescription: Prescription, now: datetime) -> list[Event]:
+    """The patient takes the prescription back: hidden from view, kept for the record; an open order is cancelled."""
+    if prescription.withdrawn_at is not None:
+        return []
+    prescription.withdrawn_at = now
+    was_open = prescription.status == "PROCESSING"
+    prescription.status = "WITHDRAWN" if was_open else prescription.status
+    return [
+        PrescriptionWithdrawn(
+            prescription_id=prescription.id, order_id=prescription.order_id, patient_id=prescription.patient_id
+        )
+    ]
+
+
+def follow_order(prescription: Prescription, outcome: PrescriptionStatus) -> list[Event]:
+    """Reflect the order's end; a withdrawn prescription stays withdrawn."""
+    if prescription.status == "PROCESSING":
+        prescription.status = outcome
+    return []
