@@ -1,0 +1,76 @@
+"""Wiring of the gateway: settings, broker (RPC client), the users store, routes, problem+json."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from fastapi import FastAPI
+
+from service_runtime.messaging import RpcClient, make_broker
+from service_runtime.store import connect
+from user_service import problems
+from user_service.domain import User
+from user_service.routes import auth, catalogue, health, orders, payments, prescriptions, users
+from user_service.security import hash_password
+from user_service.settings import Settings
+from user_service.store import UserStore
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_first_admin(store: UserStore, settings: Settings) -> None:
+    """Create the admin named by ADMIN_EMAIL / ADMIN_PASSWORD when that account does not exist yet."""
+    if not settings.admin_email or settings.admin_password is None:
+        return
+    email = settings.admin_email.casefold()
+    if await store.by_email(email=email) is not None:
+        return
+    admin = User(
+        id=str(uuid4()),
+        email=email,
+        full_name="Administrator",
+        role="admin",
+        password_hash=hash_password(settings.admin_password.get_secret_value()),
+        created_at=datetime.now(UTC),
+    )
+    await store.add(user=admin)
+    log.info("created the first admin %s", email)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        broker = make_broker(settings)
+        client = connect(settings)
+        app.state.settings = settings
+        app.state.db = client[settings.mongodb_database]
+        app.state.users = UserStore(app.state.db)
+        app.state.rpc = RpcClient(broker, settings)
+        await app.state.users.ensure_indexes()
+        await ensure_first_admin(app.state.users, settings)
+        await broker.start()
+        try:
+            yield
+        finally:
+            await broker.stop()
+            await client.close()
+
+    app = FastAPI(
+        title="Online pharmacy",
+        version="1.0.0",
+        description="Upload a prescription; the platform finds stock near you, takes payment and confirms the order.",
+        lifespan=lifespan,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    problems.install(app)
+    for module in (auth, users, catalogue, payments, prescriptions, orders, health):
+        app.include_router(module.router, prefix="/api/v1")
+    return app

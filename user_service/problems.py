@@ -1,0 +1,65 @@
+"""Every error leaves the gateway as application/problem+json (RFC 9457), mapped here once."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from service_runtime.errors import CommandRefused, ServiceUnavailable
+from user_service.domain import Forbidden
+
+log = logging.getLogger(__name__)
+
+_RPC_STATUS = {"not_found": 404, "conflict": 409, "invalid": 422, "forbidden": 403, "unavailable": 503, "internal": 500}
+
+
+def problem(status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
+
+
+def field_error(field: str, message: str) -> JSONResponse:
+    return problem(422, f"{field}: {message}", errors=[{"field": field, "message": message}])
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem(422, detail, errors=errors)
+
+    @app.exception_handler(CommandRefused)
+    async def refused(request: Request, exc: CommandRefused) -> JSONResponse:
+        status = _RPC_STATUS[exc.code]
+        if status == 422 and exc.field:
+            return field_error(exc.field, exc.detail)
+        return problem(status, exc.detail)
+
+    @app.exception_handler(ServiceUnavailable)
+    async def unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:
+        log.warning("%s", exc)
+        return problem(503, "a back-end service is not answering; try again shortly", headers={"Retry-After": "5"})
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+        return problem(403, str(exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Never a stack trace to the client: it goes to the log, the client gets a plain 500.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "internal error")

@@ -1,0 +1,1 @@
+"""Routes grouped by resource, all under /api/v1."""

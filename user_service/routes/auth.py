@@ -1,0 +1,57 @@
+"""Registration, sign-in and the signed-in user."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+from uuid import uuid4
+
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.security import OAuth2PasswordRequestForm
+
+from user_service.deps import CurrentUser, SettingsDep, Users
+from user_service.domain import User, WeakPassword, check_password_policy
+from user_service.problems import field_error
+from user_service.schemas import RegisterIn, TokenOut, UserOut
+from user_service.security import hash_password, issue_access_token, verify_password
+from user_service.store import EmailTaken
+
+router = APIRouter(tags=["auth"])
+
+
+@router.post("/auth/register", status_code=201, response_model=UserOut)
+async def register(body: RegisterIn, users: Users) -> UserOut:
+    """Create a patient account. Staff roles are granted by an admin afterwards."""
+    email = body.email.casefold()
+    try:
+        check_password_policy(body.password, email)
+    except WeakPassword as exc:
+        return field_error("password", str(exc))  # type: ignore[return-value]
+    user = User(
+        id=str(uuid4()),
+        email=email,
+        full_name=body.full_name,
+        role="patient",
+        password_hash=hash_password(body.password),
+        created_at=datetime.now(UTC),
+    )
+    try:
+        await users.add(user=user)
+    except EmailTaken as exc:
+        raise HTTPException(409, "an account with this email already exists") from exc
+    return UserOut.of(user)
+
+
+@router.post("/auth/token", response_model=TokenOut)
+async def sign_in(form: Annotated[OAuth2PasswordRequestForm, Depends()], users: Users, settings: SettingsDep) -> TokenOut:
+    """OAuth2 password flow: `username` is the email. Answers a bearer access token."""
+    user = await users.by_email(email=form.username)
+    if not verify_password(user.password_hash if user else None, form.password) or user is None:
+        raise HTTPException(401, "wrong email or password", headers={"WWW-Authenticate": "Bearer"})
+    token, expires_in = issue_access_token(settings, user_id=user.id, role=user.role)
+    return TokenOut(access_token=token, expires_in=expires_in)
+
+
+@router.get("/users/me", response_model=UserOut)
+async def me(user: CurrentUser) -> UserOut:
+    return UserOut.of(user)

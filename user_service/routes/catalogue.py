@@ -1,0 +1,103 @@
+"""Pharmacies, the medication catalogue, and stock (inventory_service behind RPC)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from contracts import commands as c
+from contracts.events import Location
+from user_service.deps import CurrentUser, Paging, Rpc, Staff
+from user_service.schemas import (
+    AvailabilityOut,
+    MedicationIn,
+    MedicationOut,
+    MedicationPatch,
+    Page,
+    PharmacyIn,
+    PharmacyOut,
+    StockIn,
+    StockOut,
+    cents,
+)
+
+router = APIRouter(tags=["pharmacies and medications"])
+
+
+@router.post("/pharmacies", status_code=201, response_model=PharmacyOut)
+async def create_pharmacy(body: PharmacyIn, staff: Staff, rpc: Rpc) -> PharmacyOut:
+    command = c.CreatePharmacy(
+        name=body.name, address=body.address, location=Location(latitude=body.latitude, longitude=body.longitude)
+    )
+    return PharmacyOut.of(await rpc.ask(command, c.PharmacyView))
+
+
+@router.get("/pharmacies", response_model=Page[PharmacyOut])
+async def list_pharmacies(user: CurrentUser, rpc: Rpc, page: Paging) -> Page[PharmacyOut]:
+    found = await rpc.ask(c.ListPharmacies(page=page), list[c.PharmacyView])
+    return Page(items=[PharmacyOut.of(p) for p in found], limit=page.limit, offset=page.offset)
+
+
+@router.put("/pharmacies/{pharmacy_id}/stock/{medication_id}", response_model=StockOut)
+async def set_stock(pharmacy_id: str, medication_id: str, body: StockIn, staff: Staff, rpc: Rpc) -> StockOut:
+    """Set how many units of a medication this pharmacy has for sale (not counting reserved units)."""
+    command = c.SetStock(pharmacy_id=pharmacy_id, medication_id=medication_id, quantity=body.quantity)
+    return StockOut(**(await rpc.ask(command, c.StockView)).model_dump())
+
+
+@router.post("/medications", status_code=201, response_model=MedicationOut)
+async def create_medication(body: MedicationIn, staff: Staff, rpc: Rpc) -> MedicationOut:
+    command = c.CreateMedication(
+        name=body.name,
+        strength=body.strength,
+        form=body.form,
+        price_cents=cents(body.price),
+        prescription_only=body.prescription_only,
+    )
+    return MedicationOut.of(await rpc.ask(command, c.MedicationView))
+
+
+@router.get("/medications", response_model=Page[MedicationOut])
+async def list_medications(user: CurrentUser, rpc: Rpc, page: Paging) -> Page[MedicationOut]:
+    found = await rpc.ask(c.ListMedications(page=page), list[c.MedicationView])
+    return Page(items=[MedicationOut.of(m) for m in found], limit=page.limit, offset=page.offset)
+
+
+@router.get("/medications/{medication_id}", response_model=MedicationOut)
+async def get_medication(medication_id: str, user: CurrentUser, rpc: Rpc) -> MedicationOut:
+    return MedicationOut.of(await rpc.ask(c.GetMedication(medication_id=medication_id), c.MedicationView))
+
+
+@router.patch("/medications/{medication_id}", response_model=MedicationOut)
+async def update_medication(medication_id: str, body: MedicationPatch, staff: Staff, rpc: Rpc) -> MedicationOut:
+    command = c.UpdateMedication(
+        medication_id=medication_id,
+        name=body.name,
+        strength=body.strength,
+        form=body.form,
+        price_cents=None if body.price is None else cents(body.price),
+        prescription_only=body.prescription_only,
+    )
+    return MedicationOut.of(await rpc.ask(command, c.MedicationView))
+
+
+@router.delete("/medications/{medication_id}", status_code=204)
+async def discontinue_medication(medication_id: str, staff: Staff, rpc: Rpc) -> Response:
+    """Take a medication out of the catalogue. Orders that name it keep their record of it."""
+    await rpc.ask(c.DiscontinueMedication(medication_id=medication_id), None)
+    return Response(status_code=204)
+
+
+@router.get("/medications/{medication_id}/availability", response_model=list[AvailabilityOut])
+async def availability(
+    medication_id: str,
+    user: CurrentUser,
+    rpc: Rpc,
+    latitude: Annotated[float | None, Query(ge=-90, le=90)] = None,
+    longitude: Annotated[float | None, Query(ge=-180, le=180)] = None,
+) -> list[AvailabilityOut]:
+    """Pharmacies that have it for sale; nearest first when `latitude` and `longitude` are given."""
+    near = None if latitude is None or longitude is None else Location(latitude=latitude, longitude=longitude)
+    found = await rpc.ask(c.GetAvailability(medication_id=medication_id, near=near), list[c.AvailabilityView])
+    return [AvailabilityOut.of(a) for a in found]

@@ -1,0 +1,47 @@
+"""Payment methods and payments (payment_service behind RPC)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from contracts import commands as c
+from user_service.deps import Admin, CurrentUser, Paging, Rpc, UserFilter
+from user_service.domain import owner_scope
+from user_service.schemas import Page, PaymentMethodIn, PaymentMethodOut, PaymentOut
+
+router = APIRouter(tags=["payments"])
+
+
+@router.post("/payment-methods", status_code=201, response_model=PaymentMethodOut)
+async def add_payment_method(body: PaymentMethodIn, user: CurrentUser, rpc: Rpc) -> PaymentMethodOut:
+    """Register a card. Only its processor token, brand and last four digits are kept."""
+    command = c.AddPaymentMethod(
+        owner_id=user.id, card_number=body.card_number, exp_month=body.exp_month, exp_year=body.exp_year, cvc=body.cvc
+    )
+    return PaymentMethodOut.of(await rpc.ask(command, c.PaymentMethodView))
+
+
+@router.get("/payment-methods", response_model=Page[PaymentMethodOut])
+async def list_payment_methods(user: CurrentUser, rpc: Rpc) -> Page[PaymentMethodOut]:
+    found = await rpc.ask(c.ListPaymentMethods(owner_id=user.id), list[c.PaymentMethodView])
+    return Page(items=[PaymentMethodOut.of(m) for m in found], limit=len(found), offset=0)
+
+
+@router.get("/payments", response_model=Page[PaymentOut])
+async def list_payments(user: CurrentUser, rpc: Rpc, page: Paging, user_id: UserFilter = None) -> Page[PaymentOut]:
+    command = c.ListPayments(owner_id=owner_scope(user, user_id), page=page)
+    found = await rpc.ask(command, list[c.PaymentView])
+    return Page(items=[PaymentOut.of(p) for p in found], limit=page.limit, offset=page.offset)
+
+
+@router.get("/payments/{payment_id}", response_model=PaymentOut)
+async def get_payment(payment_id: str, user: CurrentUser, rpc: Rpc) -> PaymentOut:
+    command = c.GetPayment(owner_id=owner_scope(user, None), payment_id=payment_id)
+    return PaymentOut.of(await rpc.ask(command, c.PaymentView))
+
+
+@router.delete("/payments/{payment_id}", status_code=204)
+async def hide_payment(payment_id: str, admin: Admin, rpc: Rpc) -> Response:
+    """Remove a payment from every listing; the record is kept for audit."""
+    await rpc.ask(c.HidePayment(payment_id=payment_id, hidden_by=admin.id), None)
+    return Response(status_code=204)

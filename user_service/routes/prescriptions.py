@@ -1,0 +1,76 @@
+"""Prescriptions (prescription_service behind RPC). Uploading one starts the order saga."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from contracts import commands as c
+from contracts.events import Location, PrescribedLine
+from service_runtime.errors import CommandRefused
+from user_service.deps import CurrentUser, Paging, Patient, Rpc, UserFilter
+from user_service.domain import owner_scope
+from user_service.problems import field_error
+from user_service.schemas import Page, PrescriptionIn, PrescriptionOut
+
+router = APIRouter(tags=["prescriptions"])
+
+
+@router.post(
+    "/prescriptions",
+    status_code=202,
+    response_model=PrescriptionOut,
+    responses={422: {"description": "unknown medication or payment method"}},
+)
+async def upload_prescription(body: PrescriptionIn, patient: Patient, rpc: Rpc) -> JSONResponse:
+    """Accept a prescription; the order is then created, stocked and paid by itself.
+
+    Answers 202 with the prescription, whose `order_id` can be followed at /orders/{order_id}.
+    """
+    # Refuse what can never succeed now, with the field at fault, rather than as a rejected order later.
+    try:
+        await rpc.ask(c.GetPaymentMethod(owner_id=patient.id, payment_method_id=body.payment_method_id), dict)
+    except CommandRefused as exc:
+        if exc.code != "not_found":
+            raise
+        return field_error("payment_method_id", "no such payment method of yours")
+    ids = tuple(dict.fromkeys(line.medication_id for line in body.lines))
+    known = {m.id for m in await rpc.ask(c.ListMedications(medication_ids=ids), list[c.MedicationView])}
+    for i, line in enumerate(body.lines):
+        if line.medication_id not in known:
+            return field_error(f"lines.{i}.medication_id", "no such medication in the catalogue")
+    command = c.UploadPrescription(
+        patient_id=patient.id,
+        lines=tuple(PrescribedLine(medication_id=line.medication_id, quantity=line.quantity) for line in body.lines),
+        delivery_location=Location(latitude=body.delivery_location.latitude, longitude=body.delivery_location.longitude),
+        payment_method_id=body.payment_method_id,
+    )
+    created = PrescriptionOut.of(await rpc.ask(command, c.PrescriptionView))
+    return JSONResponse(
+        created.model_dump(mode="json"),
+        status_code=202,
+        headers={"Location": f"/api/v1/prescriptions/{created.id}"},
+    )
+
+
+@router.get("/prescriptions", response_model=Page[PrescriptionOut])
+async def list_prescriptions(
+    user: CurrentUser, rpc: Rpc, page: Paging, user_id: UserFilter = None
+) -> Page[PrescriptionOut]:
+    command = c.ListPrescriptions(owner_id=owner_scope(user, user_id), page=page)
+    found = await rpc.ask(command, list[c.PrescriptionView])
+    return Page(items=[PrescriptionOut.of(p) for p in found], limit=page.limit, offset=page.offset)
+
+
+@router.get("/prescriptions/{prescription_id}", response_model=PrescriptionOut)
+async def get_prescription(prescription_id: str, user: CurrentUser, rpc: Rpc) -> PrescriptionOut:
+    command = c.GetPrescription(owner_id=owner_scope(user, None), prescription_id=prescription_id)
+    return PrescriptionOut.of(await rpc.ask(command, c.PrescriptionView))
+
+
+@router.delete("/prescriptions/{prescription_id}", status_code=204)
+async def withdraw_prescription(prescription_id: str, user: CurrentUser, rpc: Rpc) -> Response:
+    """Withdraw a prescription: it leaves every listing and its order is cancelled if not yet paid."""
+    command = c.WithdrawPrescription(owner_id=owner_scope(user, None), prescription_id=prescription_id)
+    await rpc.ask(command, None)
+    return Response(status_code=204)

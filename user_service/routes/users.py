@@ -1,0 +1,25 @@
+"""Administering users: list them and grant roles."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+
+from user_service.deps import Admin, Paging, Users
+from user_service.schemas import Page, RoleIn, UserOut
+
+router = APIRouter(tags=["users"])
+
+
+@router.get("/users", response_model=Page[UserOut])
+async def list_users(admin: Admin, users: Users, page: Paging) -> Page[UserOut]:
+    found = await users.list(limit=page.limit, offset=page.offset)
+    return Page(items=[UserOut.of(u) for u in found], limit=page.limit, offset=page.offset)
+
+
+@router.patch("/users/{user_id}", response_model=UserOut)
+async def grant_role(user_id: str, body: RoleIn, admin: Admin, users: Users) -> UserOut:
+    """Give a user the role patient, pharmacist or admin."""
+    user = await users.set_role(user_id=user_id, role=body.role)
+    if user is None:
+        raise HTTPException(404, f"user {user_id} not found")
+    return UserOut.of(user)

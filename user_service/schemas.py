@@ -1,0 +1,325 @@
+"""The gateway's HTTP models: what clients send and receive. Separate from the messages they cause."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from contracts import commands as c
+from user_service.domain import MAX_PASSWORD_LENGTH, Role, User
+
+T = TypeVar("T")
+
+
+class Body(BaseModel):
+    """A request body: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def money(cents: int) -> float:
+    return float(Decimal(cents) / 100)
+
+
+def cents(amount: Decimal) -> int:
+    return int(amount * 100)
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    limit: int
+    offset: int
+
+
+# --- users ---
+
+
+class RegisterIn(Body):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+    full_name: str = Field(min_length=1, max_length=200)
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    full_name: str
+    role: Role
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(id=user.id, email=user.email, full_name=user.full_name, role=user.role, created_at=user.created_at)
+
+
+class RoleIn(Body):
+    role: Role
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+# --- pharmacies, medications, stock ---
+
+
+class PharmacyIn(Body):
+    name: str = Field(min_length=1, max_length=200)
+    address: str = Field(min_length=1, max_length=500)
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+
+
+class PharmacyOut(BaseModel):
+    id: str
+    name: str
+    address: str
+    latitude: float
+    longitude: float
+
+    @classmethod
+    def of(cls, v: c.PharmacyView) -> PharmacyOut:
+        return cls(id=v.id, name=v.name, address=v.address, latitude=v.location.latitude, longitude=v.location.longitude)
+
+
+Price = Field(gt=0, le=Decimal("100000"), max_digits=8, decimal_places=2)
+
+
+class MedicationIn(Body):
+    name: str = Field(min_length=1, max_length=200)
+    strength: str = Field(min_length=1, max_length=100)
+    form: str = Field(min_length=1, max_length=100)
+    price: Decimal = Price
+    prescription_only: bool
+
+
+class MedicationPatch(Body):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    strength: str | None = Field(default=None, min_length=1, max_length=100)
+    form: str | None = Field(default=None, min_length=1, max_length=100)
+    price: Decimal | None = Price
+    prescription_only: bool | None = None
+
+
+class MedicationOut(BaseModel):
+    id: str
+    name: str
+    strength: str
+    form: str
+    price: float
+    prescription_only: bool
+
+    @classmethod
+    def of(cls, v: c.MedicationView) -> MedicationOut:
+        return cls(
+            id=v.id,
+            name=v.name,
+            strength=v.strength,
+            form=v.form,
+            price=money(v.price_cents),
+            prescription_only=v.prescription_only,
+        )
+
+
+class StockIn(Body):
+    quantity: int = Field(ge=0, le=1_000_000)
+
+
+class StockOut(BaseModel):
+    pharmacy_id: str
+    medication_id: str
+    quantity: int
+    reserved: int
+    sold: int
+
+
+class AvailabilityOut(BaseModel):
+    pharmacy_id: str
+    pharmacy_name: str
+    address: str
+    latitude: float
+    longitude: float
+    quantity: int
+    distance_km: float | None
+
+    @classmethod
+    def of(cls, v: c.AvailabilityView) -> AvailabilityOut:
+        return cls(
+            pharmacy_id=v.pharmacy_id,
+            pharmacy_name=v.pharmacy_name,
+            address=v.address,
+            latitude=v.location.latitude,
+            longitude=v.location.longitude,
+            quantity=v.quantity,
+            distance_km=v.distance_km,
+        )
+
+
+# --- payment methods and payments ---
+
+
+class PaymentMethodIn(Body):
+    card_number: str = Field(min_length=12, max_length=23)
+    exp_month: int = Field(ge=1, le=12)
+    exp_year: int = Field(ge=2000, le=2100)
+    cvc: str = Field(min_length=3, max_length=4)
+
+
+class PaymentMethodOut(BaseModel):
+    id: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, v: c.PaymentMethodView) -> PaymentMethodOut:
+        return cls(
+            id=v.id, brand=v.brand, last4=v.last4, exp_month=v.exp_month, exp_year=v.exp_year, created_at=v.created_at
+        )
+
+
+class PaymentOut(BaseModel):
+    id: str
+    order_id: str
+    patient_id: str
+    payment_method_id: str
+    amount: float
+    status: str
+    brand: str
+    last4: str
+    decline_reason: str | None
+    created_at: datetime
+    refunded_at: datetime | None
+
+    @classmethod
+    def of(cls, v: c.PaymentView) -> PaymentOut:
+        return cls(
+            id=v.id,
+            order_id=v.order_id,
+            patient_id=v.patient_id,
+            payment_method_id=v.payment_method_id,
+            amount=money(v.amount_cents),
+            status=v.status,
+            brand=v.brand,
+            last4=v.last4,
+            decline_reason=v.decline_reason,
+            created_at=v.created_at,
+            refunded_at=v.refunded_at,
+        )
+
+
+# --- prescriptions and orders ---
+
+
+class LineIn(Body):
+    medication_id: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(gt=0, le=1000)
+
+
+class LocationIn(Body):
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+
+
+class PrescriptionIn(Body):
+    lines: list[LineIn] = Field(min_length=1, max_length=50)
+    delivery_location: LocationIn
+    payment_method_id: str = Field(min_length=1, max_length=64)
+
+
+class LineOut(BaseModel):
+    medication_id: str
+    quantity: int
+
+
+class LocationOut(BaseModel):
+    latitude: float
+    longitude: float
+
+
+class PrescriptionOut(BaseModel):
+    id: str
+    patient_id: str
+    order_id: str
+    lines: list[LineOut]
+    delivery_location: LocationOut
+    payment_method_id: str
+    status: str
+    uploaded_at: datetime
+
+    @classmethod
+    def of(cls, v: c.PrescriptionView) -> PrescriptionOut:
+        return cls(
+            id=v.id,
+            patient_id=v.patient_id,
+            order_id=v.order_id,
+            lines=[LineOut(medication_id=line.medication_id, quantity=line.quantity) for line in v.lines],
+            delivery_location=LocationOut(latitude=v.delivery_location.latitude, longitude=v.delivery_location.longitude),
+            payment_method_id=v.payment_method_id,
+            status=v.status,
+            uploaded_at=v.uploaded_at,
+        )
+
+
+class OrderLineOut(BaseModel):
+    medication_id: str
+    quantity: int
+    unit_price: float | None
+
+
+class ShortageOut(BaseModel):
+    medication_id: str
+    requested: int
+    best_available: int
+    reason: str
+
+
+class StatusChangeOut(BaseModel):
+    status: str
+    at: datetime
+    reason: str | None
+
+
+class OrderOut(BaseModel):
+    id: str
+    prescription_id: str
+    patient_id: str
+    pharmacy_id: str | None
+    status: str
+    lines: list[OrderLineOut]
+    total: float | None
+    refunded: float
+    shortages: list[ShortageOut]
+    history: list[StatusChangeOut]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, v: c.OrderView) -> OrderOut:
+        prices = {line.medication_id: line.unit_price_cents for line in v.priced_lines}
+        return cls(
+            id=v.id,
+            prescription_id=v.prescription_id,
+            patient_id=v.patient_id,
+            pharmacy_id=v.pharmacy_id,
+            status=v.status,
+            lines=[
+                OrderLineOut(
+                    medication_id=line.medication_id,
+                    quantity=line.quantity,
+                    unit_price=money(prices[line.medication_id]) if line.medication_id in prices else None,
+                )
+                for line in v.lines
+            ],
+            total=None if v.total_cents is None else money(v.total_cents),
+            refunded=money(v.refunded_cents),
+            shortages=[ShortageOut(**s.model_dump()) for s in v.shortages],
+            history=[StatusChangeOut(status=h.status, at=h.at, reason=h.reason) for h in v.history],
+            created_at=v.created_at,
+        )

@@ -1,0 +1,28 @@
+"""The gateway's settings, from the environment."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr, model_validator
+
+from service_runtime.settings import RuntimeSettings
+
+DEVELOPMENT_SECRET = "development-only-signing-key-change-me"  # noqa: S105 - refused outside development
+
+
+class Settings(RuntimeSettings):
+    mongodb_database: str = "pharmacy_users"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    access_token_minutes: int = 30
+    admin_email: str | None = None
+    admin_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def refuse_default_secret(self) -> Settings:
+        # A forgotten signing key must fail at start, not sign production tokens with a public value.
+        if self.environment != "development" and self.secret_key.get_secret_value() == DEVELOPMENT_SECRET:
+            raise ValueError("SECRET_KEY must be set outside development")
+        if len(self.secret_key.get_secret_value()) < 32:
+            raise ValueError("SECRET_KEY must be at least 32 characters")
+        return self
