@@ -84,7 +84,9 @@ class Pharmacy(Aggregate):
             return
         for line in lines:
             if self.available(line.medication_id) < line.quantity:
-                raise OutOfStock(f"{self.name} has {self.available(line.medication_id)} of {line.medication_id}")
+                raise OutOfStock(
+                    f"{self.name} has {self.available(line.medication_id)} of {line.medication_id}"
+                )
         for line in lines:
             level = self.stock[line.medication_id]
             level.available -= line.quantity
@@ -184,7 +186,9 @@ def plan_reservation(
     """The nearest pharmacy within the radius that has every line, or why each short line is short."""
     wanted = merge_lines(lines)
     shortages = [
-        LineShortage(medication_id=m, requested=q, best_available=0, reason=_catalogue_problem(catalogue.get(m)))
+        LineShortage(
+            medication_id=m, requested=q, best_available=0, reason=_catalogue_problem(catalogue.get(m))
+        )
         for m, q in wanted.items()
         if catalogue.get(m) is None or catalogue[m].discontinued
     ]
@@ -212,7 +216,9 @@ def _catalogue_problem(medication: Medication | None) -> str:
     return "not in the catalogue" if medication is None else "discontinued"
 
 
-def _shortage(medication_id: str, requested: int, nearby: Sequence[Pharmacy], radius_km: float) -> LineShortage:
+def _shortage(
+    medication_id: str, requested: int, nearby: Sequence[Pharmacy], radius_km: float
+) -> LineShortage:
     best = max((p.available(medication_id) for p in nearby), default=0)
     reason = (
         f"no pharmacy within {radius_km:g} km has it in stock"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from uuid import uuid4
 
 from pymongo.errors import DuplicateKeyError
@@ -25,16 +24,19 @@ from contracts.commands import (
     UpdateMedication,
 )
 from contracts.events import (
+    LineShortage,
     OrderCancelled,
     OrderCreated,
     PaymentApproved,
     PaymentDeclined,
+    ReservedLine,
     StockReservationFailed,
     StockReserved,
 )
 from inventory_service import domain, store
 from inventory_service.domain import Medication, Pharmacy, Plan, Reservation
 from inventory_service.store import Stores
+from service_runtime.clock import utc_now
 from service_runtime.errors import CommandRefused, ConcurrentModification
 from service_runtime.service import Service
 from service_runtime.settings import RuntimeSettings
@@ -48,11 +50,7 @@ class InventorySettings(RuntimeSettings):
     delivery_radius_km: float = 50.0
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def register(service: Service, s: Stores, settings: InventorySettings) -> None:  # noqa: C901
+def register(service: Service, s: Stores, settings: InventorySettings) -> None:
     async def hold_at(pharmacy_id: str, order_id: str, plan: Plan) -> bool:
         try:
             await service.change(s.pharmacies, pharmacy_id, lambda p: _hold(p, order_id, plan), cause=None)
@@ -61,10 +59,10 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None: 
         return True
 
     def _hold(pharmacy: Pharmacy, order_id: str, plan: Plan) -> list[Event]:
-        pharmacy.hold(order_id, plan.lines, now())
+        pharmacy.hold(order_id, plan.lines, utc_now())
         return []
 
-    async def reserve(event: OrderCreated) -> Plan | list[domain.LineShortage]:
+    async def reserve(event: OrderCreated) -> Plan | list[LineShortage]:
         """Hold every line at the nearest pharmacy that has them; try the next one if it ran out meanwhile."""
         tried: set[str] = set()
         catalogue = await store.medications_by_id(s, [line.medication_id for line in event.lines])
@@ -89,7 +87,7 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None: 
             state="RESERVING",
             patient_id=event.patient_id,
             payment_method_id=event.payment_method_id,
-            created_at=now(),
+            created_at=utc_now(),
         )
         await s.reservations.add(started)
         current = await s.reservations.get(event.order_id)
@@ -101,7 +99,7 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None: 
         holder = await store.pharmacy_holding(s, event.order_id)
         if holder is not None:
             hold = holder.holds[event.order_id]
-            outcome: Plan | list[domain.LineShortage] = Plan(pharmacy=holder, lines=hold.lines)
+            outcome: Plan | list[LineShortage] = Plan(pharmacy=holder, lines=hold.lines)
         else:
             outcome = await reserve(event)
         # Step 3: record the decision and its event in one write.
@@ -109,7 +107,9 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None: 
             s.reservations, event.order_id, lambda r: _decide(r, event, outcome), cause=envelope
         )
 
-    def _decide(reservation: Reservation, event: OrderCreated, outcome: Plan | list[domain.LineShortage]) -> list[Event]:
+    def _decide(
+        reservation: Reservation, event: OrderCreated, outcome: Plan | list[LineShortage]
+    ) -> list[Event]:
         if reservation.state != "RESERVING":
             return []
         if isinstance(outcome, Plan):
@@ -133,7 +133,7 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None: 
 
     async def release(order_id: str, envelope: Envelope) -> None:
         """Give the order's stock back, whatever step it reached; remember it if it never got stock."""
-        tombstone = Reservation(id=order_id, state="RELEASED", created_at=now())
+        tombstone = Reservation(id=order_id, state="RELEASED", created_at=utc_now())
         if await s.reservations.add(tombstone, caused_by=str(envelope.event_id)):
             return  # cancelled before OrderCreated reached us: the reservation will not be made
         reservation = await s.reservations.get(order_id)
@@ -154,7 +154,7 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None: 
         pharmacy.release(order_id)
         return []
 
-    def _take_back(pharmacy: Pharmacy, order_id: str, lines: list[domain.ReservedLine]) -> list[Event]:
+    def _take_back(pharmacy: Pharmacy, order_id: str, lines: list[ReservedLine]) -> list[Event]:
         pharmacy.take_back(order_id, lines)
         return []
 
@@ -179,7 +179,9 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None: 
         if reservation is None or reservation.state != "RESERVED" or reservation.pharmacy_id is None:
             # Released meanwhile (cancelled): payment_service refunds; nothing is sold.
             return
-        await service.change(s.pharmacies, reservation.pharmacy_id, lambda p: _sell(p, event.order_id), cause=None)
+        await service.change(
+            s.pharmacies, reservation.pharmacy_id, lambda p: _sell(p, event.order_id), cause=None
+        )
         await service.change(s.reservations, event.order_id, _mark_sold, cause=envelope)
 
     def _sell(pharmacy: Pharmacy, order_id: str) -> list[Event]:
@@ -196,7 +198,11 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None: 
     @service.commands.on(CreatePharmacy)
     async def create_pharmacy(command: CreatePharmacy) -> PharmacyView:
         pharmacy = Pharmacy(
-            id=str(uuid4()), name=command.name, address=command.address, location=command.location, created_at=now()
+            id=str(uuid4()),
+            name=command.name,
+            address=command.address,
+            location=command.location,
+            created_at=utc_now(),
         )
         await s.pharmacies.add(pharmacy)
         return pharmacy.view()
@@ -216,10 +222,12 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None: 
             price_cents=command.price_cents,
             prescription_only=command.prescription_only,
             catalogue_key=domain.catalogue_key(command.name, command.strength, command.form),
-            created_at=now(),
+            created_at=utc_now(),
         )
         if not await _add_unique(medication):
-            raise CommandRefused("conflict", "a medication with this name, strength and form already exists", "name")
+            raise CommandRefused(
+                "conflict", "a medication with this name, strength and form already exists", "name"
+            )
         return medication.view()
 
     async def _add_unique(medication: Medication) -> bool:
@@ -243,7 +251,10 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None: 
         if command.medication_ids is not None:
             found = await store.medications_by_id(s, command.medication_ids)
             return [m.view() for m in found.values() if not m.discontinued]
-        return [m.view() for m in await store.list_medications(s, limit=command.page.limit, offset=command.page.offset)]
+        return [
+            m.view()
+            for m in await store.list_medications(s, limit=command.page.limit, offset=command.page.offset)
+        ]
 
     @service.commands.on(UpdateMedication)
     async def update_medication(command: UpdateMedication) -> MedicationView:
@@ -259,7 +270,9 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None: 
         try:
             updated = await service.change(s.medications, command.medication_id, apply, cause=None)
         except DuplicateKeyError as exc:
-            raise CommandRefused("conflict", "a medication with this name, strength and form already exists") from exc
+            raise CommandRefused(
+                "conflict", "a medication with this name, strength and form already exists"
+            ) from exc
         return updated.view()
 
     @service.commands.on(DiscontinueMedication)

@@ -47,5 +47,8 @@ async def medications_by_id(s: Stores, ids: Sequence[str]) -> dict[str, Medicati
 
 async def list_medications(s: Stores, *, limit: int, offset: int) -> list[Medication]:
     return await s.medications.find(
-        {"discontinued": False}, sort=[("catalogue_key", ASCENDING), ("_id", ASCENDING)], skip=offset, limit=limit
+        {"discontinued": False},
+        sort=[("catalogue_key", ASCENDING), ("_id", ASCENDING)],
+        skip=offset,
+        limit=limit,
     )

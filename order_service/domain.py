@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from contracts.base import Event
 from contracts.commands import OrderStatus, OrderView, StatusChange
 from contracts.events import (
     LineShortage,
@@ -21,7 +22,6 @@ from contracts.events import (
     StockReservationFailed,
     StockReserved,
 )
-from contracts.base import Event
 from service_runtime.aggregate import Aggregate
 
 TERMINAL: frozenset[OrderStatus] = frozenset({"CONFIRMED", "REJECTED", "CANCELLED"})
@@ -114,7 +114,10 @@ def reject_for_shortage(order: Order, failed: StockReservationFailed, now: datet
     order._move("REJECTED", now, reason)
     return [
         OrderRejected(
-            order_id=order.id, prescription_id=order.prescription_id, patient_id=order.patient_id, reason=reason
+            order_id=order.id,
+            prescription_id=order.prescription_id,
+            patient_id=order.patient_id,
+            reason=reason,
         )
     ]
 
@@ -148,7 +151,9 @@ def cancel_for_declined_payment(order: Order, declined: PaymentDeclined, now: da
 def cancel(order: Order, reason: str, now: datetime) -> list[Event]:
     """A customer or staff cancels an order that is not yet paid."""
     if order.status not in CANCELLABLE:
-        raise OrderNotCancellable(f"order is {order.status}: only PENDING or STOCK_RESERVED orders can be cancelled")
+        raise OrderNotCancellable(
+            f"order is {order.status}: only PENDING or STOCK_RESERVED orders can be cancelled"
+        )
     return _cancel(order, reason, now)
 
 
@@ -166,6 +171,9 @@ def _cancel(order: Order, reason: str, now: datetime) -> list[Event]:
     order._move("CANCELLED", now, reason)
     return [
         OrderCancelled(
-            order_id=order.id, prescription_id=order.prescription_id, patient_id=order.patient_id, reason=reason
+            order_id=order.id,
+            prescription_id=order.prescription_id,
+            patient_id=order.patient_id,
+            reason=reason,
         )
     ]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from contracts.base import Envelope
 from contracts.commands import CancelOrder, GetOrder, ListOrders, OrderView
 from contracts.events import (
@@ -17,39 +15,45 @@ from contracts.events import (
 )
 from order_service import domain, store
 from order_service.domain import Order
+from service_runtime.clock import utc_now
 from service_runtime.errors import CommandRefused
 from service_runtime.service import Service, wrap
 from service_runtime.store import Repository
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 def register(service: Service, orders: Repository[Order]) -> None:
     @service.events.on(PrescriptionUploaded)
     async def open_order(event: PrescriptionUploaded, envelope: Envelope) -> None:
-        order, events = domain.open_order(event, now())
+        order, events = domain.open_order(event, utc_now())
         # The unique id (and prescription index) make a redelivered upload a no-op.
         await orders.add(order, wrap(events, envelope, order.id), caused_by=str(envelope.event_id))
         await service.publish_pending(orders, order.id)
 
     @service.events.on(StockReserved)
     async def stock_reserved(event: StockReserved, envelope: Envelope) -> None:
-        await service.change(orders, event.order_id, lambda o: domain.record_reservation(o, event, now()), cause=envelope)
+        await service.change(
+            orders, event.order_id, lambda o: domain.record_reservation(o, event, utc_now()), cause=envelope
+        )
 
     @service.events.on(StockReservationFailed)
     async def stock_unavailable(event: StockReservationFailed, envelope: Envelope) -> None:
-        await service.change(orders, event.order_id, lambda o: domain.reject_for_shortage(o, event, now()), cause=envelope)
+        await service.change(
+            orders, event.order_id, lambda o: domain.reject_for_shortage(o, event, utc_now()), cause=envelope
+        )
 
     @service.events.on(PaymentApproved)
     async def payment_approved(event: PaymentApproved, envelope: Envelope) -> None:
-        await service.change(orders, event.order_id, lambda o: domain.confirm_paid(o, event, now()), cause=envelope)
+        await service.change(
+            orders, event.order_id, lambda o: domain.confirm_paid(o, event, utc_now()), cause=envelope
+        )
 
     @service.events.on(PaymentDeclined)
     async def payment_declined(event: PaymentDeclined, envelope: Envelope) -> None:
         await service.change(
-            orders, event.order_id, lambda o: domain.cancel_for_declined_payment(o, event, now()), cause=envelope
+            orders,
+            event.order_id,
+            lambda o: domain.cancel_for_declined_payment(o, event, utc_now()),
+            cause=envelope,
         )
 
     @service.events.on(PaymentRefunded)
@@ -59,7 +63,9 @@ def register(service: Service, orders: Repository[Order]) -> None:
     @service.events.on(PrescriptionWithdrawn)
     async def prescription_withdrawn(event: PrescriptionWithdrawn, envelope: Envelope) -> None:
         reason = "prescription withdrawn by the patient"
-        await service.change(orders, event.order_id, lambda o: domain.cancel_if_open(o, reason, now()), cause=envelope)
+        await service.change(
+            orders, event.order_id, lambda o: domain.cancel_if_open(o, reason, utc_now()), cause=envelope
+        )
 
     @service.commands.on(ListOrders)
     async def list_orders(command: ListOrders) -> list[OrderView]:
@@ -77,7 +83,7 @@ def register(service: Service, orders: Repository[Order]) -> None:
         await _visible_order(orders, command.order_id, command.owner_id)
         try:
             order = await service.change(
-                orders, command.order_id, lambda o: domain.cancel(o, command.reason, now()), cause=None
+                orders, command.order_id, lambda o: domain.cancel(o, command.reason, utc_now()), cause=None
             )
         except domain.OrderNotCancellable as exc:
             raise CommandRefused("conflict", str(exc)) from exc

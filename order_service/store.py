@@ -19,6 +19,10 @@ async def ensure_indexes(repo: Repository[Order]) -> None:
     await repo.collection.create_index([("patient_id", ASCENDING), ("created_at", DESCENDING)])
 
 
-async def list_orders(repo: Repository[Order], *, owner_id: str | None, limit: int, offset: int) -> list[Order]:
+async def list_orders(
+    repo: Repository[Order], *, owner_id: str | None, limit: int, offset: int
+) -> list[Order]:
     query = {} if owner_id is None else {"patient_id": owner_id}
-    return await repo.find(query, sort=[("created_at", DESCENDING), ("_id", ASCENDING)], skip=offset, limit=limit)
+    return await repo.find(
+        query, sort=[("created_at", DESCENDING), ("_id", ASCENDING)], skip=offset, limit=limit
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from uuid import uuid4
 
 from contracts.base import Envelope, Event
@@ -21,12 +20,9 @@ from payment_service import domain, store
 from payment_service.domain import CardDetails, Payment, PaymentMethod
 from payment_service.processor import CardProcessor
 from payment_service.store import Stores
+from service_runtime.clock import utc_now
 from service_runtime.errors import CommandRefused
 from service_runtime.service import Service, wrap
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def register(service: Service, s: Stores, processor: CardProcessor) -> None:
@@ -36,7 +32,9 @@ def register(service: Service, s: Stores, processor: CardProcessor) -> None:
         async with service.locks.hold(f"payments/{payment_id}"):
             if await s.payments.get(payment_id) is None:
                 payment, events = await _charge(event, payment_id)
-                await s.payments.add(payment, wrap(events, envelope, event.order_id), caused_by=str(envelope.event_id))
+                await s.payments.add(
+                    payment, wrap(events, envelope, event.order_id), caused_by=str(envelope.event_id)
+                )
         await service.publish_pending(s.payments, payment_id)
 
     async def _charge(event: StockReserved, payment_id: str) -> tuple[Payment, list[Event]]:
@@ -48,7 +46,7 @@ def register(service: Service, s: Stores, processor: CardProcessor) -> None:
             payment_method_id=event.payment_method_id,
             amount_cents=event.total_cents,
             status="DECLINED",
-            created_at=now(),
+            created_at=utc_now(),
         )
         if method is None or method.owner_id != event.patient_id:
             payment.decline_reason = "payment method not found"
@@ -81,14 +79,18 @@ def register(service: Service, s: Stores, processor: CardProcessor) -> None:
     @service.events.on(OrderCancelled)
     async def void_or_refund(event: OrderCancelled, envelope: Envelope) -> None:
         payment_id = domain.payment_id_for(event.order_id)
-        voided = Payment(id=payment_id, order_id=event.order_id, status="VOIDED", created_at=now())
+        voided = Payment(id=payment_id, order_id=event.order_id, status="VOIDED", created_at=utc_now())
         async with service.locks.hold(f"payments/{payment_id}"):
             # Not charged yet: a VOIDED record makes the coming StockReserved charge nothing.
             inserted = await s.payments.add(voided, caused_by=str(envelope.event_id))
         if inserted:
             return
         payment = await s.payments.get(payment_id)
-        if payment is not None and payment.status == "APPROVED" and not payment.has_processed(str(envelope.event_id)):
+        if (
+            payment is not None
+            and payment.status == "APPROVED"
+            and not payment.has_processed(str(envelope.event_id))
+        ):
             await processor.refund(idempotency_key=event.order_id)
         await service.change(s.payments, payment_id, lambda p: _refund(p, event.reason), cause=envelope)
 
@@ -96,10 +98,13 @@ def register(service: Service, s: Stores, processor: CardProcessor) -> None:
         if payment.status != "APPROVED":
             return []
         payment.status = "REFUNDED"
-        payment.refunded_at = now()
+        payment.refunded_at = utc_now()
         return [
             PaymentRefunded(
-                payment_id=payment.id, order_id=payment.order_id, amount_cents=payment.amount_cents, reason=reason
+                payment_id=payment.id,
+                order_id=payment.order_id,
+                amount_cents=payment.amount_cents,
+                reason=reason,
             )
         ]
 
@@ -108,9 +113,11 @@ def register(service: Service, s: Stores, processor: CardProcessor) -> None:
     @service.commands.on(AddPaymentMethod)
     async def add_payment_method(command: AddPaymentMethod) -> PaymentMethodView:
         number = domain.normalise_number(command.card_number)
-        card = CardDetails(number=number, exp_month=command.exp_month, exp_year=command.exp_year, cvc=command.cvc)
+        card = CardDetails(
+            number=number, exp_month=command.exp_month, exp_year=command.exp_year, cvc=command.cvc
+        )
         try:
-            brand = domain.validate_card(card, now())
+            brand = domain.validate_card(card, utc_now())
         except domain.InvalidCard as exc:
             raise CommandRefused("invalid", exc.detail, exc.field) from exc
         method = PaymentMethod(
@@ -121,7 +128,7 @@ def register(service: Service, s: Stores, processor: CardProcessor) -> None:
             last4=number[-4:],
             exp_month=command.exp_month,
             exp_year=command.exp_year,
-            created_at=now(),
+            created_at=utc_now(),
         )
         await s.methods.add(method)
         return method.view()
@@ -146,7 +153,11 @@ def register(service: Service, s: Stores, processor: CardProcessor) -> None:
 
     async def _visible_payment(payment_id: str, owner_id: str | None) -> Payment:
         payment = await s.payments.get(payment_id)
-        if payment is None or not payment.visible or (owner_id is not None and payment.patient_id != owner_id):
+        if (
+            payment is None
+            or not payment.visible
+            or (owner_id is not None and payment.patient_id != owner_id)
+        ):
             raise CommandRefused("not_found", f"payment {payment_id} not found")
         return payment
 
@@ -160,7 +171,7 @@ def register(service: Service, s: Stores, processor: CardProcessor) -> None:
 
         def hide(p: Payment) -> list[Event]:
             # Kept for audit: only taken out of every listing.
-            p.hidden_at, p.hidden_by = now(), command.hidden_by
+            p.hidden_at, p.hidden_by = utc_now(), command.hidden_by
             return []
 
         await service.change(s.payments, command.payment_id, hide, cause=None)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+
+from service_runtime.clock import utc_now
 
 DECLINING_TEST_CARDS = {
     "4000000000000002": "card declined",
@@ -44,14 +45,14 @@ class CardProcessor:
         previous = await self.charges.find_one({"_id": idempotency_key})
         if previous is None:
             card = await self.cards.find_one({"_id": token})
-            now = datetime.now(UTC)
+            now = utc_now()
             if card is None:
                 decline: str | None = "unknown card"
             elif tuple(card["exp"]) < (now.year, now.month):
                 decline = "expired card"
             else:
                 decline = card["decline"]
-            charge = {
+            charge: dict[str, Any] = {
                 "_id": idempotency_key,
                 "charge_id": "ch_" + secrets.token_hex(12),
                 "token": token,
@@ -70,4 +71,6 @@ class CardProcessor:
         return ChargeResult(previous["charge_id"], previous["approved"], previous["reason"])
 
     async def refund(self, *, idempotency_key: str) -> None:
-        await self.charges.update_one({"_id": idempotency_key, "approved": True}, {"$set": {"refunded": True}})
+        await self.charges.update_one(
+            {"_id": idempotency_key, "approved": True}, {"$set": {"refunded": True}}
+        )

@@ -34,4 +34,6 @@ async def list_payments(s: Stores, *, owner_id: str | None, limit: int, offset: 
     query: dict[str, object] = {"status": {"$ne": "VOIDED"}, "hidden_at": None}
     if owner_id is not None:
         query["patient_id"] = owner_id
-    return await s.payments.find(query, sort=[("created_at", DESCENDING), ("_id", ASCENDING)], skip=offset, limit=limit)
+    return await s.payments.find(
+        query, sort=[("created_at", DESCENDING), ("_id", ASCENDING)], skip=offset, limit=limit
+    )

@@ -61,7 +61,10 @@ def upload(command: UploadPrescription, now: datetime) -> tuple[Prescription, li
 
 
 def withdraw(prescription: Prescription, now: datetime) -> list[Event]:
-    """The patient takes the prescription back: hidden from view, kept for the record; an open order is cancelled."""
+    """The patient takes the prescription back: hidden from view, kept for the record.
+
+    An order not yet paid is cancelled by order_service when it hears of it.
+    """
     if prescription.withdrawn_at is not None:
         return []
     prescription.withdrawn_at = now
@@ -69,7 +72,9 @@ def withdraw(prescription: Prescription, now: datetime) -> list[Event]:
     prescription.status = "WITHDRAWN" if was_open else prescription.status
     return [
         PrescriptionWithdrawn(
-            prescription_id=prescription.id, order_id=prescription.order_id, patient_id=prescription.patient_id
+            prescription_id=prescription.id,
+            order_id=prescription.order_id,
+            patient_id=prescription.patient_id,
         )
     ]
 

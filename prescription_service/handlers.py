@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from contracts.base import Envelope
 from contracts.commands import (
     GetPrescription,
@@ -15,13 +13,10 @@ from contracts.commands import (
 from contracts.events import OrderCancelled, OrderConfirmed, OrderCreated, OrderRejected
 from prescription_service import domain, store
 from prescription_service.domain import Prescription, PrescriptionStatus
+from service_runtime.clock import utc_now
 from service_runtime.errors import CommandRefused, PermanentFailure
 from service_runtime.service import Service, wrap
 from service_runtime.store import Repository
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def register(service: Service, prescriptions: Repository[Prescription]) -> None:
@@ -37,7 +32,9 @@ def register(service: Service, prescriptions: Repository[Prescription]) -> None:
     async def order_created(event: OrderCreated, envelope: Envelope) -> None:
         # The order was opened for our prescription: nothing changes until it ends, but we check it is ours.
         if await prescriptions.get(event.prescription_id) is None:
-            raise PermanentFailure(f"order {event.order_id} names unknown prescription {event.prescription_id}")
+            raise PermanentFailure(
+                f"order {event.order_id} names unknown prescription {event.prescription_id}"
+            )
 
     @service.events.on(OrderConfirmed)
     async def order_confirmed(event: OrderConfirmed, envelope: Envelope) -> None:
@@ -53,7 +50,7 @@ def register(service: Service, prescriptions: Repository[Prescription]) -> None:
 
     @service.commands.on(UploadPrescription)
     async def upload_prescription(command: UploadPrescription) -> PrescriptionView:
-        prescription, events = domain.upload(command, now())
+        prescription, events = domain.upload(command, utc_now())
         await prescriptions.add(prescription, wrap(events, None, prescription.order_id))
         await service.publish_pending(prescriptions, prescription.id)
         return prescription.view()
@@ -85,7 +82,7 @@ def register(service: Service, prescriptions: Repository[Prescription]) -> None:
         await service.change(
             prescriptions,
             prescription.id,
-            lambda p: domain.withdraw(p, now()),
+            lambda p: domain.withdraw(p, utc_now()),
             cause=None,
             correlation_id=prescription.order_id,
         )

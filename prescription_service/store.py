@@ -24,7 +24,9 @@ async def list_prescriptions(
     query: dict[str, object] = {"withdrawn_at": None}
     if owner_id is not None:
         query["patient_id"] = owner_id
-    return await repo.find(query, sort=[("uploaded_at", DESCENDING), ("_id", ASCENDING)], skip=offset, limit=limit)
+    return await repo.find(
+        query, sort=[("uploaded_at", DESCENDING), ("_id", ASCENDING)], skip=offset, limit=limit
+    )
 
 
 async def by_order(repo: Repository[Prescription], order_id: str) -> Prescription | None:

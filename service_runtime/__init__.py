@@ -1,1 +1,1 @@
-"""Plumbing every service shares: settings, broker wiring, store access, outbox relay, idempotent consumers."""
+"""Plumbing every service shares: settings, broker wiring, store, outbox relay, idempotent consumers."""

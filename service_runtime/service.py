@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from datetime import timedelta
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from faststream.middlewares import AckPolicy
@@ -82,9 +82,13 @@ class Service:
                     log.info("%s already applied to %s: acknowledging only", cause.type, aggregate_id)
                     break
                 events = decide(aggregate)
-                envelopes = wrap(events, cause, correlation_id or (cause.correlation_id if cause else aggregate_id))
+                envelopes = wrap(
+                    events, cause, correlation_id or (cause.correlation_id if cause else aggregate_id)
+                )
                 try:
-                    await repository.save(aggregate, envelopes, caused_by=str(cause.event_id) if cause else None)
+                    await repository.save(
+                        aggregate, envelopes, caused_by=str(cause.event_id) if cause else None
+                    )
                     break
                 except ConcurrentModification:
                     continue
@@ -103,7 +107,9 @@ class Service:
             self.broker.subscriber(self.topology.event_queue(self.name), ack_policy=AckPolicy.MANUAL)(
                 self.events.consume
             )
-        self.broker.subscriber(self.topology.rpc_queue(self.name), ack_policy=AckPolicy.ACK)(self.commands.answer)
+        self.broker.subscriber(self.topology.rpc_queue(self.name), ack_policy=AckPolicy.ACK)(
+            self.commands.answer
+        )
         await self.broker.start()
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox"))
         # Events a previous run saved but did not publish go out now, not after the first sweep.

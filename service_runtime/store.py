@@ -65,7 +65,9 @@ class Repository(Generic[A]):
         cursor = self.collection.find(dict(query), sort=list(sort), skip=skip, limit=limit)
         return [self._load(doc) async for doc in cursor]
 
-    async def add(self, aggregate: A, events: Sequence[Envelope] = (), *, caused_by: str | None = None) -> bool:
+    async def add(
+        self, aggregate: A, events: Sequence[Envelope] = (), *, caused_by: str | None = None
+    ) -> bool:
         """Insert a new aggregate with its first events. False when one with this id already exists."""
         doc = aggregate.model_dump(exclude=_BOOKKEEPING)
         doc["_id"] = aggregate.id
@@ -81,7 +83,9 @@ class Repository(Generic[A]):
         aggregate.version = 1
         return True
 
-    async def save(self, aggregate: A, events: Sequence[Envelope] = (), *, caused_by: str | None = None) -> None:
+    async def save(
+        self, aggregate: A, events: Sequence[Envelope] = (), *, caused_by: str | None = None
+    ) -> None:
         """Write the aggregate's new state and events if nobody changed it since it was read."""
         state = aggregate.model_dump(exclude=_BOOKKEEPING)
         update: Document = {"$set": {**state, "version": aggregate.version + 1, **outbox_fields(events)}}
@@ -89,7 +93,9 @@ class Repository(Generic[A]):
             update["$push"] = {"processed_event_ids": caused_by}
         result = await self.collection.update_one({"_id": aggregate.id, "version": aggregate.version}, update)
         if result.matched_count == 0:
-            raise ConcurrentModification(f"{self.collection.name}/{aggregate.id} changed since version {aggregate.version}")
+            raise ConcurrentModification(
+                f"{self.collection.name}/{aggregate.id} changed since version {aggregate.version}"
+            )
         aggregate.version += 1
         if caused_by:
             aggregate.processed_event_ids.append(caused_by)

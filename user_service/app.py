@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from uuid import uuid4
 
 from fastapi import FastAPI
 
+from service_runtime.clock import utc_now
 from service_runtime.messaging import RpcClient, make_broker
 from service_runtime.store import connect
 from user_service import problems
@@ -35,7 +35,7 @@ async def ensure_first_admin(store: UserStore, settings: Settings) -> None:
         full_name="Administrator",
         role="admin",
         password_hash=hash_password(settings.admin_password.get_secret_value()),
-        created_at=datetime.now(UTC),
+        created_at=utc_now(),
     )
     await store.add(user=admin)
     log.info("created the first admin %s", email)
@@ -64,7 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Online pharmacy",
         version="1.0.0",
-        description="Upload a prescription; the platform finds stock near you, takes payment and confirms the order.",
+        description=(
+            "Upload a prescription; the platform finds stock near you, takes payment and confirms the order."
+        ),
         lifespan=lifespan,
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",

@@ -52,7 +52,9 @@ class UserOut(BaseModel):
 
     @classmethod
     def of(cls, user: User) -> UserOut:
-        return cls(id=user.id, email=user.email, full_name=user.full_name, role=user.role, created_at=user.created_at)
+        return cls(
+            id=user.id, email=user.email, full_name=user.full_name, role=user.role, created_at=user.created_at
+        )
 
 
 class RoleIn(Body):
@@ -61,7 +63,7 @@ class RoleIn(Body):
 
 class TokenOut(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     expires_in: int
 
 
@@ -84,7 +86,13 @@ class PharmacyOut(BaseModel):
 
     @classmethod
     def of(cls, v: c.PharmacyView) -> PharmacyOut:
-        return cls(id=v.id, name=v.name, address=v.address, latitude=v.location.latitude, longitude=v.location.longitude)
+        return cls(
+            id=v.id,
+            name=v.name,
+            address=v.address,
+            latitude=v.location.latitude,
+            longitude=v.location.longitude,
+        )
 
 
 Price = Field(gt=0, le=Decimal("100000"), max_digits=8, decimal_places=2)
@@ -181,7 +189,12 @@ class PaymentMethodOut(BaseModel):
     @classmethod
     def of(cls, v: c.PaymentMethodView) -> PaymentMethodOut:
         return cls(
-            id=v.id, brand=v.brand, last4=v.last4, exp_month=v.exp_month, exp_year=v.exp_year, created_at=v.created_at
+            id=v.id,
+            brand=v.brand,
+            last4=v.last4,
+            exp_month=v.exp_month,
+            exp_year=v.exp_year,
+            created_at=v.created_at,
         )
 
 
@@ -261,7 +274,9 @@ class PrescriptionOut(BaseModel):
             patient_id=v.patient_id,
             order_id=v.order_id,
             lines=[LineOut(medication_id=line.medication_id, quantity=line.quantity) for line in v.lines],
-            delivery_location=LocationOut(latitude=v.delivery_location.latitude, longitude=v.delivery_location.longitude),
+            delivery_location=LocationOut(
+                latitude=v.delivery_location.latitude, longitude=v.delivery_location.longitude
+            ),
             payment_method_id=v.payment_method_id,
             status=v.status,
             uploaded_at=v.uploaded_at,

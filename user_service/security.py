@@ -33,7 +33,14 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 def issue_access_token(settings: Settings, *, user_id: str, role: str) -> tuple[str, int]:
     now = datetime.now(UTC)
     lifetime = timedelta(minutes=settings.access_token_minutes)
-    claims = {"sub": user_id, "role": role, "iat": now, "exp": now + lifetime, "jti": str(uuid4()), "typ": "access"}
+    claims = {
+        "sub": user_id,
+        "role": role,
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": str(uuid4()),
+        "typ": "access",
+    }
     token = jwt.encode(claims, settings.secret_key.get_secret_value(), algorithm=_ALGORITHM)
     return token, int(lifetime.total_seconds())
 

@@ -46,7 +46,9 @@ class UserStore:
         return None if doc is None else self._load(doc)
 
     async def list(self, *, limit: int, offset: int) -> list[User]:
-        cursor = self.users.find({}, sort=[("created_at", ASCENDING), ("_id", ASCENDING)], skip=offset, limit=limit)
+        cursor = self.users.find(
+            {}, sort=[("created_at", ASCENDING), ("_id", ASCENDING)], skip=offset, limit=limit
+        )
         return [self._load(doc) async for doc in cursor]
 
     async def set_role(self, *, user_id: str, role: Role) -> User | None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 from uuid import uuid4
 
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.security import OAuth2PasswordRequestForm
 
+from service_runtime.clock import utc_now
 from user_service.deps import CurrentUser, SettingsDep, Users
 from user_service.domain import User, WeakPassword, check_password_policy
 from user_service.problems import field_error
@@ -33,7 +33,7 @@ async def register(body: RegisterIn, users: Users) -> UserOut:
         full_name=body.full_name,
         role="patient",
         password_hash=hash_password(body.password),
-        created_at=datetime.now(UTC),
+        created_at=utc_now(),
     )
     try:
         await users.add(user=user)
@@ -43,7 +43,9 @@ async def register(body: RegisterIn, users: Users) -> UserOut:
 
 
 @router.post("/auth/token", response_model=TokenOut)
-async def sign_in(form: Annotated[OAuth2PasswordRequestForm, Depends()], users: Users, settings: SettingsDep) -> TokenOut:
+async def sign_in(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], users: Users, settings: SettingsDep
+) -> TokenOut:
     """OAuth2 password flow: `username` is the email. Answers a bearer access token."""
     user = await users.by_email(email=form.username)
     if not verify_password(user.password_hash if user else None, form.password) or user is None:

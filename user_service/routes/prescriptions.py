@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from contracts import commands as c
 from contracts.events import Location, PrescribedLine
-from service_runtime.errors import CommandRefused
+from service_runtime.errors import CommandRefused, ServiceUnavailable
+from service_runtime.messaging import RpcClient
 from user_service.deps import CurrentUser, Paging, Patient, Rpc, UserFilter
 from user_service.domain import owner_scope
 from user_service.problems import field_error
 from user_service.schemas import Page, PrescriptionIn, PrescriptionOut
 
 router = APIRouter(tags=["prescriptions"])
+log = logging.getLogger(__name__)
 
 
 @router.post(
@@ -28,8 +32,36 @@ async def upload_prescription(body: PrescriptionIn, patient: Patient, rpc: Rpc) 
     Answers 202 with the prescription, whose `order_id` can be followed at /orders/{order_id}.
     """
     # Refuse what can never succeed now, with the field at fault, rather than as a rejected order later.
+    # Best effort: with a service briefly down the upload is still taken, and the saga itself
+    # declines an unknown card or rejects an unknown medication.
     try:
-        await rpc.ask(c.GetPaymentMethod(owner_id=patient.id, payment_method_id=body.payment_method_id), dict)
+        problem = await _unknown_references(body, patient.id, rpc)
+    except ServiceUnavailable as exc:
+        log.warning("upload accepted without checking its references: %s", exc)
+        problem = None
+    if problem is not None:
+        return problem
+    command = c.UploadPrescription(
+        patient_id=patient.id,
+        lines=tuple(
+            PrescribedLine(medication_id=line.medication_id, quantity=line.quantity) for line in body.lines
+        ),
+        delivery_location=Location(
+            latitude=body.delivery_location.latitude, longitude=body.delivery_location.longitude
+        ),
+        payment_method_id=body.payment_method_id,
+    )
+    created = PrescriptionOut.of(await rpc.ask(command, c.PrescriptionView))
+    return JSONResponse(
+        created.model_dump(mode="json"),
+        status_code=202,
+        headers={"Location": f"/api/v1/prescriptions/{created.id}"},
+    )
+
+
+async def _unknown_references(body: PrescriptionIn, patient_id: str, rpc: RpcClient) -> JSONResponse | None:
+    try:
+        await rpc.ask(c.GetPaymentMethod(owner_id=patient_id, payment_method_id=body.payment_method_id), dict)
     except CommandRefused as exc:
         if exc.code != "not_found":
             raise
@@ -39,18 +71,7 @@ async def upload_prescription(body: PrescriptionIn, patient: Patient, rpc: Rpc) 
     for i, line in enumerate(body.lines):
         if line.medication_id not in known:
             return field_error(f"lines.{i}.medication_id", "no such medication in the catalogue")
-    command = c.UploadPrescription(
-        patient_id=patient.id,
-        lines=tuple(PrescribedLine(medication_id=line.medication_id, quantity=line.quantity) for line in body.lines),
-        delivery_location=Location(latitude=body.delivery_location.latitude, longitude=body.delivery_location.longitude),
-        payment_method_id=body.payment_method_id,
-    )
-    created = PrescriptionOut.of(await rpc.ask(command, c.PrescriptionView))
-    return JSONResponse(
-        created.model_dump(mode="json"),
-        status_code=202,
-        headers={"Location": f"/api/v1/prescriptions/{created.id}"},
-    )
+    return None
 
 
 @router.get("/prescriptions", response_model=Page[PrescriptionOut])
