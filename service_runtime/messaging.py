@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from aio_pika import ExchangeType
 from aiormq.exceptions import AMQPError
-from faststream.rabbit import Channel, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.annotations import RabbitMessage
 from faststream.rabbit.schemas import QueueType
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -56,7 +55,9 @@ class Topology:
         self.namespace = settings.broker_namespace
         self.delivery_limit = settings.delivery_limit
         self.rpc_ttl_ms = int(settings.rpc_timeout_seconds * 1000)
-        self.events = RabbitExchange(f"{self.namespace}.{topology.EVENTS_EXCHANGE}", type=ExchangeType.TOPIC, durable=True)
+        self.events = RabbitExchange(
+            f"{self.namespace}.{topology.EVENTS_EXCHANGE}", type=ExchangeType.TOPIC, durable=True
+        )
         self.dead_letters = RabbitExchange(
             f"{self.namespace}.{topology.DEAD_LETTER_EXCHANGE}", type=ExchangeType.DIRECT, durable=True
         )
@@ -83,7 +84,9 @@ class Topology:
     def rpc_queue(self, service: str) -> RabbitQueue:
         # A request nobody answered within the caller's timeout is worthless: let the broker drop it.
         return RabbitQueue(
-            topology.rpc_queue(self.namespace, service), durable=True, arguments={"x-message-ttl": self.rpc_ttl_ms}
+            topology.rpc_queue(self.namespace, service),
+            durable=True,
+            arguments={"x-message-ttl": self.rpc_ttl_ms},
         )
 
     async def declare(self, broker: RabbitBroker) -> None:
@@ -118,7 +121,10 @@ class EventBus:
             correlation_id=envelope["correlation_id"],
             message_type=kind,
             content_type="application/json",
-            headers={"x-event-version": envelope["version"], "x-causation-id": envelope.get("causation_id") or ""},
+            headers={
+                "x-event-version": envelope["version"],
+                "x-causation-id": envelope.get("causation_id") or "",
+            },
         )
 
 
@@ -157,7 +163,9 @@ class EventConsumer:
     def check_against_topology(self) -> None:
         expected = {e.TYPE for e in topology.SUBSCRIPTIONS.get(self.service, ())}
         if set(self.routes) != expected:
-            raise RuntimeError(f"{self.service} handles {sorted(self.routes)} but the topology says {sorted(expected)}")
+            raise RuntimeError(
+                f"{self.service} handles {sorted(self.routes)} but the topology says {sorted(expected)}"
+            )
 
     async def consume(self, message: RabbitMessage) -> None:
         try:
@@ -263,7 +271,9 @@ class CommandServer:
             return RpcReply(data={"service": self.service})
         route = self.routes.get(kind)
         if route is None:
-            return RpcReply(error=RpcError(code="invalid", detail=f"{self.service} knows no command {kind!r}"))
+            return RpcReply(
+                error=RpcError(code="invalid", detail=f"{self.service} knows no command {kind!r}")
+            )
         try:
             command = route.model.model_validate_json(body)
         except ValidationError as exc:
@@ -276,7 +286,9 @@ class CommandServer:
             return RpcReply(error=RpcError(code=exc.code, detail=exc.detail, field=exc.field))
         except Exception:
             log.exception("command %s failed", kind)
-            return RpcReply(error=RpcError(code="internal", detail="the service failed to carry out the command"))
+            return RpcReply(
+                error=RpcError(code="internal", detail="the service failed to carry out the command")
+            )
 
 
 class RpcClient:

@@ -16,11 +16,24 @@ from user_service.domain import Forbidden
 
 log = logging.getLogger(__name__)
 
-_RPC_STATUS = {"not_found": 404, "conflict": 409, "invalid": 422, "forbidden": 403, "unavailable": 503, "internal": 500}
+_RPC_STATUS = {
+    "not_found": 404,
+    "conflict": 409,
+    "invalid": 422,
+    "forbidden": 403,
+    "unavailable": 503,
+    "internal": 500,
+}
 
 
 def problem(status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail, **extra}
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
 
 
@@ -52,7 +65,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ServiceUnavailable)
     async def unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:
         log.warning("%s", exc)
-        return problem(503, "a back-end service is not answering; try again shortly", headers={"Retry-After": "5"})
+        return problem(
+            503, "a back-end service is not answering; try again shortly", headers={"Retry-After": "5"}
+        )
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden) -> JSONResponse:

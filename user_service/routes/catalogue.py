@@ -28,7 +28,9 @@ router = APIRouter(tags=["pharmacies and medications"])
 @router.post("/pharmacies", status_code=201, response_model=PharmacyOut)
 async def create_pharmacy(body: PharmacyIn, staff: Staff, rpc: Rpc) -> PharmacyOut:
     command = c.CreatePharmacy(
-        name=body.name, address=body.address, location=Location(latitude=body.latitude, longitude=body.longitude)
+        name=body.name,
+        address=body.address,
+        location=Location(latitude=body.latitude, longitude=body.longitude),
     )
     return PharmacyOut.of(await rpc.ask(command, c.PharmacyView))
 
@@ -70,7 +72,9 @@ async def get_medication(medication_id: str, user: CurrentUser, rpc: Rpc) -> Med
 
 
 @router.patch("/medications/{medication_id}", response_model=MedicationOut)
-async def update_medication(medication_id: str, body: MedicationPatch, staff: Staff, rpc: Rpc) -> MedicationOut:
+async def update_medication(
+    medication_id: str, body: MedicationPatch, staff: Staff, rpc: Rpc
+) -> MedicationOut:
     command = c.UpdateMedication(
         medication_id=medication_id,
         name=body.name,

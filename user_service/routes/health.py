@@ -25,4 +25,6 @@ async def health(request: Request, rpc: Rpc) -> JSONResponse:
     except Exception:
         checks["store"] = "down"
     healthy = all(v == "up" for v in checks.values())
-    return JSONResponse({"status": "ok" if healthy else "degraded", "checks": checks}, status_code=200 if healthy else 503)
+    return JSONResponse(
+        {"status": "ok" if healthy else "degraded", "checks": checks}, status_code=200 if healthy else 503
+    )

@@ -13,7 +13,9 @@ router = APIRouter(tags=["orders"])
 
 
 @router.get("/orders", response_model=Page[OrderOut])
-async def list_orders(user: CurrentUser, rpc: Rpc, page: Paging, user_id: UserFilter = None) -> Page[OrderOut]:
+async def list_orders(
+    user: CurrentUser, rpc: Rpc, page: Paging, user_id: UserFilter = None
+) -> Page[OrderOut]:
     found = await rpc.ask(c.ListOrders(owner_id=owner_scope(user, user_id), page=page), list[c.OrderView])
     return Page(items=[OrderOut.of(o) for o in found], limit=page.limit, offset=page.offset)
 
@@ -21,11 +23,13 @@ async def list_orders(user: CurrentUser, rpc: Rpc, page: Paging, user_id: UserFi
 @router.get("/orders/{order_id}", response_model=OrderOut)
 async def get_order(order_id: str, user: CurrentUser, rpc: Rpc) -> OrderOut:
     """Status, lines, pharmacy, total, and every status the order went through with its time."""
-    return OrderOut.of(await rpc.ask(c.GetOrder(owner_id=owner_scope(user, None), order_id=order_id), c.OrderView))
+    return OrderOut.of(
+        await rpc.ask(c.GetOrder(owner_id=owner_scope(user, None), order_id=order_id), c.OrderView)
+    )
 
 
 @router.delete("/orders/{order_id}", response_model=OrderOut)
 async def cancel_order(order_id: str, user: CurrentUser, rpc: Rpc) -> OrderOut:
-    """Cancel an order that is not yet paid (PENDING or STOCK_RESERVED); its stock goes back. 409 otherwise."""
+    """Cancel an order not yet paid (PENDING or STOCK_RESERVED); its stock goes back. 409 otherwise."""
     command = c.CancelOrder(owner_id=owner_scope(user, None), order_id=order_id)
     return OrderOut.of(await rpc.ask(command, c.OrderView))

@@ -16,7 +16,11 @@ router = APIRouter(tags=["payments"])
 async def add_payment_method(body: PaymentMethodIn, user: CurrentUser, rpc: Rpc) -> PaymentMethodOut:
     """Register a card. Only its processor token, brand and last four digits are kept."""
     command = c.AddPaymentMethod(
-        owner_id=user.id, card_number=body.card_number, exp_month=body.exp_month, exp_year=body.exp_year, cvc=body.cvc
+        owner_id=user.id,
+        card_number=body.card_number,
+        exp_month=body.exp_month,
+        exp_year=body.exp_year,
+        cvc=body.cvc,
     )
     return PaymentMethodOut.of(await rpc.ask(command, c.PaymentMethodView))
 
@@ -28,7 +32,9 @@ async def list_payment_methods(user: CurrentUser, rpc: Rpc) -> Page[PaymentMetho
 
 
 @router.get("/payments", response_model=Page[PaymentOut])
-async def list_payments(user: CurrentUser, rpc: Rpc, page: Paging, user_id: UserFilter = None) -> Page[PaymentOut]:
+async def list_payments(
+    user: CurrentUser, rpc: Rpc, page: Paging, user_id: UserFilter = None
+) -> Page[PaymentOut]:
     command = c.ListPayments(owner_id=owner_scope(user, user_id), page=page)
     found = await rpc.ask(command, list[c.PaymentView])
     return Page(items=[PaymentOut.of(p) for p in found], limit=page.limit, offset=page.offset)
