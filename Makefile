@@ -1,0 +1,23 @@
+# The front door. Each target is a line or two calling a script a person can also read.
+.PHONY: run test lint bench infra stop-infra format
+
+run:            ## run the whole platform locally on http://127.0.0.1:8000
+	scripts/run.sh
+
+test:           ## run every test against a real RabbitMQ and store
+	scripts/test.sh
+
+lint:           ## ruff, mypy strict, import boundaries
+	scripts/lint.sh
+
+bench:          ## drive full sagas through the gateway and print throughput and latency
+	scripts/bench.sh
+
+infra:          ## start only RabbitMQ and FerretDB
+	scripts/infra.sh start
+
+stop-infra:     ## stop what `make infra` started
+	scripts/infra.sh stop
+
+format:
+	.venv/bin/ruff format . && .venv/bin/ruff check --fix .

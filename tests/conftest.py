@@ -1,0 +1,339 @@
+"""Fixtures that start real services, in one place, started once per session.
+
+Backing services: RABBITMQ_URL / MONGODB_URL when set; testcontainers where a Docker engine answers;
+otherwise scripts/infra.sh starts local RabbitMQ and FerretDB. Each integration test gets its own
+broker namespace and databases, deleted afterwards, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aio_pika
+import httpx
+import pytest
+import pytest_asyncio
+from pymongo import AsyncMongoClient
+
+from contracts import topology
+from contracts.base import Envelope, Event
+from service_runtime.launcher import SERVICES, Platform
+from service_runtime.messaging import ROUTING_KEYS
+from service_runtime.service import Service
+from service_runtime.settings import RuntimeSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+S = TypeVar("S", bound=RuntimeSettings)
+
+
+@dataclass(frozen=True)
+class Backing:
+    rabbitmq_url: str
+    mongodb_url: str
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    probe = subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False)  # noqa: S607
+    return probe.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def backing() -> Iterator[Backing]:
+    if os.environ.get("RABBITMQ_URL") and os.environ.get("MONGODB_URL"):
+        yield Backing(os.environ["RABBITMQ_URL"], os.environ["MONGODB_URL"])
+    elif _docker_answers():
+        from testcontainers.mongodb import MongoDbContainer
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        with RabbitMqContainer("rabbitmq:3.13-management") as rabbit, MongoDbContainer("mongo:7") as mongo:
+            params = rabbit.get_connection_params()
+            yield Backing(f"amqp://guest:guest@{params.host}:{params.port}/", mongo.get_connection_url())
+    else:
+        subprocess.run([str(ROOT / "scripts" / "infra.sh"), "start"], check=True)  # noqa: S603
+        exports = subprocess.run(  # noqa: S603
+            [str(ROOT / "scripts" / "infra.sh"), "env"], check=True, capture_output=True, text=True
+        ).stdout
+        found = dict(line.removeprefix("export ").split("=", 1) for line in exports.splitlines())
+        yield Backing(found["RABBITMQ_URL"], found["MONGODB_URL"])
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(4)}"
+
+
+async def delete_namespace(rabbitmq_url: str, namespace: str) -> None:
+    """Remove every queue and exchange a namespace declared, so test runs leave the broker clean."""
+    connection = await aio_pika.connect(rabbitmq_url)
+    async with connection:
+        for service in (*topology.SUBSCRIPTIONS, *topology.COMMANDS):
+            queue = topology.event_queue(namespace, service)
+            for name in (queue, topology.dead_letter_queue(queue), topology.rpc_queue(namespace, service)):
+                channel = await connection.channel()
+                await channel.queue_delete(name)
+                await channel.close()
+        channel = await connection.channel()
+        for exchange in (topology.EVENTS_EXCHANGE, topology.DEAD_LETTER_EXCHANGE):
+            await channel.exchange_delete(f"{namespace}.{exchange}")
+
+
+async def drop_databases(mongodb_url: str, prefix: str) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
+    try:
+        for name in await client.list_database_names():
+            if name.startswith(prefix):
+                await client.drop_database(name)
+    finally:
+        await client.close()
+
+
+@dataclass
+class Namespace:
+    """One test's private corner of the broker and the store."""
+
+    backing: Backing
+    name: str = field(default_factory=lambda: unique("t"))
+
+    def settings(self, cls: type[S], **overrides: Any) -> S:
+        values: dict[str, Any] = {
+            "environment": "test",
+            "rabbitmq_url": self.backing.rabbitmq_url,
+            "mongodb_url": self.backing.mongodb_url,
+            "mongodb_database": f"{self.name}_db",
+            "broker_namespace": self.name,
+            "retry_backoff_seconds": 0.05,
+            "outbox_sweep_seconds": 0.5,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+
+@pytest_asyncio.fixture
+async def namespace(backing: Backing) -> AsyncIterator[Namespace]:
+    ns = Namespace(backing)
+    yield ns
+    await delete_namespace(backing.rabbitmq_url, ns.name)
+    await drop_databases(backing.mongodb_url, ns.name)
+
+
+@pytest_asyncio.fixture
+async def running() -> AsyncIterator[Callable[[Service], Any]]:
+    """Start a service in this process; it is stopped after the test."""
+    started: list[Service] = []
+
+    async def start(service: Service) -> Service:
+        await service.start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in reversed(started):
+        await service.stop()
+
+
+class EventProbe:
+    """Sees every event published in a namespace, and publishes events as another service would."""
+
+    def __init__(self, connection: aio_pika.abc.AbstractRobustConnection, namespace: str) -> None:
+        self.connection = connection
+        self.namespace = namespace
+        self.seen: list[Envelope] = []
+        self._arrived = asyncio.Condition()
+
+    async def start(self) -> None:
+        channel = await self.connection.channel()
+        exchange = await channel.declare_exchange(
+            f"{self.namespace}.{topology.EVENTS_EXCHANGE}", aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(exchange, routing_key="#")
+        await queue.consume(self._on_message, no_ack=True)
+        self.publisher = await self.connection.channel(publisher_confirms=True)
+        self.exchange = await self.publisher.get_exchange(f"{self.namespace}.{topology.EVENTS_EXCHANGE}")
+
+    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        async with self._arrived:
+            self.seen.append(Envelope.model_validate_json(message.body))
+            self._arrived.notify_all()
+
+    async def wait_for(
+        self, event_type: type[Event], *, correlation_id: str | None = None, timeout: float = 10
+    ) -> Envelope:
+        def match() -> Envelope | None:
+            for envelope in self.seen:
+                if envelope.type == event_type.TYPE and correlation_id in (None, envelope.correlation_id):
+                    return envelope
+            return None
+
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(match), timeout)
+        found = match()
+        assert found is not None
+        return found
+
+    def of_type(self, event_type: type[Event]) -> list[Envelope]:
+        return [e for e in self.seen if e.type == event_type.TYPE]
+
+    async def publish(
+        self, event: Event, *, correlation_id: str, envelope: Envelope | None = None
+    ) -> Envelope:
+        envelope = envelope or Envelope.wrap(event, correlation_id=correlation_id)
+        await self.publish_raw(
+            envelope.model_dump_json().encode(), ROUTING_KEYS[event.TYPE], message_id=str(envelope.event_id)
+        )
+        return envelope
+
+    async def publish_raw(self, body: bytes, routing_key: str, *, message_id: str = "raw") -> None:
+        await self.exchange.publish(
+            aio_pika.Message(body, message_id=message_id, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=routing_key,
+            mandatory=True,
+        )
+
+
+@pytest_asyncio.fixture
+async def probe(namespace: Namespace) -> AsyncIterator[EventProbe]:
+    connection = await aio_pika.connect_robust(namespace.backing.rabbitmq_url)
+    # The topology must exist before the probe binds to it; declaring it is idempotent.
+    from faststream.rabbit import RabbitBroker
+
+    from service_runtime.messaging import Topology
+
+    broker = RabbitBroker(namespace.backing.rabbitmq_url, logger=None)
+    await broker.connect()
+    await Topology(namespace.settings(RuntimeSettings)).declare(broker)
+    await broker.stop()
+    events = EventProbe(connection, namespace.name)
+    await events.start()
+    yield events
+    await connection.close()
+
+
+async def dead_letters(rabbitmq_url: str, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """Everything waiting in a dead-letter queue, left in place."""
+    connection = await aio_pika.connect(rabbitmq_url)
+    found = []
+    async with connection:
+        channel = await connection.channel()
+        dlq = await channel.get_queue(topology.dead_letter_queue(queue))
+        while (message := await dlq.get(no_ack=False, fail=False)) is not None:
+            found.append(message)
+        await channel.close()  # unacked messages go back to the queue
+    return found
+
+
+# --- end to end: the five services as processes --------------------------------------------------
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "e2e-admin-password-1234"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def platform(backing: Backing, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "RABBITMQ_URL": backing.rabbitmq_url,
+            "MONGODB_URL": backing.mongodb_url,
+            "ENVIRONMENT": "test",
+            "SECRET_KEY": secrets.token_urlsafe(48),
+            "ADMIN_EMAIL": ADMIN_EMAIL,
+            "ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "LOG_LEVEL": "INFO",
+        }
+    )
+    running_platform = Platform(
+        port=free_port(),
+        namespace=unique("e2e"),
+        database_prefix=unique("e2e"),
+        log_dir=ROOT / ".run" / "test-logs",
+        env=env,
+    )
+    try:
+        running_platform.start(timeout=90)
+        yield running_platform
+    finally:
+        running_platform.stop()
+        asyncio.run(delete_namespace(backing.rabbitmq_url, running_platform.namespace))
+        asyncio.run(drop_databases(backing.mongodb_url, running_platform.database_prefix))
+
+
+class Api:
+    """A small HTTP client for the gateway, with the steps every scenario needs."""
+
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx.Client(base_url=f"{base_url}/api/v1", timeout=30)
+
+    def token(self, email: str, password: str) -> dict[str, str]:
+        answer = self.http.post("/auth/token", data={"username": email, "password": password})
+        assert answer.status_code == 200, answer.text
+        return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+    def new_patient(self) -> tuple[dict[str, Any], dict[str, str]]:
+        email = f"{unique('patient')}@example.com"
+        password = "a long enough password"
+        answer = self.http.post(
+            "/auth/register", json={"email": email, "password": password, "full_name": "Pat Ient"}
+        )
+        assert answer.status_code == 201, answer.text
+        return answer.json(), self.token(email, password)
+
+    def wait_until(self, condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
+
+    def wait_for_status(
+        self, order_id: str, headers: dict[str, str], statuses: set[str], timeout: float = 20
+    ) -> dict[str, Any]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            answer = self.http.get(f"/orders/{order_id}", headers=headers)
+            if answer.status_code == 200:
+                last = answer.json()
+                if last["status"] in statuses:
+                    return dict(last)
+            time.sleep(0.05)
+        raise AssertionError(
+            f"order {order_id} did not reach {statuses} in {timeout} s; last seen: {json.dumps(last)}"
+        )
+
+
+@pytest.fixture(scope="session")
+def api(platform: Platform) -> Iterator[Api]:
+    client = Api(platform.url)
+    yield client
+    client.http.close()
+
+
+@pytest.fixture(scope="session")
+def admin(api: Api) -> dict[str, str]:
+    return api.token(ADMIN_EMAIL, ADMIN_PASSWORD)
+
+
+__all__ = ["SERVICES", "Api", "EventProbe", "Namespace", "dead_letters"]

@@ -1,0 +1,281 @@
+"""The whole saga through the gateway, with the five services running as processes."""
+
+from __future__ import annotations
+
+import random
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from conftest import Api
+
+from service_runtime.launcher import Platform
+
+pytestmark = pytest.mark.e2e
+
+TERMINAL = {"CONFIRMED", "REJECTED", "CANCELLED"}
+GOOD_CARD = "4242424242424242"
+DECLINED_CARD = "4000000000000002"
+
+
+@dataclass
+class Shop:
+    """A pharmacy of this test's own, far from the others, stocking a medication of its own."""
+
+    pharmacy_id: str
+    medication_id: str
+    latitude: float
+    longitude: float
+    price: float
+
+
+def open_shop(api: Api, admin: dict[str, str], *, quantity: int, price: str = "4.20") -> Shop:
+    latitude, longitude = round(random.uniform(-60, 60), 4), round(random.uniform(-170, 170), 4)
+    pharmacy = api.http.post(
+        "/pharmacies",
+        headers=admin,
+        json={
+            "name": "Corner Pharmacy",
+            "address": "1 High Street",
+            "latitude": latitude,
+            "longitude": longitude,
+        },
+    )
+    assert pharmacy.status_code == 201, pharmacy.text
+    medication = api.http.post(
+        "/medications",
+        headers=admin,
+        json={
+            "name": f"Amoxicillin {secrets.token_hex(3)}",
+            "strength": "500 mg",
+            "form": "capsule",
+            "price": price,
+            "prescription_only": True,
+        },
+    )
+    assert medication.status_code == 201, medication.text
+    shop = Shop(pharmacy.json()["id"], medication.json()["id"], latitude, longitude, float(price))
+    stock = api.http.put(
+        f"/pharmacies/{shop.pharmacy_id}/stock/{shop.medication_id}",
+        headers=admin,
+        json={"quantity": quantity},
+    )
+    assert stock.status_code == 200, stock.text
+    return shop
+
+
+def add_card(api: Api, patient: dict[str, str], number: str = GOOD_CARD) -> str:
+    answer = api.http.post(
+        "/payment-methods",
+        headers=patient,
+        json={"card_number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"},
+    )
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["id"])
+
+
+def upload(api: Api, patient: dict[str, str], shop: Shop, card_id: str, quantity: int) -> dict[str, Any]:
+    answer = api.http.post(
+        "/prescriptions",
+        headers=patient,
+        json={
+            "lines": [{"medication_id": shop.medication_id, "quantity": quantity}],
+            "delivery_location": {"latitude": shop.latitude + 0.01, "longitude": shop.longitude + 0.01},
+            "payment_method_id": card_id,
+        },
+    )
+    assert answer.status_code == 202, answer.text
+    return dict(answer.json())
+
+
+def stock_left(api: Api, headers: dict[str, str], shop: Shop) -> int:
+    answer = api.http.get(f"/medications/{shop.medication_id}/availability", headers=headers)
+    assert answer.status_code == 200, answer.text
+    return sum(p["quantity"] for p in answer.json() if p["pharmacy_id"] == shop.pharmacy_id)
+
+
+def test_prescription_becomes_confirmed_order_and_stock_is_sold(api: Api, admin: dict[str, str]) -> None:
+    shop = open_shop(api, admin, quantity=10)
+    _, patient = api.new_patient()
+    prescription = upload(api, patient, shop, add_card(api, patient), quantity=3)
+
+    order = api.wait_for_status(prescription["order_id"], patient, TERMINAL)
+
+    assert order["status"] == "CONFIRMED"
+    assert order["pharmacy_id"] == shop.pharmacy_id
+    assert order["prescription_id"] == prescription["id"]
+    assert order["total"] == pytest.approx(3 * shop.price)
+    assert [h["status"] for h in order["history"]] == ["PENDING", "STOCK_RESERVED", "CONFIRMED"]
+    assert stock_left(api, patient, shop) == 7
+    payments = api.http.get("/payments", headers=patient).json()["items"]
+    assert [(p["order_id"], p["status"], p["amount"]) for p in payments] == [
+        (order["id"], "APPROVED", order["total"])
+    ]
+    assert api.http.get(f"/prescriptions/{prescription['id']}", headers=patient).json()["status"] == "FILLED"
+
+
+def test_order_for_more_than_any_pharmacy_has_is_rejected_with_the_reason(
+    api: Api, admin: dict[str, str]
+) -> None:
+    shop = open_shop(api, admin, quantity=2)
+    _, patient = api.new_patient()
+    prescription = upload(api, patient, shop, add_card(api, patient), quantity=5)
+
+    order = api.wait_for_status(prescription["order_id"], patient, TERMINAL)
+
+    assert order["status"] == "REJECTED"
+    assert order["shortages"] == [
+        {
+            "medication_id": shop.medication_id,
+            "requested": 5,
+            "best_available": 2,
+            "reason": "at most 2 available at one pharmacy within 50 km",
+        }
+    ]
+    assert order["history"][-1]["reason"]
+    assert stock_left(api, patient, shop) == 2
+    assert api.http.get("/payments", headers=patient).json()["items"] == []
+
+
+def test_declined_card_cancels_the_order_and_puts_the_stock_back(api: Api, admin: dict[str, str]) -> None:
+    shop = open_shop(api, admin, quantity=4)
+    _, patient = api.new_patient()
+    prescription = upload(api, patient, shop, add_card(api, patient, DECLINED_CARD), quantity=4)
+
+    order = api.wait_for_status(prescription["order_id"], patient, TERMINAL)
+
+    assert order["status"] == "CANCELLED"
+    assert "payment declined" in order["history"][-1]["reason"]
+    payments = api.http.get("/payments", headers=patient).json()["items"]
+    assert [(p["status"], p["last4"]) for p in payments] == [("DECLINED", "0002")]
+    # The release travels as an event: wait for it rather than assume it is done.
+    api.wait_until(lambda: stock_left(api, patient, shop) == 4, "stock back after the decline")
+
+
+def test_cancelling_an_unpaid_order_puts_the_stock_back_and_charges_nothing_net(
+    api: Api, admin: dict[str, str], platform: Platform
+) -> None:
+    shop = open_shop(api, admin, quantity=6)
+    _, patient = api.new_patient()
+    card = add_card(api, patient)
+    # With payment_service down, the order waits in STOCK_RESERVED: a deterministic window to cancel in.
+    platform.stop_service("payment_service")
+    try:
+        prescription = upload(api, patient, shop, card, quantity=2)
+        reserved = api.wait_for_status(prescription["order_id"], patient, {"STOCK_RESERVED"})
+        assert stock_left(api, patient, shop) == 4
+
+        cancelled = api.http.delete(f"/orders/{reserved['id']}", headers=patient)
+
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "CANCELLED"
+        api.wait_until(lambda: stock_left(api, patient, shop) == 6, "stock back after the cancel")
+    finally:
+        platform.start_service("payment_service")
+        platform.wait_healthy(60)
+
+    # payment_service now sees StockReserved, then OrderCancelled: what it charged, it refunds.
+    def refunded() -> bool:
+        payments = api.http.get("/payments", headers=patient).json()["items"]
+        return [p["status"] for p in payments] == ["REFUNDED"]
+
+    api.wait_until(refunded, "the charge refunded")
+    order = api.http.get(f"/orders/{reserved['id']}", headers=patient).json()
+    assert order["status"] == "CANCELLED"
+    api.wait_until(
+        lambda: (
+            api.http.get(f"/orders/{reserved['id']}", headers=patient).json()["refunded"] == order["total"]
+        ),
+        "the refund recorded on the order",
+    )
+    assert stock_left(api, patient, shop) == 6
+
+
+def test_a_paid_order_cannot_be_cancelled(api: Api, admin: dict[str, str]) -> None:
+    shop = open_shop(api, admin, quantity=3)
+    _, patient = api.new_patient()
+    prescription = upload(api, patient, shop, add_card(api, patient), quantity=1)
+    api.wait_for_status(prescription["order_id"], patient, {"CONFIRMED"})
+
+    answer = api.http.delete(f"/orders/{prescription['order_id']}", headers=patient)
+
+    assert answer.status_code == 409
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "CONFIRMED" in answer.json()["detail"]
+
+
+def test_another_patients_records_answer_not_found(api: Api, admin: dict[str, str]) -> None:
+    shop = open_shop(api, admin, quantity=3)
+    _, owner = api.new_patient()
+    prescription = upload(api, owner, shop, add_card(api, owner), quantity=1)
+    order = api.wait_for_status(prescription["order_id"], owner, TERMINAL)
+    payment_id = api.http.get("/payments", headers=owner).json()["items"][0]["id"]
+    _, stranger = api.new_patient()
+
+    for path in (
+        f"/orders/{order['id']}",
+        f"/prescriptions/{prescription['id']}",
+        f"/payments/{payment_id}",
+    ):
+        answer = api.http.get(path, headers=stranger)
+        assert answer.status_code == 404, path
+        assert answer.headers["content-type"] == "application/problem+json"
+    assert api.http.delete(f"/orders/{order['id']}", headers=stranger).status_code == 404
+    assert api.http.delete(f"/prescriptions/{prescription['id']}", headers=stranger).status_code == 404
+    assert api.http.get("/orders", headers=stranger).json()["items"] == []
+    assert api.http.get(f"/orders?user_id={order['patient_id']}", headers=stranger).status_code == 403
+
+
+def test_staff_list_any_patients_records(api: Api, admin: dict[str, str]) -> None:
+    shop = open_shop(api, admin, quantity=3)
+    patient_user, patient = api.new_patient()
+    prescription = upload(api, patient, shop, add_card(api, patient), quantity=1)
+    api.wait_for_status(prescription["order_id"], patient, TERMINAL)
+
+    for resource in ("orders", "prescriptions", "payments"):
+        answer = api.http.get(f"/{resource}?user_id={patient_user['id']}", headers=admin)
+        assert answer.status_code == 200, answer.text
+        assert [item["patient_id"] for item in answer.json()["items"]] == [patient_user["id"]], resource
+
+
+def test_registering_an_email_twice_conflicts(api: Api) -> None:
+    email = f"twice-{secrets.token_hex(4)}@example.com"
+    body = {"email": email, "password": "a long enough password", "full_name": "Twice"}
+    assert api.http.post("/auth/register", json=body).status_code == 201
+
+    again = api.http.post("/auth/register", json={**body, "email": email.upper()})
+
+    assert again.status_code == 409
+    assert again.headers["content-type"] == "application/problem+json"
+    assert again.json()["status"] == 409
+
+
+def test_withdrawing_a_prescription_hides_it(api: Api, admin: dict[str, str]) -> None:
+    shop = open_shop(api, admin, quantity=3)
+    _, patient = api.new_patient()
+    prescription = upload(api, patient, shop, add_card(api, patient), quantity=1)
+    api.wait_for_status(prescription["order_id"], patient, TERMINAL)
+
+    assert api.http.delete(f"/prescriptions/{prescription['id']}", headers=patient).status_code == 204
+
+    assert api.http.get(f"/prescriptions/{prescription['id']}", headers=patient).status_code == 404
+    assert api.http.get("/prescriptions", headers=patient).json()["items"] == []
+    # A paid order stands: the medicine was sold against it.
+    assert (
+        api.http.get(f"/orders/{prescription['order_id']}", headers=patient).json()["status"] == "CONFIRMED"
+    )
+
+
+def test_admin_removes_a_payment_from_view(api: Api, admin: dict[str, str]) -> None:
+    shop = open_shop(api, admin, quantity=3)
+    _, patient = api.new_patient()
+    prescription = upload(api, patient, shop, add_card(api, patient), quantity=1)
+    api.wait_for_status(prescription["order_id"], patient, TERMINAL)
+    payment_id = api.http.get("/payments", headers=patient).json()["items"][0]["id"]
+
+    assert api.http.delete(f"/payments/{payment_id}", headers=patient).status_code == 403
+    assert api.http.delete(f"/payments/{payment_id}", headers=admin).status_code == 204
+
+    assert api.http.get(f"/payments/{payment_id}", headers=patient).status_code == 404
+    assert api.http.get("/payments", headers=patient).json()["items"] == []
