@@ -1,0 +1,35 @@
+# One image for all five services; compose picks the service with `command: python -m <package>`.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+RUN groupadd --system pharmacy \
+    && useradd --system --gid pharmacy --home-dir /app --no-create-home --shell /usr/sbin/nologin pharmacy
+
+WORKDIR /app
+
+# Dependency metadata first, so code edits do not invalidate the layers above.
+COPY pyproject.toml constraints.txt ./
+COPY contracts ./contracts
+COPY service_runtime ./service_runtime
+COPY user_service ./user_service
+COPY prescription_service ./prescription_service
+COPY order_service ./order_service
+COPY payment_service ./payment_service
+COPY inventory_service ./inventory_service
+
+# The same pinned versions as the venv and CI; build leftovers are removed so only the installed copy matters.
+RUN pip install --no-cache-dir -c constraints.txt . \
+    && rm -rf build ./*.egg-info
+
+USER pharmacy
+
+# The gateway must listen on every interface inside a container; back-end services ignore these.
+ENV HOST=0.0.0.0 \
+    PORT=8000
+EXPOSE 8000
+
+CMD ["python", "-m", "user_service"]
