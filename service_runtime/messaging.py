@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiormq.exceptions import AMQPError
-from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue, RabbitResponse
 from faststream.rabbit.annotations import RabbitMessage
+from faststream.rabbit.helpers import RabbitDeclarer
 from faststream.rabbit.schemas import QueueType
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -55,6 +56,10 @@ class Topology:
         self.namespace = settings.broker_namespace
         self.delivery_limit = settings.delivery_limit
         self.rpc_ttl_ms = int(settings.rpc_timeout_seconds * 1000)
+        # aiormq runs every delivery as its own task: a prefetch of one is what keeps the events of a
+        # queue handled one at a time, in the order they were published. FastStream caches a declared
+        # queue with the channel that first declared it, so the topology is declared on this channel too.
+        self.event_channel = Channel(prefetch_count=1, on_return_raises=True)
         self.events = RabbitExchange(
             f"{self.namespace}.{topology.EVENTS_EXCHANGE}", type=ExchangeType.TOPIC, durable=True
         )
@@ -91,14 +96,16 @@ class Topology:
 
     async def declare(self, broker: RabbitBroker) -> None:
         """Declare every event queue of the platform with its bindings and dead-letter queue."""
-        events = await broker.declare_exchange(self.events)
-        dead_letters = await broker.declare_exchange(self.dead_letters)
+        declarer: RabbitDeclarer = broker.config.declarer
+        channel = self.event_channel
+        events = await declarer.declare_exchange(self.events, channel=channel)
+        dead_letters = await declarer.declare_exchange(self.dead_letters, channel=channel)
         for service, event_types in topology.SUBSCRIPTIONS.items():
             spec = self.event_queue(service)
-            queue = await broker.declare_queue(spec)
+            queue = await declarer.declare_queue(spec, channel=channel)
             for event_type in event_types:
                 await queue.bind(events, routing_key=event_type.ROUTING_KEY)
-            dlq = await broker.declare_queue(self.dead_letter_queue(spec.name))
+            dlq = await declarer.declare_queue(self.dead_letter_queue(spec.name), channel=channel)
             await dlq.bind(dead_letters, routing_key=spec.name)
 
 
@@ -179,6 +186,7 @@ class EventConsumer:
             return
         cid = logs.correlation_id.set(envelope.correlation_id)
         eid = logs.event_id.set(str(envelope.event_id))
+        log.debug("handling %s", envelope.type)
         try:
             await route.handler(payload, envelope)
         except PermanentFailure as exc:
@@ -187,6 +195,7 @@ class EventConsumer:
             await self._retry_or_dead_letter(message, exc)
         else:
             await message.ack()
+            log.debug("handled %s", envelope.type)
         finally:
             logs.correlation_id.reset(cid)
             logs.event_id.reset(eid)
@@ -262,9 +271,13 @@ class CommandServer:
 
         return register
 
-    async def answer(self, message: RabbitMessage) -> bytes:
+    async def answer(self, message: RabbitMessage) -> RabbitResponse:
         reply = await self.dispatch(message.raw_message.type or "", message.body)
-        return reply.model_dump_json().encode()
+        # Not mandatory: a caller that gave up is gone, and RabbitMQ 3.10 returns direct replies
+        # published with `mandatory` even when it delivers them.
+        return RabbitResponse(
+            reply.model_dump_json().encode(), mandatory=False, content_type="application/json"
+        )
 
     async def dispatch(self, kind: str, body: bytes) -> RpcReply:
         if kind == "Ping":
@@ -315,6 +328,8 @@ class RpcClient:
                 content_type="application/json",
                 correlation_id=logs.correlation_id.get(),
                 timeout=timeout or self.timeout,
+                # A request nobody took within the caller's timeout is dropped, not answered late.
+                expiration=timeout or self.timeout,
             )
         except (TimeoutError, AMQPError) as exc:
             raise ServiceUnavailable(f"{owner} did not answer {command.TYPE}") from exc

@@ -104,9 +104,11 @@ class Service:
         await self.broker.connect()
         await self.topology.declare(self.broker)
         if self.events.routes:
-            self.broker.subscriber(self.topology.event_queue(self.name), ack_policy=AckPolicy.MANUAL)(
-                self.events.consume
-            )
+            self.broker.subscriber(
+                self.topology.event_queue(self.name),
+                ack_policy=AckPolicy.MANUAL,
+                channel=self.topology.event_channel,
+            )(self.events.consume)
         self.broker.subscriber(self.topology.rpc_queue(self.name), ack_policy=AckPolicy.ACK)(
             self.commands.answer
         )

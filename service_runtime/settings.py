@@ -24,5 +24,6 @@ class RuntimeSettings(BaseSettings):
     retry_backoff_seconds: float = 0.2
     rpc_timeout_seconds: float = 10.0
     outbox_sweep_seconds: float = 1.0
+    # RPC requests answered at once per service; events are always taken one at a time, in order.
     prefetch_count: int = 20
     log_level: str = "INFO"
