@@ -295,7 +295,13 @@ class Api:
         assert answer.status_code == 201, answer.text
         return answer.json(), self.token(email, password)
 
-    def wait_until(self, condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    def wait_until(
+        self,
+        condition: Callable[[], bool],
+        what: str,
+        last_seen: Callable[[], str] = str,
+        timeout: float = 20,
+    ) -> None:
         import time
 
         deadline = time.monotonic() + timeout
@@ -303,7 +309,7 @@ class Api:
             if condition():
                 return
             time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
+        raise AssertionError(f"timed out after {timeout} s waiting for: {what}; last seen: {last_seen()}")
 
     def wait_for_status(
         self, order_id: str, headers: dict[str, str], statuses: set[str], timeout: float = 20

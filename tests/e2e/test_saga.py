@@ -176,11 +176,13 @@ def test_cancelling_an_unpaid_order_puts_the_stock_back_and_charges_nothing_net(
         platform.wait_healthy(60)
 
     # payment_service now sees StockReserved, then OrderCancelled: what it charged, it refunds.
-    def refunded() -> bool:
-        payments = api.http.get("/payments", headers=patient).json()["items"]
-        return [p["status"] for p in payments] == ["REFUNDED"]
+    seen: list[Any] = []
 
-    api.wait_until(refunded, "the charge refunded")
+    def refunded() -> bool:
+        seen[:] = api.http.get("/payments", headers=patient).json()["items"]
+        return [p["status"] for p in seen] == ["REFUNDED"]
+
+    api.wait_until(refunded, "the charge refunded", lambda: f"payments: {seen}")
     order = api.http.get(f"/orders/{reserved['id']}", headers=patient).json()
     assert order["status"] == "CANCELLED"
     api.wait_until(

@@ -18,6 +18,8 @@ from user_service.schemas import Page, PrescriptionIn, PrescriptionOut
 
 router = APIRouter(tags=["prescriptions"])
 log = logging.getLogger(__name__)
+# The pre-checks are a courtesy: a slow service must not hold the upload for the full RPC timeout.
+PRECHECK_SECONDS = 3.0
 
 
 @router.post(
@@ -61,13 +63,20 @@ async def upload_prescription(body: PrescriptionIn, patient: Patient, rpc: Rpc) 
 
 async def _unknown_references(body: PrescriptionIn, patient_id: str, rpc: RpcClient) -> JSONResponse | None:
     try:
-        await rpc.ask(c.GetPaymentMethod(owner_id=patient_id, payment_method_id=body.payment_method_id), dict)
+        await rpc.ask(
+            c.GetPaymentMethod(owner_id=patient_id, payment_method_id=body.payment_method_id),
+            dict,
+            timeout=PRECHECK_SECONDS,
+        )
     except CommandRefused as exc:
         if exc.code != "not_found":
             raise
         return field_error("payment_method_id", "no such payment method of yours")
     ids = tuple(dict.fromkeys(line.medication_id for line in body.lines))
-    known = {m.id for m in await rpc.ask(c.ListMedications(medication_ids=ids), list[c.MedicationView])}
+    found = await rpc.ask(
+        c.ListMedications(medication_ids=ids), list[c.MedicationView], timeout=PRECHECK_SECONDS
+    )
+    known = {m.id for m in found}
     for i, line in enumerate(body.lines):
         if line.medication_id not in known:
             return field_error(f"lines.{i}.medication_id", "no such medication in the catalogue")
