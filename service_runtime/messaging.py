@@ -204,14 +204,14 @@ class EventConsumer:
         # Quorum queues count redeliveries in x-delivery-count (absent on the first delivery).
         attempt = int((message.headers or {}).get("x-delivery-count", 0)) + 1
         if attempt >= self.topology.delivery_limit:
-            await self._dead_letter(message, exc)
+            await self._dead_letter(message, exc, attempts=attempt)
             return
         level = logging.INFO if isinstance(exc, RetryLater) else logging.WARNING
         log.log(level, "attempt %d failed, will retry: %s: %s", attempt, type(exc).__name__, exc)
         await asyncio.sleep(min(self.backoff * 2 ** min(attempt - 1, 6), 5.0))
         await message.nack(requeue=True)
 
-    async def _dead_letter(self, message: RabbitMessage, exc: Exception) -> None:
+    async def _dead_letter(self, message: RabbitMessage, exc: Exception, *, attempts: int = 1) -> None:
         log.error("dead-lettering message %s: %s: %s", message.message_id, type(exc).__name__, exc)
         raw = message.raw_message
         headers = dict(message.headers or {})
@@ -220,6 +220,8 @@ class EventConsumer:
                 "x-error": str(exc)[:2000],
                 "x-error-type": type(exc).__name__,
                 "x-failed-service": self.service,
+                # The dead-letter queue counts its own deliveries in x-delivery-count: keep ours apart.
+                "x-attempts": attempts,
                 "x-failed-at": datetime.now(UTC).isoformat(),
                 "x-original-exchange": raw.exchange or "",
                 "x-original-routing-key": raw.routing_key or "",

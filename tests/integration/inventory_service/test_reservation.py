@@ -1,0 +1,258 @@
+"""inventory_service on a real broker and store: holding, selling and releasing a pharmacy's stock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from uuid import uuid4
+
+import pytest
+import pytest_asyncio
+
+# Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
+from conftest import EventProbe, Namespace
+
+from contracts.base import Command
+from contracts.commands import CreateMedication, CreatePharmacy, SetStock
+from contracts.events import (
+    Location,
+    OrderCancelled,
+    OrderCreated,
+    PaymentApproved,
+    PrescribedLine,
+    ReservedLine,
+    StockReservationFailed,
+    StockReserved,
+)
+from inventory_service.app import build
+from inventory_service.handlers import InventorySettings
+from service_runtime.service import Service
+
+pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+Document = dict[str, Any]
+Start = Callable[[Service], Awaitable[Service]]
+
+HERE = Location(latitude=48.8566, longitude=2.3522)
+PRICE_CENTS = 450
+ON_THE_SHELF = 10
+
+
+async def eventually(
+    read: Callable[[], Awaitable[T | None]], accept: Callable[[T], bool], *, what: str, timeout: float = 10
+) -> T:
+    """Read until `accept` holds, or fail after `timeout` seconds saying what was last seen."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        last = await read()
+        if last is not None and accept(last):
+            return last
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last seen: {last!r}")
+        await asyncio.sleep(0.05)
+
+
+async def command(service: Service, message: Command) -> Any:
+    """Carry out a command through the service's own command handlers, as its RPC queue would."""
+    reply = await service.commands.dispatch(message.TYPE, message.model_dump_json().encode())
+    assert reply.error is None, reply.error
+    return reply.data
+
+
+async def add_medication(service: Service, pharmacy_id: str, name: str, *, quantity: int | None) -> str:
+    """A catalogue entry, on the pharmacy's shelf unless `quantity` is None."""
+    medication = await command(
+        service,
+        CreateMedication(
+            name=name, strength="10 mg", form="tablet", price_cents=PRICE_CENTS, prescription_only=True
+        ),
+    )
+    if quantity is not None:
+        await command(
+            service, SetStock(pharmacy_id=pharmacy_id, medication_id=medication["id"], quantity=quantity)
+        )
+    return str(medication["id"])
+
+
+@dataclass
+class Shop:
+    """A running inventory_service with one pharmacy stocking one medication."""
+
+    service: Service
+    probe: EventProbe
+    pharmacy_id: str
+    medication_id: str
+
+    async def add_medication(self, name: str, *, quantity: int | None) -> str:
+        return await add_medication(self.service, self.pharmacy_id, name, quantity=quantity)
+
+    async def pharmacy(self) -> Document:
+        doc = await self.service.db["pharmacies"].find_one({"_id": self.pharmacy_id})
+        assert doc is not None
+        return doc
+
+    async def reservation(self, order_id: str, state: str) -> Document:
+        return await eventually(
+            lambda: self.service.db["reservations"].find_one({"_id": order_id}),
+            lambda doc: doc["state"] == state,
+            what=f"the reservation of {order_id} to be {state}",
+        )
+
+    def outcomes_for(self, order_id: str) -> list[str]:
+        return [
+            e.type
+            for e in self.probe.seen
+            if e.correlation_id == order_id and e.type in (StockReserved.TYPE, StockReservationFailed.TYPE)
+        ]
+
+
+@pytest_asyncio.fixture
+async def shop(namespace: Namespace, probe: EventProbe, running: Start) -> AsyncIterator[Shop]:
+    service = await running(build(namespace.settings(InventorySettings)))
+    pharmacy = await command(
+        service, CreatePharmacy(name="Pharmacie Centrale", address="1 Rue de Rivoli", location=HERE)
+    )
+    medication_id = await add_medication(service, pharmacy["id"], "Amoxicillin", quantity=ON_THE_SHELF)
+    yield Shop(service, probe, pharmacy["id"], medication_id)
+
+
+def order_created(*lines: tuple[str, int]) -> OrderCreated:
+    return OrderCreated(
+        order_id=str(uuid4()),
+        prescription_id=str(uuid4()),
+        patient_id=f"patient-{uuid4().hex[:8]}",
+        lines=tuple(PrescribedLine(medication_id=m, quantity=q) for m, q in lines),
+        delivery_location=Location(latitude=48.86, longitude=2.35),
+        payment_method_id="pm-1",
+    )
+
+
+def paid(order: OrderCreated) -> PaymentApproved:
+    return PaymentApproved(
+        payment_id=str(uuid4()), order_id=order.order_id, patient_id=order.patient_id, amount_cents=1350
+    )
+
+
+def cancelled(order: OrderCreated) -> OrderCancelled:
+    return OrderCancelled(
+        order_id=order.order_id,
+        prescription_id=order.prescription_id,
+        patient_id=order.patient_id,
+        reason="cancelled by the customer",
+    )
+
+
+async def reserve(shop: Shop, order: OrderCreated) -> StockReserved:
+    await shop.probe.publish(order, correlation_id=order.order_id)
+    envelope = await shop.probe.wait_for(StockReserved, correlation_id=order.order_id)
+    return StockReserved.model_validate(envelope.payload)
+
+
+async def test_created_order_holds_its_stock_at_the_pharmacy(shop: Shop) -> None:
+    order = order_created((shop.medication_id, 3))
+
+    reserved = await reserve(shop, order)
+
+    line = ReservedLine(medication_id=shop.medication_id, quantity=3, unit_price_cents=PRICE_CENTS)
+    assert reserved == StockReserved(
+        order_id=order.order_id,
+        patient_id=order.patient_id,
+        pharmacy_id=shop.pharmacy_id,
+        lines=(line,),
+        total_cents=3 * PRICE_CENTS,
+        payment_method_id="pm-1",
+    )
+    pharmacy = await shop.pharmacy()
+    assert pharmacy["stock"][shop.medication_id] == {"available": 7, "reserved": 3, "sold": 0}
+    assert list(pharmacy["holds"]) == [order.order_id]
+    assert pharmacy["holds"][order.order_id]["lines"] == [line.model_dump()]
+    reservation = await shop.reservation(order.order_id, "RESERVED")
+    assert reservation["pharmacy_id"] == shop.pharmacy_id
+    assert reservation["total_cents"] == 3 * PRICE_CENTS
+
+
+async def test_not_enough_stock_fails_with_a_reason_per_line_and_moves_nothing(shop: Shop) -> None:
+    scarce = await shop.add_medication("Ibuprofen", quantity=1)
+    absent = await shop.add_medication("Codeine", quantity=None)
+    order = order_created((shop.medication_id, 2), (scarce, 5), (absent, 1))
+
+    await shop.probe.publish(order, correlation_id=order.order_id)
+    envelope = await shop.probe.wait_for(StockReservationFailed, correlation_id=order.order_id)
+
+    shortages = StockReservationFailed.model_validate(envelope.payload).shortages
+    assert [(s.medication_id, s.requested, s.best_available) for s in shortages] == [
+        (scarce, 5, 1),
+        (absent, 1, 0),
+    ]
+    assert "at most 1 available" in shortages[0].reason
+    assert "has it in stock" in shortages[1].reason
+    pharmacy = await shop.pharmacy()
+    assert pharmacy["stock"][shop.medication_id] == {"available": ON_THE_SHELF, "reserved": 0, "sold": 0}
+    assert pharmacy["stock"][scarce] == {"available": 1, "reserved": 0, "sold": 0}
+    assert pharmacy["holds"] == {}
+    reservation = await shop.reservation(order.order_id, "FAILED")
+    assert reservation["shortages"] == [s.model_dump() for s in shortages]
+    assert shop.outcomes_for(order.order_id) == [StockReservationFailed.TYPE]
+
+
+async def test_approved_payment_turns_the_reservation_into_a_sale(shop: Shop) -> None:
+    order = order_created((shop.medication_id, 3))
+    await reserve(shop, order)
+
+    await shop.probe.publish(paid(order), correlation_id=order.order_id)
+
+    await shop.reservation(order.order_id, "SOLD")
+    pharmacy = await shop.pharmacy()
+    assert pharmacy["stock"][shop.medication_id] == {"available": 7, "reserved": 0, "sold": 3}
+    assert pharmacy["holds"] == {}
+
+
+async def test_cancelled_order_gives_its_reserved_stock_back(shop: Shop) -> None:
+    order = order_created((shop.medication_id, 3))
+    await reserve(shop, order)
+
+    await shop.probe.publish(cancelled(order), correlation_id=order.order_id)
+
+    await shop.reservation(order.order_id, "RELEASED")
+    pharmacy = await shop.pharmacy()
+    assert pharmacy["stock"][shop.medication_id] == {"available": ON_THE_SHELF, "reserved": 0, "sold": 0}
+    assert pharmacy["holds"] == {}
+
+
+async def test_order_cancelled_before_it_was_created_reserves_nothing(shop: Shop) -> None:
+    order = order_created((shop.medication_id, 3))
+
+    await shop.probe.publish(cancelled(order), correlation_id=order.order_id)
+    await shop.reservation(order.order_id, "RELEASED")
+    await shop.probe.publish(order, correlation_id=order.order_id)
+    # Events are taken one at a time, in order: once a later order is reserved, this one was handled.
+    later = order_created((shop.medication_id, 1))
+    await reserve(shop, later)
+
+    assert shop.outcomes_for(order.order_id) == []
+    reservation = await shop.reservation(order.order_id, "RELEASED")
+    assert reservation["pharmacy_id"] is None
+    assert reservation["lines"] == []
+    pharmacy = await shop.pharmacy()
+    assert list(pharmacy["holds"]) == [later.order_id]
+    assert pharmacy["stock"][shop.medication_id] == {"available": 9, "reserved": 1, "sold": 0}
+
+
+async def test_redelivered_order_is_reserved_once(shop: Shop) -> None:
+    order = order_created((shop.medication_id, 3))
+
+    sent = await shop.probe.publish(order, correlation_id=order.order_id)
+    await shop.probe.publish(order, correlation_id=order.order_id, envelope=sent)
+    await shop.probe.wait_for(StockReserved, correlation_id=order.order_id)
+    # Events are taken one at a time, in order: once a later order is reserved, both copies were handled.
+    later = order_created((shop.medication_id, 1))
+    await reserve(shop, later)
+
+    assert shop.outcomes_for(order.order_id) == [StockReserved.TYPE]
+    pharmacy = await shop.pharmacy()
+    assert pharmacy["stock"][shop.medication_id] == {"available": 6, "reserved": 4, "sold": 0}
+    assert sorted(pharmacy["holds"]) == sorted([order.order_id, later.order_id])
+    assert pharmacy["holds"][order.order_id]["lines"][0]["quantity"] == 3
