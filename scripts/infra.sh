@@ -14,6 +14,8 @@ bin="$state/bin"
 rabbit_port="${RABBITMQ_PORT:-5672}"
 mongo_port="${FERRETDB_PORT:-27017}"
 ferretdb_version="v1.24.2"
+# One node per port, so a second platform (another checkout, CI) can run beside the first.
+rabbit_node="pharmacy-$rabbit_port@localhost"
 mkdir -p "$state" "$bin"
 
 log() { printf '[infra] %s\n' "$*" >&2; }
@@ -52,7 +54,7 @@ start_rabbitmq() {
   # The Debian scripts drop to the rabbitmq user when started as root: give it the folders.
   if [ "$(id -u)" -eq 0 ] && id rabbitmq >/dev/null 2>&1; then chown -R rabbitmq:rabbitmq "$base"; fi
   log "starting RabbitMQ on 127.0.0.1:$rabbit_port (data in $base)"
-  RABBITMQ_NODENAME="pharmacy@localhost" \
+  RABBITMQ_NODENAME="$rabbit_node" \
   RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
   RABBITMQ_NODE_PORT="$rabbit_port" \
   RABBITMQ_DIST_PORT=$((rabbit_port + 20000)) \
@@ -111,7 +113,7 @@ start_ferretdb() {
 stop_all() {
   if [ -f "$state/ferretdb.pid" ]; then kill "$(cat "$state/ferretdb.pid")" 2>/dev/null || true; rm -f "$state/ferretdb.pid"; fi
   if [ -f "$state/rabbitmq.launcher.pid" ]; then
-    RABBITMQ_NODENAME="pharmacy@localhost" rabbitmqctl stop >/dev/null 2>&1 \
+    RABBITMQ_NODENAME="$rabbit_node" rabbitmqctl stop >/dev/null 2>&1 \
       || kill "$(cat "$state/rabbitmq.launcher.pid")" 2>/dev/null || true
     rm -f "$state/rabbitmq.launcher.pid"
   fi
