@@ -14,7 +14,7 @@ import secrets
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +34,7 @@ from service_runtime.settings import RuntimeSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 S = TypeVar("S", bound=RuntimeSettings)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,20 @@ class EventProbe:
             routing_key=routing_key,
             mandatory=True,
         )
+
+
+async def eventually(
+    read: Callable[[], Awaitable[T | None]], accept: Callable[[T], bool], *, what: str, timeout: float = 10
+) -> T:
+    """Read until `accept` holds, or fail after `timeout` seconds saying what was last seen."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        last = await read()
+        if last is not None and accept(last):
+            return last
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last seen: {last!r}")
+        await asyncio.sleep(0.05)
 
 
 @pytest_asyncio.fixture

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from uuid import uuid4
 
 import pytest
 import pytest_asyncio
 
 # Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
-from conftest import EventProbe, Namespace
+from conftest import EventProbe, Namespace, eventually
 
 from contracts.base import Command
 from contracts.commands import CreateMedication, CreatePharmacy, SetStock
@@ -32,27 +31,12 @@ from service_runtime.service import Service
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 Document = dict[str, Any]
 Start = Callable[[Service], Awaitable[Service]]
 
 HERE = Location(latitude=48.8566, longitude=2.3522)
 PRICE_CENTS = 450
 ON_THE_SHELF = 10
-
-
-async def eventually(
-    read: Callable[[], Awaitable[T | None]], accept: Callable[[T], bool], *, what: str, timeout: float = 10
-) -> T:
-    """Read until `accept` holds, or fail after `timeout` seconds saying what was last seen."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        last = await read()
-        if last is not None and accept(last):
-            return last
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last seen: {last!r}")
-        await asyncio.sleep(0.05)
 
 
 async def command(service: Service, message: Command) -> Any:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 from uuid import uuid4
 
 import pytest
 
 # Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
-from conftest import EventProbe, Namespace
+from conftest import EventProbe, Namespace, eventually
 
 from contracts.events import (
     LineShortage,
@@ -32,23 +31,8 @@ from service_runtime.service import Service
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 Document = dict[str, Any]
 Start = Callable[[Service], Awaitable[Service]]
-
-
-async def eventually(
-    read: Callable[[], Awaitable[T | None]], accept: Callable[[T], bool], *, what: str, timeout: float = 10
-) -> T:
-    """Read until `accept` holds, or fail after `timeout` seconds saying what was last seen."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        last = await read()
-        if last is not None and accept(last):
-            return last
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last seen: {last!r}")
-        await asyncio.sleep(0.05)
 
 
 def prescription_uploaded() -> PrescriptionUploaded:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 from uuid import uuid4
 
 import pytest
 import pytest_asyncio
 
 # Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
-from conftest import EventProbe, Namespace
+from conftest import EventProbe, Namespace, eventually
 
 from contracts.commands import AddPaymentMethod, PaymentMethodView
 from contracts.events import (
@@ -30,7 +29,6 @@ from service_runtime.service import Service
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 Document = dict[str, Any]
 Start = Callable[[Service], Awaitable[Service]]
 
@@ -38,20 +36,6 @@ GOOD_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000002"
 CVC = "737"
 TOTAL_CENTS = 1350
-
-
-async def eventually(
-    read: Callable[[], Awaitable[T | None]], accept: Callable[[T], bool], *, what: str, timeout: float = 10
-) -> T:
-    """Read until `accept` holds, or fail after `timeout` seconds saying what was last seen."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        last = await read()
-        if last is not None and accept(last):
-            return last
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last seen: {last!r}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass

@@ -7,13 +7,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 from uuid import uuid4
 
 import pytest
 
 # Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
-from conftest import EventProbe, Namespace, dead_letters
+from conftest import EventProbe, Namespace, dead_letters, eventually
 
 from contracts import topology
 from contracts.base import Envelope
@@ -35,22 +35,7 @@ from service_runtime.service import Service, wrap
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 Start = Callable[[Service], Awaitable[Service]]
-
-
-async def eventually(
-    read: Callable[[], Awaitable[T | None]], accept: Callable[[T], bool], *, what: str, timeout: float = 10
-) -> T:
-    """Read until `accept` holds, or fail after `timeout` seconds saying what was last seen."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        last = await read()
-        if last is not None and accept(last):
-            return last
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last seen: {last!r}")
-        await asyncio.sleep(0.05)
 
 
 def prescription_uploaded() -> PrescriptionUploaded:
