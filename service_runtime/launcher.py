@@ -13,8 +13,13 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import aio_pika
 import httpx
+from pymongo import AsyncMongoClient
+
+from contracts import topology
 
 # Back-end services first, so the gateway finds their RPC queues when it starts answering.
 SERVICES = ("inventory_service", "payment_service", "order_service", "prescription_service", "user_service")
@@ -120,6 +125,32 @@ class Platform:
                 process.kill()
                 process.wait()
         self.processes.clear()
+
+
+async def delete_namespace(rabbitmq_url: str, namespace: str) -> None:
+    """Remove every queue and exchange a namespace declared: test and benchmark runs leave no trace."""
+    connection = await aio_pika.connect(rabbitmq_url)
+    async with connection:
+        for service in (*topology.SUBSCRIPTIONS, *topology.COMMANDS):
+            queue = topology.event_queue(namespace, service)
+            for name in (queue, topology.dead_letter_queue(queue), topology.rpc_queue(namespace, service)):
+                channel = await connection.channel()
+                await channel.queue_delete(name)
+                await channel.close()
+        channel = await connection.channel()
+        for exchange in (topology.EVENTS_EXCHANGE, topology.DEAD_LETTER_EXCHANGE):
+            await channel.exchange_delete(f"{namespace}.{exchange}")
+
+
+async def drop_databases(mongodb_url: str, prefix: str) -> None:
+    """Drop every database whose name starts with `prefix`."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
+    try:
+        for name in await client.list_database_names():
+            if name.startswith(prefix):
+                await client.drop_database(name)
+    finally:
+        await client.close()
 
 
 def main() -> None:

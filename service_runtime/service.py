@@ -73,6 +73,9 @@ class Service:
         Holds the aggregate's lock, skips a cause already applied (redelivery), retries on a concurrent
         write, and raises RetryLater while the aggregate does not exist yet.
         """
+        # Publish at once what this change added, or what a crashed attempt left behind. A change that
+        # caused no event has nothing to publish; older leftovers are the sweeper's.
+        publish = True
         async with self.locks.hold(f"{repository.collection.name}/{aggregate_id}"):
             for _ in range(5):
                 aggregate = await repository.get(aggregate_id)
@@ -89,12 +92,14 @@ class Service:
                     await repository.save(
                         aggregate, envelopes, caused_by=str(cause.event_id) if cause else None
                     )
-                    break
                 except ConcurrentModification:
                     continue
+                publish = bool(envelopes)
+                break
             else:
                 raise ConcurrentModification(f"{aggregate_id}: too many concurrent writers")
-        await self.publish_pending(repository, aggregate_id)
+        if publish:
+            await self.publish_pending(repository, aggregate_id)
         return aggregate
 
     async def start(self) -> None:

@@ -23,11 +23,10 @@ import aio_pika
 import httpx
 import pytest
 import pytest_asyncio
-from pymongo import AsyncMongoClient
 
 from contracts import topology
 from contracts.base import Envelope, Event
-from service_runtime.launcher import SERVICES, Platform
+from service_runtime.launcher import SERVICES, Platform, delete_namespace, drop_databases
 from service_runtime.messaging import ROUTING_KEYS
 from service_runtime.service import Service
 from service_runtime.settings import RuntimeSettings
@@ -72,31 +71,6 @@ def backing() -> Iterator[Backing]:
 
 def unique(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(4)}"
-
-
-async def delete_namespace(rabbitmq_url: str, namespace: str) -> None:
-    """Remove every queue and exchange a namespace declared, so test runs leave the broker clean."""
-    connection = await aio_pika.connect(rabbitmq_url)
-    async with connection:
-        for service in (*topology.SUBSCRIPTIONS, *topology.COMMANDS):
-            queue = topology.event_queue(namespace, service)
-            for name in (queue, topology.dead_letter_queue(queue), topology.rpc_queue(namespace, service)):
-                channel = await connection.channel()
-                await channel.queue_delete(name)
-                await channel.close()
-        channel = await connection.channel()
-        for exchange in (topology.EVENTS_EXCHANGE, topology.DEAD_LETTER_EXCHANGE):
-            await channel.exchange_delete(f"{namespace}.{exchange}")
-
-
-async def drop_databases(mongodb_url: str, prefix: str) -> None:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
-    try:
-        for name in await client.list_database_names():
-            if name.startswith(prefix):
-                await client.drop_database(name)
-    finally:
-        await client.close()
 
 
 @dataclass
