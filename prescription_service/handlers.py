@@ -20,12 +20,14 @@ from service_runtime.store import Repository
 
 
 def register(service: Service, prescriptions: Repository[Prescription]) -> None:
-    async def follow(order_id: str, outcome: PrescriptionStatus, envelope: Envelope) -> None:
-        prescription = await store.by_order(prescriptions, order_id)
-        if prescription is None:
-            raise PermanentFailure(f"no prescription has order {order_id}")
+    async def follow(prescription_id: str, outcome: PrescriptionStatus, envelope: Envelope) -> None:
+        # By id: the order events carry it, and a lookup by any other field is a scan on FerretDB.
+        if await prescriptions.get(prescription_id) is None:
+            raise PermanentFailure(
+                f"order {envelope.correlation_id} names unknown prescription {prescription_id}"
+            )
         await service.change(
-            prescriptions, prescription.id, lambda p: domain.follow_order(p, outcome), cause=envelope
+            prescriptions, prescription_id, lambda p: domain.follow_order(p, outcome), cause=envelope
         )
 
     @service.events.on(OrderCreated)
@@ -38,15 +40,15 @@ def register(service: Service, prescriptions: Repository[Prescription]) -> None:
 
     @service.events.on(OrderConfirmed)
     async def order_confirmed(event: OrderConfirmed, envelope: Envelope) -> None:
-        await follow(event.order_id, "FILLED", envelope)
+        await follow(event.prescription_id, "FILLED", envelope)
 
     @service.events.on(OrderRejected)
     async def order_rejected(event: OrderRejected, envelope: Envelope) -> None:
-        await follow(event.order_id, "REJECTED", envelope)
+        await follow(event.prescription_id, "REJECTED", envelope)
 
     @service.events.on(OrderCancelled)
     async def order_cancelled(event: OrderCancelled, envelope: Envelope) -> None:
-        await follow(event.order_id, "CANCELLED", envelope)
+        await follow(event.prescription_id, "CANCELLED", envelope)
 
     @service.commands.on(UploadPrescription)
     async def upload_prescription(command: UploadPrescription) -> PrescriptionView:

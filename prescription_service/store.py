@@ -27,8 +27,3 @@ async def list_prescriptions(
     return await repo.find(
         query, sort=[("uploaded_at", DESCENDING), ("_id", ASCENDING)], skip=offset, limit=limit
     )
-
-
-async def by_order(repo: Repository[Prescription], order_id: str) -> Prescription | None:
-    found = await repo.find({"order_id": order_id}, limit=1)
-    return found[0] if found else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,14 +20,19 @@ class OutboxRelay:
     """Publishes each pending event with publisher confirms, then removes it from its document.
 
     A crash between the two publishes the event again later; consumers are idempotent, so that is
-    harmless. Handlers flush the document they just wrote; a sweeper picks up what a crash left behind.
+    harmless. Handlers flush the document they just wrote. A sweep finds what is left: at start (what
+    a crash left), soon after a flush failed (the broker was away), and otherwise only every
+    `sweep_seconds`, for a replica that died and never came back. Sweeping is a scan of every
+    collection, linear in its size on FerretDB/SQLite: it must not run every second.
     """
 
-    def __init__(self, bus: EventBus, *, sweep_seconds: float) -> None:
+    def __init__(self, bus: EventBus, *, sweep_seconds: float, retry_seconds: float) -> None:
         self.bus = bus
         self.sweep_seconds = sweep_seconds
+        self.retry_seconds = retry_seconds
         self.collections: list[AsyncCollection[dict[str, Any]]] = []
         self._locks = KeyedLock()
+        self._flush_failed = asyncio.Event()
 
     def watch(self, collection: AsyncCollection[dict[str, Any]]) -> None:
         if collection not in self.collections:
@@ -42,6 +48,9 @@ class OutboxRelay:
                 for event_id, envelope in pending.items():
                     await self.bus.publish(envelope)
                     published.append(event_id)
+            except Exception:
+                self._flush_failed.set()
+                raise
             finally:
                 if published:
                     await collection.update_one(
@@ -60,11 +69,16 @@ class OutboxRelay:
         return total
 
     async def run(self) -> None:
-        grace = timedelta(seconds=self.sweep_seconds)
+        # Leave the fast path its moment: only events older than this are the sweeper's.
+        grace = timedelta(seconds=self.retry_seconds)
         while True:
-            await asyncio.sleep(self.sweep_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_failed.wait(), self.sweep_seconds)
+            await asyncio.sleep(self.retry_seconds)
+            self._flush_failed.clear()
             try:
                 if count := await self.sweep(grace):
                     log.info("outbox sweeper published %d leftover events", count)
             except Exception as exc:
+                self._flush_failed.set()
                 log.warning("outbox sweep failed, will retry: %s: %s", type(exc).__name__, exc)

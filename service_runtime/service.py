@@ -39,7 +39,9 @@ class Service:
         self.client = connect(settings)
         self.db: AsyncDatabase[Document] = self.client[settings.mongodb_database]
         self.bus = EventBus(self.broker, self.topology)
-        self.relay = OutboxRelay(self.bus, sweep_seconds=settings.outbox_sweep_seconds)
+        self.relay = OutboxRelay(
+            self.bus, sweep_seconds=settings.outbox_sweep_seconds, retry_seconds=settings.outbox_retry_seconds
+        )
         self.events = EventConsumer(name, self.broker, self.topology, settings)
         self.commands = CommandServer(name)
         self.locks = KeyedLock()

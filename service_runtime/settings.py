@@ -23,7 +23,9 @@ class RuntimeSettings(BaseSettings):
     delivery_limit: int = 5
     retry_backoff_seconds: float = 0.2
     rpc_timeout_seconds: float = 10.0
-    outbox_sweep_seconds: float = 1.0
+    # The outbox is swept at start and soon after a failed publish; this is the slow backstop.
+    outbox_sweep_seconds: float = 60.0
+    outbox_retry_seconds: float = 1.0
     # RPC requests answered at once per service; events are always taken one at a time, in order.
     prefetch_count: int = 20
     log_level: str = "INFO"
