@@ -82,11 +82,12 @@ class Pharmacy(Aggregate):
         """Move every line from available to reserved, all or nothing."""
         if order_id in self.holds:
             return
+        needed: Counter[str] = Counter()
         for line in lines:
-            if self.available(line.medication_id) < line.quantity:
-                raise OutOfStock(
-                    f"{self.name} has {self.available(line.medication_id)} of {line.medication_id}"
-                )
+            needed[line.medication_id] += line.quantity
+        for medication_id, quantity in needed.items():
+            if self.available(medication_id) < quantity:
+                raise OutOfStock(f"{self.name} has {self.available(medication_id)} of {medication_id}")
         for line in lines:
             level = self.stock[line.medication_id]
             level.available -= line.quantity
@@ -194,12 +195,13 @@ def plan_reservation(
     ]
     if shortages:
         return shortages
+    # A pharmacy excluded after a failed hold can serve nothing: it must not count towards a shortage.
     nearby = sorted(
-        (p for p in pharmacies if distance_km(p.location, destination) <= radius_km),
+        (p for p in pharmacies if p.id not in exclude and distance_km(p.location, destination) <= radius_km),
         key=lambda p: (distance_km(p.location, destination), p.id),
     )
     for pharmacy in nearby:
-        if pharmacy.id not in exclude and all(pharmacy.available(m) >= q for m, q in wanted.items()):
+        if all(pharmacy.available(m) >= q for m, q in wanted.items()):
             priced = [
                 ReservedLine(medication_id=m, quantity=q, unit_price_cents=catalogue[m].price_cents)
                 for m, q in wanted.items()

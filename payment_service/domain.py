@@ -54,7 +54,7 @@ def card_brand(number: str) -> str:
 def validate_card(card: CardDetails, today: datetime) -> str:
     """Check number, expiry and CVC; return the brand. Raises InvalidCard naming the field."""
     number = card.number.replace(" ", "").replace("-", "")
-    if not number.isdigit() or not 12 <= len(number) <= 19:
+    if not _ascii_digits(number) or not 12 <= len(number) <= 19:
         raise InvalidCard("card_number", "a card number is 12 to 19 digits")
     if not luhn_valid(number):
         raise InvalidCard("card_number", "the card number is not valid (check digit)")
@@ -66,9 +66,14 @@ def validate_card(card: CardDetails, today: datetime) -> str:
         raise InvalidCard("exp_year", "the expiry year is too far ahead")
     brand = card_brand(number)
     cvc_length = 4 if brand == "amex" else 3
-    if not card.cvc.isdigit() or len(card.cvc) != cvc_length:
+    if not _ascii_digits(card.cvc) or len(card.cvc) != cvc_length:
         raise InvalidCard("cvc", f"the CVC is {cvc_length} digits for this card")
     return brand
+
+
+def _ascii_digits(text: str) -> bool:
+    # str.isdigit() also accepts "²" and "٤": the first crashes int(), the second is no card number.
+    return text.isascii() and text.isdigit()
 
 
 def normalise_number(number: str) -> str:
