@@ -1,0 +1,137 @@
+"""A prescription's life in prescription_service/domain.py: upload, withdrawal, and following its order."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import pytest
+
+from contracts.commands import UploadPrescription
+from contracts.events import Location, PrescribedLine, PrescriptionUploaded, PrescriptionWithdrawn
+from prescription_service import domain
+from prescription_service.domain import Prescription, PrescriptionStatus
+
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+LATER = NOW + timedelta(hours=1)
+LINES = (
+    PrescribedLine(medication_id="ibuprofen", quantity=2),
+    PrescribedLine(medication_id="amoxicillin", quantity=1),
+)
+HOME = Location(latitude=52.52, longitude=13.405)
+
+
+def upload_command() -> UploadPrescription:
+    return UploadPrescription(
+        patient_id="patient-1", lines=LINES, delivery_location=HOME, payment_method_id="card-1"
+    )
+
+
+def uploaded() -> Prescription:
+    prescription, _ = domain.upload(upload_command(), NOW)
+    return prescription
+
+
+def test_upload_is_processing_and_emits_prescription_uploaded_with_its_order_id() -> None:
+    prescription, events = domain.upload(upload_command(), NOW)
+
+    assert prescription.status == "PROCESSING"
+    assert (prescription.uploaded_at, prescription.withdrawn_at) == (NOW, None)
+    assert prescription.lines == list(LINES)
+    assert events == [
+        PrescriptionUploaded(
+            prescription_id=prescription.id,
+            order_id=prescription.order_id,
+            patient_id="patient-1",
+            lines=LINES,
+            delivery_location=HOME,
+            payment_method_id="card-1",
+        )
+    ]
+
+
+def test_every_upload_gets_a_fresh_order_id_of_its_own() -> None:
+    prescriptions = [uploaded() for _ in range(20)]
+
+    order_ids = {p.order_id for p in prescriptions}
+    prescription_ids = {p.id for p in prescriptions}
+
+    assert len(order_ids) == 20
+    assert len(prescription_ids) == 20
+    assert not order_ids & prescription_ids
+    assert all(UUID(order_id).version == 4 for order_id in order_ids)
+
+
+def test_withdrawing_a_processing_prescription_withdraws_it_and_emits_prescription_withdrawn() -> None:
+    prescription = uploaded()
+
+    events = domain.withdraw(prescription, NOW)
+
+    assert prescription.status == "WITHDRAWN"
+    assert prescription.withdrawn_at == NOW
+    assert events == [
+        PrescriptionWithdrawn(
+            prescription_id=prescription.id, order_id=prescription.order_id, patient_id="patient-1"
+        )
+    ]
+
+
+def test_withdrawing_twice_emits_nothing_the_second_time_and_keeps_the_first_time() -> None:
+    prescription = uploaded()
+    domain.withdraw(prescription, NOW)
+
+    again = domain.withdraw(prescription, LATER)
+
+    assert again == []
+    assert (prescription.status, prescription.withdrawn_at) == ("WITHDRAWN", NOW)
+
+
+@pytest.mark.parametrize("outcome", ["FILLED", "REJECTED", "CANCELLED"])
+def test_a_processing_prescription_takes_the_outcome_of_its_order(outcome: PrescriptionStatus) -> None:
+    prescription = uploaded()
+
+    events = domain.follow_order(prescription, outcome)
+
+    assert events == []
+    assert prescription.status == outcome
+
+
+@pytest.mark.parametrize("outcome", ["FILLED", "REJECTED", "CANCELLED"])
+def test_the_order_ending_does_not_overwrite_a_withdrawal(outcome: PrescriptionStatus) -> None:
+    prescription = uploaded()
+    domain.withdraw(prescription, NOW)
+
+    domain.follow_order(prescription, outcome)
+
+    assert prescription.status == "WITHDRAWN"
+
+
+def test_once_its_order_has_ended_a_later_outcome_does_not_change_it() -> None:
+    prescription = uploaded()
+    domain.follow_order(prescription, "FILLED")
+
+    domain.follow_order(prescription, "CANCELLED")
+
+    assert prescription.status == "FILLED"
+
+
+def test_withdrawing_a_filled_prescription_hides_it_but_keeps_its_outcome() -> None:
+    prescription = uploaded()
+    domain.follow_order(prescription, "FILLED")
+
+    events = domain.withdraw(prescription, NOW)
+
+    assert prescription.status == "FILLED"
+    assert prescription.withdrawn_at == NOW
+    # order_service hears of it and leaves a paid order alone.
+    assert [type(e) for e in events] == [PrescriptionWithdrawn]
+
+
+def test_the_view_shows_the_status_and_what_was_prescribed() -> None:
+    prescription = uploaded()
+    domain.withdraw(prescription, NOW)
+
+    view = prescription.view()
+
+    assert (view.id, view.order_id, view.status) == (prescription.id, prescription.order_id, "WITHDRAWN")
+    assert view.lines == LINES
