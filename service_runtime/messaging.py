@@ -7,8 +7,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+from uuid import uuid4
 
+import aio_pika
 from aiormq.exceptions import AMQPError
 from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue, RabbitResponse
 from faststream.rabbit.annotations import RabbitMessage
@@ -306,11 +308,66 @@ class CommandServer:
             )
 
 
+class Requester(Protocol):
+    """Sends one request body to a queue and returns the reply body, or raises TimeoutError."""
+
+    async def request(self, body: bytes, *, queue: str, message_type: str, timeout: float) -> bytes: ...
+
+
+class AmqpRequester:
+    """Request/reply over RabbitMQ: one reply queue per caller, one future per request.
+
+    Not FastStream's broker.request(): in 0.7.8 it holds one lock per broker for the whole round trip
+    (ag2ai/faststream#1318), so the gateway ran one RPC at a time, and its timeout started only once
+    the lock was held, so a request could wait far longer than RPC_TIMEOUT_SECONDS.
+    """
+
+    def __init__(self, rabbitmq_url: str, namespace: str) -> None:
+        self.url = rabbitmq_url
+        self.reply_queue_name = f"{namespace}.replies.{uuid4().hex}"
+        self._waiting: dict[str, asyncio.Future[bytes]] = {}
+
+    async def start(self) -> None:
+        self._connection = await aio_pika.connect_robust(self.url)
+        # Confirms and returns: a request to a queue nobody declared fails at once, not at the timeout.
+        self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        replies = await self._channel.declare_queue(self.reply_queue_name, exclusive=True, auto_delete=True)
+        await replies.consume(self._on_reply, no_ack=True)
+
+    async def stop(self) -> None:
+        await self._connection.close()
+
+    async def _on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        waiting = self._waiting.pop(message.correlation_id or "", None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(message.body)
+
+    async def request(self, body: bytes, *, queue: str, message_type: str, timeout: float) -> bytes:
+        request_id = uuid4().hex
+        reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = reply
+        try:
+            async with asyncio.timeout(timeout):
+                message = aio_pika.Message(
+                    body,
+                    correlation_id=request_id,
+                    reply_to=self.reply_queue_name,
+                    type=message_type,
+                    content_type="application/json",
+                    # A request nobody took within the caller's timeout is dropped, not answered late.
+                    expiration=timeout,
+                )
+                await self._channel.default_exchange.publish(message, routing_key=queue, mandatory=True)
+                return await reply
+        finally:
+            self._waiting.pop(request_id, None)
+
+
 class RpcClient:
     """Sends a command to the service that owns it and waits for the answer."""
 
-    def __init__(self, broker: RabbitBroker, settings: RuntimeSettings) -> None:
-        self.broker = broker
+    def __init__(self, requester: Requester, settings: RuntimeSettings) -> None:
+        self.requester = requester
         self.namespace = settings.broker_namespace
         self.timeout = settings.rpc_timeout_seconds
 
@@ -323,19 +380,15 @@ class RpcClient:
         """
         owner = service or COMMAND_OWNERS[command.TYPE]
         try:
-            response = await self.broker.request(
+            body = await self.requester.request(
                 command.model_dump_json().encode(),
                 queue=topology.rpc_queue(self.namespace, owner),
                 message_type=command.TYPE,
-                content_type="application/json",
-                correlation_id=logs.correlation_id.get(),
                 timeout=timeout or self.timeout,
-                # A request nobody took within the caller's timeout is dropped, not answered late.
-                expiration=timeout or self.timeout,
             )
-        except (TimeoutError, AMQPError) as exc:
+        except (TimeoutError, AMQPError, aio_pika.exceptions.AMQPException) as exc:
             raise ServiceUnavailable(f"{owner} did not answer {command.TYPE}") from exc
-        reply = RpcReply.model_validate_json(response.body)
+        reply = RpcReply.model_validate_json(body)
         if reply.error is not None:
             raise CommandRefused(reply.error.code, reply.error.detail, reply.error.field)
         return TypeAdapter(answer).validate_python(reply.data)

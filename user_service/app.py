@@ -10,7 +10,7 @@ from uuid import uuid4
 from fastapi import FastAPI
 
 from service_runtime.clock import utc_now
-from service_runtime.messaging import RpcClient, make_broker
+from service_runtime.messaging import AmqpRequester, RpcClient
 from service_runtime.store import connect
 from user_service import problems
 from user_service.domain import User
@@ -46,19 +46,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        broker = make_broker(settings)
+        requester = AmqpRequester(settings.rabbitmq_url, settings.broker_namespace)
         client = connect(settings)
         app.state.settings = settings
         app.state.db = client[settings.mongodb_database]
         app.state.users = UserStore(app.state.db)
-        app.state.rpc = RpcClient(broker, settings)
+        app.state.rpc = RpcClient(requester, settings)
         await app.state.users.ensure_indexes()
         await ensure_first_admin(app.state.users, settings)
-        await broker.start()
+        await requester.start()
         try:
             yield
         finally:
-            await broker.stop()
+            await requester.stop()
             await client.close()
 
     app = FastAPI(

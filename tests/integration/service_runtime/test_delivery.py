@@ -30,7 +30,7 @@ from order_service import domain
 from order_service.app import Settings, build
 from service_runtime.clock import utc_now
 from service_runtime.errors import CommandRefused, ServiceUnavailable
-from service_runtime.messaging import RpcClient, make_broker
+from service_runtime.messaging import AmqpRequester, RpcClient
 from service_runtime.service import Service, wrap
 
 pytestmark = pytest.mark.integration
@@ -52,12 +52,12 @@ def prescription_uploaded() -> PrescriptionUploaded:
 @asynccontextmanager
 async def rpc_client(settings: Settings) -> AsyncIterator[RpcClient]:
     """A caller of its own, as the gateway is: a broker connection that is not the service's."""
-    broker = make_broker(settings)
-    await broker.start()
+    requester = AmqpRequester(settings.rabbitmq_url, settings.broker_namespace)
+    await requester.start()
     try:
-        yield RpcClient(broker, settings)
+        yield RpcClient(requester, settings)
     finally:
-        await broker.stop()
+        await requester.stop()
 
 
 NOT_AN_ENVELOPE = b"{this is not json"

@@ -389,8 +389,19 @@ async def test_a_handler_still_failing_at_the_delivery_limit_is_dead_lettered_wi
 # --- RpcClient, against a fake broker ------------------------------------------------------------
 
 
+@dataclass
+class FakeRequester:
+    """The transport under RpcClient, answering with the fake broker's canned reply."""
+
+    broker: FakeBroker
+
+    async def request(self, body: bytes, *, queue: str, message_type: str, timeout: float) -> bytes:
+        delivery = await self.broker.request(body, queue=queue, message_type=message_type, timeout=timeout)
+        return delivery.body
+
+
 def rpc(broker: FakeBroker) -> RpcClient:
-    return RpcClient(cast(RabbitBroker, broker), SETTINGS)
+    return RpcClient(FakeRequester(broker), SETTINGS)
 
 
 async def test_rpc_sends_a_command_to_the_service_that_owns_it_and_validates_the_answer() -> None:
