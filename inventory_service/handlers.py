@@ -89,8 +89,7 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
             payment_method_id=event.payment_method_id,
             created_at=utc_now(),
         )
-        await s.reservations.add(started)
-        current = await s.reservations.get(event.order_id)
+        current = started if await s.reservations.add(started) else await s.reservations.get(event.order_id)
         if current is None or current.state != "RESERVING":
             # Already decided, or the order was cancelled before we saw it: publish leftovers only.
             await service.publish_pending(s.reservations, event.order_id)
