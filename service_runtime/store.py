@@ -27,11 +27,16 @@ def connect(settings: RuntimeSettings) -> AsyncMongoClient[Document]:
     return AsyncMongoClient(settings.mongodb_url, tz_aware=True, serverSelectionTimeoutMS=5000)
 
 
+def pending(events: Sequence[Envelope]) -> Document:
+    """An outbox: each event as stored, under its id."""
+    return {str(e.event_id): e.model_dump(mode="json") for e in events}
+
+
 def outbox_fields(events: Sequence[Envelope]) -> Document:
     """The `$set` that appends events to a document's outbox, in the same write as the state change."""
     if not events:
         return {}
-    fields: Document = {f"outbox.{e.event_id}": e.model_dump(mode="json") for e in events}
+    fields: Document = {f"outbox.{event_id}": envelope for event_id, envelope in pending(events).items()}
     fields["outbox_since"] = datetime.now(UTC)
     return fields
 
@@ -74,7 +79,7 @@ class Repository(Generic[A]):
         doc["version"] = 1
         doc["processed_event_ids"] = [caused_by] if caused_by else []
         if events:
-            doc["outbox"] = {str(e.event_id): e.model_dump(mode="json") for e in events}
+            doc["outbox"] = pending(events)
             doc["outbox_since"] = datetime.now(UTC)
         try:
             await self.collection.insert_one(doc)
