@@ -27,7 +27,6 @@ from service_runtime.errors import CommandRefused, PermanentFailure, RetryLater,
 from service_runtime.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 E = TypeVar("E", bound=Event)
 C = TypeVar("C", bound=Command)
 
