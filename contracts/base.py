@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class Frozen(BaseModel):
@@ -23,10 +23,26 @@ class Event(Frozen):
     ROUTING_KEY: ClassVar[str]
 
 
+class Timer(Event):
+    """A fact that falls due at `fires_at`: the broker holds it until then, then hands it to its subscriber.
+
+    Published like any event, but routed to the subscriber's timer queue with a per-message TTL, which
+    dead-letters it into the subscriber's event queue when it is due: a durable timer, no store scan.
+    """
+
+    fires_at: AwareDatetime
+
+
 class Command(Frozen):
-    """An imperative request sent over RPC to the one service that owns the answer."""
+    """An imperative request sent over RPC to the one service that owns the answer.
+
+    A command that writes is WRITE: it is queued with the service's events, on the queue only one
+    replica consumes at a time, so no aggregate ever has two writers at once (the store does not make
+    read-modify-write atomic between connections). Reads are answered by any replica.
+    """
 
     TYPE: ClassVar[str]
+    WRITE: ClassVar[bool] = False
 
 
 class Envelope(Frozen):

@@ -19,6 +19,19 @@ class Ping(Command):
     TYPE = "Ping"
 
 
+class SweepOutbox(Command):
+    """A service's note to itself: publish what its outboxes still hold.
+
+    A write like any other, so the one active consumer sweeps and never races a handler that is
+    writing the same document. Every service takes it; nobody answers it.
+    """
+
+    TYPE = "SweepOutbox"
+    WRITE = True
+    # Only events that waited longer than this: younger ones are the fast path's.
+    older_than_seconds: float = Field(default=0, ge=0)
+
+
 class Page(Frozen):
     limit: int = Field(default=50, ge=1, le=200)
     offset: int = Field(default=0, ge=0)
@@ -29,6 +42,7 @@ class Page(Frozen):
 
 class CreatePharmacy(Command):
     TYPE = "CreatePharmacy"
+    WRITE = True
     name: str
     address: str
     location: Location
@@ -48,6 +62,7 @@ class PharmacyView(Frozen):
 
 class CreateMedication(Command):
     TYPE = "CreateMedication"
+    WRITE = True
     name: str
     strength: str
     form: str
@@ -57,6 +72,7 @@ class CreateMedication(Command):
 
 class UpdateMedication(Command):
     TYPE = "UpdateMedication"
+    WRITE = True
     medication_id: str
     name: str | None = None
     strength: str | None = None
@@ -78,6 +94,7 @@ class ListMedications(Command):
 
 class DiscontinueMedication(Command):
     TYPE = "DiscontinueMedication"
+    WRITE = True
     medication_id: str
 
 
@@ -92,6 +109,7 @@ class MedicationView(Frozen):
 
 class SetStock(Command):
     TYPE = "SetStock"
+    WRITE = True
     pharmacy_id: str
     medication_id: str
     quantity: int = Field(ge=0)
@@ -125,6 +143,7 @@ class AvailabilityView(Frozen):
 
 class AddPaymentMethod(Command):
     TYPE = "AddPaymentMethod"
+    WRITE = True
     owner_id: str
     card_number: str
     exp_month: int
@@ -167,6 +186,7 @@ class GetPayment(Command):
 
 class HidePayment(Command):
     TYPE = "HidePayment"
+    WRITE = True
     payment_id: str
     hidden_by: str
 
@@ -193,6 +213,7 @@ class PaymentView(Frozen):
 
 class UploadPrescription(Command):
     TYPE = "UploadPrescription"
+    WRITE = True
     patient_id: str
     lines: tuple[PrescribedLine, ...] = Field(min_length=1, max_length=50)
     delivery_location: Location
@@ -213,6 +234,7 @@ class GetPrescription(Command):
 
 class WithdrawPrescription(Command):
     TYPE = "WithdrawPrescription"
+    WRITE = True
     owner_id: str | None
     prescription_id: str
 
@@ -245,6 +267,7 @@ class GetOrder(Command):
 
 class CancelOrder(Command):
     TYPE = "CancelOrder"
+    WRITE = True
     owner_id: str | None
     order_id: str
     reason: str = "cancelled by the customer"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from contracts.base import Event, Frozen
+from contracts.base import Event, Frozen, Timer
 
 
 class Location(Frozen):
@@ -85,6 +85,29 @@ class StockReservationFailed(Event):
     shortages: tuple[LineShortage, ...]
 
 
+class ReservationDeadline(Timer):
+    """Inventory's note to itself, due when a reservation's hold runs out (its id is the order's)."""
+
+    TYPE = "ReservationDeadline"
+    ROUTING_KEY = "stock.reservation_deadline"
+
+    reservation_id: str
+    order_id: str
+    pharmacy_id: str
+
+
+class ReservationExpired(Event):
+    """Stock held for an order was not paid for in time: it is back on the shelf and will not be sold."""
+
+    TYPE = "ReservationExpired"
+    ROUTING_KEY = "stock.reservation_expired"
+
+    reservation_id: str
+    order_id: str
+    pharmacy_id: str
+    reason: str
+
+
 class PaymentApproved(Event):
     TYPE = "PaymentApproved"
     ROUTING_KEY = "payment.approved"
@@ -153,6 +176,8 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     OrderCreated,
     StockReserved,
     StockReservationFailed,
+    ReservationDeadline,
+    ReservationExpired,
     PaymentApproved,
     PaymentDeclined,
     PaymentRefunded,

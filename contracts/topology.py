@@ -24,8 +24,16 @@ SUBSCRIPTIONS: Mapping[str, tuple[type[Event], ...]] = {
         e.PaymentApproved,
         e.PaymentDeclined,
         e.PaymentRefunded,
+        e.ReservationExpired,
     ),
-    "inventory_service": (e.OrderCreated, e.PaymentApproved, e.PaymentDeclined, e.OrderCancelled),
+    # A Timer (ReservationDeadline) is bound to the service's timer queue, not to its event queue.
+    "inventory_service": (
+        e.OrderCreated,
+        e.PaymentApproved,
+        e.PaymentDeclined,
+        e.OrderCancelled,
+        e.ReservationDeadline,
+    ),
     "payment_service": (e.StockReserved, e.OrderCancelled),
     "prescription_service": (e.OrderCreated, e.OrderConfirmed, e.OrderRejected, e.OrderCancelled),
 }
@@ -67,8 +75,18 @@ def event_queue(namespace: str, service: str) -> str:
     return f"{namespace}.{service}.events"
 
 
+def timer_queue(namespace: str, service: str) -> str:
+    """Where a service's timers wait until they are due; then they move to its event queue."""
+    return f"{namespace}.{service}.timers"
+
+
 def rpc_queue(namespace: str, service: str) -> str:
     return f"{namespace}.{service}.rpc"
+
+
+def command_queue(namespace: str, service: str, command: type[Command]) -> str:
+    """Writes queue with the service's events (one active consumer); reads go to every replica."""
+    return event_queue(namespace, service) if command.WRITE else rpc_queue(namespace, service)
 
 
 def dead_letter_queue(queue: str) -> str:

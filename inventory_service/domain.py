@@ -6,13 +6,21 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel
 
+from contracts.base import Event
 from contracts.commands import AvailabilityView, MedicationView, PharmacyView, StockView
-from contracts.events import LineShortage, Location, PrescribedLine, ReservedLine
+from contracts.events import (
+    LineShortage,
+    Location,
+    PrescribedLine,
+    ReservationDeadline,
+    ReservationExpired,
+    ReservedLine,
+)
 from service_runtime.aggregate import Aggregate
 
 EARTH_RADIUS_KM = 6371.0
@@ -134,7 +142,8 @@ class Pharmacy(Aggregate):
         )
 
 
-ReservationState = Literal["RESERVING", "RESERVED", "FAILED", "SOLD", "RELEASED", "RETURNED"]
+# EXPIRED: held for the order but not paid for in time; the stock went back and will not be sold.
+ReservationState = Literal["RESERVING", "RESERVED", "FAILED", "SOLD", "RELEASED", "RETURNED", "EXPIRED"]
 
 
 class Reservation(Aggregate):
@@ -148,6 +157,38 @@ class Reservation(Aggregate):
     total_cents: int = 0
     shortages: list[LineShortage] = []
     created_at: datetime
+
+    def deadline(self, hold: timedelta, now: datetime) -> ReservationDeadline:
+        """The timer that ends the hold of stock just reserved, unless the order is paid for first."""
+        assert self.pharmacy_id is not None
+        return ReservationDeadline(
+            reservation_id=self.id, order_id=self.id, pharmacy_id=self.pharmacy_id, fires_at=now + hold
+        )
+
+    def expire(self, reason: str) -> list[Event]:
+        """The hold ran out before payment: a RESERVED reservation is EXPIRED, announced once.
+
+        Any other state is left alone: stock sold, released or returned is not the deadline's business,
+        and a reservation already EXPIRED was announced when it expired.
+        """
+        if self.state != "RESERVED" or self.pharmacy_id is None:
+            return []
+        self.state = "EXPIRED"
+        return [
+            ReservationExpired(
+                reservation_id=self.id, order_id=self.id, pharmacy_id=self.pharmacy_id, reason=reason
+            )
+        ]
+
+
+def unpaid_reason(hold: timedelta) -> str:
+    """Why a reservation expired, in the patient's words: "payment not received within 15 minutes"."""
+    seconds = hold.total_seconds()
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"payment not received within {count} {unit}{'s' if count != 1 else ''}"
+    return f"payment not received within {seconds:g} second{'s' if seconds != 1 else ''}"
 
 
 def distance_km(a: Location, b: Location) -> float:

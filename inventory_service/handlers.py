@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from uuid import uuid4
 
+from pydantic import Field
 from pymongo.errors import DuplicateKeyError
 
 from contracts.base import Envelope, Event
@@ -29,6 +31,7 @@ from contracts.events import (
     OrderCreated,
     PaymentApproved,
     PaymentDeclined,
+    ReservationDeadline,
     ReservedLine,
     StockReservationFailed,
     StockReserved,
@@ -48,9 +51,13 @@ class InventorySettings(RuntimeSettings):
     mongodb_database: str = "pharmacy_inventory"
     # How far from the delivery address a pharmacy may be to serve an order.
     delivery_radius_km: float = 50.0
+    # How long stock stays held for an order waiting for payment; then the reservation expires.
+    reservation_hold_seconds: float = Field(default=900.0, gt=0)
 
 
 def register(service: Service, s: Stores, settings: InventorySettings) -> None:
+    hold = timedelta(seconds=settings.reservation_hold_seconds)
+
     async def hold_at(pharmacy_id: str, order_id: str, plan: Plan) -> bool:
         try:
             await service.change(s.pharmacies, pharmacy_id, lambda p: _hold(p, order_id, plan), cause=None)
@@ -124,7 +131,9 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
                     lines=tuple(outcome.lines),
                     total_cents=outcome.total_cents,
                     payment_method_id=event.payment_method_id,
-                )
+                ),
+                # The hold's end rides in the same write: the broker keeps it until it is due.
+                reservation.deadline(hold, utc_now()),
             ]
         reservation.state = "FAILED"
         reservation.shortages = outcome
@@ -176,7 +185,8 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
     async def sell_reserved(event: PaymentApproved, envelope: Envelope) -> None:
         reservation = await s.reservations.get(event.order_id)
         if reservation is None or reservation.state != "RESERVED" or reservation.pharmacy_id is None:
-            # Released meanwhile (cancelled): payment_service refunds; nothing is sold.
+            # Released (cancelled) or expired meanwhile: nothing is sold; payment_service refunds once
+            # order_service cancels the order.
             return
         await service.change(
             s.pharmacies, reservation.pharmacy_id, lambda p: _sell(p, event.order_id), cause=None
@@ -191,6 +201,21 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
         if reservation.state == "RESERVED":
             reservation.state = "SOLD"
         return []
+
+    @service.events.on(ReservationDeadline)
+    async def expire_unpaid(event: ReservationDeadline, envelope: Envelope) -> None:
+        """The hold ran out: an unpaid reservation expires, then its stock goes back to the shelf."""
+        reason = domain.unpaid_reason(hold)
+        reservation = await service.change(
+            s.reservations, event.reservation_id, lambda r: r.expire(reason), cause=envelope
+        )
+        # Expired before released: a payment handled after a crash in between finds EXPIRED and sells
+        # nothing, and the redelivered deadline (already applied above) finishes the release here.
+        if reservation.state != "EXPIRED" or reservation.pharmacy_id is None:
+            return
+        pharmacy = await s.pharmacies.get(reservation.pharmacy_id)
+        if pharmacy is not None and event.order_id in pharmacy.holds:
+            await service.change(s.pharmacies, pharmacy.id, lambda p: _release(p, event.order_id), cause=None)
 
     # --- commands from the gateway ---------------------------------------------------------------
 

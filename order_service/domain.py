@@ -18,6 +18,7 @@ from contracts.events import (
     PaymentRefunded,
     PrescribedLine,
     PrescriptionUploaded,
+    ReservationExpired,
     ReservedLine,
     StockReservationFailed,
     StockReserved,
@@ -146,6 +147,18 @@ def cancel_for_declined_payment(order: Order, declined: PaymentDeclined, now: da
     if order.status not in CANCELLABLE:
         return []
     return _cancel(order, f"payment declined: {declined.reason}", now)
+
+
+def cancel_for_expired_reservation(order: Order, expired: ReservationExpired, now: datetime) -> list[Event]:
+    """Payment did not come in time and the held stock went back: the order is CANCELLED, saying why.
+
+    Inventory announces an expiry only for stock it never sold and never will. So an order CONFIRMED
+    meanwhile (its payment lost the race with the deadline at inventory) is cancelled too: otherwise
+    the patient paid for stock nobody holds. Either way payment_service refunds on OrderCancelled.
+    """
+    if order.status not in CANCELLABLE and order.status != "CONFIRMED":
+        return []
+    return _cancel(order, f"reservation expired: {expired.reason}", now)
 
 
 def cancel(order: Order, reason: str, now: datetime) -> list[Event]:

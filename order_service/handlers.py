@@ -10,6 +10,7 @@ from contracts.events import (
     PaymentRefunded,
     PrescriptionUploaded,
     PrescriptionWithdrawn,
+    ReservationExpired,
     StockReservationFailed,
     StockReserved,
 )
@@ -59,6 +60,15 @@ def register(service: Service, orders: Repository[Order]) -> None:
     @service.events.on(PaymentRefunded)
     async def payment_refunded(event: PaymentRefunded, envelope: Envelope) -> None:
         await service.change(orders, event.order_id, lambda o: domain.record_refund(o, event), cause=envelope)
+
+    @service.events.on(ReservationExpired)
+    async def reservation_expired(event: ReservationExpired, envelope: Envelope) -> None:
+        await service.change(
+            orders,
+            event.order_id,
+            lambda o: domain.cancel_for_expired_reservation(o, event, utc_now()),
+            cause=envelope,
+        )
 
     @service.events.on(PrescriptionWithdrawn)
     async def prescription_withdrawn(event: PrescriptionWithdrawn, envelope: Envelope) -> None:

@@ -80,7 +80,11 @@ def withdraw(prescription: Prescription, now: datetime) -> list[Event]:
 
 
 def follow_order(prescription: Prescription, outcome: PrescriptionStatus) -> list[Event]:
-    """Reflect the order's end; a withdrawn prescription stays withdrawn."""
-    if prescription.status == "PROCESSING":
+    """Reflect the order's end; a withdrawn prescription stays withdrawn.
+
+    A confirmed order is cancelled after all when its payment lost the race with the reservation's
+    expiry (stock never sold, charge refunded): the prescription was not filled, so it follows.
+    """
+    if prescription.status == "PROCESSING" or (prescription.status, outcome) == ("FILLED", "CANCELLED"):
         prescription.status = outcome
     return []

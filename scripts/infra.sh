@@ -6,6 +6,8 @@
 #   scripts/infra.sh start    start what is missing, wait until both answer
 #   scripts/infra.sh stop     stop what this script started
 #   scripts/infra.sh env      print the export lines for the URLs in use
+#   scripts/infra.sh stop-rabbitmq | start-rabbitmq | stop-store | start-store
+#                             one of the two alone (the fault tests restart them under load)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -111,14 +113,32 @@ start_ferretdb() {
   log "store is up"
 }
 
-stop_all() {
-  if [ -f "$state/ferretdb.pid" ]; then kill "$(cat "$state/ferretdb.pid")" 2>/dev/null || true; rm -f "$state/ferretdb.pid"; fi
+wait_for_closed_port() { # name port seconds
+  local deadline=$((SECONDS + $3))
+  while port_open "$2"; do
+    if ((SECONDS > deadline)); then log "$1 still listens on $2 after $3 s"; return 1; fi
+    sleep 0.2
+  done
+}
+
+stop_ferretdb() {
+  if [ -f "$state/ferretdb.pid" ]; then
+    kill "$(cat "$state/ferretdb.pid")" 2>/dev/null || true
+    rm -f "$state/ferretdb.pid"
+    wait_for_closed_port ferretdb "$mongo_port" 30
+  fi
+}
+
+stop_rabbitmq() {
   if [ -f "$state/rabbitmq.launcher.pid" ]; then
     RABBITMQ_NODENAME="$rabbit_node" rabbitmqctl stop >/dev/null 2>&1 \
       || kill "$(cat "$state/rabbitmq.launcher.pid")" 2>/dev/null || true
     rm -f "$state/rabbitmq.launcher.pid"
+    wait_for_closed_port rabbitmq "$rabbit_port" 60
   fi
 }
+
+stop_all() { stop_ferretdb; stop_rabbitmq; }
 
 print_env() {
   echo "export RABBITMQ_URL=${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:$rabbit_port/}"
@@ -129,5 +149,9 @@ case "${1:-start}" in
   start) start_rabbitmq; start_ferretdb ;;
   stop) stop_all ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+  stop-rabbitmq) stop_rabbitmq ;;
+  start-rabbitmq) start_rabbitmq ;;
+  stop-store) stop_ferretdb ;;
+  start-store) start_ferretdb ;;
+  *) echo "usage: $0 start|stop|env|stop-rabbitmq|start-rabbitmq|stop-store|start-store" >&2; exit 2 ;;
 esac

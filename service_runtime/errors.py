@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError
+from pymongo.errors import ConnectionFailure
+
 from contracts.base import ErrorCode
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# The store or the broker is away for a moment: wait and try again, do not count it as a failure.
+TRANSIENT: tuple[type[Exception], ...] = (
+    ConnectionFailure,
+    AMQPConnectionError,
+    ChannelInvalidStateError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 class PermanentFailure(Exception):
@@ -29,3 +49,17 @@ class ServiceUnavailable(Exception):
 
 class ConcurrentModification(Exception):
     """Another writer changed the aggregate since it was read: reload and decide again."""
+
+
+async def until_up(what: str, attempt: Callable[[], Awaitable[T]], *, max_delay: float = 5.0) -> T:
+    """Run `attempt` until the store or broker it needs answers: services start in any order."""
+    delay = 0.2
+    while True:
+        try:
+            return await attempt()
+        except TRANSIENT as exc:
+            log.warning(
+                "%s not reachable yet, retrying in %.1f s: %s: %s", what, delay, type(exc).__name__, exc
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)

@@ -33,7 +33,12 @@ DATABASES = {
 
 
 class Platform:
-    """The running platform: one process per service, sharing a broker namespace and a database prefix."""
+    """The running platform: processes of each service, sharing a broker namespace and a database prefix.
+
+    `replicas` runs more than one process of a back-end service: the broker gives each service's event
+    queue (events and writes) to one replica at a time and fails over to another; reads go to all.
+    Processes are named `service` for the first replica and `service.2`, `service.3`... for the others.
+    """
 
     def __init__(
         self,
@@ -43,8 +48,12 @@ class Platform:
         database_prefix: str = "pharmacy",
         log_dir: Path = Path(".run/logs"),
         env: Mapping[str, str] | None = None,
+        replicas: Mapping[str, int] | None = None,
     ) -> None:
         self.port = port
+        self.replicas = {service: (replicas or {}).get(service, 1) for service in SERVICES}
+        if self.replicas["user_service"] != 1:
+            raise ValueError("the gateway listens on one port: run one replica of user_service")
         self.namespace = namespace
         self.database_prefix = database_prefix
         self.log_dir = log_dir
@@ -70,16 +79,26 @@ class Platform:
         )
         return env
 
-    def start_service(self, service: str) -> None:
+    def process_names(self) -> list[str]:
+        """Every process of the platform by name, in start order."""
+        return [
+            service if n == 1 else f"{service}.{n}"
+            for service in SERVICES
+            for n in range(1, self.replicas[service] + 1)
+        ]
+
+    def start_service(self, name: str) -> None:
+        """Start a process by name: a service, or one replica of it (`order_service.2`)."""
+        service = name.split(".")[0]
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.log_dir / f"{service}.log").open("ab")
-        self.processes[service] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", service], env=self.env_for(service), stdout=log, stderr=subprocess.STDOUT
         )
 
-    def stop_service(self, service: str, timeout: float = 15.0) -> None:
-        """Stop one service gracefully (SIGTERM); its queue keeps its messages until it is back."""
-        process = self.processes.pop(service)
+    def stop_service(self, name: str, timeout: float = 15.0) -> None:
+        """Stop one process gracefully (SIGTERM); its queue keeps its messages until it is back."""
+        process = self.processes.pop(name)
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout)
@@ -87,9 +106,15 @@ class Platform:
             process.kill()
             process.wait()
 
+    def kill_service(self, name: str) -> None:
+        """Kill one process with SIGKILL, as a crash would: no clean-up of any kind."""
+        process = self.processes.pop(name)
+        process.kill()
+        process.wait()
+
     def start(self, timeout: float = 60.0) -> None:
-        for service in SERVICES:
-            self.start_service(service)
+        for name in self.process_names():
+            self.start_service(name)
         self.wait_healthy(timeout)
 
     def wait_healthy(self, timeout: float) -> None:
@@ -109,8 +134,8 @@ class Platform:
             time.sleep(0.3)
         raise TimeoutError(f"the platform was not healthy within {timeout} s: {last}")
 
-    def log_tail(self, service: str, lines: int = 30) -> str:
-        path = self.log_dir / f"{service}.log"
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.log_dir / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -133,7 +158,12 @@ async def delete_namespace(rabbitmq_url: str, namespace: str) -> None:
     async with connection:
         for service in (*topology.SUBSCRIPTIONS, *topology.COMMANDS):
             queue = topology.event_queue(namespace, service)
-            for name in (queue, topology.dead_letter_queue(queue), topology.rpc_queue(namespace, service)):
+            for name in (
+                queue,
+                topology.dead_letter_queue(queue),
+                topology.timer_queue(namespace, service),
+                topology.rpc_queue(namespace, service),
+            ):
                 channel = await connection.channel()
                 await channel.queue_delete(name)
                 await channel.close()
@@ -157,8 +187,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run the five pharmacy services until interrupted.")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--log-dir", type=Path, default=Path(".run/logs"))
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=int(os.environ.get("REPLICAS", "1")),
+        help="processes per back-end service",
+    )
     args = parser.parse_args()
-    platform = Platform(port=args.port, log_dir=args.log_dir)
+    backends = {service: args.replicas for service in SERVICES if service != "user_service"}
+    platform = Platform(port=args.port, log_dir=args.log_dir, replicas=backends)
     stop = False
 
     def request_stop(*_: object) -> None:

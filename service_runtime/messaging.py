@@ -6,12 +6,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 from uuid import uuid4
 
 import aio_pika
-from aiormq.exceptions import AMQPError
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue, RabbitResponse
 from faststream.rabbit.annotations import RabbitMessage
 from faststream.rabbit.helpers import RabbitDeclarer
@@ -19,18 +19,23 @@ from faststream.rabbit.schemas import QueueType
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from contracts import topology
-from contracts.base import Command, Envelope, Event, RpcError, RpcReply
+from contracts.base import Command, Envelope, Event, RpcError, RpcReply, Timer
 from contracts.commands import Ping
 from contracts.events import ALL_EVENTS
 from service_runtime import logs
-from service_runtime.errors import CommandRefused, PermanentFailure, RetryLater, ServiceUnavailable
+from service_runtime.errors import TRANSIENT, CommandRefused, PermanentFailure, RetryLater, ServiceUnavailable
 from service_runtime.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Event)
 C = TypeVar("C", bound=Command)
+T = TypeVar("T")
+
+# Anything the broker or the store can throw at a caller while it is away or restarting.
+UNREACHABLE: tuple[type[Exception], ...] = (*TRANSIENT, AMQPError)
 
 ROUTING_KEYS: dict[str, str] = {e.TYPE: e.ROUTING_KEY for e in ALL_EVENTS}
+TIMERS: dict[str, type[Timer]] = {e.TYPE: e for e in ALL_EVENTS if issubclass(e, Timer)}
 COMMAND_OWNERS: dict[str, str] = {
     command.TYPE: service
     for service, commands in topology.COMMANDS.items()
@@ -81,11 +86,30 @@ class Topology:
                 "x-dead-letter-routing-key": name,
                 "x-dead-letter-strategy": "at-least-once",
                 "x-overflow": "reject-publish",
+                # One writer per aggregate with any number of replicas: the broker delivers this queue
+                # to one consumer at a time and fails over to the next when its connection goes.
+                "x-single-active-consumer": True,
             },
         )
 
     def dead_letter_queue(self, queue: str) -> RabbitQueue:
         return RabbitQueue(topology.dead_letter_queue(queue), queue_type=QueueType.QUORUM, durable=True)
+
+    def timer_queue(self, service: str) -> RabbitQueue:
+        # Nobody consumes it: each timer waits out its own TTL, then the broker dead-letters it, at least
+        # once, through the default exchange into the service's event queue. TTLs expire at the head
+        # only, so a timer due sooner waits behind one published before it that is due later.
+        return RabbitQueue(
+            topology.timer_queue(self.namespace, service),
+            queue_type=QueueType.QUORUM,
+            durable=True,
+            arguments={
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": topology.event_queue(self.namespace, service),
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            },
+        )
 
     def rpc_queue(self, service: str) -> RabbitQueue:
         # A request nobody answered within the caller's timeout is worthless: let the broker drop it.
@@ -105,9 +129,16 @@ class Topology:
             spec = self.event_queue(service)
             queue = await declarer.declare_queue(spec, channel=channel)
             for event_type in event_types:
-                await queue.bind(events, routing_key=event_type.ROUTING_KEY)
+                if not issubclass(event_type, Timer):
+                    await queue.bind(events, routing_key=event_type.ROUTING_KEY)
             dlq = await declarer.declare_queue(self.dead_letter_queue(spec.name), channel=channel)
             await dlq.bind(dead_letters, routing_key=spec.name)
+            # A timer reaches the event queue only when it is due, by way of the timer queue.
+            timers = [t for t in event_types if issubclass(t, Timer)]
+            if timers:
+                timer_queue = await declarer.declare_queue(self.timer_queue(service), channel=channel)
+                for timer in timers:
+                    await timer_queue.bind(events, routing_key=timer.ROUTING_KEY)
 
 
 class EventBus:
@@ -125,6 +156,7 @@ class EventBus:
             routing_key=ROUTING_KEYS[kind],
             persist=True,
             mandatory=True,
+            expiration=self._due_in(kind, envelope),
             message_id=envelope["event_id"],
             correlation_id=envelope["correlation_id"],
             message_type=kind,
@@ -134,6 +166,15 @@ class EventBus:
                 "x-causation-id": envelope.get("causation_id") or "",
             },
         )
+
+    @staticmethod
+    def _due_in(kind: str, envelope: dict[str, Any]) -> timedelta | None:
+        """How long the timer queue holds a Timer (nothing for one already due); None for other events."""
+        timer = TIMERS.get(kind)
+        if timer is None:
+            return None
+        fires_at = timer.model_validate(envelope["payload"]).fires_at
+        return max(timedelta(0), fires_at - datetime.now(UTC))
 
 
 EventHandler = Callable[[Any, Envelope], Awaitable[None]]
@@ -153,10 +194,20 @@ class EventConsumer:
     with its last error when the delivery limit is reached, so the queue behind it keeps flowing.
     """
 
-    def __init__(self, service: str, broker: RabbitBroker, topo: Topology, settings: RuntimeSettings) -> None:
+    def __init__(
+        self,
+        service: str,
+        broker: RabbitBroker,
+        topo: Topology,
+        settings: RuntimeSettings,
+        commands: CommandServer,
+    ) -> None:
         self.service = service
         self.broker = broker
         self.topology = topo
+        self.commands = commands
+        # Messages (events, write commands) delivered to this consumer so far, whatever their outcome.
+        self.taken = 0
         self.queue = topo.event_queue(service)
         self.backoff = settings.retry_backoff_seconds
         self.routes: dict[str, _EventRoute] = {}
@@ -176,6 +227,11 @@ class EventConsumer:
             )
 
     async def consume(self, message: RabbitMessage) -> None:
+        self.taken += 1
+        kind = message.raw_message.type or ""
+        if kind in self.commands.writes:
+            await self._carry_out(message, kind)
+            return
         try:
             envelope = Envelope.model_validate_json(message.body)
             route = self.routes.get(envelope.type)
@@ -189,19 +245,75 @@ class EventConsumer:
         eid = logs.event_id.set(str(envelope.event_id))
         log.debug("handling %s", envelope.type)
         try:
-            await route.handler(payload, envelope)
+            await self._patiently(message, lambda: route.handler(payload, envelope))
         except PermanentFailure as exc:
             await self._dead_letter(message, exc)
         except Exception as exc:
             await self._retry_or_dead_letter(message, exc)
         else:
-            await message.ack()
+            await self._settle(message.ack())
             log.debug("handled %s", envelope.type)
         finally:
             logs.correlation_id.reset(cid)
             logs.event_id.reset(eid)
 
+    async def _carry_out(self, message: RabbitMessage, kind: str) -> None:
+        """A write command queued with the events: answer it here, in order, then ack it."""
+        raw = message.raw_message
+        reply_by = (message.headers or {}).get("x-reply-by")
+        if isinstance(reply_by, int) and reply_by < _epoch_ms():
+            # The caller has given up and told its client so: carrying it out now would surprise them.
+            log.warning("dropping %s: its caller stopped waiting for the answer", kind)
+            await self._settle(message.ack())
+            return
+        reply = await self.commands.dispatch(kind, message.body)
+        if raw.reply_to:
+            # Not mandatory: a caller that gave up is gone, and a reply nobody waits for is no error.
+            await self.broker.publish(
+                reply.model_dump_json().encode(),
+                routing_key=raw.reply_to,
+                correlation_id=message.correlation_id,
+                content_type="application/json",
+                mandatory=False,
+            )
+        await self._settle(message.ack())
+
+    async def _patiently(self, message: RabbitMessage, work: Callable[[], Awaitable[T]]) -> T:
+        """Run `work`, retrying in place for as long as the store or the broker is unreachable.
+
+        A nack would count against the delivery limit, so an outage of the store would dead-letter good
+        messages. The message is held instead (the queue could not move on anyway). Once the channel it
+        came on is closed, the broker has handed it to another consumer: this one stops writing.
+        """
+        attempt = 0
+        while True:
+            try:
+                return await work()
+            except TRANSIENT as exc:
+                attempt += 1
+                if not _still_ours(message):
+                    raise
+                delay = min(self.backoff * 2 ** min(attempt - 1, 6), 5.0)
+                log.warning(
+                    "store or broker unreachable (attempt %d), retrying in %.1f s: %s: %s",
+                    attempt,
+                    delay,
+                    type(exc).__name__,
+                    exc,
+                )
+                await asyncio.sleep(delay)
+
+    async def _settle(self, outcome: Awaitable[Any]) -> None:
+        """Ack or nack; on a channel that closed meanwhile the broker has requeued the message already."""
+        try:
+            await outcome
+        except UNREACHABLE as exc:
+            log.warning("could not settle the message, the broker will redeliver it: %s", type(exc).__name__)
+
     async def _retry_or_dead_letter(self, message: RabbitMessage, exc: Exception) -> None:
+        if not _still_ours(message):
+            log.warning("failed after the broker took the message back: %s: %s", type(exc).__name__, exc)
+            return
         # Quorum queues count redeliveries in x-delivery-count (absent on the first delivery).
         attempt = int((message.headers or {}).get("x-delivery-count", 0)) + 1
         if attempt >= self.topology.delivery_limit:
@@ -210,7 +322,7 @@ class EventConsumer:
         level = logging.INFO if isinstance(exc, RetryLater) else logging.WARNING
         log.log(level, "attempt %d failed, will retry: %s: %s", attempt, type(exc).__name__, exc)
         await asyncio.sleep(min(self.backoff * 2 ** min(attempt - 1, 6), 5.0))
-        await message.nack(requeue=True)
+        await self._settle(message.nack(requeue=True))
 
     async def _dead_letter(self, message: RabbitMessage, exc: Exception, *, attempts: int = 1) -> None:
         log.error("dead-lettering message %s: %s: %s", message.message_id, type(exc).__name__, exc)
@@ -240,7 +352,20 @@ class EventConsumer:
             content_type=message.content_type,
             headers=headers,
         )
-        await message.ack()
+        await self._settle(message.ack())
+
+
+def _epoch_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def _still_ours(message: RabbitMessage) -> bool:
+    """Whether the channel the message came on is open, so acking it still means something."""
+    try:
+        message.raw_message.channel  # noqa: B018 - the property raises once the channel is closed
+    except ChannelInvalidStateError:
+        return False
+    return True
 
 
 CommandHandler = Callable[[Any], Awaitable[Any]]
@@ -266,16 +391,27 @@ class CommandServer:
     def __init__(self, service: str) -> None:
         self.service = service
         self.routes: dict[str, _CommandRoute] = {}
+        # Types of the commands that write: they arrive on the event queue, never on the RPC queue.
+        self.writes: set[str] = set()
 
     def on(self, model: type[C]) -> Callable[[Callable[[C], Awaitable[Any]]], Any]:
         def register(handler: Callable[[C], Awaitable[Any]]) -> Any:
             self.routes[model.TYPE] = _CommandRoute(model, handler)
+            if model.WRITE:
+                self.writes.add(model.TYPE)
             return handler
 
         return register
 
     async def answer(self, message: RabbitMessage) -> RabbitResponse:
-        reply = await self.dispatch(message.raw_message.type or "", message.body)
+        kind = message.raw_message.type or ""
+        if kind in self.writes:
+            # Answering a write here would make a second writer beside the event queue's consumer.
+            reply = RpcReply(
+                error=RpcError(code="internal", detail=f"{kind} writes: send it to the event queue")
+            )
+        else:
+            reply = await self.dispatch(kind, message.body)
         # Not mandatory: a caller that gave up is gone, and RabbitMQ 3.10 returns direct replies
         # published with `mandatory` even when it delivers them.
         return RabbitResponse(
@@ -300,6 +436,11 @@ class CommandServer:
             return RpcReply(data=_to_jsonable(await route.handler(command)))
         except CommandRefused as exc:
             return RpcReply(error=RpcError(code=exc.code, detail=exc.detail, field=exc.field))
+        except TRANSIENT as exc:
+            log.warning("command %s failed, store or broker unreachable: %s", kind, type(exc).__name__)
+            return RpcReply(
+                error=RpcError(code="unavailable", detail=f"{self.service} cannot reach its store; try again")
+            )
         except Exception:
             log.exception("command %s failed", kind)
             return RpcReply(
@@ -308,9 +449,15 @@ class CommandServer:
 
 
 class Requester(Protocol):
-    """Sends one request body to a queue and returns the reply body, or raises TimeoutError."""
+    """Sends one request body to a queue and returns the reply body, or raises TimeoutError.
 
-    async def request(self, body: bytes, *, queue: str, message_type: str, timeout: float) -> bytes: ...
+    `expire`: let the broker drop the request once the caller stopped waiting. Off for a queue that
+    dead-letters what expires (an event queue); the request's `x-reply-by` header says the same there.
+    """
+
+    async def request(
+        self, body: bytes, *, queue: str, message_type: str, timeout: float, expire: bool = True
+    ) -> bytes: ...
 
 
 class AmqpRequester:
@@ -341,7 +488,9 @@ class AmqpRequester:
         if waiting is not None and not waiting.done():
             waiting.set_result(message.body)
 
-    async def request(self, body: bytes, *, queue: str, message_type: str, timeout: float) -> bytes:
+    async def request(
+        self, body: bytes, *, queue: str, message_type: str, timeout: float, expire: bool = True
+    ) -> bytes:
         request_id = uuid4().hex
         reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = reply
@@ -354,7 +503,9 @@ class AmqpRequester:
                     type=message_type,
                     content_type="application/json",
                     # A request nobody took within the caller's timeout is dropped, not answered late.
-                    expiration=timeout,
+                    expiration=timeout if expire else None,
+                    # Whole milliseconds: AMQP tables carry a Python float as a 32-bit float, off by a minute.
+                    headers={"x-reply-by": _epoch_ms() + int(timeout * 1000)},
                 )
                 await self._channel.default_exchange.publish(message, routing_key=queue, mandatory=True)
                 return await reply
@@ -381,11 +532,12 @@ class RpcClient:
         try:
             body = await self.requester.request(
                 command.model_dump_json().encode(),
-                queue=topology.rpc_queue(self.namespace, owner),
+                queue=topology.command_queue(self.namespace, owner, type(command)),
                 message_type=command.TYPE,
                 timeout=timeout or self.timeout,
+                expire=not command.WRITE,
             )
-        except (TimeoutError, AMQPError, aio_pika.exceptions.AMQPException) as exc:
+        except UNREACHABLE as exc:
             raise ServiceUnavailable(f"{owner} did not answer {command.TYPE}") from exc
         reply = RpcReply.model_validate_json(body)
         if reply.error is not None:

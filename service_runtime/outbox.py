@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,12 +23,24 @@ class OutboxRelay:
     A crash between the two publishes the event again later; consumers are idempotent, so that is
     harmless. Handlers flush the document they just wrote. A sweep finds what is left: at start (what
     a crash left), soon after a flush failed (the broker was away), and otherwise only every
-    `sweep_seconds`, for a replica that died and never came back. Sweeping is a scan of every
-    collection, linear in its size on FerretDB/SQLite: it must not run every second.
+    `sweep_seconds`. Sweeping is a scan of every collection, linear in its size on FerretDB/SQLite: it
+    must not run every second.
+
+    Clearing an outbox writes the aggregate's document, so the relay never sweeps on its own timer:
+    it asks for a sweep (`ask_for_sweep`), which is queued behind the service's events and carried
+    out by the one replica that consumes them, never beside a handler writing the same document.
     """
 
-    def __init__(self, bus: EventBus, *, sweep_seconds: float, retry_seconds: float) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        ask_for_sweep: Callable[[timedelta], Awaitable[None]],
+        *,
+        sweep_seconds: float,
+        retry_seconds: float,
+    ) -> None:
         self.bus = bus
+        self.ask_for_sweep = ask_for_sweep
         self.sweep_seconds = sweep_seconds
         self.retry_seconds = retry_seconds
         self.collections: list[AsyncCollection[dict[str, Any]]] = []
@@ -77,8 +90,7 @@ class OutboxRelay:
             await asyncio.sleep(self.retry_seconds)
             self._flush_failed.clear()
             try:
-                if count := await self.sweep(grace):
-                    log.info("outbox sweeper published %d leftover events", count)
+                await self.ask_for_sweep(grace)
             except Exception as exc:
                 self._flush_failed.set()
-                log.warning("outbox sweep failed, will retry: %s: %s", type(exc).__name__, exc)
+                log.warning("could not ask for an outbox sweep, will retry: %s: %s", type(exc).__name__, exc)

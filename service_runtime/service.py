@@ -15,8 +15,9 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.base import Envelope, Event
+from contracts.commands import SweepOutbox
 from service_runtime.aggregate import Aggregate
-from service_runtime.errors import ConcurrentModification, RetryLater
+from service_runtime.errors import TRANSIENT, ConcurrentModification, RetryLater, until_up
 from service_runtime.locks import KeyedLock
 from service_runtime.logs import setup_logging
 from service_runtime.messaging import CommandServer, EventBus, EventConsumer, Topology, make_broker
@@ -40,10 +41,14 @@ class Service:
         self.db: AsyncDatabase[Document] = self.client[settings.mongodb_database]
         self.bus = EventBus(self.broker, self.topology)
         self.relay = OutboxRelay(
-            self.bus, sweep_seconds=settings.outbox_sweep_seconds, retry_seconds=settings.outbox_retry_seconds
+            self.bus,
+            self._ask_for_sweep,
+            sweep_seconds=settings.outbox_sweep_seconds,
+            retry_seconds=settings.outbox_retry_seconds,
         )
-        self.events = EventConsumer(name, self.broker, self.topology, settings)
         self.commands = CommandServer(name)
+        self.events = EventConsumer(name, self.broker, self.topology, settings, self.commands)
+        self.commands.on(SweepOutbox)(self._sweep)
         self.locks = KeyedLock()
         self._on_start: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -58,8 +63,28 @@ class Service:
         return hook
 
     async def publish_pending(self, repository: Repository[Any], aggregate_id: str) -> None:
-        """Fast path of the outbox: publish what the last write appended, right away."""
-        await self.relay.flush(repository.collection, aggregate_id)
+        """Fast path of the outbox: publish what the last write appended, right away.
+
+        The change is stored with its events by now. If the broker is away, the events wait in the
+        outbox for the sweep the relay asks for, and the change still succeeded.
+        """
+        try:
+            await self.relay.flush(repository.collection, aggregate_id)
+        except TRANSIENT as exc:
+            log.warning("events of %s wait in its outbox: %s: %s", aggregate_id, type(exc).__name__, exc)
+
+    async def _ask_for_sweep(self, older_than: timedelta) -> None:
+        """Queue a sweep behind this service's events, for whichever replica consumes them."""
+        await self.broker.publish(
+            SweepOutbox(older_than_seconds=older_than.total_seconds()).model_dump_json().encode(),
+            routing_key=self.topology.event_queue(self.name).name,
+            message_type=SweepOutbox.TYPE,
+            mandatory=True,
+        )
+
+    async def _sweep(self, command: SweepOutbox) -> None:
+        if count := await self.relay.sweep(timedelta(seconds=command.older_than_seconds)):
+            log.info("outbox sweep published %d leftover events", count)
 
     async def change(
         self,
@@ -106,23 +131,33 @@ class Service:
 
     async def start(self) -> None:
         self.events.check_against_topology()
-        for hook in self._on_start:
-            await hook()
-        await self.broker.connect()
-        await self.topology.declare(self.broker)
-        if self.events.routes:
-            self.broker.subscriber(
-                self.topology.event_queue(self.name),
-                ack_policy=AckPolicy.MANUAL,
-                channel=self.topology.event_channel,
-            )(self.events.consume)
+
+        async def prepare_store() -> None:
+            for hook in self._on_start:
+                await hook()
+
+        async def connect_broker() -> None:
+            await self.broker.connect()
+            await self.topology.declare(self.broker)
+
+        # Start in any order: wait for the store and the broker rather than exit.
+        await until_up(f"{self.name}'s store", prepare_store)
+        await until_up("RabbitMQ", connect_broker)
+        # Events and write commands: one consumer at a time across replicas (single active consumer).
+        self.broker.subscriber(
+            self.topology.event_queue(self.name),
+            ack_policy=AckPolicy.MANUAL,
+            channel=self.topology.event_channel,
+            # The consumer answers write commands itself; FastStream would add an empty second reply.
+            no_reply=True,
+        )(self.events.consume)
         self.broker.subscriber(self.topology.rpc_queue(self.name), ack_policy=AckPolicy.ACK)(
             self.commands.answer
         )
         await self.broker.start()
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox"))
-        # Events a previous run saved but did not publish go out now, not after the first sweep.
-        await self.relay.sweep(older_than=timedelta(0))
+        # Events a crashed run saved but did not publish go out soon, not after the first periodic sweep.
+        await self._ask_for_sweep(timedelta(0))
         log.info("%s started (namespace %s, database %s)", self.name, self.topology.namespace, self.db.name)
 
     async def stop(self) -> None:

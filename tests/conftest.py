@@ -15,9 +15,11 @@ import shutil
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import httpx
@@ -27,7 +29,7 @@ import pytest_asyncio
 from contracts import topology
 from contracts.base import Envelope, Event
 from service_runtime.launcher import SERVICES, Platform, delete_namespace, drop_databases
-from service_runtime.messaging import ROUTING_KEYS
+from service_runtime.messaging import ROUTING_KEYS, AmqpRequester, RpcClient
 from service_runtime.service import Service
 from service_runtime.settings import RuntimeSettings
 
@@ -209,6 +211,82 @@ async def probe(namespace: Namespace) -> AsyncIterator[EventProbe]:
     await connection.close()
 
 
+class TcpGate:
+    """A TCP forwarder to a real server that a test can shut, as if the server went away, and open again.
+
+    Shut: connections in flight are cut and new ones are closed at once (counted in `refused`).
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.is_open = True
+        self.refused = 0
+        self._pipes: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.is_open:
+            self.refused += 1
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._pipes.update((writer, up_writer))
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.close()
+                self._pipes.discard(sink)
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def shut(self) -> None:
+        self.is_open = False
+        for writer in list(self._pipes):
+            writer.transport.abort()
+        self._pipes.clear()
+
+    def open(self) -> None:
+        self.is_open = True
+
+    async def stop(self) -> None:
+        self.shut()
+        self._server.close()
+        await self._server.wait_closed()
+
+
+@asynccontextmanager
+async def gate_to(url: str) -> AsyncIterator[tuple[TcpGate, str]]:
+    """A gate in front of the server a URL names, and the same URL pointing through the gate."""
+    parts = urlsplit(url)
+    gate = TcpGate(parts.hostname or "127.0.0.1", parts.port or 0)
+    port = await gate.start()
+    netloc = parts.netloc.rsplit(":", 1)[0] + f":{port}"
+    try:
+        yield gate, urlunsplit(parts._replace(netloc=netloc))
+    finally:
+        await gate.stop()
+
+
+@asynccontextmanager
+async def rpc_client(settings: RuntimeSettings) -> AsyncIterator[RpcClient]:
+    """A caller of its own, as the gateway is: a broker connection that is not the service's."""
+    requester = AmqpRequester(settings.rabbitmq_url, settings.broker_namespace)
+    await requester.start()
+    try:
+        yield RpcClient(requester, settings)
+    finally:
+        await requester.stop()
+
+
 async def dead_letters(rabbitmq_url: str, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
     """Everything waiting in a dead-letter queue, left in place."""
     connection = await aio_pika.connect(rabbitmq_url)
@@ -331,4 +409,4 @@ def admin(api: Api) -> dict[str, str]:
     return api.token(ADMIN_EMAIL, ADMIN_PASSWORD)
 
 
-__all__ = ["SERVICES", "Api", "EventProbe", "Namespace", "dead_letters"]
+__all__ = ["SERVICES", "Api", "EventProbe", "Namespace", "TcpGate", "dead_letters", "gate_to", "rpc_client"]

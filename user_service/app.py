@@ -10,6 +10,7 @@ from uuid import uuid4
 from fastapi import FastAPI
 
 from service_runtime.clock import utc_now
+from service_runtime.errors import until_up
 from service_runtime.messaging import AmqpRequester, RpcClient
 from service_runtime.store import connect
 from user_service import problems
@@ -52,9 +53,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = client[settings.mongodb_database]
         app.state.users = UserStore(app.state.db)
         app.state.rpc = RpcClient(requester, settings)
-        await app.state.users.ensure_indexes()
-        await ensure_first_admin(app.state.users, settings)
-        await requester.start()
+
+        async def prepare_store() -> None:
+            await app.state.users.ensure_indexes()
+            await ensure_first_admin(app.state.users, settings)
+
+        # Start in any order: wait for the store and the broker rather than exit.
+        await until_up("the user store", prepare_store)
+        await until_up("RabbitMQ", requester.start)
         try:
             yield
         finally:

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException
 
 from service_runtime.errors import CommandRefused, ServiceUnavailable
@@ -67,6 +68,16 @@ def install(app: FastAPI) -> None:
         log.warning("%s", exc)
         return problem(
             503, "a back-end service is not answering; try again shortly", headers={"Retry-After": "5"}
+        )
+
+    @app.exception_handler(ConnectionFailure)
+    async def store_away(request: Request, exc: ConnectionFailure) -> JSONResponse:
+        # The gateway's own store is restarting: a 503 the client may retry, never a 500.
+        log.warning(
+            "user store unreachable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+        )
+        return problem(
+            503, "the service is briefly unavailable; try again shortly", headers={"Retry-After": "5"}
         )
 
     @app.exception_handler(Forbidden)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
+import aio_pika
 import pytest
 import pytest_asyncio
 
 # Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
 from conftest import EventProbe, Namespace, eventually
 
-from contracts.base import Command
+from contracts import topology
+from contracts.base import Command, Envelope
 from contracts.commands import CreateMedication, CreatePharmacy, SetStock
 from contracts.events import (
     Location,
@@ -21,6 +24,8 @@ from contracts.events import (
     OrderCreated,
     PaymentApproved,
     PrescribedLine,
+    ReservationDeadline,
+    ReservationExpired,
     ReservedLine,
     StockReservationFailed,
     StockReserved,
@@ -93,14 +98,18 @@ class Shop:
         ]
 
 
-@pytest_asyncio.fixture
-async def shop(namespace: Namespace, probe: EventProbe, running: Start) -> AsyncIterator[Shop]:
-    service = await running(build(namespace.settings(InventorySettings)))
+async def open_shop(namespace: Namespace, probe: EventProbe, running: Start, **settings: Any) -> Shop:
+    service = await running(build(namespace.settings(InventorySettings, **settings)))
     pharmacy = await command(
         service, CreatePharmacy(name="Pharmacie Centrale", address="1 Rue de Rivoli", location=HERE)
     )
     medication_id = await add_medication(service, pharmacy["id"], "Amoxicillin", quantity=ON_THE_SHELF)
-    yield Shop(service, probe, pharmacy["id"], medication_id)
+    return Shop(service, probe, pharmacy["id"], medication_id)
+
+
+@pytest_asyncio.fixture
+async def shop(namespace: Namespace, probe: EventProbe, running: Start) -> AsyncIterator[Shop]:
+    yield await open_shop(namespace, probe, running)
 
 
 def order_created(*lines: tuple[str, int]) -> OrderCreated:
@@ -240,3 +249,137 @@ async def test_redelivered_order_is_reserved_once(shop: Shop) -> None:
     assert pharmacy["stock"][shop.medication_id] == {"available": 6, "reserved": 4, "sold": 0}
     assert sorted(pharmacy["holds"]) == sorted([order.order_id, later.order_id])
     assert pharmacy["holds"][order.order_id]["lines"][0]["quantity"] == 3
+
+
+# --- holds that are not paid for in time expire -------------------------------------------------------
+
+HOLD_SECONDS = 1.0
+UNPAID = "payment not received within 1 second"
+
+
+@pytest_asyncio.fixture
+async def hurried_shop(namespace: Namespace, probe: EventProbe, running: Start) -> AsyncIterator[Shop]:
+    """A shop that holds stock for one second: long enough to pay within, short enough to wait out."""
+    yield await open_shop(namespace, probe, running, reservation_hold_seconds=HOLD_SECONDS)
+
+
+async def handled_so_far(shop: Shop) -> None:
+    """Return once inventory has handled every event queued before, and the probe saw what they published.
+
+    Events are taken one at a time, in order, and published in order: once an order for a medication
+    nobody has heard of is refused, everything queued before it was handled and announced.
+    """
+    marker = order_created(("not-in-the-catalogue", 1))
+    await shop.probe.publish(marker, correlation_id=marker.order_id)
+    await shop.probe.wait_for(StockReservationFailed, correlation_id=marker.order_id)
+
+
+async def deliver_due(shop: Shop, timer: Envelope) -> None:
+    """Put a timer straight into inventory's event queue, as the broker does when it falls due."""
+    await shop.probe.publisher.default_exchange.publish(
+        aio_pika.Message(
+            timer.model_dump_json().encode(),
+            message_id=str(timer.event_id),
+            type=timer.type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        ),
+        routing_key=topology.event_queue(shop.probe.namespace, "inventory_service"),
+        mandatory=True,
+    )
+
+
+async def shelf_restored(shop: Shop) -> Document:
+    return await eventually(
+        shop.pharmacy, lambda doc: doc["holds"] == {}, what="the expired hold to leave the pharmacy"
+    )
+
+
+def expiries_of(shop: Shop, order: OrderCreated) -> int:
+    return sum(1 for e in shop.probe.of_type(ReservationExpired) if e.correlation_id == order.order_id)
+
+
+async def test_an_unpaid_reservation_expires_and_its_stock_comes_back(hurried_shop: Shop) -> None:
+    shop = hurried_shop
+    order = order_created((shop.medication_id, 3))
+
+    await reserve(shop, order)
+    deadline = await shop.probe.wait_for(ReservationDeadline, correlation_id=order.order_id)
+    expired = await shop.probe.wait_for(ReservationExpired, correlation_id=order.order_id, timeout=15)
+
+    fires_at = ReservationDeadline.model_validate(deadline.payload).fires_at
+    assert abs(fires_at - deadline.occurred_at - timedelta(seconds=HOLD_SECONDS)) < timedelta(seconds=0.1)
+    # The broker held the deadline until it was due, and only then handed it to inventory.
+    assert expired.occurred_at >= fires_at - timedelta(milliseconds=50)
+    assert expired.causation_id == str(deadline.event_id)
+    assert ReservationExpired.model_validate(expired.payload) == ReservationExpired(
+        reservation_id=order.order_id, order_id=order.order_id, pharmacy_id=shop.pharmacy_id, reason=UNPAID
+    )
+    await shop.reservation(order.order_id, "EXPIRED")
+    pharmacy = await shelf_restored(shop)
+    assert pharmacy["stock"][shop.medication_id] == {"available": ON_THE_SHELF, "reserved": 0, "sold": 0}
+    await handled_so_far(shop)
+    assert expiries_of(shop, order) == 1
+
+
+async def test_a_deadline_delivered_twice_more_changes_nothing(hurried_shop: Shop) -> None:
+    shop = hurried_shop
+    order = order_created((shop.medication_id, 3))
+    await reserve(shop, order)
+    deadline = await shop.probe.wait_for(ReservationDeadline, correlation_id=order.order_id)
+    await shop.probe.wait_for(ReservationExpired, correlation_id=order.order_id, timeout=15)
+    await shelf_restored(shop)
+
+    await deliver_due(shop, deadline)
+    await deliver_due(shop, deadline)
+    await handled_so_far(shop)
+
+    assert expiries_of(shop, order) == 1
+    reservation = await shop.reservation(order.order_id, "EXPIRED")
+    assert reservation["processed_event_ids"].count(str(deadline.event_id)) == 1
+    pharmacy = await shop.pharmacy()
+    assert pharmacy["stock"][shop.medication_id] == {"available": ON_THE_SHELF, "reserved": 0, "sold": 0}
+    assert pharmacy["holds"] == {}
+
+
+async def test_a_payment_after_the_expiry_sells_nothing_and_a_cancel_is_a_no_op(
+    hurried_shop: Shop,
+) -> None:
+    shop = hurried_shop
+    order = order_created((shop.medication_id, 3))
+    await reserve(shop, order)
+    await shop.probe.wait_for(ReservationExpired, correlation_id=order.order_id, timeout=15)
+
+    await shop.probe.publish(paid(order), correlation_id=order.order_id)
+    await shop.probe.publish(cancelled(order), correlation_id=order.order_id)
+    await handled_so_far(shop)
+
+    await shop.reservation(order.order_id, "EXPIRED")
+    pharmacy = await shop.pharmacy()
+    assert pharmacy["stock"][shop.medication_id] == {"available": ON_THE_SHELF, "reserved": 0, "sold": 0}
+    assert pharmacy["holds"] == {}
+    assert pharmacy["returns"] == []
+
+
+async def test_a_deadline_after_the_sale_changes_nothing(
+    namespace: Namespace, probe: EventProbe, running: Start
+) -> None:
+    # Long enough a hold that the payment is surely handled first, even on a slow machine.
+    shop = await open_shop(namespace, probe, running, reservation_hold_seconds=3)
+    order = order_created((shop.medication_id, 3))
+    await reserve(shop, order)
+    deadline = await shop.probe.wait_for(ReservationDeadline, correlation_id=order.order_id)
+    await shop.probe.publish(paid(order), correlation_id=order.order_id)
+    await shop.reservation(order.order_id, "SOLD")
+
+    reservation = await eventually(
+        lambda: shop.service.db["reservations"].find_one({"_id": order.order_id}),
+        lambda doc: str(deadline.event_id) in doc["processed_event_ids"],
+        what="the deadline to fire",
+        timeout=15,
+    )
+    await handled_so_far(shop)
+
+    assert reservation["state"] == "SOLD"
+    assert expiries_of(shop, order) == 0
+    pharmacy = await shop.pharmacy()
+    assert pharmacy["stock"][shop.medication_id] == {"available": 7, "reserved": 0, "sold": 3}

@@ -22,6 +22,7 @@ from contracts.events import (
     PaymentDeclined,
     PrescribedLine,
     PrescriptionUploaded,
+    ReservationExpired,
     ReservedLine,
     StockReservationFailed,
     StockReserved,
@@ -228,3 +229,76 @@ async def test_declined_payment_cancels_the_order(
     assert order["payment_id"] == "payment-1"
     assert statuses(order) == ["PENDING", "STOCK_RESERVED", "CANCELLED"]
     assert not [e for e in probe.of_type(OrderConfirmed) if e.correlation_id == upload.order_id]
+
+
+def reservation_expired(upload: PrescriptionUploaded) -> ReservationExpired:
+    return ReservationExpired(
+        reservation_id=upload.order_id,
+        order_id=upload.order_id,
+        pharmacy_id="pharmacy-1",
+        reason="payment not received within 15 minutes",
+    )
+
+
+EXPIRED_REASON = "reservation expired: payment not received within 15 minutes"
+
+
+async def test_expired_reservation_cancels_the_order_and_a_later_payment_leaves_it_cancelled(
+    namespace: Namespace, probe: EventProbe, running: Start
+) -> None:
+    service = await running(build(namespace.settings(Settings)))
+    upload = prescription_uploaded()
+    await open_order(probe, upload)
+    await probe.publish(stock_reserved(upload), correlation_id=upload.order_id)
+    await order_in(service, upload.order_id, "STOCK_RESERVED")
+
+    sent = await probe.publish(reservation_expired(upload), correlation_id=upload.order_id)
+    cancelled = await probe.wait_for(OrderCancelled, correlation_id=upload.order_id)
+
+    assert cancelled.causation_id == str(sent.event_id)
+    assert OrderCancelled.model_validate(cancelled.payload) == OrderCancelled(
+        order_id=upload.order_id,
+        prescription_id=upload.prescription_id,
+        patient_id=upload.patient_id,
+        reason=EXPIRED_REASON,
+    )
+    order = await order_in(service, upload.order_id, "CANCELLED")
+    assert statuses(order) == ["PENDING", "STOCK_RESERVED", "CANCELLED"]
+    assert order["history"][-1]["reason"] == EXPIRED_REASON
+
+    # The charge lands after the expiry: the order stays cancelled (payment_service refunds it).
+    approved = PaymentApproved(
+        payment_id="payment-1", order_id=upload.order_id, patient_id=upload.patient_id, amount_cents=1200
+    )
+    late = await probe.publish(approved, correlation_id=upload.order_id)
+    order = await eventually(
+        lambda: service.db["orders"].find_one({"_id": upload.order_id}),
+        lambda doc: str(late.event_id) in doc["processed_event_ids"],
+        what="the late payment to be handled",
+    )
+    assert order["status"] == "CANCELLED"
+    assert order["payment_id"] == "payment-1"
+    assert not [e for e in probe.of_type(OrderConfirmed) if e.correlation_id == upload.order_id]
+    assert len([e for e in probe.of_type(OrderCancelled) if e.correlation_id == upload.order_id]) == 1
+
+
+async def test_expiry_heard_after_the_payment_cancels_the_confirmed_order_whose_stock_is_gone(
+    namespace: Namespace, probe: EventProbe, running: Start
+) -> None:
+    # Inventory saw the deadline before the payment (so sold nothing); this order saw the payment first.
+    service = await running(build(namespace.settings(Settings)))
+    upload = prescription_uploaded()
+    await open_order(probe, upload)
+    await probe.publish(stock_reserved(upload), correlation_id=upload.order_id)
+    approved = PaymentApproved(
+        payment_id="payment-1", order_id=upload.order_id, patient_id=upload.patient_id, amount_cents=1200
+    )
+    await probe.publish(approved, correlation_id=upload.order_id)
+    await probe.wait_for(OrderConfirmed, correlation_id=upload.order_id)
+
+    await probe.publish(reservation_expired(upload), correlation_id=upload.order_id)
+    cancelled = await probe.wait_for(OrderCancelled, correlation_id=upload.order_id)
+
+    assert OrderCancelled.model_validate(cancelled.payload).reason == EXPIRED_REASON
+    order = await order_in(service, upload.order_id, "CANCELLED")
+    assert statuses(order) == ["PENDING", "STOCK_RESERVED", "CONFIRMED", "CANCELLED"]

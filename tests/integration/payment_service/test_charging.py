@@ -197,3 +197,28 @@ async def test_order_cancelled_after_approval_is_refunded(till: Till) -> None:
     charge = await till.service.db["processor_charges"].find_one({"_id": reserved.order_id})
     assert charge is not None
     assert charge["refunded"] is True
+
+
+async def test_order_cancelled_before_its_stock_reservation_arrives_is_never_charged(till: Till) -> None:
+    # The order expired (or was cancelled) before StockReserved reached payment_service.
+    owner = patient()
+    method = await till.add_card(owner, GOOD_CARD)
+    reserved = stock_reserved(owner, method.id)
+    cancelled = OrderCancelled(
+        order_id=reserved.order_id,
+        prescription_id=str(uuid4()),
+        patient_id=owner,
+        reason="reservation expired: payment not received within 15 minutes",
+    )
+
+    await till.probe.publish(cancelled, correlation_id=reserved.order_id)
+    await till.probe.publish(reserved, correlation_id=reserved.order_id)
+    # Events are taken one at a time, in order: once a later order is answered, both were handled.
+    later = stock_reserved(owner, "no-such-method")
+    await till.probe.publish(later, correlation_id=later.order_id)
+    await till.probe.wait_for(PaymentDeclined, correlation_id=later.order_id)
+
+    await till.payment(reserved.order_id, "VOIDED")
+    assert await till.service.db["processor_charges"].count_documents({"_id": reserved.order_id}) == 0
+    assert till.events_for(reserved.order_id, PaymentApproved.TYPE) == 0
+    assert till.events_for(reserved.order_id, PaymentRefunded.TYPE) == 0

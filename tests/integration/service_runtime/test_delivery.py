@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 from uuid import uuid4
@@ -13,7 +12,7 @@ from uuid import uuid4
 import pytest
 
 # Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
-from conftest import EventProbe, Namespace, dead_letters, eventually
+from conftest import EventProbe, Namespace, dead_letters, eventually, rpc_client
 
 from contracts import topology
 from contracts.base import Envelope
@@ -30,7 +29,6 @@ from order_service import domain
 from order_service.app import Settings, build
 from service_runtime.clock import utc_now
 from service_runtime.errors import CommandRefused, ServiceUnavailable
-from service_runtime.messaging import AmqpRequester, RpcClient
 from service_runtime.service import Service, wrap
 
 pytestmark = pytest.mark.integration
@@ -47,17 +45,6 @@ def prescription_uploaded() -> PrescriptionUploaded:
         delivery_location=Location(latitude=52.37, longitude=4.89),
         payment_method_id="pm-1",
     )
-
-
-@asynccontextmanager
-async def rpc_client(settings: Settings) -> AsyncIterator[RpcClient]:
-    """A caller of its own, as the gateway is: a broker connection that is not the service's."""
-    requester = AmqpRequester(settings.rabbitmq_url, settings.broker_namespace)
-    await requester.start()
-    try:
-        yield RpcClient(requester, settings)
-    finally:
-        await requester.stop()
 
 
 NOT_AN_ENVELOPE = b"{this is not json"

@@ -4,13 +4,20 @@ how holding, releasing, selling and taking back move stock without creating or l
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from contracts.events import LineShortage, Location, PrescribedLine, ReservedLine
+from contracts.events import (
+    LineShortage,
+    Location,
+    PrescribedLine,
+    ReservationDeadline,
+    ReservationExpired,
+    ReservedLine,
+)
 from inventory_service import domain
-from inventory_service.domain import Medication, Pharmacy, Plan
+from inventory_service.domain import Medication, Pharmacy, Plan, Reservation, ReservationState
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 # The patient's delivery address, in Berlin Mitte; 0.01 degree of latitude is about 1.1 km.
@@ -387,6 +394,84 @@ def test_stock_moves_never_create_or_lose_units(steps: tuple[Callable[[Pharmacy]
 
     assert on_hand(p, "ibuprofen") == 10
     assert min(levels(p, "ibuprofen")) >= 0
+
+
+# --- a hold that is not paid for in time expires ----------------------------------------------------
+
+HOLD = timedelta(minutes=15)
+
+
+def reservation(state: ReservationState) -> Reservation:
+    return Reservation(
+        id="order-1",
+        state=state,
+        pharmacy_id="p",
+        lines=reserved_lines(ibuprofen=4),
+        total_cents=400,
+        created_at=NOW,
+    )
+
+
+def test_a_reservation_is_given_a_deadline_one_hold_after_it_is_made() -> None:
+    deadline = reservation("RESERVED").deadline(HOLD, NOW)
+
+    assert deadline == ReservationDeadline(
+        reservation_id="order-1", order_id="order-1", pharmacy_id="p", fires_at=NOW + HOLD
+    )
+
+
+def test_an_unpaid_reservation_expires_once_and_says_why() -> None:
+    r = reservation("RESERVED")
+
+    first = r.expire("payment not received within 15 minutes")
+    again = r.expire("payment not received within 15 minutes")
+
+    assert first == [
+        ReservationExpired(
+            reservation_id="order-1",
+            order_id="order-1",
+            pharmacy_id="p",
+            reason="payment not received within 15 minutes",
+        )
+    ]
+    assert again == []
+    assert r.state == "EXPIRED"
+
+
+@pytest.mark.parametrize("state", ["RESERVING", "FAILED", "SOLD", "RELEASED", "RETURNED", "EXPIRED"])
+def test_a_deadline_for_a_reservation_no_longer_waiting_for_payment_changes_nothing(
+    state: ReservationState,
+) -> None:
+    r = reservation(state)
+
+    assert r.expire("payment not received within 15 minutes") == []
+    assert r.state == state
+
+
+@pytest.mark.parametrize(
+    ("hold", "reason"),
+    [
+        (timedelta(minutes=15), "payment not received within 15 minutes"),
+        (timedelta(hours=1), "payment not received within 1 hour"),
+        (timedelta(hours=2), "payment not received within 2 hours"),
+        (timedelta(seconds=90), "payment not received within 90 seconds"),
+        (timedelta(seconds=1), "payment not received within 1 second"),
+        (timedelta(seconds=0.5), "payment not received within 0.5 seconds"),
+    ],
+)
+def test_the_reason_names_the_hold_in_the_patients_words(hold: timedelta, reason: str) -> None:
+    assert domain.unpaid_reason(hold) == reason
+
+
+def test_an_expired_hold_goes_back_to_the_shelf_and_a_late_sale_sells_nothing() -> None:
+    # What inventory does on the deadline (release), then on a payment that arrives after it (sell).
+    p = pharmacy("p", at(1), ibuprofen=10)
+    p.hold("order-1", reserved_lines(ibuprofen=4), NOW)
+
+    p.release("order-1")
+    p.sell("order-1")
+
+    assert levels(p, "ibuprofen") == (10, 0, 0)
 
 
 # --- distances and availability ---------------------------------------------------------------------

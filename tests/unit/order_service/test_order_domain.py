@@ -21,6 +21,7 @@ from contracts.events import (
     PaymentRefunded,
     PrescribedLine,
     PrescriptionUploaded,
+    ReservationExpired,
     ReservedLine,
     StockReservationFailed,
     StockReserved,
@@ -333,3 +334,62 @@ def test_the_view_shows_what_the_patient_may_see_of_the_order() -> None:
     )
     assert view.priced_lines == stock_reserved().lines
     assert view.lines == uploaded().lines
+
+
+# --- the reservation's hold runs out --------------------------------------------------------------
+
+
+def reservation_expired() -> ReservationExpired:
+    return ReservationExpired(
+        reservation_id="order-1",
+        order_id="order-1",
+        pharmacy_id="pharmacy-near",
+        reason="payment not received within 15 minutes",
+    )
+
+
+@pytest.mark.parametrize("make", [pending_order, reserved_order], ids=["PENDING", "STOCK_RESERVED"])
+def test_an_expired_reservation_cancels_an_unpaid_order_and_says_why(make: Callable[[], Order]) -> None:
+    order = make()
+
+    events = domain.cancel_for_expired_reservation(order, reservation_expired(), T3)
+
+    reason = "reservation expired: payment not received within 15 minutes"
+    assert events == [
+        OrderCancelled(order_id="order-1", prescription_id="rx-1", patient_id="patient-1", reason=reason)
+    ]
+    assert order.status == "CANCELLED"
+    assert order.history[-1] == StatusChange(status="CANCELLED", at=T3, reason=reason)
+
+
+def test_a_payment_after_the_expiry_leaves_the_order_cancelled() -> None:
+    order = reserved_order()
+    domain.cancel_for_expired_reservation(order, reservation_expired(), T2)
+
+    events = domain.confirm_paid(order, payment_approved(), T3)
+
+    assert events == []
+    assert order.status == "CANCELLED"
+    # Kept, so the refund that follows is matched to the order.
+    assert order.payment_id == "pay-1"
+
+
+def test_an_expiry_heard_after_the_payment_cancels_the_confirmed_order_whose_stock_is_gone() -> None:
+    # Inventory expired the hold before it saw the payment: it sold nothing and never will.
+    order = confirmed_order()
+
+    events = domain.cancel_for_expired_reservation(order, reservation_expired(), T3)
+
+    assert [type(e) for e in events] == [OrderCancelled]
+    assert [c.status for c in order.history] == ["PENDING", "STOCK_RESERVED", "CONFIRMED", "CANCELLED"]
+
+
+@pytest.mark.parametrize("make", [rejected_order, cancelled_order], ids=["REJECTED", "CANCELLED"])
+def test_an_expiry_for_an_order_already_ended_changes_nothing(make: Callable[[], Order]) -> None:
+    order = make()
+    before = order.model_copy(deep=True)
+
+    events = domain.cancel_for_expired_reservation(order, reservation_expired(), T3)
+
+    assert events == []
+    assert order == before

@@ -106,13 +106,30 @@ def test_the_order_ending_does_not_overwrite_a_withdrawal(outcome: PrescriptionS
     assert prescription.status == "WITHDRAWN"
 
 
-def test_once_its_order_has_ended_a_later_outcome_does_not_change_it() -> None:
+@pytest.mark.parametrize(
+    ("first", "later"),
+    [("CANCELLED", "FILLED"), ("REJECTED", "CANCELLED"), ("REJECTED", "FILLED"), ("FILLED", "REJECTED")],
+)
+def test_once_its_order_has_ended_a_later_outcome_does_not_change_it(
+    first: PrescriptionStatus, later: PrescriptionStatus
+) -> None:
+    prescription = uploaded()
+    domain.follow_order(prescription, first)
+
+    domain.follow_order(prescription, later)
+
+    assert prescription.status == first
+
+
+def test_a_filled_prescription_whose_order_is_cancelled_after_all_is_cancelled() -> None:
+    # A payment that lost the race with the reservation's expiry: confirmed, then cancelled and refunded.
     prescription = uploaded()
     domain.follow_order(prescription, "FILLED")
 
-    domain.follow_order(prescription, "CANCELLED")
+    events = domain.follow_order(prescription, "CANCELLED")
 
-    assert prescription.status == "FILLED"
+    assert events == []
+    assert prescription.status == "CANCELLED"
 
 
 def test_withdrawing_a_filled_prescription_hides_it_but_keeps_its_outcome() -> None:

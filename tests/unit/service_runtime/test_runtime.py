@@ -6,17 +6,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
+from aiormq.exceptions import ChannelInvalidStateError
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from pydantic import ValidationError
+from pymongo.errors import AutoReconnect
 
-from contracts.base import Envelope
-from contracts.commands import GetOrder, ListOrders, ListPharmacies, PharmacyView, Ping
+from contracts.base import Command, Envelope
+from contracts.commands import (
+    CancelOrder,
+    GetOrder,
+    ListOrders,
+    ListPharmacies,
+    PharmacyView,
+    Ping,
+    SweepOutbox,
+)
 from contracts.events import ALL_EVENTS, Location, PaymentRefunded, ReservedLine, StockReserved
 from contracts.topology import COMMANDS, SUBSCRIPTIONS
 from inventory_service.app import build as build_inventory
@@ -238,6 +249,15 @@ class FakeRaw:
     exchange: str = "unit.events"
     routing_key: str = "payment.refunded"
     type: str = "PaymentRefunded"
+    reply_to: str | None = None
+    channel_open: bool = True
+
+    @property
+    def channel(self) -> object:
+        # Like aio-pika's IncomingMessage.channel once the channel the message came on has closed.
+        if not self.channel_open:
+            raise ChannelInvalidStateError
+        return object()
 
 
 @dataclass
@@ -270,7 +290,13 @@ def delivery(body: bytes | None = None, *, attempt: int = 1) -> FakeDelivery:
 
 
 def consumer(broker: FakeBroker, handler: Callable[[PaymentRefunded, Envelope], Any]) -> EventConsumer:
-    events = EventConsumer("order_service", cast(RabbitBroker, broker), Topology(SETTINGS), SETTINGS)
+    events = EventConsumer(
+        "order_service",
+        cast(RabbitBroker, broker),
+        Topology(SETTINGS),
+        SETTINGS,
+        CommandServer("order_service"),
+    )
     events.on(PaymentRefunded)(handler)
     return events
 
@@ -357,7 +383,7 @@ async def test_a_handler_declaring_permanent_failure_dead_letters_its_message() 
     assert message.acks == 1
 
 
-@pytest.mark.parametrize("failure", [RetryLater("order not there yet"), ConnectionError("store gone")])
+@pytest.mark.parametrize("failure", [RetryLater("order not there yet"), RuntimeError("a bug")])
 async def test_a_handler_failing_before_the_delivery_limit_has_its_message_requeued(
     failure: Exception,
 ) -> None:
@@ -376,14 +402,105 @@ async def test_a_handler_still_failing_at_the_delivery_limit_is_dead_lettered_wi
     broker = FakeBroker()
 
     async def handler(event: PaymentRefunded, envelope: Envelope) -> None:
-        raise ConnectionError("store gone")
+        raise RuntimeError("a bug")
 
     message = delivery(attempt=SETTINGS.delivery_limit)
     await consume(consumer(broker, handler), message)
 
     headers = dead_lettered(broker)
-    assert (headers["x-error-type"], headers["x-attempts"]) == ("ConnectionError", SETTINGS.delivery_limit)
+    assert (headers["x-error-type"], headers["x-attempts"]) == ("RuntimeError", SETTINGS.delivery_limit)
     assert (message.acks, message.nacks) == (1, [])
+
+
+async def test_an_unreachable_store_is_waited_out_in_place_without_spending_a_delivery() -> None:
+    broker = FakeBroker()
+    calls = 0
+
+    async def handler(event: PaymentRefunded, envelope: Envelope) -> None:
+        nonlocal calls
+        calls += 1
+        if calls < 4:
+            raise AutoReconnect("store restarting")
+
+    # At the last delivery the limit allows: a nack here would dead-letter a good event.
+    message = delivery(attempt=SETTINGS.delivery_limit)
+    await consume(consumer(broker, handler), message)
+
+    assert (calls, message.acks, message.nacks, broker.published) == (4, 1, [], [])
+
+
+async def test_a_message_whose_channel_closed_is_left_to_the_broker_to_redeliver() -> None:
+    broker = FakeBroker()
+    message = delivery()
+
+    async def handler(event: PaymentRefunded, envelope: Envelope) -> None:
+        message.raw_message.channel_open = False  # the broker went away mid-handler
+        raise AutoReconnect("broker and store restarting")
+
+    await consume(consumer(broker, handler), message)
+
+    # No ack, no nack, no dead letter: another consumer (or this one, reconnected) gets it again.
+    assert (message.acks, message.nacks, broker.published) == (0, [], [])
+
+
+# --- write commands, which arrive on the event queue ------------------------------------------------
+
+
+def write_command(command: Command, *, reply_by: int | None = None) -> FakeDelivery:
+    headers = {} if reply_by is None else {"x-reply-by": reply_by}
+    raw = FakeRaw(
+        exchange="", routing_key="unit.order_service.events", type=command.TYPE, reply_to="unit.replies.1"
+    )
+    return FakeDelivery(
+        command.model_dump_json().encode(), headers=headers, correlation_id="rq-1", raw_message=raw
+    )
+
+
+def cancelling_consumer(broker: FakeBroker, cancelled: list[str]) -> EventConsumer:
+    commands = CommandServer("order_service")
+
+    @commands.on(CancelOrder)
+    async def cancel(command: CancelOrder) -> dict[str, str]:
+        cancelled.append(command.order_id)
+        return {"id": command.order_id, "status": "CANCELLED"}
+
+    return EventConsumer("order_service", cast(RabbitBroker, broker), Topology(SETTINGS), SETTINGS, commands)
+
+
+async def test_a_write_command_on_the_event_queue_is_carried_out_answered_and_acked() -> None:
+    broker, cancelled = FakeBroker(), list[str]()
+    message = write_command(
+        CancelOrder(owner_id=None, order_id="o-1"), reply_by=int((time.time() + 10) * 1000)
+    )
+
+    await consume(cancelling_consumer(broker, cancelled), message)
+
+    assert (cancelled, message.acks, message.nacks) == (["o-1"], 1, [])
+    [(body, options)] = broker.published
+    assert (options["routing_key"], options["correlation_id"]) == ("unit.replies.1", "rq-1")
+    assert json.loads(body) == {"data": {"id": "o-1", "status": "CANCELLED"}, "error": None}
+
+
+async def test_a_write_command_its_caller_stopped_waiting_for_is_dropped_not_carried_out() -> None:
+    broker, cancelled = FakeBroker(), list[str]()
+    message = write_command(
+        CancelOrder(owner_id=None, order_id="o-1"), reply_by=int((time.time() - 1) * 1000)
+    )
+
+    await consume(cancelling_consumer(broker, cancelled), message)
+
+    assert (cancelled, message.acks, broker.published) == ([], 1, [])
+
+
+async def test_a_write_command_sent_to_the_rpc_queue_is_refused_there() -> None:
+    cancelled: list[str] = []
+    events = cancelling_consumer(FakeBroker(), cancelled)
+    message = write_command(CancelOrder(owner_id=None, order_id="o-1"))
+
+    response = await events.commands.answer(cast(RabbitMessage, message))
+
+    assert cancelled == []
+    assert json.loads(response.body)["error"]["code"] == "internal"
 
 
 # --- RpcClient, against a fake broker ------------------------------------------------------------
@@ -395,8 +512,12 @@ class FakeRequester:
 
     broker: FakeBroker
 
-    async def request(self, body: bytes, *, queue: str, message_type: str, timeout: float) -> bytes:
-        delivery = await self.broker.request(body, queue=queue, message_type=message_type, timeout=timeout)
+    async def request(
+        self, body: bytes, *, queue: str, message_type: str, timeout: float, expire: bool = True
+    ) -> bytes:
+        delivery = await self.broker.request(
+            body, queue=queue, message_type=message_type, timeout=timeout, expire=expire
+        )
         return delivery.body
 
 
@@ -432,6 +553,16 @@ async def test_rpc_raises_a_refusal_with_the_code_and_field_the_service_gave() -
         "order_id",
     )
     assert broker.requests[0][1]["queue"] == "unit.order_service.rpc"
+
+
+async def test_rpc_queues_a_write_with_the_owners_events_and_never_lets_the_broker_expire_it() -> None:
+    broker = FakeBroker(reply=json.dumps({"data": {}}).encode())
+
+    await rpc(broker).ask(CancelOrder(owner_id=None, order_id="o"), dict)
+
+    _, options = broker.requests[0]
+    # An expired message on a quorum event queue would be dead-lettered; x-reply-by drops it instead.
+    assert (options["queue"], options["expire"]) == ("unit.order_service.events", False)
 
 
 async def test_rpc_says_the_service_is_unavailable_when_nobody_answers() -> None:
@@ -493,7 +624,10 @@ async def test_each_service_handles_exactly_the_events_and_commands_the_routing_
         service.events.check_against_topology()
         assert service.name == name
         assert set(service.events.routes) == {e.TYPE for e in SUBSCRIPTIONS[name]}
-        assert set(service.commands.routes) == {c.TYPE for c in COMMANDS[name]} - {Ping.TYPE}
+        # Every service answers Ping and sweeps its own outbox; those two come with the runtime.
+        assert set(service.commands.routes) - {SweepOutbox.TYPE} == {c.TYPE for c in COMMANDS[name]} - {
+            Ping.TYPE
+        }
     finally:
         await service.client.close()
 

@@ -1,0 +1,108 @@
+"""Durable timers without a broker: the timer queue's arguments, what the routing table says about timers,
+and the per-message TTL the event bus gives a Timer. The broker's side is in tests/integration."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import pytest
+from faststream.rabbit import RabbitBroker
+from pydantic import ValidationError
+
+from contracts import topology
+from contracts.base import Envelope, Timer
+from contracts.events import ALL_EVENTS, ReservationDeadline, ReservationExpired
+from inventory_service.handlers import InventorySettings
+from service_runtime.messaging import EventBus, Topology
+from service_runtime.settings import RuntimeSettings
+
+SETTINGS = RuntimeSettings(broker_namespace="unit")
+
+
+class RecordingBroker:
+    def __init__(self) -> None:
+        self.published: list[dict[str, Any]] = []
+
+    async def publish(self, body: bytes, **options: Any) -> None:
+        self.published.append(options)
+
+
+def deadline(fires_at: datetime) -> ReservationDeadline:
+    return ReservationDeadline(
+        reservation_id="order-1", order_id="order-1", pharmacy_id="p", fires_at=fires_at
+    )
+
+
+async def published_options(event: ReservationDeadline | ReservationExpired) -> dict[str, Any]:
+    broker = RecordingBroker()
+    bus = EventBus(cast(RabbitBroker, broker), Topology(SETTINGS))
+    await bus.publish(Envelope.wrap(event, correlation_id="order-1").model_dump(mode="json"))
+    [options] = broker.published
+    return options
+
+
+def test_the_timer_queue_dead_letters_due_timers_into_the_services_own_event_queue() -> None:
+    spec = Topology(SETTINGS).timer_queue("inventory_service")
+
+    assert spec.name == "unit.inventory_service.timers"
+    assert spec.durable
+    assert spec.arguments == {
+        "x-queue-type": "quorum",
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": "unit.inventory_service.events",
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+def test_every_timer_has_a_subscriber_and_is_a_known_event() -> None:
+    timers = [e for e in ALL_EVENTS if issubclass(e, Timer)]
+    subscribed = {e for events in topology.SUBSCRIPTIONS.values() for e in events}
+
+    assert timers == [ReservationDeadline]
+    assert set(timers) <= subscribed
+    assert ReservationDeadline in topology.SUBSCRIPTIONS["inventory_service"]
+
+
+async def test_a_timer_is_published_to_expire_when_it_falls_due() -> None:
+    options = await published_options(deadline(datetime.now(UTC) + timedelta(minutes=15)))
+
+    held = options["expiration"]
+    assert isinstance(held, timedelta)
+    assert timedelta(minutes=14, seconds=59) < held <= timedelta(minutes=15)
+    assert options["routing_key"] == ReservationDeadline.ROUTING_KEY
+
+
+async def test_a_timer_published_after_it_fell_due_is_not_held_at_all() -> None:
+    # The outbox relay publishes late after a crash: the deadline fires at once, never with a negative TTL.
+    options = await published_options(deadline(datetime.now(UTC) - timedelta(minutes=1)))
+
+    assert options["expiration"] == timedelta(0)
+
+
+async def test_an_ordinary_event_is_published_without_an_expiry() -> None:
+    expired = ReservationExpired(reservation_id="order-1", order_id="order-1", pharmacy_id="p", reason="r")
+
+    options = await published_options(expired)
+
+    assert options["expiration"] is None
+
+
+def test_a_timer_must_say_when_in_utc_terms() -> None:
+    with pytest.raises(ValidationError):
+        deadline(datetime(2026, 11, 26, 9, 0))  # naive: no time zone
+
+
+def test_the_reservation_hold_defaults_to_15_minutes_and_must_be_positive() -> None:
+    assert InventorySettings().reservation_hold_seconds == 900
+    assert InventorySettings(reservation_hold_seconds=1.5).reservation_hold_seconds == 1.5
+    for wrong in (0, -1):
+        with pytest.raises(ValidationError):
+            InventorySettings(reservation_hold_seconds=wrong)
+
+
+def test_the_reservation_hold_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESERVATION_HOLD_SECONDS", "60")
+
+    assert InventorySettings().reservation_hold_seconds == 60
