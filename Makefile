@@ -1,11 +1,14 @@
 # The front door. Each target is a line or two calling a script a person can also read.
-.PHONY: run test lint bench infra stop-infra format
+.PHONY: run test fault lint bench infra stop-infra format
 
 run:            ## run the whole platform locally on http://127.0.0.1:8000
 	scripts/run.sh
 
-test:           ## run every test against a real RabbitMQ and store
-	scripts/test.sh
+test:           ## run every test against a real RabbitMQ and store, but the fault suite
+	scripts/test.sh -m "not fault"
+
+fault:          ## the fault suite: load while processes, broker and store fail; prints a table
+	scripts/test.sh -m fault tests/fault
 
 lint:           ## ruff, mypy strict, import boundaries
 	scripts/lint.sh
