@@ -24,11 +24,11 @@ log() { printf '[infra] %s\n' "$*" >&2; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-wait_for_port() { # name port seconds
-  local deadline=$((SECONDS + $3))
-  until port_open "$2"; do
-    if ((SECONDS > deadline)); then log "$1 did not open port $2 within $3 s; see $state/$1.log"; return 1; fi
-    sleep 0.5
+wait_for_port() { # name port seconds [closed]: until the port opens, or with `closed` until it closes
+  local deadline=$((SECONDS + $3)) want="${4:-open}"
+  while if [ "$want" = open ]; then ! port_open "$2"; else port_open "$2"; fi; do
+    if ((SECONDS > deadline)); then log "$1: port $2 not $want within $3 s; see $state/$1.log"; return 1; fi
+    sleep 0.2
   done
 }
 
@@ -113,19 +113,11 @@ start_ferretdb() {
   log "store is up"
 }
 
-wait_for_closed_port() { # name port seconds
-  local deadline=$((SECONDS + $3))
-  while port_open "$2"; do
-    if ((SECONDS > deadline)); then log "$1 still listens on $2 after $3 s"; return 1; fi
-    sleep 0.2
-  done
-}
-
 stop_ferretdb() {
   if [ -f "$state/ferretdb.pid" ]; then
     kill "$(cat "$state/ferretdb.pid")" 2>/dev/null || true
     rm -f "$state/ferretdb.pid"
-    wait_for_closed_port ferretdb "$mongo_port" 30
+    wait_for_port ferretdb "$mongo_port" 30 closed
   fi
 }
 
@@ -134,7 +126,7 @@ stop_rabbitmq() {
     RABBITMQ_NODENAME="$rabbit_node" rabbitmqctl stop >/dev/null 2>&1 \
       || kill "$(cat "$state/rabbitmq.launcher.pid")" 2>/dev/null || true
     rm -f "$state/rabbitmq.launcher.pid"
-    wait_for_closed_port rabbitmq "$rabbit_port" 60
+    wait_for_port rabbitmq "$rabbit_port" 60 closed
   fi
 }
 

@@ -14,7 +14,7 @@ import secrets
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,27 +312,40 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def platform(backing: Backing, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    env = dict(os.environ)
-    env.update(
+def make_platform(
+    backing: Backing,
+    prefix: str,
+    *,
+    admin: tuple[str, str] = (ADMIN_EMAIL, ADMIN_PASSWORD),
+    env: Mapping[str, str] | None = None,
+    replicas: Mapping[str, int] | None = None,
+) -> Platform:
+    """A platform of the five services as processes, in a namespace and databases of its own."""
+    full_env = dict(os.environ if env is None else env)
+    full_env.update(
         {
             "RABBITMQ_URL": backing.rabbitmq_url,
             "MONGODB_URL": backing.mongodb_url,
             "ENVIRONMENT": "test",
             "SECRET_KEY": secrets.token_urlsafe(48),
-            "ADMIN_EMAIL": ADMIN_EMAIL,
-            "ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "ADMIN_EMAIL": admin[0],
+            "ADMIN_PASSWORD": admin[1],
             "LOG_LEVEL": "INFO",
         }
     )
-    running_platform = Platform(
+    return Platform(
         port=free_port(),
-        namespace=unique("e2e"),
-        database_prefix=unique("e2e"),
-        log_dir=ROOT / ".run" / "test-logs",
-        env=env,
+        namespace=unique(prefix),
+        database_prefix=unique(prefix),
+        log_dir=ROOT / ".run" / f"{prefix}-logs",
+        env=full_env,
+        replicas=replicas,
     )
+
+
+@pytest.fixture(scope="session")
+def platform(backing: Backing) -> Iterator[Platform]:
+    running_platform = make_platform(backing, "e2e")
     try:
         running_platform.start(timeout=90)
         yield running_platform
@@ -409,4 +422,15 @@ def admin(api: Api) -> dict[str, str]:
     return api.token(ADMIN_EMAIL, ADMIN_PASSWORD)
 
 
-__all__ = ["SERVICES", "Api", "EventProbe", "Namespace", "TcpGate", "dead_letters", "gate_to", "rpc_client"]
+__all__ = [
+    "SERVICES",
+    "Api",
+    "Backing",
+    "EventProbe",
+    "Namespace",
+    "TcpGate",
+    "dead_letters",
+    "gate_to",
+    "make_platform",
+    "rpc_client",
+]

@@ -35,7 +35,7 @@ import httpx
 import pytest
 
 # Under `mypy .` conftest resolves; checked alone, tests/fault cannot see it.
-from conftest import ROOT, free_port, unique
+from conftest import ROOT, Backing, make_platform, unique
 from pymongo import MongoClient
 
 from contracts import topology
@@ -458,7 +458,7 @@ def inject_faults(
         for name in replicas:
             platform.start_service(name)
         expired = len(tap.of_type(ReservationExpired.TYPE)) - before
-        return f"away {time.monotonic() - started:.1f} s, {expired} reservations expired meanwhile"
+        return f"away {time.monotonic() - started:.1f} s; reservations expired meanwhile: {expired}"
 
     def malformed_messages() -> str:
         malformed.extend(publish_malformed(infra.rabbitmq_url, platform.namespace))
@@ -541,6 +541,7 @@ def check_invariants(
     tap: Tap,
     load: Load,
     initial_stock: dict[tuple[str, str], int],
+    names: dict[str, str],
     malformed: list[tuple[str, str]],
     rabbitmq_url: str,
     took: float,
@@ -582,7 +583,10 @@ def check_invariants(
             "stock: initial = available + sold, none reserved",
             not broken,
             "; ".join(broken[:5])
-            or f"{len(initial_stock)} shelves; sold = confirmed lines {dict(+confirmed_units)}",
+            or f"{len(initial_stock)} shelves; units sold = units in confirmed orders: "
+            + ", ".join(
+                f"{names[m]} {n}" for m, n in sorted(confirmed_units.items(), key=lambda i: names[i[0]])
+            ),
         )
     )
 
@@ -714,27 +718,11 @@ def test_the_saga_holds_under_crashes_restarts_redelivery_and_poison(
     infra: Infra, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rng = random.Random(SEED)
-    admin_password = secrets.token_urlsafe(18)
-    env = dict(infra.env)
-    env.update(
-        {
-            "RABBITMQ_URL": infra.rabbitmq_url,
-            "MONGODB_URL": infra.mongodb_url,
-            "ENVIRONMENT": "test",
-            "SECRET_KEY": secrets.token_urlsafe(48),
-            "ADMIN_EMAIL": "fault-admin@example.com",
-            "ADMIN_PASSWORD": admin_password,
-            "RESERVATION_HOLD_SECONDS": str(HOLD_SECONDS),
-            "LOG_LEVEL": "INFO",
-        }
-    )
-    platform = Platform(
-        port=free_port(),
-        namespace=unique("fault"),
-        database_prefix=unique("fault"),
-        log_dir=ROOT / ".run" / "fault-logs",
-        env=env,
-        replicas={service: REPLICAS for service in BACKENDS},
+    env = {**infra.env, "RESERVATION_HOLD_SECONDS": str(HOLD_SECONDS)}
+    admin_login = ("fault-admin@example.com", secrets.token_urlsafe(18))
+    backing = Backing(infra.rabbitmq_url, infra.mongodb_url)
+    platform = make_platform(
+        backing, "fault", admin=admin_login, env=env, replicas={service: REPLICAS for service in BACKENDS}
     )
     platform.start(timeout=120)
     tap = Tap(infra.rabbitmq_url, platform.namespace)
@@ -745,7 +733,7 @@ def test_the_saga_holds_under_crashes_restarts_redelivery_and_poison(
         tap_thread.start()
         assert tap.ready.wait(30), "the tap did not start"
 
-        admin = gateway.token("fault-admin@example.com", admin_password)
+        admin = gateway.token(*admin_login)
         medication_ids: dict[str, str] = {}
         for name in MEDICATIONS:
             body: dict[str, Any] = {
@@ -806,7 +794,16 @@ def test_the_saga_holds_under_crashes_restarts_redelivery_and_poison(
         assert not any(depths.values()), f"queues did not drain: {depths}"
         orders = all_orders(gateway, admin)
         checks = check_invariants(
-            store, platform, orders, tap, load, initial_stock, malformed, infra.rabbitmq_url, took
+            store,
+            platform,
+            orders,
+            tap,
+            load,
+            initial_stock,
+            {i: name for name, i in medication_ids.items()},
+            malformed,
+            infra.rabbitmq_url,
+            took,
         )
         skipped = [fault for fault, _, detail in faults.rows if detail.startswith("NOT INJECTED")]
         checks.append(Check("every scheduled fault injected", not skipped, ", ".join(skipped) or "all"))
