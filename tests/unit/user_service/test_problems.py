@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import httpx
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
 from service_runtime.errors import ServiceUnavailable
 from user_service import problems
 
 
-def client_raising(exc: Exception) -> TestClient:
+async def answer_to(exc: Exception) -> httpx.Response:
+    """What the gateway answers when a route raises `exc`."""
     app = FastAPI()
     problems.install(app)
 
@@ -18,12 +19,14 @@ def client_raising(exc: Exception) -> TestClient:
     async def boom() -> None:
         raise exc
 
-    return TestClient(app, raise_server_exceptions=False)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        return await client.get("/boom")
 
 
-def test_an_unreachable_user_store_is_a_503_to_retry_not_a_500() -> None:
+async def test_an_unreachable_user_store_is_a_503_to_retry_not_a_500() -> None:
     for failure in (AutoReconnect("store restarting"), ServerSelectionTimeoutError("no server")):
-        answer = client_raising(failure).get("/boom")
+        answer = await answer_to(failure)
 
         assert answer.status_code == 503
         assert answer.headers["Retry-After"] == "5"
@@ -31,15 +34,15 @@ def test_an_unreachable_user_store_is_a_503_to_retry_not_a_500() -> None:
         assert "restarting" not in answer.text  # the driver's message stays in the log
 
 
-def test_a_back_end_service_not_answering_is_a_503_too() -> None:
-    answer = client_raising(ServiceUnavailable("order_service did not answer GetOrder")).get("/boom")
+async def test_a_back_end_service_not_answering_is_a_503_too() -> None:
+    answer = await answer_to(ServiceUnavailable("order_service did not answer GetOrder"))
 
     assert (answer.status_code, answer.headers["Retry-After"]) == (503, "5")
     assert "order_service" not in answer.text
 
 
-def test_anything_else_is_a_plain_500_without_the_trace() -> None:
-    answer = client_raising(RuntimeError("secret internals")).get("/boom")
+async def test_anything_else_is_a_plain_500_without_the_trace() -> None:
+    answer = await answer_to(RuntimeError("secret internals"))
 
     assert answer.status_code == 500
     assert "secret internals" not in answer.text
