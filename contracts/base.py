@@ -44,6 +44,10 @@ class Command(Frozen):
     TYPE: ClassVar[str]
     WRITE: ClassVar[bool] = False
 
+    # The caller's id for this request. A write can be delivered twice (a crash between carrying it
+    # out and acknowledging it): what it creates takes ids derived from this, so it is created once.
+    request_id: str | None = None
+
 
 class Envelope(Frozen):
     """What crosses the broker: identity, causality and a typed payload."""

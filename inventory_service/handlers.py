@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from uuid import uuid4
 
 from pydantic import Field
 from pymongo.errors import DuplicateKeyError
@@ -39,6 +38,7 @@ from contracts.events import (
 from inventory_service import domain, store
 from inventory_service.domain import Medication, Pharmacy, Plan, Reservation
 from inventory_service.store import Stores
+from service_runtime.aggregate import minted_id
 from service_runtime.clock import utc_now
 from service_runtime.errors import CommandRefused, ConcurrentModification
 from service_runtime.service import Service
@@ -222,13 +222,17 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
     @service.commands.on(CreatePharmacy)
     async def create_pharmacy(command: CreatePharmacy) -> PharmacyView:
         pharmacy = Pharmacy(
-            id=str(uuid4()),
+            id=minted_id(command.request_id, "pharmacy"),
             name=command.name,
             address=command.address,
             location=command.location,
             created_at=utc_now(),
         )
-        await s.pharmacies.add(pharmacy)
+        if not await s.pharmacies.add(pharmacy):
+            # Delivered again after it was carried out: the pharmacy it created, not a second one.
+            created = await s.pharmacies.get(pharmacy.id)
+            assert created is not None
+            pharmacy = created
         return pharmacy.view()
 
     @service.commands.on(ListPharmacies)
@@ -238,8 +242,11 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
 
     @service.commands.on(CreateMedication)
     async def create_medication(command: CreateMedication) -> MedicationView:
+        medication_id = minted_id(command.request_id, "medication")
+        if (created := await s.medications.get(medication_id)) is not None:
+            return created.view()  # delivered again after it was carried out
         medication = Medication(
-            id=str(uuid4()),
+            id=medication_id,
             name=command.name,
             strength=command.strength,
             form=command.form,

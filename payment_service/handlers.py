@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from uuid import uuid4
-
 from contracts.base import Envelope, Event
 from contracts.commands import (
     AddPaymentMethod,
@@ -20,6 +18,7 @@ from payment_service import domain, store
 from payment_service.domain import CardDetails, Payment, PaymentMethod
 from payment_service.processor import CardProcessor
 from payment_service.store import Stores
+from service_runtime.aggregate import minted_id
 from service_runtime.clock import utc_now
 from service_runtime.errors import CommandRefused
 from service_runtime.service import Service, wrap
@@ -112,6 +111,9 @@ def register(service: Service, s: Stores, processor: CardProcessor) -> None:
 
     @service.commands.on(AddPaymentMethod)
     async def add_payment_method(command: AddPaymentMethod) -> PaymentMethodView:
+        method_id = minted_id(command.request_id, "payment-method")
+        if (added := await s.methods.get(method_id)) is not None:
+            return added.view()  # delivered again after it was carried out
         number = domain.normalise_number(command.card_number)
         card = CardDetails(
             number=number, exp_month=command.exp_month, exp_year=command.exp_year, cvc=command.cvc
@@ -121,7 +123,7 @@ def register(service: Service, s: Stores, processor: CardProcessor) -> None:
         except domain.InvalidCard as exc:
             raise CommandRefused("invalid", exc.detail, exc.field) from exc
         method = PaymentMethod(
-            id=str(uuid4()),
+            id=method_id,
             owner_id=command.owner_id,
             token=await processor.tokenize(number, command.exp_month, command.exp_year),
             brand=brand,

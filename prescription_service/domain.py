@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
-from uuid import uuid4
 
 from contracts.base import Event
 from contracts.commands import PrescriptionView, UploadPrescription
 from contracts.events import Location, PrescribedLine, PrescriptionUploaded, PrescriptionWithdrawn
-from service_runtime.aggregate import Aggregate
+from service_runtime.aggregate import Aggregate, minted_id
 
 # PROCESSING until its order ends; then what the order became. WITHDRAWN: the patient took it back.
 PrescriptionStatus = Literal["PROCESSING", "FILLED", "REJECTED", "CANCELLED", "WITHDRAWN"]
@@ -41,9 +40,10 @@ class Prescription(Aggregate):
 def upload(command: UploadPrescription, now: datetime) -> tuple[Prescription, list[Event]]:
     """A new prescription, and the id of the order it will become (the saga's correlation id)."""
     prescription = Prescription(
-        id=str(uuid4()),
+        # The same request makes the same prescription and order: a redelivered upload creates nothing.
+        id=minted_id(command.request_id, "prescription"),
         patient_id=command.patient_id,
-        order_id=str(uuid4()),
+        order_id=minted_id(command.request_id, "order"),
         lines=list(command.lines),
         delivery_location=command.delivery_location,
         payment_method_id=command.payment_method_id,

@@ -53,7 +53,11 @@ def register(service: Service, prescriptions: Repository[Prescription]) -> None:
     @service.commands.on(UploadPrescription)
     async def upload_prescription(command: UploadPrescription) -> PrescriptionView:
         prescription, events = domain.upload(command, utc_now())
-        await prescriptions.add(prescription, wrap(events, None, prescription.order_id))
+        if not await prescriptions.add(prescription, wrap(events, None, prescription.order_id)):
+            # Delivered again after it was carried out: answer with what the first delivery made.
+            existing = await prescriptions.get(prescription.id)
+            assert existing is not None
+            prescription = existing
         await service.publish_pending(prescriptions, prescription.id)
         return prescription.view()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import NAMESPACE_URL, uuid4, uuid5
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -20,3 +22,13 @@ class Aggregate(BaseModel):
 
     def has_processed(self, event_id: str) -> bool:
         return event_id in self.processed_event_ids
+
+
+def minted_id(request_id: str | None, kind: str) -> str:
+    """The id of what a write creates: the same for the same request, so a redelivery creates nothing.
+
+    Without a request id (a caller that gives none) every call creates anew.
+    """
+    if request_id is None:
+        return str(uuid4())
+    return str(uuid5(NAMESPACE_URL, f"pharmacy:{kind}:{request_id}"))

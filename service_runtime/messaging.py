@@ -529,6 +529,8 @@ class RpcClient:
         Raises CommandRefused with the service's code, or ServiceUnavailable when nobody answers.
         """
         owner = service or COMMAND_OWNERS[command.TYPE]
+        if command.WRITE and command.request_id is None:
+            command = command.model_copy(update={"request_id": uuid4().hex})
         try:
             body = await self.requester.request(
                 command.model_dump_json().encode(),

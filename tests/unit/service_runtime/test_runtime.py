@@ -560,9 +560,11 @@ async def test_rpc_queues_a_write_with_the_owners_events_and_never_lets_the_brok
 
     await rpc(broker).ask(CancelOrder(owner_id=None, order_id="o"), dict)
 
-    _, options = broker.requests[0]
+    body, options = broker.requests[0]
     # An expired message on a quorum event queue would be dead-lettered; x-reply-by drops it instead.
     assert (options["queue"], options["expire"]) == ("unit.order_service.events", False)
+    # A request id, so that a redelivered write creates nothing twice.
+    assert len(json.loads(body)["request_id"]) == 32
 
 
 async def test_rpc_says_the_service_is_unavailable_when_nobody_answers() -> None:
