@@ -51,15 +51,32 @@ class ConcurrentModification(Exception):
     """Another writer changed the aggregate since it was read: reload and decide again."""
 
 
-async def until_up(what: str, attempt: Callable[[], Awaitable[T]], *, max_delay: float = 5.0) -> T:
-    """Run `attempt` until the store or broker it needs answers: services start in any order."""
-    delay = 0.2
+async def until_up(
+    what: str,
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    first_delay: float = 0.2,
+    max_delay: float = 5.0,
+    still_wanted: Callable[[], bool] = lambda: True,
+) -> T:
+    """Run `attempt` until the store or broker it needs answers, backing off between tries.
+
+    Services start in any order, and a handler waits out an outage instead of failing. Gives up, by
+    raising the last error, once `still_wanted` says the result is no longer wanted.
+    """
+    delay = first_delay
     while True:
         try:
             return await attempt()
         except TRANSIENT as exc:
+            if not still_wanted():
+                raise
             log.warning(
-                "%s not reachable yet, retrying in %.1f s: %s: %s", what, delay, type(exc).__name__, exc
+                "%s: store or broker unreachable, retrying in %.1f s: %s: %s",
+                what,
+                delay,
+                type(exc).__name__,
+                exc,
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)

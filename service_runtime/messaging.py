@@ -23,7 +23,14 @@ from contracts.base import Command, Envelope, Event, RpcError, RpcReply, Timer
 from contracts.commands import Ping
 from contracts.events import ALL_EVENTS
 from service_runtime import logs
-from service_runtime.errors import TRANSIENT, CommandRefused, PermanentFailure, RetryLater, ServiceUnavailable
+from service_runtime.errors import (
+    TRANSIENT,
+    CommandRefused,
+    PermanentFailure,
+    RetryLater,
+    ServiceUnavailable,
+    until_up,
+)
 from service_runtime.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
@@ -285,23 +292,12 @@ class EventConsumer:
         messages. The message is held instead (the queue could not move on anyway). Once the channel it
         came on is closed, the broker has handed it to another consumer: this one stops writing.
         """
-        attempt = 0
-        while True:
-            try:
-                return await work()
-            except TRANSIENT as exc:
-                attempt += 1
-                if not _still_ours(message):
-                    raise
-                delay = min(self.backoff * 2 ** min(attempt - 1, 6), 5.0)
-                log.warning(
-                    "store or broker unreachable (attempt %d), retrying in %.1f s: %s: %s",
-                    attempt,
-                    delay,
-                    type(exc).__name__,
-                    exc,
-                )
-                await asyncio.sleep(delay)
+        return await until_up(
+            f"{self.service} handling {message.message_id}",
+            work,
+            first_delay=self.backoff,
+            still_wanted=lambda: _still_ours(message),
+        )
 
     async def _settle(self, outcome: Awaitable[Any]) -> None:
         """Ack or nack; on a channel that closed meanwhile the broker has requeued the message already."""
