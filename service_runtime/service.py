@@ -157,7 +157,7 @@ class Service:
         await self.broker.start()
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox"))
         # Events a crashed run saved but did not publish go out soon, not after the first periodic sweep.
-        await self._ask_for_sweep(timedelta(0))
+        await until_up("RabbitMQ", lambda: self._ask_for_sweep(timedelta(0)))
         log.info("%s started (namespace %s, database %s)", self.name, self.topology.namespace, self.db.name)
 
     async def stop(self) -> None:
