@@ -290,7 +290,7 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
     @service.commands.on(UpdateMedication)
     async def update_medication(command: UpdateMedication) -> MedicationView:
         await _medication(command.medication_id)
-        changes = command.model_dump(exclude={"medication_id"}, exclude_none=True)
+        changes = command.model_dump(exclude={"medication_id", "request_id"}, exclude_none=True)
 
         def apply(m: Medication) -> list[Event]:
             for name, value in changes.items():
