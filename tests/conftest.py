@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
+from uuid import uuid4
 
 import aio_pika
 import httpx
@@ -28,6 +29,7 @@ import pytest_asyncio
 
 from contracts import topology
 from contracts.base import Envelope, Event
+from contracts.events import Location, PrescribedLine, PrescriptionUploaded
 from service_runtime.launcher import SERVICES, Platform, delete_namespace, drop_databases
 from service_runtime.messaging import ROUTING_KEYS, AmqpRequester, RpcClient
 from service_runtime.service import Service
@@ -276,6 +278,18 @@ async def gate_to(url: str) -> AsyncIterator[tuple[TcpGate, str]]:
         await gate.stop()
 
 
+def prescription_uploaded() -> PrescriptionUploaded:
+    """A patient's upload, as prescription_service publishes it, with fresh ids."""
+    return PrescriptionUploaded(
+        prescription_id=str(uuid4()),
+        order_id=str(uuid4()),
+        patient_id=f"patient-{uuid4().hex[:8]}",
+        lines=(PrescribedLine(medication_id="amoxicillin-500", quantity=2),),
+        delivery_location=Location(latitude=52.37, longitude=4.89),
+        payment_method_id="pm-1",
+    )
+
+
 @asynccontextmanager
 async def rpc_client(settings: RuntimeSettings) -> AsyncIterator[RpcClient]:
     """A caller of its own, as the gateway is: a broker connection that is not the service's."""
@@ -432,5 +446,6 @@ __all__ = [
     "dead_letters",
     "gate_to",
     "make_platform",
+    "prescription_uploaded",
     "rpc_client",
 ]

@@ -7,20 +7,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
-from uuid import uuid4
 
 import pytest
 
 # Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
-from conftest import EventProbe, Namespace, dead_letters, eventually, rpc_client
+from conftest import EventProbe, Namespace, dead_letters, eventually, prescription_uploaded, rpc_client
 
 from contracts import topology
 from contracts.base import Envelope
 from contracts.commands import GetOrder, OrderView
 from contracts.events import (
-    Location,
     OrderCreated,
-    PrescribedLine,
     PrescriptionUploaded,
     ReservedLine,
     StockReserved,
@@ -34,17 +31,6 @@ from service_runtime.service import Service, wrap
 pytestmark = pytest.mark.integration
 
 Start = Callable[[Service], Awaitable[Service]]
-
-
-def prescription_uploaded() -> PrescriptionUploaded:
-    return PrescriptionUploaded(
-        prescription_id=str(uuid4()),
-        order_id=str(uuid4()),
-        patient_id=f"patient-{uuid4().hex[:8]}",
-        lines=(PrescribedLine(medication_id="amoxicillin-500", quantity=2),),
-        delivery_location=Location(latitude=52.37, longitude=4.89),
-        payment_method_id="pm-1",
-    )
 
 
 NOT_AN_ENVELOPE = b"{this is not json"

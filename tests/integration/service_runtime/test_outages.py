@@ -12,8 +12,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 # Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
-from conftest import EventProbe, Namespace, TcpGate, eventually, gate_to
-from test_delivery import prescription_uploaded
+from conftest import EventProbe, Namespace, TcpGate, eventually, gate_to, prescription_uploaded
 
 from contracts.events import OrderCancelled, OrderCreated
 from order_service import domain

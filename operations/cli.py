@@ -1,0 +1,154 @@
+"""`pharmacy-ops`: the operator's command line.
+
+    pharmacy-ops dlq list                     what sits in the dead-letter queues, and why
+    pharmacy-ops dlq show MESSAGE_ID          one dead letter: headers and body
+    pharmacy-ops dlq redrive --all            send them back to the service that failed them
+
+It talks to the broker named by RABBITMQ_URL, in the namespace BROKER_NAMESPACE (as the services do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from operations import dead_letters
+from service_runtime.settings import RuntimeSettings
+
+app = typer.Typer(
+    help="Operate the pharmacy platform. Reads RABBITMQ_URL and BROKER_NAMESPACE like the services.",
+    no_args_is_help=True,
+)
+dlq = typer.Typer(
+    help="Dead-lettered messages: see why they failed, and send them back once the cause is fixed.",
+    no_args_is_help=True,
+)
+app.add_typer(dlq, name="dlq")
+console = Console()
+
+Service = Annotated[
+    list[str] | None,
+    typer.Option("--service", "-s", help="Only this service's queue (repeatable). Default: all."),
+]
+Namespace = Annotated[
+    str | None, typer.Option(help="Broker namespace. Default: BROKER_NAMESPACE or 'pharmacy'.")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="JSON for scripts instead of a table.")]
+
+
+def _broker(namespace: str | None) -> tuple[str, str]:
+    settings = RuntimeSettings()
+    return settings.rabbitmq_url, namespace or settings.broker_namespace
+
+
+def _services(chosen: list[str] | None) -> list[str]:
+    unknown = sorted(set(chosen or ()) - set(dead_letters.SERVICES))
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown service {', '.join(unknown)}; one of {', '.join(dead_letters.SERVICES)}"
+        )
+    return list(chosen or dead_letters.SERVICES)
+
+
+@dlq.command("list")
+def list_dead_letters(service: Service = None, namespace: Namespace = None, as_json: AsJson = False) -> None:
+    """List dead letters: service, message id, type, the error, when, after how many attempts."""
+    url, ns = _broker(namespace)
+    letters = asyncio.run(dead_letters.read(url, ns, _services(service)))
+    if as_json:
+        typer.echo(json.dumps([letter.summary() for letter in letters], indent=2))
+        return
+    if not letters:
+        console.print("No dead letters.")
+        return
+    table = Table("service", "message id", "type", "error", "failed at", "attempts")
+    for letter in letters:
+        table.add_row(
+            letter.service,
+            letter.message_id,
+            letter.type,
+            f"{letter.error_type}: {letter.error[:80]}",
+            letter.failed_at[:19],
+            str(letter.attempts),
+        )
+    console.print(table)
+    console.print(f"{len(letters)} dead letters. `pharmacy-ops dlq show ID` shows one whole.")
+
+
+@dlq.command("show")
+def show_dead_letter(
+    message_id: Annotated[str, typer.Argument(help="The message id `dlq list` shows.")],
+    service: Service = None,
+    namespace: Namespace = None,
+) -> None:
+    """Show one dead letter whole: its headers (the error among them) and its body."""
+    url, ns = _broker(namespace)
+    found = [
+        m for m in asyncio.run(dead_letters.read(url, ns, _services(service))) if m.message_id == message_id
+    ]
+    if not found:
+        console.print(f"No dead letter with message id {message_id}.")
+        raise typer.Exit(1)
+    for letter in found:
+        try:
+            body: object = json.loads(letter.body)
+        except ValueError:
+            body = letter.body.decode(errors="replace")
+        typer.echo(
+            json.dumps({**letter.summary(), "headers": letter.headers, "body": body}, indent=2, default=str)
+        )
+
+
+@dlq.command("redrive")
+def redrive_dead_letters(
+    message_id: Annotated[
+        list[str] | None, typer.Option("--message-id", "-m", help="Only this message (repeatable).")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every dead letter of the chosen services.")] = False,
+    payload: Annotated[
+        Path | None,
+        typer.Option(help="Send this file's content instead of the original body (one --message-id)."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be sent; send nothing.")] = False,
+    service: Service = None,
+    namespace: Namespace = None,
+) -> None:
+    """Send dead letters back to the queue of the service that failed them, as they were or fixed.
+
+    Consumers are idempotent: a message that was applied after all changes nothing the second time.
+    """
+    if not message_id and not all_:
+        raise typer.BadParameter("name messages with --message-id, or pass --all")
+    body = payload.read_bytes() if payload is not None else None
+    if body is not None:
+        try:
+            json.loads(body)
+        except ValueError as exc:
+            raise typer.BadParameter(f"{payload} is not JSON: {exc}") from exc
+    url, ns = _broker(namespace)
+    try:
+        done = asyncio.run(
+            dead_letters.redrive(
+                url, ns, _services(service), message_ids=message_id or (), body=body, dry_run=dry_run
+            )
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    verb = "would send" if dry_run else "sent"
+    for item in done:
+        fixed = " with the new payload" if item.replaced_body else ""
+        console.print(f"{verb} {item.message_id} back to {item.queue}{fixed}")
+    console.print(f"{len(done)} dead letters {'to redrive (dry run)' if dry_run else 'redriven'}.")
+    if message_id and len(done) < len(set(message_id)):
+        console.print("Some message ids were not found in the dead-letter queues.")
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()
