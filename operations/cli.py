@@ -47,6 +47,10 @@ def _broker(namespace: str | None) -> tuple[str, str]:
     return settings.rabbitmq_url, namespace or settings.broker_namespace
 
 
+def _count(n: int) -> str:
+    return f"{n} dead letter{'' if n == 1 else 's'}"
+
+
 def _services(chosen: list[str] | None) -> list[str]:
     unknown = sorted(set(chosen or ()) - set(dead_letters.SERVICES))
     if unknown:
@@ -67,18 +71,19 @@ def list_dead_letters(service: Service = None, namespace: Namespace = None, as_j
     if not letters:
         console.print("No dead letters.")
         return
-    table = Table("service", "message id", "type", "error", "failed at", "attempts")
+    table = Table("service", "message id", "type", "error (first line)", "failed at (UTC)", "tries")
+    table.columns[1].no_wrap = True
     for letter in letters:
         table.add_row(
             letter.service,
             letter.message_id,
             letter.type,
-            f"{letter.error_type}: {letter.error[:80]}",
-            letter.failed_at[:19],
+            f"{letter.error_type}: {letter.error.splitlines()[0] if letter.error else ''}"[:70],
+            letter.failed_at[:19].replace("T", " "),
             str(letter.attempts),
         )
     console.print(table)
-    console.print(f"{len(letters)} dead letters. `pharmacy-ops dlq show ID` shows one whole.")
+    console.print(f"{_count(len(letters))}. `pharmacy-ops dlq show ID` shows one whole.")
 
 
 @dlq.command("show")
@@ -144,7 +149,7 @@ def redrive_dead_letters(
     for item in done:
         fixed = " with the new payload" if item.replaced_body else ""
         console.print(f"{verb} {item.message_id} back to {item.queue}{fixed}")
-    console.print(f"{len(done)} dead letters {'to redrive (dry run)' if dry_run else 'redriven'}.")
+    console.print(f"{_count(len(done))} {'to redrive (dry run)' if dry_run else 'redriven'}.")
     if message_id and len(done) < len(set(message_id)):
         console.print("Some message ids were not found in the dead-letter queues.")
         raise typer.Exit(1)
