@@ -20,6 +20,7 @@ COPY prescription_service ./prescription_service
 COPY order_service ./order_service
 COPY payment_service ./payment_service
 COPY inventory_service ./inventory_service
+COPY operations ./operations
 
 # The same pinned versions as the venv and CI; build leftovers are removed so only the installed copy matters.
 RUN pip install --no-cache-dir -c constraints.txt . \

@@ -80,6 +80,11 @@ def timer_queue(namespace: str, service: str) -> str:
     return f"{namespace}.{service}.timers"
 
 
+def journal_queue(namespace: str) -> str:
+    """Bound to every event's routing key but timers': the event journal's archiver reads it."""
+    return f"{namespace}.journal"
+
+
 def rpc_queue(namespace: str, service: str) -> str:
     return f"{namespace}.{service}.rpc"
 

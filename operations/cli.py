@@ -3,6 +3,8 @@
     pharmacy-ops dlq list                     what sits in the dead-letter queues, and why
     pharmacy-ops dlq show MESSAGE_ID          one dead letter: headers and body
     pharmacy-ops dlq redrive --all            send them back to the service that failed them
+    pharmacy-ops events --type OrderCancelled  the journal, filtered
+    pharmacy-ops timeline ORDER_ID            one order's saga across every service
 
 It talks to the broker named by RABBITMQ_URL, in the namespace BROKER_NAMESPACE (as the services do).
 """
@@ -11,14 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from operations import dead_letters
+from operations.journal import Journal, JournalSettings
 from service_runtime.settings import RuntimeSettings
 
 app = typer.Typer(
@@ -153,6 +157,111 @@ def redrive_dead_letters(
     if message_id and len(done) < len(set(message_id)):
         console.print("Some message ids were not found in the dead-letter queues.")
         raise typer.Exit(1)
+
+
+# --- the journal ---------------------------------------------------------------------------------
+
+
+def _journal_find(**filters: Any) -> list[dict[str, Any]]:
+    async def find() -> list[dict[str, Any]]:
+        client, journal = Journal.connect(JournalSettings())
+        try:
+            return await journal.find(**filters)
+        finally:
+            await client.close()
+
+    return asyncio.run(find())
+
+
+def _when(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{name}: {value!r} is not an ISO 8601 time") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _jsonable(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = dict(doc)
+    doc["event_id"] = doc.pop("_id")
+    plain: dict[str, Any] = json.loads(
+        json.dumps(doc, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
+    )
+    return plain
+
+
+@app.command("events")
+def list_events(
+    event_type: Annotated[
+        list[str] | None, typer.Option("--type", "-t", help="Event type (repeatable).")
+    ] = None,
+    correlation_id: Annotated[str | None, typer.Option(help="One saga: the order id.")] = None,
+    service: Annotated[str | None, typer.Option(help="Only events this service published.")] = None,
+    since: Annotated[str | None, typer.Option(help="From this time (ISO 8601; UTC if no zone).")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this time (ISO 8601).")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, oldest first.")] = 200,
+    as_json: AsJson = False,
+) -> None:
+    """Events from the journal, filtered, oldest first. Reads MONGODB_URL and JOURNAL_DATABASE."""
+    found = _journal_find(
+        types=event_type or (),
+        correlation_id=correlation_id,
+        publisher=service,
+        since=_when(since, "--since"),
+        until=_when(until, "--until"),
+        limit=limit,
+    )
+    if as_json:
+        typer.echo(json.dumps([_jsonable(doc) for doc in found], indent=2))
+        return
+    table = Table("occurred at (UTC)", "type", "published by", "correlation id", "event id")
+    for doc in found:
+        table.add_row(
+            doc["occurred_at"].isoformat(timespec="milliseconds")[:23].replace("T", " "),
+            doc["type"],
+            doc.get("publisher") or "?",
+            doc["correlation_id"],
+            doc["_id"],
+        )
+    console.print(table)
+    console.print(f"{len(found)} event{'' if len(found) == 1 else 's'}.")
+
+
+TERMINAL = {"OrderConfirmed": "CONFIRMED", "OrderRejected": "REJECTED", "OrderCancelled": "CANCELLED"}
+
+
+@app.command("timeline")
+def timeline(
+    order_id: Annotated[str, typer.Argument(help="The order id (the saga's correlation id).")],
+) -> None:
+    """One order's saga across every service, in order, with the time between steps and where it ended."""
+    found = _journal_find(correlation_id=order_id)
+    if not found:
+        console.print(f"No events for {order_id} in the journal.")
+        raise typer.Exit(1)
+    table = Table("at (UTC)", "+ms", "event", "published by", "detail")
+    previous = found[0]["occurred_at"]
+    for doc in found:
+        step_ms = (doc["occurred_at"] - previous).total_seconds() * 1000
+        previous = doc["occurred_at"]
+        payload = doc["envelope"]["payload"]
+        detail = payload.get("reason") or payload.get("pharmacy_id") or ""
+        table.add_row(
+            doc["occurred_at"].isoformat(timespec="milliseconds")[11:23],
+            f"{step_ms:.0f}",
+            doc["type"],
+            doc.get("publisher") or "?",
+            str(detail)[:60],
+        )
+    console.print(table)
+    total_ms = (found[-1]["occurred_at"] - found[0]["occurred_at"]).total_seconds() * 1000
+    ended = [TERMINAL[d["type"]] for d in found if d["type"] in TERMINAL]
+    if ended:
+        console.print(f"Ended {ended[-1]} after {total_ms:.0f} ms.")
+    else:
+        console.print(f"Not ended: the saga stopped after {found[-1]['type']} ({total_ms:.0f} ms so far).")
 
 
 if __name__ == "__main__":

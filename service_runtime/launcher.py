@@ -23,7 +23,11 @@ from contracts import topology
 
 # Back-end services first, so the gateway finds their RPC queues when it starts answering.
 SERVICES = ("inventory_service", "payment_service", "order_service", "prescription_service", "user_service")
+# Besides the services: the archiver of the event journal (operations/journal.py), started first.
+ARCHIVER = "journal"
+MODULES = {ARCHIVER: "operations.journal"}
 DATABASES = {
+    ARCHIVER: "journal",
     "inventory_service": "inventory",
     "payment_service": "payments",
     "order_service": "orders",
@@ -73,6 +77,7 @@ class Platform:
             {
                 "BROKER_NAMESPACE": self.namespace,
                 "MONGODB_DATABASE": self.database(service),
+                "JOURNAL_DATABASE": self.database(ARCHIVER),
                 "PORT": str(self.port),
                 "PYTHONUNBUFFERED": "1",
             }
@@ -81,7 +86,7 @@ class Platform:
 
     def process_names(self) -> list[str]:
         """Every process of the platform by name, in start order."""
-        return [
+        return [ARCHIVER] + [
             service if n == 1 else f"{service}.{n}"
             for service in SERVICES
             for n in range(1, self.replicas[service] + 1)
@@ -92,8 +97,9 @@ class Platform:
         service = name.split(".")[0]
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{name}.log").open("ab")
+        module = MODULES.get(service, service)
         self.processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", service], env=self.env_for(service), stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", module], env=self.env_for(service), stdout=log, stderr=subprocess.STDOUT
         )
 
     def stop_service(self, name: str, timeout: float = 15.0) -> None:
@@ -168,6 +174,7 @@ async def delete_namespace(rabbitmq_url: str, namespace: str) -> None:
                 await channel.queue_delete(name)
                 await channel.close()
         channel = await connection.channel()
+        await channel.queue_delete(topology.journal_queue(namespace))
         for exchange in (topology.EVENTS_EXCHANGE, topology.DEAD_LETTER_EXCHANGE):
             await channel.exchange_delete(f"{namespace}.{exchange}")
 

@@ -151,9 +151,11 @@ class Topology:
 class EventBus:
     """Publishes envelopes to the events exchange, persistent, mandatory, confirmed by the broker."""
 
-    def __init__(self, broker: RabbitBroker, topo: Topology) -> None:
+    def __init__(self, broker: RabbitBroker, topo: Topology, publisher: str = "") -> None:
         self.broker = broker
         self.topology = topo
+        # Named in every event's `x-publisher` header, for the journal and the people reading it.
+        self.publisher = publisher
 
     async def publish(self, envelope: dict[str, Any]) -> None:
         kind = envelope["type"]
@@ -171,6 +173,7 @@ class EventBus:
             headers={
                 "x-event-version": envelope["version"],
                 "x-causation-id": envelope.get("causation_id") or "",
+                "x-publisher": self.publisher,
             },
         )
 

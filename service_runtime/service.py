@@ -39,7 +39,7 @@ class Service:
         self.topology = Topology(settings)
         self.client = connect(settings)
         self.db: AsyncDatabase[Document] = self.client[settings.mongodb_database]
-        self.bus = EventBus(self.broker, self.topology)
+        self.bus = EventBus(self.broker, self.topology, publisher=name)
         self.relay = OutboxRelay(
             self.bus,
             self._ask_for_sweep,

@@ -39,9 +39,16 @@ from conftest import ROOT, Backing, make_platform, unique
 from pymongo import MongoClient
 
 from contracts import topology
-from contracts.base import Envelope
-from contracts.events import OrderCancelled, OrderConfirmed, OrderCreated, OrderRejected, ReservationExpired
-from service_runtime.launcher import DATABASES, Platform, delete_namespace
+from contracts.base import Envelope, Timer
+from contracts.events import (
+    ALL_EVENTS,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderCreated,
+    OrderRejected,
+    ReservationExpired,
+)
+from service_runtime.launcher import ARCHIVER, DATABASES, Platform, delete_namespace
 
 pytestmark = pytest.mark.fault
 
@@ -64,6 +71,7 @@ DUPLICATE_HEADER = "x-fault-duplicate"
 STARTED = {"user_service": "Application startup complete"}
 BACKEND_STARTED = "started (namespace"
 TERMINAL_EVENTS = {OrderConfirmed.TYPE, OrderRejected.TYPE, OrderCancelled.TYPE}
+TIMER_TYPES = {e.TYPE for e in ALL_EVENTS if issubclass(e, Timer)}
 # A patient waits this long for the end of one order before uploading the next.
 SAGA_PATIENCE_SECONDS = 180.0
 
@@ -666,6 +674,18 @@ def check_invariants(
         )
     )
 
+    # The journal: every event but timers, once (its archiver was killed and restarted too).
+    journalled = {doc["_id"] for doc in store[platform.database(ARCHIVER)]["events"].find({}, {"_id": 1})}
+    expected_in_journal = {i for i, e in tap.originals.items() if e.type not in TIMER_TYPES}
+    checks.append(
+        Check(
+            "the journal holds every event",
+            expected_in_journal <= journalled,
+            f"{len(expected_in_journal & journalled)}/{len(expected_in_journal)} events journalled "
+            f"(timers are not journalled)",
+        )
+    )
+
     # Malformed messages: in dead-letter queues with the reason; nothing else is there.
     expected = defaultdict(set)
     for queue, message_id in malformed:
@@ -789,7 +809,11 @@ def test_the_saga_holds_under_crashes_restarts_redelivery_and_poison(
         orders, took = wait_until_terminal(gateway, admin, TERMINAL_WITHIN_SECONDS)
         # Timers of sold reservations fire later and must change nothing; then every queue is empty.
         consumed = [topology.event_queue(platform.namespace, s) for s in BACKENDS]
-        consumed += [topology.timer_queue(platform.namespace, "inventory_service"), tap.queue]
+        consumed += [
+            topology.timer_queue(platform.namespace, "inventory_service"),
+            topology.journal_queue(platform.namespace),
+            tap.queue,
+        ]
         depths = wait_until_quiet(infra.rabbitmq_url, consumed, HOLD_SECONDS + 120)
         assert not any(depths.values()), f"queues did not drain: {depths}"
         orders = all_orders(gateway, admin)

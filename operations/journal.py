@@ -1,0 +1,191 @@
+"""The event journal: every event that crossed the broker, kept in a database of its own.
+
+Why an archiver and not a RabbitMQ stream: the journal must answer "everything about order X" and
+"every PaymentDeclined since Monday", and RabbitMQ 3.10 streams filter nothing on the server (over
+AMQP 0.9.1 a reader would scan the whole stream for each question). A queue bound to every routing
+key feeds an archiver that stores each envelope once, under its event id, in the store the platform
+already runs; the queue keeps what arrives while the archiver is down. Retention is
+JOURNAL_RETENTION_DAYS. Timers (ReservationDeadline) are not journalled: see `Archiver.start`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aio_pika
+from pydantic import Field, ValidationError
+from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from contracts import topology
+from contracts.base import Envelope, Timer
+from contracts.events import ALL_EVENTS
+from service_runtime.errors import until_up
+from service_runtime.logs import setup_logging
+from service_runtime.settings import RuntimeSettings
+
+log = logging.getLogger(__name__)
+Document = dict[str, Any]
+
+
+class JournalSettings(RuntimeSettings):
+    # Its own variable: the operator's CLI reads it too, beside the services' MONGODB_DATABASE.
+    journal_database: str = "pharmacy_journal"
+    journal_retention_days: float = Field(default=30.0, gt=0)
+
+
+class Journal:
+    """The journal's collection: one document per event, under its event id."""
+
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self.collection = collection
+
+    @classmethod
+    def connect(cls, settings: JournalSettings) -> tuple[AsyncMongoClient[Document], Journal]:
+        client: AsyncMongoClient[Document] = AsyncMongoClient(
+            settings.mongodb_url, tz_aware=True, serverSelectionTimeoutMS=5000
+        )
+        return client, cls(client[settings.journal_database]["events"])
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index([("correlation_id", ASCENDING), ("occurred_at", ASCENDING)])
+        await self.collection.create_index([("type", ASCENDING), ("occurred_at", ASCENDING)])
+
+    async def record(self, envelope: Envelope, *, routing_key: str, publisher: str) -> bool:
+        """Keep one event; False when it is there already (a redelivery or a duplicate).
+
+        The envelope is kept exactly as it crossed the broker (the store would round its time to the
+        millisecond), beside the fields the journal is searched by.
+        """
+        document: Document = {
+            "_id": str(envelope.event_id),
+            "type": envelope.type,
+            "correlation_id": envelope.correlation_id,
+            "occurred_at": envelope.occurred_at,
+            "publisher": publisher,
+            "routing_key": routing_key,
+            "recorded_at": datetime.now(UTC),
+            "envelope": envelope.model_dump(mode="json"),
+        }
+        try:
+            await self.collection.insert_one(document)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def find(
+        self,
+        *,
+        types: Sequence[str] = (),
+        correlation_id: str | None = None,
+        publisher: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 0,
+    ) -> list[Document]:
+        """Events matching every filter given, oldest first."""
+        query: Document = {}
+        if types:
+            query["type"] = {"$in": list(types)}
+        if correlation_id:
+            query["correlation_id"] = correlation_id
+        if publisher:
+            query["publisher"] = publisher
+        if since or until:
+            query["occurred_at"] = {k: v for k, v in (("$gte", since), ("$lt", until)) if v is not None}
+        cursor = self.collection.find(
+            query, sort=[("occurred_at", ASCENDING), ("_id", ASCENDING)], limit=limit
+        )
+        return [doc async for doc in cursor]
+
+    async def prune(self, older_than: timedelta) -> int:
+        result = await self.collection.delete_many({"recorded_at": {"$lt": datetime.now(UTC) - older_than}})
+        return result.deleted_count
+
+
+class Archiver:
+    """Takes every event from the journal queue and records it; acks only once it is stored."""
+
+    def __init__(self, settings: JournalSettings) -> None:
+        self.settings = settings
+        self.client, self.journal = Journal.connect(settings)
+        self.recorded = 0
+
+    async def start(self) -> None:
+        await until_up("the journal's store", self.journal.ensure_indexes)
+        self.connection = await until_up(
+            "RabbitMQ", lambda: aio_pika.connect_robust(self.settings.rabbitmq_url)
+        )
+        channel = await self.connection.channel()
+        await channel.set_qos(prefetch_count=50)
+        namespace = self.settings.broker_namespace
+        exchange = await channel.declare_exchange(
+            f"{namespace}.{topology.EVENTS_EXCHANGE}", aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(
+            topology.journal_queue(namespace), durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        # Every event but timers: a timer carries a TTL that would expire its copy here too, and what
+        # it causes (ReservationExpired) is journalled when it fires.
+        for event in ALL_EVENTS:
+            if not issubclass(event, Timer):
+                await queue.bind(exchange, routing_key=event.ROUTING_KEY)
+        await queue.consume(self._on_message)
+        log.info(
+            "journal archiver started (namespace %s, database %s)", namespace, self.settings.journal_database
+        )
+
+    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        try:
+            envelope = Envelope.model_validate_json(message.body)
+        except ValidationError:
+            # Not an envelope: nothing to journal, and nothing the journal should hold up.
+            log.warning("not journalled: message %s is not an event envelope", message.message_id)
+            await message.ack()
+            return
+        publisher = str((message.headers or {}).get("x-publisher") or "")
+        await until_up(
+            "the journal's store",
+            lambda: self.journal.record(envelope, routing_key=message.routing_key or "", publisher=publisher),
+        )
+        self.recorded += 1
+        await message.ack()
+
+    async def prune_forever(self) -> None:
+        keep = timedelta(days=self.settings.journal_retention_days)
+        while True:
+            try:
+                if deleted := await self.journal.prune(keep):
+                    log.info("journal retention: removed %d events older than %s", deleted, keep)
+            except Exception as exc:  # retention must never stop the archiver
+                log.warning("journal retention failed, will retry: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(3600)
+
+    async def stop(self) -> None:
+        await self.connection.close()
+        await self.client.close()
+
+
+async def main() -> None:
+    settings = JournalSettings()
+    setup_logging("journal", settings.log_level)
+    archiver = Archiver(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await archiver.start()
+    pruning = asyncio.create_task(archiver.prune_forever())
+    await stop.wait()
+    pruning.cancel()
+    await archiver.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
