@@ -232,6 +232,16 @@ def list_events(
 TERMINAL = {"OrderConfirmed": "CONFIRMED", "OrderRejected": "REJECTED", "OrderCancelled": "CANCELLED"}
 
 
+def _detail(payload: dict[str, Any]) -> str:
+    """The one thing worth seeing about a step: why it went so, or what money it moved and where."""
+    if payload.get("reason"):
+        return str(payload["reason"])
+    cents = payload.get("total_cents", payload.get("amount_cents"))
+    money = f"{cents / 100:.2f}" if isinstance(cents, int) else ""
+    where = f"pharmacy {str(payload['pharmacy_id'])[:8]}" if payload.get("pharmacy_id") else ""
+    return ", ".join(part for part in (money, where) if part)
+
+
 @app.command("timeline")
 def timeline(
     order_id: Annotated[str, typer.Argument(help="The order id (the saga's correlation id).")],
@@ -246,8 +256,7 @@ def timeline(
     for doc in found:
         step_ms = (doc["occurred_at"] - previous).total_seconds() * 1000
         previous = doc["occurred_at"]
-        payload = doc["envelope"]["payload"]
-        detail = payload.get("reason") or payload.get("pharmacy_id") or ""
+        detail = _detail(doc["envelope"]["payload"])
         table.add_row(
             doc["occurred_at"].isoformat(timespec="milliseconds")[11:23],
             f"{step_ms:.0f}",
