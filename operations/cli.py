@@ -5,6 +5,7 @@
     pharmacy-ops dlq redrive --all            send them back to the service that failed them
     pharmacy-ops events --type OrderCancelled  the journal, filtered
     pharmacy-ops timeline ORDER_ID            one order's saga across every service
+    pharmacy-ops replay --to order_service    journalled events again (idempotent consumers)
 
 It talks to the broker named by RABBITMQ_URL, in the namespace BROKER_NAMESPACE (as the services do).
 """
@@ -19,9 +20,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from operations import dead_letters
+from operations import replay as replaying
 from operations.journal import Journal, JournalSettings
 from service_runtime.settings import RuntimeSettings
 
@@ -271,6 +274,52 @@ def timeline(
         console.print(f"Ended {ended[-1]} after {total_ms:.0f} ms.")
     else:
         console.print(f"Not ended: the saga stopped after {found[-1]['type']} ({total_ms:.0f} ms so far).")
+
+
+@app.command("replay")
+def replay_events(
+    to: Annotated[
+        str | None, typer.Option(help="Only to this service's event queue (the types it subscribes to).")
+    ] = None,
+    to_all: Annotated[bool, typer.Option("--all", help="Through the exchange, to every subscriber.")] = False,
+    event_type: Annotated[
+        list[str] | None, typer.Option("--type", "-t", help="Event type (repeatable).")
+    ] = None,
+    correlation_id: Annotated[str | None, typer.Option(help="One saga: the order id.")] = None,
+    since: Annotated[str | None, typer.Option(help="From this time (ISO 8601; UTC if no zone).")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this time (ISO 8601).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be sent; send nothing.")
+    ] = False,
+    namespace: Namespace = None,
+) -> None:
+    """Send journalled events again, oldest first, keeping their event ids.
+
+    Consumers are idempotent: what a service already applied it only acknowledges, so replaying the
+    same events twice changes nothing. Replay into a service whose data was lost to rebuild it.
+    """
+    if (to is None) == (not to_all):
+        raise typer.BadParameter("say where: --to SERVICE, or --all")
+    if to is not None:
+        _services([to])
+    found = _journal_find(
+        types=event_type or (),
+        correlation_id=correlation_id,
+        since=_when(since, "--since"),
+        until=_when(until, "--until"),
+    )
+    url, ns = _broker(namespace)
+    going, _ = replaying.plan(found, to)
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("replaying", total=len(going))
+        summary = asyncio.run(
+            replaying.replay(url, ns, found, to=to, dry_run=dry_run, progress=lambda: bar.advance(task))
+        )
+    verb = "would deliver" if dry_run else "delivered"
+    where = f"to {to}" if to else "to every subscriber"
+    console.print(f"{verb} {sum(summary.delivered.values())} events {where}: {dict(summary.delivered)}")
+    if summary.skipped:
+        console.print(f"left out, {to} does not subscribe to them: {dict(summary.skipped)}")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,12 @@ async def archiver(namespace: Namespace) -> AsyncIterator[Archiver]:
 
 
 async def ops(namespace: Namespace, *args: str) -> Any:
-    env = {"MONGODB_URL": namespace.backing.mongodb_url, "JOURNAL_DATABASE": f"{namespace.name}_journal"}
+    env = {
+        "MONGODB_URL": namespace.backing.mongodb_url,
+        "JOURNAL_DATABASE": f"{namespace.name}_journal",
+        "RABBITMQ_URL": namespace.backing.rabbitmq_url,
+        "BROKER_NAMESPACE": namespace.name,
+    }
     return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env, terminal_width=200)
 
 
@@ -89,3 +94,52 @@ async def test_events_filters_by_time(namespace: Namespace, probe: EventProbe, a
     assert [e["event_id"] for e in json.loads(from_then.output)] == [str(sent.event_id)]
     assert bad.exit_code == 2
     assert "not an ISO 8601 time" in bad.output
+
+
+async def test_replaying_twice_changes_nothing_and_replay_rebuilds_a_lost_order(
+    namespace: Namespace, probe: EventProbe, running: Start, archiver: Archiver
+) -> None:
+    service = await running(build(namespace.settings(Settings)))
+    upload = prescription_uploaded()
+    await probe.publish(upload, correlation_id=upload.order_id)
+    await probe.wait_for(OrderCreated, correlation_id=upload.order_id)
+    await eventually(
+        lambda: archiver.journal.find(correlation_id=upload.order_id),
+        lambda found: len(found) == 2,
+        what="the saga so far in the journal",
+    )
+    orders = service.db["orders"]
+    before = await orders.find_one({"_id": upload.order_id})
+    replay = ("replay", "--to", "order_service", "--correlation-id", upload.order_id)
+
+    dry = await ops(namespace, *replay, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "would deliver 1 events to order_service: {'PrescriptionUploaded': 1}" in dry.output
+    assert "left out, order_service does not subscribe to them: {'OrderCreated': 1}" in dry.output
+
+    taken = service.events.taken
+    for _ in range(2):
+        sent = await ops(namespace, *replay)
+        assert sent.exit_code == 0, sent.output
+        assert "delivered 1 events to order_service" in sent.output
+    await eventually(lambda: _taken(service), lambda n: n >= taken + 2, what="both replays consumed")
+    assert await orders.find_one({"_id": upload.order_id}) == before  # applied already: nothing changed
+
+    await orders.delete_one({"_id": upload.order_id})  # the order is lost
+    rebuilt = await ops(namespace, *replay)
+
+    assert rebuilt.exit_code == 0, rebuilt.output
+    again = await eventually(
+        lambda: orders.find_one({"_id": upload.order_id}),
+        lambda doc: doc is not None,
+        what="the order rebuilt",
+    )
+    assert (again["status"], again["prescription_id"], again["patient_id"]) == (
+        "PENDING",
+        upload.prescription_id,
+        upload.patient_id,
+    )
+
+
+async def _taken(service: Service) -> int:
+    return service.events.taken
