@@ -24,6 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings
 
 from inventory_service.handlers import InventorySettings
+from operations.journal import JournalSettings
 from order_service.app import Settings as OrderSettings
 from payment_service.app import Settings as PaymentSettings
 from prescription_service.app import Settings as PrescriptionSettings
@@ -39,7 +40,10 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "order_service": OrderSettings,
     "payment_service": PaymentSettings,
     "inventory_service": InventorySettings,
+    "operations.journal": JournalSettings,
 }
+# The compose service that runs a module, where its name is not the module's.
+SERVICE_NAMES = {"operations.journal": "journal"}
 BACKING = ("rabbitmq", "mongodb")
 HEALTH_PATH = "/api/v1/health"
 # Every service must share one broker, one exchange namespace and one store server.
@@ -83,6 +87,12 @@ def command_package(service: Service) -> str | None:
     return None
 
 
+def runnable(module: str) -> bool:
+    """Whether `python -m <module>` finds something to run: a package's __main__ or a module file."""
+    path = ROOT.joinpath(*module.split("."))
+    return (path / "__main__.py").is_file() or path.with_suffix(".py").is_file()
+
+
 def environment(service: Service) -> dict[str, str | None]:
     """A service's environment in either compose syntax; None means passed through from the shell."""
     env = service.get("environment") or {}
@@ -106,7 +116,8 @@ def effective(name: str, service: Service, variable: str) -> object:
 
 
 def missing_services(project: Project) -> list[str]:
-    problems = [f"no service {name}" for name in [*SETTINGS, *BACKING] if name not in services(project)]
+    names = [SERVICE_NAMES.get(module, module) for module in SETTINGS]
+    problems = [f"no service {name}" for name in [*names, *BACKING] if name not in services(project)]
     run = {command_package(s) for s in platform_services(project).values()}
     return problems + [f"no service runs python -m {package}" for package in SETTINGS if package not in run]
 
@@ -117,8 +128,8 @@ def command_problems(project: Project) -> list[str]:
         package = command_package(service)
         if package is None:
             problems.append(f"{name}: command is not `python -m <package>`: {service.get('command')!r}")
-        elif not (ROOT / package / "__main__.py").is_file():
-            problems.append(f"{name}: runs {package}, which has no {package}/__main__.py")
+        elif not runnable(package):
+            problems.append(f"{name}: runs {package}, which has no __main__.py or module file")
         elif package not in SETTINGS:
             problems.append(f"{name}: runs {package}, whose settings class this test does not know")
     return problems
@@ -246,7 +257,8 @@ def dockerfile_problems(project: Project) -> list[str]:
     installed = [
         p.rstrip("*") for p in project.pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
     ]
-    run = [p for s in platform_services(project).values() if (p := command_package(s))]
+    # A module (operations.journal) comes with its top-level package.
+    run = [p.split(".")[0] for s in platform_services(project).values() if (p := command_package(s))]
     needed = ["pyproject.toml", "constraints.txt", *installed, *run]
     problems = [f"Dockerfile does not COPY {path}" for path in dict.fromkeys(needed) if path not in copied]
     ignored = [line.strip() for line in project.dockerignore.splitlines() if line.strip()]
