@@ -1,5 +1,5 @@
 # The front door. Each target is a line or two calling a script a person can also read.
-.PHONY: run test fault lint bench infra stop-infra format
+.PHONY: run test fault lint bench infra stop-infra format asyncapi
 
 run:            ## run the whole platform locally on http://127.0.0.1:8000
 	scripts/run.sh
@@ -15,6 +15,9 @@ lint:           ## ruff, mypy strict, import boundaries
 
 bench:          ## drive full sagas through the gateway and print throughput and latency
 	scripts/bench.sh
+
+asyncapi:       ## write the AsyncAPI documents of every service to docs/asyncapi/
+	.venv/bin/python -m contracts.asyncapi --out docs/asyncapi
 
 infra:          ## start only RabbitMQ and FerretDB
 	scripts/infra.sh start

@@ -38,6 +38,20 @@ SUBSCRIPTIONS: Mapping[str, tuple[type[Event], ...]] = {
     "prescription_service": (e.OrderCreated, e.OrderConfirmed, e.OrderRejected, e.OrderCancelled),
 }
 
+# Who publishes each event: every event has exactly one publisher, the service whose domain creates it.
+PUBLISHES: Mapping[str, tuple[type[Event], ...]] = {
+    "prescription_service": (e.PrescriptionUploaded, e.PrescriptionWithdrawn),
+    "order_service": (e.OrderCreated, e.OrderConfirmed, e.OrderRejected, e.OrderCancelled),
+    # ReservationDeadline is inventory's timer to itself: it comes back on its own timer queue.
+    "inventory_service": (
+        e.StockReserved,
+        e.StockReservationFailed,
+        e.ReservationDeadline,
+        e.ReservationExpired,
+    ),
+    "payment_service": (e.PaymentApproved, e.PaymentDeclined, e.PaymentRefunded),
+}
+
 COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
     "inventory_service": (
         c.Ping,
