@@ -61,10 +61,18 @@ class Envelope(Frozen):
     payload: dict[str, Any]
 
     @classmethod
-    def wrap(cls, event: Event, *, correlation_id: str, causation_id: str | None = None) -> Envelope:
+    def wrap(
+        cls,
+        event: Event,
+        *,
+        correlation_id: str,
+        causation_id: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> Envelope:
         return cls(
             type=event.TYPE,
             version=event.VERSION,
+            occurred_at=occurred_at or datetime.now(UTC),
             correlation_id=correlation_id,
             causation_id=causation_id,
             payload=event.model_dump(mode="json"),

@@ -52,6 +52,15 @@ PUBLISHES: Mapping[str, tuple[type[Event], ...]] = {
     "payment_service": (e.PaymentApproved, e.PaymentDeclined, e.PaymentRefunded),
 }
 
+# A service whose database is lost is rebuilt by replaying the journal into it (`pharmacy-ops rebuild`):
+# the events it subscribes to, and these of its own. They record what it decided on a command (an upload,
+# a withdrawal, a patient's cancel), which no other event carries. A service missing here keeps state
+# that only commands bring (inventory's catalogue and stock, payment methods): restore it from a backup.
+REBUILT_FROM_OWN: Mapping[str, tuple[type[Event], ...]] = {
+    "prescription_service": (e.PrescriptionUploaded, e.PrescriptionWithdrawn),
+    "order_service": (e.OrderCancelled,),
+}
+
 COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
     "inventory_service": (
         c.Ping,

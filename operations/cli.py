@@ -6,6 +6,7 @@
     pharmacy-ops events --type OrderCancelled  the journal, filtered
     pharmacy-ops timeline ORDER_ID            one order's saga across every service
     pharmacy-ops replay --to order_service    journalled events again (idempotent consumers)
+    pharmacy-ops rebuild order_service        a lost database back, from the journal
 
 It talks to the broker named by RABBITMQ_URL, in the namespace BROKER_NAMESPACE (as the services do).
 """
@@ -23,6 +24,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from contracts import topology
 from operations import dead_letters
 from operations import replay as replaying
 from operations.journal import Journal, JournalSettings
@@ -307,19 +309,72 @@ def replay_events(
         correlation_id=correlation_id,
         since=_when(since, "--since"),
         until=_when(until, "--until"),
+        as_delivered=True,
     )
+    _send(found, to=to, namespace=namespace, dry_run=dry_run)
+
+
+def _send(
+    found: list[dict[str, Any]],
+    *,
+    to: str | None,
+    namespace: str | None,
+    dry_run: bool,
+    rebuild: bool = False,
+) -> None:
+    """Replay with a progress bar, then say what went where and what was left out."""
     url, ns = _broker(namespace)
-    going, _ = replaying.plan(found, to)
+    going, _ = replaying.plan(found, to, rebuild=rebuild)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("replaying", total=len(going))
         summary = asyncio.run(
-            replaying.replay(url, ns, found, to=to, dry_run=dry_run, progress=lambda: bar.advance(task))
+            replaying.replay(
+                url, ns, found, to=to, dry_run=dry_run, rebuild=rebuild, progress=lambda: bar.advance(task)
+            )
         )
     verb = "would deliver" if dry_run else "delivered"
     where = f"to {to}" if to else "to every subscriber"
     console.print(f"{verb} {sum(summary.delivered.values())} events {where}: {dict(summary.delivered)}")
     if summary.skipped:
         console.print(f"left out, {to} does not subscribe to them: {dict(summary.skipped)}")
+
+
+@app.command("rebuild")
+def rebuild(
+    service: Annotated[
+        str, typer.Argument(help=f"The service to rebuild: {' or '.join(topology.REBUILT_FROM_OWN)}.")
+    ],
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only events from this time (ISO 8601): when the backup you restored was taken."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be sent; send nothing.")
+    ] = False,
+    namespace: Namespace = None,
+) -> None:
+    """Bring a service whose database was lost back to its state, by replaying the journal into it.
+
+    Start the service on its empty (or restored) database first: it applies every event it subscribes
+    to, and its own events that record what it decided on a command, oldest first, and publishes
+    nothing, since what it would publish is in the journal already. Consumers are idempotent, so
+    rebuilding twice, or over a restored backup, changes nothing more. The journal must reach back to
+    the first event (JOURNAL_RETENTION_DAYS), or to the backup given with --since.
+
+    inventory_service and payment_service keep what only commands bring (catalogue, stock, payment
+    methods): restore those from a backup.
+    """
+    if service not in topology.REBUILT_FROM_OWN:
+        console.print(
+            f"[red]{service} cannot be rebuilt from the journal[/red]: it keeps what only commands bring. "
+            f"Restore it from a backup. Rebuildable: {', '.join(topology.REBUILT_FROM_OWN)}."
+        )
+        raise typer.Exit(1)
+    found = _journal_find(since=_when(since, "--since"), as_delivered=True)
+    if not found:
+        console.print("The journal holds no events to rebuild from.")
+        raise typer.Exit(1)
+    _send(found, to=service, namespace=namespace, dry_run=dry_run, rebuild=True)
 
 
 if __name__ == "__main__":

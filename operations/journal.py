@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,11 +58,21 @@ class Journal:
         await self.collection.create_index([("correlation_id", ASCENDING), ("occurred_at", ASCENDING)])
         await self.collection.create_index([("type", ASCENDING), ("occurred_at", ASCENDING)])
 
-    async def record(self, envelope: Envelope, *, routing_key: str, publisher: str) -> bool:
+    async def record(
+        self,
+        envelope: Envelope,
+        *,
+        routing_key: str,
+        publisher: str,
+        arrived: int | None = None,
+        decided_after: str | None = None,
+    ) -> bool:
         """Keep one event; False when it is there already (a redelivery or a duplicate).
 
         The envelope is kept exactly as it crossed the broker (the store would round its time to the
-        millisecond), beside the fields the journal is searched by.
+        millisecond), beside the fields the journal is searched by. `arrived` (ns since the epoch) is
+        when the journal's queue delivered it: the order in which subscribers' queues got it too.
+        `decided_after`: for an event decided on a command, the event its publisher handled just before.
         """
         document: Document = {
             "_id": str(envelope.event_id),
@@ -71,6 +82,8 @@ class Journal:
             "publisher": publisher,
             "routing_key": routing_key,
             "recorded_at": datetime.now(UTC),
+            "arrived": arrived if arrived is not None else time.time_ns(),
+            "decided_after": decided_after,
             "envelope": envelope.model_dump(mode="json"),
         }
         try:
@@ -88,8 +101,14 @@ class Journal:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 0,
+        as_delivered: bool = False,
     ) -> list[Document]:
-        """Events matching every filter given, oldest first."""
+        """Events matching every filter given, oldest first.
+
+        `as_delivered`: in the order the broker delivered them, not the order they occurred in. A
+        replay goes in this order: an event decided earlier can be published later than another (the
+        outbox publishes after the write), and subscribers applied them as they were delivered.
+        """
         query: Document = {}
         if types:
             query["type"] = {"$in": list(types)}
@@ -99,9 +118,8 @@ class Journal:
             query["publisher"] = publisher
         if since or until:
             query["occurred_at"] = {k: v for k, v in (("$gte", since), ("$lt", until)) if v is not None}
-        cursor = self.collection.find(
-            query, sort=[("occurred_at", ASCENDING), ("_id", ASCENDING)], limit=limit
-        )
+        order = "arrived" if as_delivered else "occurred_at"
+        cursor = self.collection.find(query, sort=[(order, ASCENDING), ("_id", ASCENDING)], limit=limit)
         return [doc async for doc in cursor]
 
     async def prune(self, older_than: timedelta) -> int:
@@ -142,6 +160,8 @@ class Archiver:
         )
 
     async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        # Taken before the first await: deliveries are handled concurrently but start in their order.
+        arrived = time.time_ns()
         try:
             envelope = Envelope.model_validate_json(message.body)
         except ValidationError:
@@ -149,10 +169,18 @@ class Archiver:
             log.warning("not journalled: message %s is not an event envelope", message.message_id)
             await message.ack()
             return
-        publisher = str((message.headers or {}).get("x-publisher") or "")
+        headers = message.headers or {}
+        publisher = str(headers.get("x-publisher") or "")
+        after = str(headers.get("x-decided-after") or "") or None
         await until_up(
             "the journal's store",
-            lambda: self.journal.record(envelope, routing_key=message.routing_key or "", publisher=publisher),
+            lambda: self.journal.record(
+                envelope,
+                routing_key=message.routing_key or "",
+                publisher=publisher,
+                arrived=arrived,
+                decided_after=after,
+            ),
         )
         self.recorded += 1
         await message.ack()

@@ -16,6 +16,7 @@ from typing import Any
 import aio_pika
 
 from contracts import topology
+from service_runtime.messaging import REBUILD
 
 Document = dict[str, Any]
 
@@ -26,13 +27,43 @@ class ReplaySummary:
     skipped: Counter[str] = field(default_factory=Counter)
 
 
-def plan(events: Sequence[Document], to: str | None) -> tuple[list[Document], Counter[str]]:
-    """Which events go (a service gets only the types it subscribes to), and what is left out."""
+def plan(
+    events: Sequence[Document], to: str | None, *, rebuild: bool = False
+) -> tuple[list[Document], Counter[str]]:
+    """Which events go (a service gets only the types it subscribes to), and what is left out.
+
+    A rebuild also sends a service the events of its own that record its decisions on commands.
+    """
     if to is None:
         return list(events), Counter()
-    wanted = {event.TYPE for event in topology.SUBSCRIPTIONS[to]}
+    own = topology.REBUILT_FROM_OWN.get(to, ()) if rebuild else ()
+    wanted = {event.TYPE for event in (*topology.SUBSCRIPTIONS[to], *own)}
     going = [doc for doc in events if doc["type"] in wanted]
+    if own:
+        going = in_decision_order(going, to)
     return going, Counter(doc["type"] for doc in events if doc["type"] not in wanted)
+
+
+def in_decision_order(events: Sequence[Document], service: str) -> list[Document]:
+    """The service's own events moved to where it decided them: right after the event it had handled
+    last (`decided_after`), not where the journal received them.
+
+    A command waits in the service's queue behind the events before it, and its event is published
+    only once it is carried out, so events that queued up meanwhile reached the journal first; the
+    service had not handled them yet when it decided. Rebuilding in journal order would apply them
+    first and could decide otherwise (an order cancelled while PENDING would get its stock first).
+    Own events with nothing to go by keep their place.
+    """
+    position = {doc["_id"]: n for n, doc in enumerate(events) if doc.get("publisher") != service}
+
+    def key(item: tuple[int, Document]) -> tuple[int, int, int]:
+        n, doc = item
+        after = doc.get("decided_after")
+        if doc.get("publisher") == service and after in position:
+            return (position[after], 1, n)
+        return (n, 0, n)
+
+    return [doc for _, doc in sorted(enumerate(events), key=key)]
 
 
 async def replay(
@@ -42,10 +73,17 @@ async def replay(
     *,
     to: str | None,
     dry_run: bool = False,
+    rebuild: bool = False,
     progress: Callable[[], None] = lambda: None,
 ) -> ReplaySummary:
-    """Publish journalled events again, in the order given, with publisher confirms."""
-    going, skipped = plan(events, to)
+    """Publish journalled events again, in the order given, with publisher confirms.
+
+    `rebuild`: the copies say `x-replay: rebuild`, so the service restores its state from them and
+    publishes nothing (what it would publish is in the journal already).
+    """
+    if rebuild and to not in topology.REBUILT_FROM_OWN:
+        raise ValueError(f"{to} cannot be rebuilt from the journal: restore it from a backup")
+    going, skipped = plan(events, to, rebuild=rebuild)
     summary = ReplaySummary(skipped=skipped)
     if dry_run:
         summary.delivered.update(doc["type"] for doc in going)
@@ -65,7 +103,7 @@ async def replay(
                 type=doc["type"],
                 content_type="application/json",
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                headers={"x-replay": True, "x-publisher": doc.get("publisher") or ""},
+                headers={"x-replay": REBUILD if rebuild else True, "x-publisher": doc.get("publisher") or ""},
             )
             routing_key = doc["routing_key"] if to is None else topology.event_queue(namespace, to)
             await exchange.publish(message, routing_key=routing_key, mandatory=True)

@@ -175,6 +175,16 @@ def cancel_if_open(order: Order, reason: str, now: datetime) -> list[Event]:
     return _cancel(order, reason, now) if order.status in CANCELLABLE else []
 
 
+def restore_cancel(order: Order, cancelled: OrderCancelled, at: datetime) -> list[Event]:
+    """Rebuilding from the journal: a cancel no other event explains (the patient's) happens again.
+
+    A cancel that another event caused was restored by replaying that event first.
+    """
+    if order.status != "CANCELLED":
+        order._move("CANCELLED", at, cancelled.reason)
+    return []
+
+
 def record_refund(order: Order, refunded: PaymentRefunded) -> list[Event]:
     order.refunded_cents += refunded.amount_cents
     return []

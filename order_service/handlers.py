@@ -5,6 +5,7 @@ from __future__ import annotations
 from contracts.base import Envelope
 from contracts.commands import CancelOrder, GetOrder, ListOrders, OrderView
 from contracts.events import (
+    OrderCancelled,
     PaymentApproved,
     PaymentDeclined,
     PaymentRefunded,
@@ -25,7 +26,7 @@ from service_runtime.store import Repository
 def register(service: Service, orders: Repository[Order]) -> None:
     @service.events.on(PrescriptionUploaded)
     async def open_order(event: PrescriptionUploaded, envelope: Envelope) -> None:
-        order, events = domain.open_order(event, utc_now())
+        order, events = domain.open_order(event, envelope.occurred_at)
         # The unique id (and prescription index) make a redelivered upload a no-op.
         await orders.add(order, wrap(events, envelope, order.id), caused_by=str(envelope.event_id))
         await service.publish_pending(orders, order.id)
@@ -33,19 +34,28 @@ def register(service: Service, orders: Repository[Order]) -> None:
     @service.events.on(StockReserved)
     async def stock_reserved(event: StockReserved, envelope: Envelope) -> None:
         await service.change(
-            orders, event.order_id, lambda o: domain.record_reservation(o, event, utc_now()), cause=envelope
+            orders,
+            event.order_id,
+            lambda o: domain.record_reservation(o, event, envelope.occurred_at),
+            cause=envelope,
         )
 
     @service.events.on(StockReservationFailed)
     async def stock_unavailable(event: StockReservationFailed, envelope: Envelope) -> None:
         await service.change(
-            orders, event.order_id, lambda o: domain.reject_for_shortage(o, event, utc_now()), cause=envelope
+            orders,
+            event.order_id,
+            lambda o: domain.reject_for_shortage(o, event, envelope.occurred_at),
+            cause=envelope,
         )
 
     @service.events.on(PaymentApproved)
     async def payment_approved(event: PaymentApproved, envelope: Envelope) -> None:
         await service.change(
-            orders, event.order_id, lambda o: domain.confirm_paid(o, event, utc_now()), cause=envelope
+            orders,
+            event.order_id,
+            lambda o: domain.confirm_paid(o, event, envelope.occurred_at),
+            cause=envelope,
         )
 
     @service.events.on(PaymentDeclined)
@@ -53,7 +63,7 @@ def register(service: Service, orders: Repository[Order]) -> None:
         await service.change(
             orders,
             event.order_id,
-            lambda o: domain.cancel_for_declined_payment(o, event, utc_now()),
+            lambda o: domain.cancel_for_declined_payment(o, event, envelope.occurred_at),
             cause=envelope,
         )
 
@@ -66,7 +76,7 @@ def register(service: Service, orders: Repository[Order]) -> None:
         await service.change(
             orders,
             event.order_id,
-            lambda o: domain.cancel_for_expired_reservation(o, event, utc_now()),
+            lambda o: domain.cancel_for_expired_reservation(o, event, envelope.occurred_at),
             cause=envelope,
         )
 
@@ -74,7 +84,19 @@ def register(service: Service, orders: Repository[Order]) -> None:
     async def prescription_withdrawn(event: PrescriptionWithdrawn, envelope: Envelope) -> None:
         reason = "prescription withdrawn by the patient"
         await service.change(
-            orders, event.order_id, lambda o: domain.cancel_if_open(o, reason, utc_now()), cause=envelope
+            orders,
+            event.order_id,
+            lambda o: domain.cancel_if_open(o, reason, envelope.occurred_at),
+            cause=envelope,
+        )
+
+    @service.events.on_own(OrderCancelled)
+    async def restore_cancel(event: OrderCancelled, envelope: Envelope) -> None:
+        await service.change(
+            orders,
+            event.order_id,
+            lambda o: domain.restore_cancel(o, event, envelope.occurred_at),
+            cause=envelope,
         )
 
     @service.commands.on(ListOrders)
@@ -91,9 +113,10 @@ def register(service: Service, orders: Repository[Order]) -> None:
     @service.commands.on(CancelOrder)
     async def cancel_order(command: CancelOrder) -> OrderView:
         await _visible_order(orders, command.order_id, command.owner_id)
+        now = utc_now()
         try:
             order = await service.change(
-                orders, command.order_id, lambda o: domain.cancel(o, command.reason, utc_now()), cause=None
+                orders, command.order_id, lambda o: domain.cancel(o, command.reason, now), cause=None, at=now
             )
         except domain.OrderNotCancellable as exc:
             raise CommandRefused("conflict", str(exc)) from exc

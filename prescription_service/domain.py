@@ -60,6 +60,19 @@ def upload(command: UploadPrescription, now: datetime) -> tuple[Prescription, li
     return prescription, [uploaded]
 
 
+def restore_upload(uploaded: PrescriptionUploaded, at: datetime) -> Prescription:
+    """Rebuilding from the journal: the prescription as its upload made it."""
+    return Prescription(
+        id=uploaded.prescription_id,
+        patient_id=uploaded.patient_id,
+        order_id=uploaded.order_id,
+        lines=list(uploaded.lines),
+        delivery_location=uploaded.delivery_location,
+        payment_method_id=uploaded.payment_method_id,
+        uploaded_at=at,
+    )
+
+
 def withdraw(prescription: Prescription, now: datetime) -> list[Event]:
     """The patient takes the prescription back: hidden from view, kept for the record.
 

@@ -10,7 +10,14 @@ from contracts.commands import (
     UploadPrescription,
     WithdrawPrescription,
 )
-from contracts.events import OrderCancelled, OrderConfirmed, OrderCreated, OrderRejected
+from contracts.events import (
+    OrderCancelled,
+    OrderConfirmed,
+    OrderCreated,
+    OrderRejected,
+    PrescriptionUploaded,
+    PrescriptionWithdrawn,
+)
 from prescription_service import domain, store
 from prescription_service.domain import Prescription, PrescriptionStatus
 from service_runtime.clock import utc_now
@@ -50,10 +57,25 @@ def register(service: Service, prescriptions: Repository[Prescription]) -> None:
     async def order_cancelled(event: OrderCancelled, envelope: Envelope) -> None:
         await follow(event.prescription_id, "CANCELLED", envelope)
 
+    @service.events.on_own(PrescriptionUploaded)
+    async def restore_upload(event: PrescriptionUploaded, envelope: Envelope) -> None:
+        prescription = domain.restore_upload(event, envelope.occurred_at)
+        await prescriptions.add(prescription, caused_by=str(envelope.event_id))
+
+    @service.events.on_own(PrescriptionWithdrawn)
+    async def restore_withdrawal(event: PrescriptionWithdrawn, envelope: Envelope) -> None:
+        await service.change(
+            prescriptions,
+            event.prescription_id,
+            lambda p: domain.withdraw(p, envelope.occurred_at),
+            cause=envelope,
+        )
+
     @service.commands.on(UploadPrescription)
     async def upload_prescription(command: UploadPrescription) -> PrescriptionView:
-        prescription, events = domain.upload(command, utc_now())
-        if not await prescriptions.add(prescription, wrap(events, None, prescription.order_id)):
+        now = utc_now()
+        prescription, events = domain.upload(command, now)
+        if not await prescriptions.add(prescription, wrap(events, None, prescription.order_id, at=now)):
             # Delivered again after it was carried out: answer with what the first delivery made.
             existing = await prescriptions.get(prescription.id)
             assert existing is not None
@@ -85,10 +107,12 @@ def register(service: Service, prescriptions: Repository[Prescription]) -> None:
     @service.commands.on(WithdrawPrescription)
     async def withdraw_prescription(command: WithdrawPrescription) -> None:
         prescription = await _visible(command.prescription_id, command.owner_id)
+        now = utc_now()
         await service.change(
             prescriptions,
             prescription.id,
-            lambda p: domain.withdraw(p, utc_now()),
+            lambda p: domain.withdraw(p, now),
             cause=None,
             correlation_id=prescription.order_id,
+            at=now,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -32,9 +33,15 @@ from service_runtime.errors import (
     until_up,
 )
 from service_runtime.settings import RuntimeSettings
+from service_runtime.store import DECIDED_AFTER, decided_after
 
 log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Event)
+
+# `x-replay` of a copy replayed to rebuild a lost database (`pharmacy-ops rebuild`); other replays say True.
+REBUILD = "rebuild"
+# True while such a copy is handled: the handlers restore state and publish nothing (service.wrap).
+rebuilding: ContextVar[bool] = ContextVar("rebuilding", default=False)
 C = TypeVar("C", bound=Command)
 T = TypeVar("T")
 
@@ -174,6 +181,8 @@ class EventBus:
                 "x-event-version": envelope["version"],
                 "x-causation-id": envelope.get("causation_id") or "",
                 "x-publisher": self.publisher,
+                # Decided on a command right after handling this event (see store.decided_after).
+                "x-decided-after": envelope.get(DECIDED_AFTER) or "",
             },
         )
 
@@ -218,13 +227,27 @@ class EventConsumer:
         self.commands = commands
         # Messages (events, write commands) delivered to this consumer so far, whatever their outcome.
         self.taken = 0
+        # The last event handled here that was not a replayed copy: write commands are decided after it.
+        self.last_event: str | None = None
         self.queue = topo.event_queue(service)
         self.backoff = settings.retry_backoff_seconds
         self.routes: dict[str, _EventRoute] = {}
+        # The service's own events it applies again, only while its database is rebuilt from the journal.
+        self.own: dict[str, _EventRoute] = {}
 
     def on(self, model: type[E]) -> Callable[[Callable[[E, Envelope], Awaitable[None]]], Any]:
         def register(handler: Callable[[E, Envelope], Awaitable[None]]) -> Any:
             self.routes[model.TYPE] = _EventRoute(model, handler)
+            return handler
+
+        return register
+
+    def on_own(self, model: type[E]) -> Callable[[Callable[[E, Envelope], Awaitable[None]]], Any]:
+        """Restore what one of our own events recorded: a decision on a command, which no other event
+        carries. Only copies replayed to rebuild the database reach it (`x-replay: rebuild`)."""
+
+        def register(handler: Callable[[E, Envelope], Awaitable[None]]) -> Any:
+            self.own[model.TYPE] = _EventRoute(model, handler)
             return handler
 
         return register
@@ -235,6 +258,11 @@ class EventConsumer:
             raise RuntimeError(
                 f"{self.service} handles {sorted(self.routes)} but the topology says {sorted(expected)}"
             )
+        own = {e.TYPE for e in topology.REBUILT_FROM_OWN.get(self.service, ())}
+        if set(self.own) != own:
+            raise RuntimeError(
+                f"{self.service} restores {sorted(self.own)} but the topology says {sorted(own)}"
+            )
 
     async def consume(self, message: RabbitMessage) -> None:
         self.taken += 1
@@ -244,7 +272,8 @@ class EventConsumer:
             return
         try:
             envelope = Envelope.model_validate_json(message.body)
-            route = self.routes.get(envelope.type)
+            rebuild = (message.headers or {}).get("x-replay") == REBUILD
+            route = self.routes.get(envelope.type) or (self.own.get(envelope.type) if rebuild else None)
             if route is None:
                 raise PermanentFailure(f"{self.service} has no handler for {envelope.type!r}")
             payload = route.model.model_validate(envelope.payload)
@@ -253,6 +282,7 @@ class EventConsumer:
             return
         cid = logs.correlation_id.set(envelope.correlation_id)
         eid = logs.event_id.set(str(envelope.event_id))
+        restoring = rebuilding.set(rebuild)
         log.debug("handling %s", envelope.type)
         try:
             await self._patiently(message, lambda: route.handler(payload, envelope))
@@ -261,11 +291,14 @@ class EventConsumer:
         except Exception as exc:
             await self._retry_or_dead_letter(message, exc)
         else:
+            if not (message.headers or {}).get("x-replay"):
+                self.last_event = str(envelope.event_id)
             await self._settle(message.ack())
             log.debug("handled %s", envelope.type)
         finally:
             logs.correlation_id.reset(cid)
             logs.event_id.reset(eid)
+            rebuilding.reset(restoring)
 
     async def _carry_out(self, message: RabbitMessage, kind: str) -> None:
         """A write command queued with the events: answer it here, in order, then ack it."""
@@ -276,7 +309,11 @@ class EventConsumer:
             log.warning("dropping %s: its caller stopped waiting for the answer", kind)
             await self._settle(message.ack())
             return
-        reply = await self.commands.dispatch(kind, message.body)
+        placed = decided_after.set(self.last_event)
+        try:
+            reply = await self.commands.dispatch(kind, message.body)
+        finally:
+            decided_after.reset(placed)
         if raw.reply_to:
             # Not mandatory: a caller that gave up is gone, and a reply nobody waits for is no error.
             await self.broker.publish(

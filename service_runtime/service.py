@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from faststream.middlewares import AckPolicy
@@ -20,7 +20,14 @@ from service_runtime.aggregate import Aggregate
 from service_runtime.errors import TRANSIENT, ConcurrentModification, RetryLater, until_up
 from service_runtime.locks import KeyedLock
 from service_runtime.logs import setup_logging
-from service_runtime.messaging import CommandServer, EventBus, EventConsumer, Topology, make_broker
+from service_runtime.messaging import (
+    CommandServer,
+    EventBus,
+    EventConsumer,
+    Topology,
+    make_broker,
+    rebuilding,
+)
 from service_runtime.outbox import OutboxRelay
 from service_runtime.settings import RuntimeSettings
 from service_runtime.store import Document, Repository, connect
@@ -94,11 +101,13 @@ class Service:
         *,
         cause: Envelope | None,
         correlation_id: str | None = None,
+        at: datetime | None = None,
     ) -> A:
         """Apply one decision to one aggregate, at most once per causing event, and publish its events.
 
         Holds the aggregate's lock, skips a cause already applied (redelivery), retries on a concurrent
-        write, and raises RetryLater while the aggregate does not exist yet.
+        write, and raises RetryLater while the aggregate does not exist yet. `at`: when the events
+        happened, when the decision stamped the aggregate with the same time (default: now).
         """
         # Publish at once what this change added, or what a crashed attempt left behind. A change that
         # caused no event has nothing to publish; older leftovers are the sweeper's.
@@ -113,7 +122,7 @@ class Service:
                     break
                 events = decide(aggregate)
                 envelopes = wrap(
-                    events, cause, correlation_id or (cause.correlation_id if cause else aggregate_id)
+                    events, cause, correlation_id or (cause.correlation_id if cause else aggregate_id), at=at
                 )
                 try:
                     await repository.save(
@@ -181,7 +190,18 @@ class Service:
         await self.stop()
 
 
-def wrap(events: Sequence[Event], cause: Envelope | None, correlation_id: str) -> list[Envelope]:
-    """Envelopes for the events a change caused, carrying the saga's correlation and the cause's id."""
+def wrap(
+    events: Sequence[Event], cause: Envelope | None, correlation_id: str, *, at: datetime | None = None
+) -> list[Envelope]:
+    """Envelopes for the events a change caused, carrying the saga's correlation and the cause's id.
+
+    None while the database is being rebuilt from the journal: what the change would announce was
+    announced when it first happened, and is in the journal already.
+    """
+    if rebuilding.get():
+        return []
     causation = str(cause.event_id) if cause else None
-    return [Envelope.wrap(e, correlation_id=correlation_id, causation_id=causation) for e in events]
+    return [
+        Envelope.wrap(e, correlation_id=correlation_id, causation_id=causation, occurred_at=at)
+        for e in events
+    ]

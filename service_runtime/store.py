@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -27,9 +28,23 @@ def connect(settings: RuntimeSettings) -> AsyncMongoClient[Document]:
     return AsyncMongoClient(settings.mongodb_url, tz_aware=True, serverSelectionTimeoutMS=5000)
 
 
+# The id of the last event a service's consumer handled before the write command in hand: where, among
+# the events it consumed, the command's decision was taken. Its events carry it (`x-decided-after`), so a
+# rebuild from the journal takes the decision again at the same place. Unset outside a write command.
+decided_after: ContextVar[str | None] = ContextVar("decided_after", default=None)
+DECIDED_AFTER = "decided_after"
+
+
+def _placed(entry: Document) -> Document:
+    """An outbox entry, with the event its decision followed when it was decided on a command."""
+    if (after := decided_after.get()) is not None:
+        entry[DECIDED_AFTER] = after
+    return entry
+
+
 def pending(events: Sequence[Envelope]) -> Document:
     """An outbox: each event as stored, under its id."""
-    return {str(e.event_id): e.model_dump(mode="json") for e in events}
+    return {str(e.event_id): _placed(e.model_dump(mode="json")) for e in events}
 
 
 def outbox_fields(events: Sequence[Envelope]) -> Document:

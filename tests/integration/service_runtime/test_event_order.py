@@ -15,7 +15,7 @@ from conftest import EventProbe, Namespace
 
 from contracts.base import Envelope, Event
 from contracts.events import PaymentRefunded
-from contracts.topology import SUBSCRIPTIONS
+from contracts.topology import REBUILT_FROM_OWN, SUBSCRIPTIONS
 from order_service.app import Settings
 from service_runtime.service import Service
 
@@ -43,6 +43,8 @@ async def test_events_of_one_queue_are_handled_one_at_a_time_in_order(
 
     for event_type in SUBSCRIPTIONS["order_service"]:
         service.events.on(event_type)(record)
+    for event_type in REBUILT_FROM_OWN["order_service"]:
+        service.events.on_own(event_type)(record)
     await running(service)
 
     sent = [f"order-{i:02d}" for i in range(20)]

@@ -14,7 +14,7 @@ from conftest import Namespace
 
 from contracts.base import Envelope, Event
 from contracts.commands import GetOrder
-from contracts.topology import SUBSCRIPTIONS
+from contracts.topology import REBUILT_FROM_OWN, SUBSCRIPTIONS
 from order_service.app import Settings
 from service_runtime.messaging import AmqpRequester, RpcClient
 from service_runtime.service import Service
@@ -33,6 +33,8 @@ async def test_one_callers_requests_are_served_concurrently(namespace: Namespace
 
     for event_type in SUBSCRIPTIONS["order_service"]:
         service.events.on(event_type)(ignore)
+    for event_type in REBUILT_FROM_OWN["order_service"]:
+        service.events.on_own(event_type)(ignore)
 
     @service.commands.on(GetOrder)
     async def get_order(command: GetOrder) -> dict[str, str]:

@@ -1,0 +1,284 @@
+"""Rebuild by replay, on the real broker and store: after a couple of hundred orders, order_service and
+prescription_service lose their databases and `pharmacy-ops rebuild` brings back every document."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import pytest
+import pytest_asyncio
+
+# Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
+from conftest import Backing, eventually, make_platform, rpc_client
+from pymongo import AsyncMongoClient
+from typer.testing import CliRunner
+
+from contracts import topology
+from contracts.commands import (
+    AddPaymentMethod,
+    CancelOrder,
+    CreateMedication,
+    CreatePharmacy,
+    GetOrder,
+    SetStock,
+    UploadPrescription,
+    WithdrawPrescription,
+)
+from contracts.events import Location, PrescribedLine
+from operations.cli import app
+from service_runtime.errors import CommandRefused
+from service_runtime.launcher import Platform, delete_namespace, drop_databases
+from service_runtime.messaging import RpcClient
+from service_runtime.settings import RuntimeSettings
+
+pytestmark = pytest.mark.integration
+
+ORDERS = 200
+PATIENTS = 10
+# Writes queue behind the events of their service (one writer per aggregate): under this load a patient
+# waits longer than the gateway's 10 s. A client retrying after a 503 would do; the test waits instead.
+WRITE_TIMEOUT = 60.0
+ENDED = ("CONFIRMED", "REJECTED", "CANCELLED")
+HERE = Location(latitude=48.8566, longitude=2.3522)
+REBUILT = ("order_service", "prescription_service")
+# The repository's bookkeeping: how many writes a document took, the events it applied, its outbox.
+# A rebuild applies the same events in fewer writes, and publishes nothing; the state is what counts.
+BOOKKEEPING = ("version", "processed_event_ids", "outbox", "outbox_since")
+
+Document = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def platform(backing: Backing) -> Iterator[Platform]:
+    running = make_platform(backing, "rebuild")
+    try:
+        running.start(timeout=90)
+        yield running
+    finally:
+        running.stop()
+        asyncio.run(delete_namespace(backing.rabbitmq_url, running.namespace))
+        asyncio.run(drop_databases(backing.mongodb_url, running.database_prefix))
+
+
+@pytest_asyncio.fixture
+async def store(backing: Backing) -> AsyncIterator[AsyncMongoClient[Document]]:
+    client: AsyncMongoClient[Document] = AsyncMongoClient(backing.mongodb_url, tz_aware=True)
+    yield client
+    await client.close()
+
+
+async def drive(rpc: RpcClient, count: int) -> list[str]:
+    """`count` orders from a few patients at once, with every ending the saga has: confirmed, declined
+    cards, stock running out, cancels by the patient and withdrawn prescriptions. Returns order ids."""
+    pharmacy = await rpc.ask(CreatePharmacy(name="Centrale", address="1 Rue", location=HERE), dict)
+    plenty, scarce = [
+        await rpc.ask(
+            CreateMedication(
+                name=name, strength="5 mg", form="tablet", price_cents=450, prescription_only=True
+            ),
+            dict,
+        )
+        for name in ("Plentifol", "Scarcitol")
+    ]
+    for medication, quantity in ((plenty, 100_000), (scarce, 12)):
+        await rpc.ask(
+            SetStock(pharmacy_id=pharmacy["id"], medication_id=medication["id"], quantity=quantity), dict
+        )
+    year = datetime.now(UTC).year + 3
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(count):
+        queue.put_nowait(n)
+    order_ids: list[str] = []
+
+    async def patient(p: int) -> None:
+        rng = random.Random(p)  # a reproducible mix per patient
+        cards = {
+            number: (
+                await rpc.ask(
+                    AddPaymentMethod(
+                        owner_id=f"patient-{p}", card_number=number, exp_month=12, exp_year=year, cvc="737"
+                    ),
+                    dict,
+                )
+            )["id"]
+            for number in ("4242424242424242", "4000000000000002")
+        }
+        while not queue.empty():
+            n = queue.get_nowait()
+            kind = n % 10
+            medication = scarce if kind == 1 else plenty
+            upload = UploadPrescription(
+                patient_id=f"patient-{p}",
+                lines=(PrescribedLine(medication_id=medication["id"], quantity=rng.randint(1, 3)),),
+                delivery_location=HERE,
+                payment_method_id=cards["4000000000000002" if kind == 0 else "4242424242424242"],
+            )
+            prescription = await rpc.ask(upload, dict, timeout=WRITE_TIMEOUT)
+            order_ids.append(prescription["order_id"])
+            if kind == 2:
+                await cancel(rpc, prescription["order_id"])
+            elif kind == 3:
+                withdraw = WithdrawPrescription(owner_id=None, prescription_id=prescription["id"])
+                await rpc.ask(withdraw, object, timeout=WRITE_TIMEOUT)
+            # One order at a time per patient, as people do: the queues stay short, so writes stay quick.
+            order_id = prescription["order_id"]
+            await eventually(
+                lambda order_id=order_id: status(rpc, order_id),  # type: ignore[misc]
+                lambda found: found in ENDED,
+                what=f"order {order_id} ended",
+                timeout=60,
+            )
+
+    await asyncio.gather(*(patient(p) for p in range(PATIENTS)))
+    return order_ids
+
+
+async def status(rpc: RpcClient, order_id: str) -> str:
+    try:
+        return str((await rpc.ask(GetOrder(owner_id=None, order_id=order_id), dict))["status"])
+    except CommandRefused:
+        return "NOT YET OPENED"
+
+
+async def cancel(rpc: RpcClient, order_id: str) -> None:
+    """The patient cancels as soon as the order exists; a cancel after payment is refused, rightly."""
+    for _ in range(100):
+        try:
+            await rpc.ask(CancelOrder(owner_id=None, order_id=order_id), dict, timeout=WRITE_TIMEOUT)
+        except CommandRefused as refused:
+            if refused.code != "not_found":
+                return  # conflict: paid already
+            await asyncio.sleep(0.05)  # the order is opened when order_service hears of the upload
+        else:
+            return
+    raise AssertionError(f"order {order_id} was never opened")
+
+
+async def snapshot(client: AsyncMongoClient[Document], database: str) -> dict[str, dict[str, Document]]:
+    """Every document of every collection, by id, without the repository's bookkeeping."""
+    db = client[database]
+    found: dict[str, dict[str, Document]] = {}
+    for name in sorted(await db.list_collection_names()):
+        docs = [doc async for doc in db[name].find({})]
+        found[name] = {doc["_id"]: {k: v for k, v in doc.items() if k not in BOOKKEEPING} for doc in docs}
+    return found
+
+
+def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Where two snapshots differ: a line per document missing, extra, or with a field changed."""
+    found = []
+    for service in before:
+        for collection, documents in before[service].items():
+            now = after[service].get(collection, {})
+            for doc_id in sorted(documents.keys() | now.keys()):
+                was, became = documents.get(doc_id), now.get(doc_id)
+                if was is None or became is None:
+                    found.append(f"{service}.{collection} {doc_id}: {'extra' if was is None else 'missing'}")
+                    continue
+                for key in sorted(was.keys() | became.keys()):
+                    if was.get(key) != became.get(key):
+                        where = f"{service}.{collection} {doc_id} {key}"
+                        found.append(f"{where}: {was.get(key)!r} -> {became.get(key)!r}")
+    return found
+
+
+async def queued(rabbitmq_url: str, namespace: str) -> int:
+    """Messages waiting in, or being handled from, the event queues of the two services rebuilt."""
+    connection = await aio_pika.connect(rabbitmq_url)
+    async with connection:
+        channel = await connection.channel()
+        total = 0
+        for service in REBUILT:
+            queue = await channel.declare_queue(topology.event_queue(namespace, service), passive=True)
+            total += queue.declaration_result.message_count or 0
+        return total
+
+
+async def quiet(platform: Platform, client: AsyncMongoClient[Document], backing: Backing) -> int:
+    """Wait until nothing moves: no message queued and the journal's count steady. Returns that count."""
+    journal = client[platform.database("journal")]["events"]
+    last = -1
+    for _ in range(240):
+        await asyncio.sleep(0.5)
+        count = await journal.count_documents({})
+        if count == last and await queued(backing.rabbitmq_url, platform.namespace) == 0:
+            return count
+        last = count
+    raise AssertionError("the platform did not settle within 120 s")
+
+
+async def ops(platform: Platform, backing: Backing, *args: str) -> Any:
+    env = {
+        "MONGODB_URL": backing.mongodb_url,
+        "JOURNAL_DATABASE": platform.database("journal"),
+        "RABBITMQ_URL": backing.rabbitmq_url,
+        "BROKER_NAMESPACE": platform.namespace,
+    }
+    return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env, terminal_width=200)
+
+
+@pytest.mark.timeout(420)
+async def test_a_lost_database_is_rebuilt_by_replaying_the_journal(
+    platform: Platform, backing: Backing, store: AsyncMongoClient[Document]
+) -> None:
+    settings = RuntimeSettings(rabbitmq_url=backing.rabbitmq_url, broker_namespace=platform.namespace)
+    started = time.monotonic()
+    async with rpc_client(settings) as rpc:
+        order_ids = await drive(rpc, ORDERS)
+
+        ended = [await status(rpc, order_id) for order_id in order_ids]
+    journalled = await quiet(platform, store, backing)
+    print(f"\n{ORDERS} orders ended and {journalled} events journalled in {time.monotonic() - started:.0f} s")
+    before = {service: await snapshot(store, platform.database(service)) for service in REBUILT}
+    assert len(before["order_service"]["orders"]) == ORDERS
+    assert len(before["prescription_service"]["prescriptions"]) == ORDERS
+    # Every ending is there to be rebuilt, and patients' own decisions too.
+    assert set(ended) == set(ENDED)
+    reasons = {
+        change.get("reason")
+        for order in before["order_service"]["orders"].values()
+        for change in order["history"]
+    }
+    assert "cancelled by the customer" in reasons
+    assert "prescription withdrawn by the patient" in reasons
+    assert any(p["withdrawn_at"] for p in before["prescription_service"]["prescriptions"].values())
+
+    started = time.monotonic()
+    for service in REBUILT:  # disaster: both databases are lost
+        platform.stop_service(service)
+        await store.drop_database(platform.database(service))
+        platform.start_service(service)
+    refused = await ops(platform, backing, "rebuild", "inventory_service")
+    dry = await ops(platform, backing, "rebuild", "order_service", "--dry-run")
+    results = [await ops(platform, backing, "rebuild", service) for service in REBUILT]
+
+    assert refused.exit_code == 1
+    assert "inventory_service cannot be rebuilt from the journal" in " ".join(refused.output.split())
+    assert dry.exit_code == 0, dry.output
+    assert "would deliver" in dry.output
+    for result in results:
+        assert result.exit_code == 0, result.output
+        assert "delivered" in result.output
+
+    async def rebuilt() -> dict[str, Any]:
+        return {service: await snapshot(store, platform.database(service)) for service in REBUILT}
+
+    # Rebuilding published nothing: every event it would have caused is in the journal already.
+    assert await quiet(platform, store, backing) == journalled
+    changed = differences(before, await rebuilt())
+    assert not changed, f"{len(changed)} differences:\n" + "\n".join(changed[:12])
+    print(
+        f"both databases rebuilt, equal to what they were, {time.monotonic() - started:.0f} s after the loss"
+    )
+
+    # Rebuilding again over the rebuilt state changes nothing.
+    again = await ops(platform, backing, "rebuild", "order_service")
+    assert again.exit_code == 0, again.output
+    assert await quiet(platform, store, backing) == journalled
+    assert differences(before, await rebuilt()) == []
