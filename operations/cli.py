@@ -7,6 +7,8 @@
     pharmacy-ops timeline ORDER_ID            one order's saga across every service
     pharmacy-ops replay --to order_service    journalled events again (idempotent consumers)
     pharmacy-ops rebuild order_service        a lost database back, from the journal
+    pharmacy-ops backup order_service         one service's database into a compressed archive
+    pharmacy-ops restore ARCHIVE              an archive back, into an empty database
 
 It talks to the broker named by RABBITMQ_URL, in the namespace BROKER_NAMESPACE (as the services do).
 """
@@ -15,19 +17,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.filesize import decimal
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from contracts import topology
+from operations import backup as backups
 from operations import dead_letters
 from operations import replay as replaying
 from operations.journal import Journal, JournalSettings
+from service_runtime.launcher import database_name
 from service_runtime.settings import RuntimeSettings
 
 app = typer.Typer(
@@ -375,6 +382,232 @@ def rebuild(
         console.print("The journal holds no events to rebuild from.")
         raise typer.Exit(1)
     _send(found, to=service, namespace=namespace, dry_run=dry_run, rebuild=True)
+
+
+# --- backups -------------------------------------------------------------------------------------
+
+errors = Console(stderr=True)
+DatabasePrefix = Annotated[
+    str,
+    typer.Option(help="Databases are named PREFIX_orders, PREFIX_inventory, ... as `make run` names them."),
+]
+
+
+def _fail(message: str) -> NoReturn:
+    errors.print(Text(message, style="red"))
+    raise typer.Exit(1)
+
+
+def _archive_path(out: Path | None, service: str, at: datetime, *, every: bool) -> Path:
+    """`--out` ending in .tar.gz names the archive (one SERVICE); anything else is a folder for it."""
+    if out is not None and out.name.endswith(".tar.gz"):
+        if every:
+            raise typer.BadParameter("with --all, --out is a folder: one archive per database goes in it")
+        return out
+    return (out or Path("backups")) / backups.default_archive_name(service, at)
+
+
+def _show_backup(item: backups.Backup) -> None:
+    manifest = item.manifest
+    console.print(_collections_table(manifest, f"{manifest.service}: {manifest.database}"))
+    console.print(f"{manifest.documents} documents -> {item.path} ({decimal(item.size)})")
+    if manifest.changed_collections:
+        changed = ", ".join(manifest.changed_collections)
+        console.print(Text(f"Kept although it changed while being read: {changed}", style="yellow"))
+    else:
+        console.print("Read twice, unchanged in between.")
+
+
+def _collections_table(manifest: backups.Manifest, title: str) -> Table:
+    table = Table("collection", "documents", "indexes", "size", "sha256", title=title, title_justify="left")
+    for entry in manifest.collections:
+        table.add_row(
+            entry.name, str(entry.count), str(len(entry.indexes)), decimal(entry.bytes), entry.sha256[:16]
+        )
+    return table
+
+
+@app.command("backup")
+def back_up(
+    service: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="SERVICE", help=f"Whose database: {', '.join(backups.TARGETS)}.", show_default=False
+        ),
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Every service's database and the journal's, an archive each.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="The archive's file (ending in .tar.gz), or else a folder for it. Default: backups/"
+        ),
+    ] = None,
+    database_prefix: DatabasePrefix = "pharmacy",
+    database: Annotated[
+        str | None, typer.Option(help="Back up the database of this name instead (one SERVICE).")
+    ] = None,
+    allow_changes: Annotated[
+        bool,
+        typer.Option(
+            "--allow-changes",
+            help="Keep the copy even if the database kept changing while it was read (see above).",
+        ),
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Copy a service's database into one compressed archive (.tar.gz) with a manifest.
+
+    The archive holds manifest.json (service, database, time, tool and server versions, and for each
+    collection its count, indexes and sha256) and each collection's documents as BSON. Restore it
+    with `pharmacy-ops restore ARCHIVE`. Reads MONGODB_URL.
+
+    The store has no snapshots, so the database is read twice and the copy is kept only if nothing
+    changed in between (it tries three times). Back up while the platform is idle, or with the
+    service stopped.
+    """
+    if every == (service is not None):
+        raise typer.BadParameter("name one SERVICE, or pass --all")
+    if service is not None and service not in backups.TARGETS:
+        raise typer.BadParameter(f"unknown service {service}; one of {', '.join(backups.TARGETS)}")
+    if database is not None and every:
+        raise typer.BadParameter("--database names one database: use it with one SERVICE, not --all")
+    at = datetime.now(UTC)
+    chosen = list(backups.TARGETS) if service is None else [service]
+    done: list[backups.Backup] = []
+    failed = False
+    client = backups.connect(RuntimeSettings().mongodb_url)
+    try:
+        for name in chosen:
+            try:
+                done.append(
+                    backups.back_up(
+                        client,
+                        service=name,
+                        database=database or database_name(name, database_prefix),
+                        out=_archive_path(out, name, at, every=every),
+                        allow_changes=allow_changes,
+                    )
+                )
+                if not as_json:
+                    _show_backup(done[-1])
+            except backups.NothingToBackUp as exc:
+                if not every:
+                    _fail(str(exc))
+                errors.print(Text(f"skipped {name}: {exc}", style="yellow"))
+            except backups.BackupError as exc:
+                if not every:
+                    _fail(str(exc))
+                errors.print(Text(f"{name}: {exc}", style="red"))
+                failed = True
+    finally:
+        client.close()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {"archive": str(b.path), "bytes": b.size, "manifest": b.manifest.model_dump(mode="json")}
+                    for b in done
+                ],
+                indent=2,
+            )
+        )
+    if failed or not done:
+        _fail("Some databases were not backed up." if done else "Nothing was backed up.")
+
+
+@app.command("restore")
+def restore(
+    archives: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="ARCHIVE", help="Archives `pharmacy-ops backup` wrote (one or more).", show_default=False
+        ),
+    ],
+    force: Annotated[
+        bool, typer.Option("--force", help="If the target holds documents, drop its collections first.")
+    ] = False,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            help="Into the database of this name instead of the one it was taken from (one ARCHIVE)."
+        ),
+    ] = None,
+    database_prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="Into PREFIX_orders, PREFIX_inventory, ... instead of the databases they were taken from."
+        ),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Write archives back, each into an empty database: the one it was taken from, unless told otherwise.
+
+    Every archive is checked whole first (its manifest's and every collection's sha256, and the
+    counts): a corrupt or altered archive is refused and nothing is written. A database that holds
+    documents is refused unless --force, which drops its collections first. Indexes come back from
+    the manifest, and everything is read back against the checksums at the end. Stop the service
+    first, so that it writes nothing meanwhile. Reads MONGODB_URL.
+
+    If a restore fails midway it says so, and the database is left marked as partly restored: run
+    the same restore again with --force to finish it.
+    """
+    if database is not None and (len(archives) > 1 or database_prefix is not None):
+        raise typer.BadParameter(
+            "--database names one database: use it with one ARCHIVE, without --database-prefix"
+        )
+    client = backups.connect(RuntimeSettings().mongodb_url)
+    try:
+        with ExitStack() as opened:
+            try:
+                checked = [opened.enter_context(backups.verified(path)) for path in archives]
+                targets = [
+                    database
+                    or (database_name(a.manifest.service, database_prefix) if database_prefix else None)
+                    or a.manifest.database
+                    for a in checked
+                ]
+                backups.check_targets(checked, targets)
+                if not force:
+                    for target in targets:
+                        backups.refuse_unless_empty(target, backups.documents_in(client, target))
+                restored = [
+                    backups.restore(client, archive, database=target, force=force)
+                    for archive, target in zip(checked, targets, strict=True)
+                ]
+            except backups.BackupError as exc:
+                _fail(str(exc))
+    finally:
+        client.close()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "archive": str(archive.path),
+                        "database": done.database,
+                        "service": done.manifest.service,
+                        "taken_at": done.manifest.created_at.isoformat(),
+                        "collections": {c.name: c.count for c in done.manifest.collections},
+                        "replaced": done.replaced,
+                    }
+                    for archive, done in zip(checked, restored, strict=True)
+                ],
+                indent=2,
+            )
+        )
+        return
+    for archive, done in zip(checked, restored, strict=True):
+        manifest = done.manifest
+        console.print(_collections_table(manifest, f"{manifest.service}: {done.database}"))
+        console.print(
+            f"{manifest.documents} documents from {archive.path} (taken "
+            f"{manifest.created_at.isoformat(timespec='seconds')}) -> {done.database}; "
+            "read back, matching the archive's checksums."
+        )
+        if done.replaced:
+            console.print(f"Replaced what it held (--force): {done.replaced}")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,11 @@ DATABASES = {
 }
 
 
+def database_name(service: str, prefix: str = "pharmacy") -> str:
+    """The database a service (or the journal) keeps its data in, on a platform of this prefix."""
+    return f"{prefix}_{DATABASES[service]}"
+
+
 class Platform:
     """The running platform: processes of each service, sharing a broker namespace and a database prefix.
 
@@ -69,7 +74,7 @@ class Platform:
         return f"http://127.0.0.1:{self.port}"
 
     def database(self, service: str) -> str:
-        return f"{self.database_prefix}_{DATABASES[service]}"
+        return database_name(service, self.database_prefix)
 
     def env_for(self, service: str) -> dict[str, str]:
         env = dict(self.base_env)
