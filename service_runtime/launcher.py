@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -58,8 +59,13 @@ class Platform:
         log_dir: Path = Path(".run/logs"),
         env: Mapping[str, str] | None = None,
         replicas: Mapping[str, int] | None = None,
+        metrics_base_port: int | None = 0,
     ) -> None:
         self.port = port
+        # Each back-end process serves /metrics and /health on a port of its own:
+        # base, base + 1, ... in start order; 0 picks free ones (tests, benchmarks); None serves none.
+        self.metrics_base_port = metrics_base_port
+        self.metrics_ports: dict[str, int] = {}
         self.replicas = {service: (replicas or {}).get(service, 1) for service in SERVICES}
         if self.replicas["user_service"] != 1:
             raise ValueError("the gateway listens on one port: run one replica of user_service")
@@ -104,8 +110,33 @@ class Platform:
         log = (self.log_dir / f"{name}.log").open("ab")
         module = MODULES.get(service, service)
         self.processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", module], env=self.env_for(service), stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", module],
+            env=self.env_for(service) | self._metrics_env(name),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
+
+    def _metrics_env(self, name: str) -> dict[str, str]:
+        # The gateway serves /metrics on its own port; the archiver serves none. A restarted process
+        # keeps the port it had.
+        if self.metrics_base_port is None or name in ("user_service", ARCHIVER):
+            return {}
+        if name not in self.metrics_ports:
+            base = self.metrics_base_port
+            self.metrics_ports[name] = _free_port() if base == 0 else base + len(self.metrics_ports)
+        return {"METRICS_PORT": str(self.metrics_ports[name])}
+
+    def metrics_url(self, name: str) -> str:
+        """Where a process (`order_service`, `order_service.2`, `user_service`) serves /metrics."""
+        if name == "user_service":
+            return f"{self.url}/metrics"
+        return f"http://127.0.0.1:{self.metrics_ports[name]}/metrics"
+
+    def health_url(self, name: str, probe: str = "ready") -> str:
+        """A process's liveness (`live`) or readiness (`ready`) endpoint."""
+        if name == "user_service":
+            return f"{self.url}/api/v1/health/{probe}"
+        return f"http://127.0.0.1:{self.metrics_ports[name]}/health/{probe}"
 
     def stop_service(self, name: str, timeout: float = 15.0) -> None:
         """Stop one process gracefully (SIGTERM); its queue keeps its messages until it is back."""
@@ -163,6 +194,12 @@ class Platform:
         self.processes.clear()
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 async def delete_namespace(rabbitmq_url: str, namespace: str) -> None:
     """Remove every queue and exchange a namespace declared: test and benchmark runs leave no trace."""
     connection = await aio_pika.connect(rabbitmq_url)
@@ -205,9 +242,17 @@ def main() -> None:
         default=int(os.environ.get("REPLICAS", "1")),
         help="processes per back-end service",
     )
+    parser.add_argument(
+        "--metrics-base-port",
+        type=int,
+        default=int(os.environ.get("METRICS_BASE_PORT", "9100")),
+        help="first port of the processes' /metrics and /health endpoints (0: any free ones)",
+    )
     args = parser.parse_args()
     backends = {service: args.replicas for service in SERVICES if service != "user_service"}
-    platform = Platform(port=args.port, log_dir=args.log_dir, replicas=backends)
+    platform = Platform(
+        port=args.port, log_dir=args.log_dir, replicas=backends, metrics_base_port=args.metrics_base_port
+    )
     stop = False
 
     def request_stop(*_: object) -> None:
@@ -221,6 +266,8 @@ def main() -> None:
         print(
             f"The pharmacy is up: {platform.url}/api/v1  (API docs: {platform.url}/api/v1/docs)", flush=True
         )
+        ports = ", ".join(f"{name} :{port}" for name, port in platform.metrics_ports.items())
+        print(f"Metrics and health (/metrics, /health/live, /health/ready): {ports}", flush=True)
         print(f"Logs: {args.log_dir}/<service>.log. Ctrl-C stops everything.", flush=True)
         while not stop:
             for name, process in platform.processes.items():

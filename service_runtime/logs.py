@@ -1,4 +1,4 @@
-"""Structured JSON log lines carrying the correlation and event id of the message in hand."""
+"""Structured JSON log lines carrying the correlation and event id of the message in hand, and its trace."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import json
 import logging
 from contextvars import ContextVar
 from datetime import UTC, datetime
+
+from service_runtime.tracing import current_ids
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 event_id: ContextVar[str | None] = ContextVar("event_id", default=None)
@@ -28,6 +30,8 @@ class JsonFormatter(logging.Formatter):
             line["correlation_id"] = cid
         if (eid := event_id.get()) is not None:
             line["event_id"] = eid
+        if (ids := current_ids()) is not None:
+            line["trace_id"], line["span_id"] = ids
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line)

@@ -23,7 +23,7 @@ from contracts import topology
 from contracts.base import Command, Envelope, Event, RpcError, RpcReply, Timer
 from contracts.commands import Ping
 from contracts.events import ALL_EVENTS
-from service_runtime import logs
+from service_runtime import logs, metrics, tracing
 from service_runtime.errors import (
     TRANSIENT,
     CommandRefused,
@@ -164,8 +164,10 @@ class EventBus:
         # Named in every event's `x-publisher` header, for the journal and the people reading it.
         self.publisher = publisher
 
+    @tracing.publishing
     async def publish(self, envelope: dict[str, Any]) -> None:
         kind = envelope["type"]
+        tracing.destination(self.topology.events.name, ROUTING_KEYS[kind])
         await self.broker.publish(
             Envelope.model_validate(envelope).model_dump_json().encode(),
             exchange=self.topology.events,
@@ -183,8 +185,10 @@ class EventBus:
                 "x-publisher": self.publisher,
                 # Decided on a command right after handling this event (see store.decided_after).
                 "x-decided-after": envelope.get(DECIDED_AFTER) or "",
+                **tracing.inject(),
             },
         )
+        metrics.event_published(self.publisher, kind)
 
     @staticmethod
     def _due_in(kind: str, envelope: dict[str, Any]) -> timedelta | None:
@@ -237,7 +241,8 @@ class EventConsumer:
 
     def on(self, model: type[E]) -> Callable[[Callable[[E, Envelope], Awaitable[None]]], Any]:
         def register(handler: Callable[[E, Envelope], Awaitable[None]]) -> Any:
-            self.routes[model.TYPE] = _EventRoute(model, handler)
+            timed = metrics.timed_handler(self.service, model.TYPE, handler)
+            self.routes[model.TYPE] = _EventRoute(model, timed)
             return handler
 
         return register
@@ -264,6 +269,7 @@ class EventConsumer:
                 f"{self.service} restores {sorted(self.own)} but the topology says {sorted(own)}"
             )
 
+    @tracing.handling
     async def consume(self, message: RabbitMessage) -> None:
         self.taken += 1
         kind = message.raw_message.type or ""
@@ -294,6 +300,7 @@ class EventConsumer:
             if not (message.headers or {}).get("x-replay"):
                 self.last_event = str(envelope.event_id)
             await self._settle(message.ack())
+            metrics.message_handled(self.service, envelope.type, b"", "acked")
             log.debug("handled %s", envelope.type)
         finally:
             logs.correlation_id.reset(cid)
@@ -308,6 +315,7 @@ class EventConsumer:
             # The caller has given up and told its client so: carrying it out now would surprise them.
             log.warning("dropping %s: its caller stopped waiting for the answer", kind)
             await self._settle(message.ack())
+            metrics.message_handled(self.service, kind, b"", "expired")
             return
         placed = decided_after.set(self.last_event)
         try:
@@ -324,6 +332,7 @@ class EventConsumer:
                 mandatory=False,
             )
         await self._settle(message.ack())
+        metrics.message_handled(self.service, kind, b"", "acked")
 
     async def _patiently(self, message: RabbitMessage, work: Callable[[], Awaitable[T]]) -> T:
         """Run `work`, retrying in place for as long as the store or the broker is unreachable.
@@ -347,8 +356,10 @@ class EventConsumer:
             log.warning("could not settle the message, the broker will redeliver it: %s", type(exc).__name__)
 
     async def _retry_or_dead_letter(self, message: RabbitMessage, exc: Exception) -> None:
+        tracing.failed(exc)
         if not _still_ours(message):
             log.warning("failed after the broker took the message back: %s: %s", type(exc).__name__, exc)
+            metrics.message_handled(self.service, message.raw_message.type, message.body, "abandoned")
             return
         # Quorum queues count redeliveries in x-delivery-count (absent on the first delivery).
         attempt = int((message.headers or {}).get("x-delivery-count", 0)) + 1
@@ -359,8 +370,10 @@ class EventConsumer:
         log.log(level, "attempt %d failed, will retry: %s: %s", attempt, type(exc).__name__, exc)
         await asyncio.sleep(min(self.backoff * 2 ** min(attempt - 1, 6), 5.0))
         await self._settle(message.nack(requeue=True))
+        metrics.message_handled(self.service, message.raw_message.type, message.body, "retried")
 
     async def _dead_letter(self, message: RabbitMessage, exc: Exception, *, attempts: int = 1) -> None:
+        tracing.failed(exc)
         log.error("dead-lettering message %s: %s: %s", message.message_id, type(exc).__name__, exc)
         raw = message.raw_message
         headers = dict(message.headers or {})
@@ -389,6 +402,7 @@ class EventConsumer:
             headers=headers,
         )
         await self._settle(message.ack())
+        metrics.message_handled(self.service, raw.type, message.body, "dead_lettered")
 
 
 def _epoch_ms() -> int:
@@ -405,6 +419,10 @@ def _still_ours(message: RabbitMessage) -> bool:
 
 
 CommandHandler = Callable[[Any], Awaitable[Any]]
+
+
+async def _no_report() -> dict[str, Any]:
+    return {}
 
 
 @dataclass(frozen=True)
@@ -429,6 +447,8 @@ class CommandServer:
         self.routes: dict[str, _CommandRoute] = {}
         # Types of the commands that write: they arrive on the event queue, never on the RPC queue.
         self.writes: set[str] = set()
+        # The service's readiness report (metrics.Readiness.report), sent along with every Ping's answer.
+        self.readiness: Callable[[], Awaitable[dict[str, Any]]] = _no_report
 
     def on(self, model: type[C]) -> Callable[[Callable[[C], Awaitable[Any]]], Any]:
         def register(handler: Callable[[C], Awaitable[Any]]) -> Any:
@@ -439,6 +459,7 @@ class CommandServer:
 
         return register
 
+    @tracing.handling
     async def answer(self, message: RabbitMessage) -> RabbitResponse:
         kind = message.raw_message.type or ""
         if kind in self.writes:
@@ -455,8 +476,15 @@ class CommandServer:
         )
 
     async def dispatch(self, kind: str, body: bytes) -> RpcReply:
+        with metrics.command_timer(self.service, kind) as outcome:
+            reply = await self._dispatch(kind, body)
+            outcome(reply.error.code if reply.error else "ok")
+        return reply
+
+    async def _dispatch(self, kind: str, body: bytes) -> RpcReply:
         if kind == "Ping":
-            return RpcReply(data={"service": self.service})
+            # A ping learns whether this replica is ready (reaches its store), not only that it answers.
+            return RpcReply(data={"service": self.service, **(await self.readiness())})
         route = self.routes.get(kind)
         if route is None:
             return RpcReply(
@@ -519,11 +547,17 @@ class AmqpRequester:
     async def stop(self) -> None:
         await self._connection.close()
 
+    @property
+    def connected(self) -> bool:
+        """Whether the connection to the broker is up now (a robust connection comes back by itself)."""
+        return self._connection.connected.is_set()
+
     async def _on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         waiting = self._waiting.pop(message.correlation_id or "", None)
         if waiting is not None and not waiting.done():
             waiting.set_result(message.body)
 
+    @tracing.requesting
     async def request(
         self, body: bytes, *, queue: str, message_type: str, timeout: float, expire: bool = True
     ) -> bytes:
@@ -541,7 +575,7 @@ class AmqpRequester:
                     # A request nobody took within the caller's timeout is dropped, not answered late.
                     expiration=timeout if expire else None,
                     # Whole milliseconds: AMQP tables carry a Python float as a 32-bit float, off by a minute.
-                    headers={"x-reply-by": _epoch_ms() + int(timeout * 1000)},
+                    headers={"x-reply-by": _epoch_ms() + int(timeout * 1000), **tracing.inject()},
                 )
                 await self._channel.default_exchange.publish(message, routing_key=queue, mandatory=True)
                 return await reply
@@ -581,6 +615,14 @@ class RpcClient:
         if reply.error is not None:
             raise CommandRefused(reply.error.code, reply.error.detail, reply.error.field)
         return TypeAdapter(answer).validate_python(reply.data)
+
+    async def readiness(self, service: str) -> dict[str, Any] | None:
+        """What a service (one replica) reports of its readiness when pinged; None when none answers."""
+        try:
+            answer: dict[str, Any] = await self.ask(Ping(), dict, service=service, timeout=2.0)
+        except (ServiceUnavailable, CommandRefused):
+            return None
+        return answer
 
     async def ping(self, service: str) -> bool:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +47,13 @@ class OutboxRelay:
         self.collections: list[AsyncCollection[dict[str, Any]]] = []
         self._locks = KeyedLock()
         self._flush_failed = asyncio.Event()
+        # Events seen waiting and not published yet, per document, with when they were seen (monotonic):
+        # the backlog gauge, kept by every flush and sweep, so no count query scans the collections.
+        self._waiting: dict[tuple[str, Any], tuple[int, float]] = {}
+
+    def backlog(self) -> int:
+        """Events this relay saw waiting in outboxes and has not seen published since."""
+        return sum(count for count, _ in self._waiting.values())
 
     def watch(self, collection: AsyncCollection[dict[str, Any]]) -> None:
         if collection not in self.collections:
@@ -65,6 +73,11 @@ class OutboxRelay:
                 self._flush_failed.set()
                 raise
             finally:
+                left = len(pending) - len(published)
+                if left:
+                    self._waiting[(collection.name, doc_id)] = (left, time.monotonic())
+                else:
+                    self._waiting.pop((collection.name, doc_id), None)
                 if published:
                     await collection.update_one(
                         {"_id": doc_id}, {"$unset": {f"outbox.{event_id}": "" for event_id in published}}
@@ -75,10 +88,13 @@ class OutboxRelay:
     async def sweep(self, older_than: timedelta) -> int:
         """Flush every document whose events have waited longer than `older_than`."""
         cutoff = datetime.now(UTC) - older_than
+        seen_before = time.monotonic() - older_than.total_seconds()
         total = 0
         for collection in self.collections:
             async for doc in collection.find({"outbox_since": {"$lt": cutoff}}, {"_id": 1}):
                 total += await self.flush(collection, doc["_id"])
+        # Waiting since before the cutoff, yet not found: published meanwhile (by another replica too).
+        self._waiting = {key: seen for key, seen in self._waiting.items() if seen[1] >= seen_before}
         return total
 
     async def run(self) -> None:

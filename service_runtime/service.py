@@ -16,6 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.base import Envelope, Event
 from contracts.commands import SweepOutbox
+from service_runtime import metrics, tracing
 from service_runtime.aggregate import Aggregate
 from service_runtime.errors import TRANSIENT, ConcurrentModification, RetryLater, until_up
 from service_runtime.locks import KeyedLock
@@ -56,6 +57,10 @@ class Service:
         self.commands = CommandServer(name)
         self.events = EventConsumer(name, self.broker, self.topology, settings, self.commands)
         self.commands.on(SweepOutbox)(self._sweep)
+        self.health = metrics.ServiceHealth(
+            name, settings, self.broker, self.db, outbox_backlog=self.relay.backlog
+        )
+        self.commands.readiness = self.health.readiness.report
         self.locks = KeyedLock()
         self._on_start: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -92,6 +97,7 @@ class Service:
     async def _sweep(self, command: SweepOutbox) -> None:
         if count := await self.relay.sweep(timedelta(seconds=command.older_than_seconds)):
             log.info("outbox sweep published %d leftover events", count)
+            metrics.OUTBOX_SWEPT.labels(self.name).inc(count)
 
     async def change(
         self,
@@ -119,6 +125,7 @@ class Service:
                     raise RetryLater(f"{repository.collection.name}/{aggregate_id} does not exist (yet)")
                 if cause is not None and aggregate.has_processed(str(cause.event_id)):
                     log.info("%s already applied to %s: acknowledging only", cause.type, aggregate_id)
+                    metrics.DUPLICATES_SKIPPED.labels(self.name, cause.type).inc()
                     break
                 events = decide(aggregate)
                 envelopes = wrap(
@@ -140,6 +147,7 @@ class Service:
 
     async def start(self) -> None:
         self.events.check_against_topology()
+        await self.health.start()
 
         async def prepare_store() -> None:
             for hook in self._on_start:
@@ -167,9 +175,11 @@ class Service:
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox"))
         # Events a crashed run saved but did not publish go out soon, not after the first periodic sweep.
         await until_up("RabbitMQ", lambda: self._ask_for_sweep(timedelta(0)))
+        self.health.started = True
         log.info("%s started (namespace %s, database %s)", self.name, self.topology.namespace, self.db.name)
 
     async def stop(self) -> None:
+        await self.health.stop()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -181,6 +191,7 @@ class Service:
 
     async def run_forever(self) -> None:
         setup_logging(self.name, self.settings.log_level)
+        tracing.setup(self.name, self.settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -29,3 +29,17 @@ class RuntimeSettings(BaseSettings):
     # RPC requests answered at once per service; events are always taken one at a time, in order.
     prefetch_count: int = 20
     log_level: str = "INFO"
+    # Tracing (service_runtime/tracing.py) is off unless an OTLP/HTTP endpoint is named, by the standard
+    # OpenTelemetry variables; the exporter reads the others itself (OTEL_EXPORTER_OTLP_HEADERS,
+    # OTEL_BSP_SCHEDULE_DELAY, OTEL_TRACES_SAMPLER...).
+    otel_exporter_otlp_endpoint: str = ""
+    otel_exporter_otlp_traces_endpoint: str = ""
+    otel_sdk_disabled: bool = False
+    # The operator's port of a back-end service process: GET /metrics, /health/live, /health/ready.
+    # Unset: none (a service started inside a test); 0: any free port; the launcher gives each its own.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    # How long a readiness check waits for the broker or the store before calling it down.
+    health_timeout_seconds: float = 1.0
+    # Queue depths are asked of the broker when scraped, at most this often.
+    queue_depth_refresh_seconds: float = 5.0

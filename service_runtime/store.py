@@ -12,6 +12,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from contracts.base import Envelope
+from service_runtime import tracing
 from service_runtime.aggregate import Aggregate
 from service_runtime.errors import ConcurrentModification
 from service_runtime.settings import RuntimeSettings
@@ -43,8 +44,8 @@ def _placed(entry: Document) -> Document:
 
 
 def pending(events: Sequence[Envelope]) -> Document:
-    """An outbox: each event as stored, under its id."""
-    return {str(e.event_id): _placed(e.model_dump(mode="json")) for e in events}
+    """An outbox: each event as stored, under its id, with the trace context it was decided in."""
+    return {str(e.event_id): tracing.remember(_placed(e.model_dump(mode="json"))) for e in events}
 
 
 def outbox_fields(events: Sequence[Envelope]) -> Document:

@@ -8,11 +8,13 @@ from contextlib import asynccontextmanager
 from uuid import uuid4
 
 from fastapi import FastAPI
+from pymongo.asynchronous.database import AsyncDatabase
 
+from service_runtime import metrics, tracing
 from service_runtime.clock import utc_now
 from service_runtime.errors import until_up
 from service_runtime.messaging import AmqpRequester, RpcClient
-from service_runtime.store import connect
+from service_runtime.store import Document, connect
 from user_service import problems
 from user_service.domain import User
 from user_service.routes import auth, catalogue, health, orders, payments, prescriptions, users
@@ -42,6 +44,15 @@ async def ensure_first_admin(store: UserStore, settings: Settings) -> None:
     log.info("created the first admin %s", email)
 
 
+async def _broker_down(requester: AmqpRequester) -> str | None:
+    return None if requester.connected else "not connected to RabbitMQ"
+
+
+async def _store_down(db: AsyncDatabase[Document]) -> str | None:
+    await db.command("ping")
+    return None
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -53,6 +64,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = client[settings.mongodb_database]
         app.state.users = UserStore(app.state.db)
         app.state.rpc = RpcClient(requester, settings)
+        app.state.readiness = metrics.Readiness(
+            "user_service",
+            {"broker": lambda: _broker_down(requester), "store": lambda: _store_down(app.state.db)},
+            timeout=settings.health_timeout_seconds,
+        )
 
         async def prepare_store() -> None:
             await app.state.users.ensure_indexes()
@@ -77,8 +93,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
+        # FastAPI's own spans start a trace apart from ours and name a route without its /api/v1 prefix.
+        telemetry={"tracing": False},
     )
     problems.install(app)
+    # One span per request instead. Load balancers ask for health every few seconds: left untraced.
+    app.add_middleware(tracing.HttpServerSpans, untraced_paths={"/api/v1/health"})
+    app.add_middleware(metrics.HttpMetrics, service="user_service")
     for module in (auth, users, catalogue, payments, prescriptions, orders, health):
         app.include_router(module.router, prefix="/api/v1")
+    app.add_route("/metrics", lambda _: metrics.metrics_response(), include_in_schema=False)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -15,16 +16,45 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health")
 async def health(request: Request, rpc: Rpc) -> JSONResponse:
-    """200 when every service answers a ping over RabbitMQ and the gateway's store answers; 503 otherwise."""
+    """200 when every service is ready and so is the gateway (its broker connection and store); else 503.
+
+    A service is pinged over RabbitMQ and answers with its readiness (whether it reaches its store):
+    `checks` says up, "not ready" or down (no answer) for each, `services` what each one reported.
+    """
     services = sorted(COMMANDS)
-    answers = await asyncio.gather(*(rpc.ping(s) for s in services))
-    checks = {s: "up" if ok else "down" for s, ok in zip(services, answers, strict=True)}
-    try:
-        await request.app.state.db.command("ping")
-        checks["store"] = "up"
-    except Exception:
-        checks["store"] = "down"
+    reports = await asyncio.gather(*(rpc.readiness(s) for s in services))
+    gateway = await request.app.state.readiness.report()
+    checks = {s: _state(report) for s, report in zip(services, reports, strict=True)}
+    checks.update(gateway["checks"])
     healthy = all(v == "up" for v in checks.values())
     return JSONResponse(
-        {"status": "ok" if healthy else "degraded", "checks": checks}, status_code=200 if healthy else 503
+        {
+            "status": "ok" if healthy else "degraded",
+            "checks": checks,
+            "services": {
+                s: report or {"status": "down", "detail": "no answer over RabbitMQ"}
+                for s, report in zip(services, reports, strict=True)
+            },
+        },
+        status_code=200 if healthy else 503,
     )
+
+
+def _state(report: dict[str, Any] | None) -> str:
+    if report is None:
+        return "down"
+    # A service that predates readiness in its ping answers only its name: answering is all it says.
+    return "up" if report.get("status", "ready") == "ready" else "not ready"
+
+
+@router.get("/health/live")
+async def live() -> dict[str, str]:
+    """200 while the gateway's process answers at all."""
+    return {"service": "user_service", "status": "alive"}
+
+
+@router.get("/health/ready")
+async def ready(request: Request) -> JSONResponse:
+    """200 when the gateway reaches the broker and its store; 503 naming the check that failed."""
+    report = await request.app.state.readiness.report()
+    return JSONResponse(report, status_code=200 if report["status"] == "ready" else 503)
