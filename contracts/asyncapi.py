@@ -348,6 +348,11 @@ def _command_message(command: type[Command], *, answered: bool) -> Json:
     return message
 
 
+# W3C trace context, present when the sender was tracing (service_runtime/tracing.py).
+_TRACE_HEADERS: Json = {
+    "traceparent": {"type": "string", "description": "W3C trace context: the sender's span."},
+    "tracestate": {"type": "string", "description": "W3C trace context: vendor state, if any."},
+}
 # Headers the runtime sets (service_runtime/messaging.py: EventBus.publish, AmqpRequester.request).
 _HEADERS: Json = {
     "EventHeaders": {
@@ -356,6 +361,12 @@ _HEADERS: Json = {
             "x-event-version": {"type": "integer", "description": "The envelope's version."},
             "x-causation-id": {"type": "string", "description": "The event that caused this one, or ''."},
             "x-publisher": {"type": "string", "description": "The service that published it."},
+            "x-decided-after": {
+                "type": "string",
+                "description": "For an event decided on a command: the last event its publisher had "
+                "handled then, or ''. A rebuild from the journal replays it right after that one.",
+            },
+            **_TRACE_HEADERS,
         },
     },
     "CommandHeaders": {
@@ -365,7 +376,8 @@ _HEADERS: Json = {
                 "type": "integer",
                 "description": "Epoch milliseconds after which the caller no longer waits: a write "
                 "still queued then is dropped, not carried out.",
-            }
+            },
+            **_TRACE_HEADERS,
         },
     },
 }
