@@ -38,7 +38,8 @@ from service_runtime.launcher import database_name
 from service_runtime.settings import RuntimeSettings
 
 app = typer.Typer(
-    help="Operate the pharmacy platform. Reads RABBITMQ_URL and BROKER_NAMESPACE like the services.",
+    help="Operate the pharmacy platform. Reads RABBITMQ_URL, BROKER_NAMESPACE, MONGODB_URL and "
+    "JOURNAL_DATABASE as the services do.",
     no_args_is_help=True,
 )
 dlq = typer.Typer(
@@ -362,11 +363,11 @@ def rebuild(
 ) -> None:
     """Bring a service whose database was lost back to its state, by replaying the journal into it.
 
-    Start the service on its empty (or restored) database first: it applies every event it subscribes
-    to, and its own events that record what it decided on a command, oldest first, and publishes
-    nothing, since what it would publish is in the journal already. Consumers are idempotent, so
-    rebuilding twice, or over a restored backup, changes nothing more. The journal must reach back to
-    the first event (JOURNAL_RETENTION_DAYS), or to the backup given with --since.
+    Start the service on its empty (or restored) database first. It applies every event it
+    subscribes to, and its own events that record what it decided on a command, in the order it first
+    took them, and publishes nothing: what it would publish is in the journal already. Consumers are
+    idempotent, so rebuilding twice, or over a restored backup, changes nothing more. The journal must
+    reach back to the first event (JOURNAL_RETENTION_DAYS), or to the backup given with --since.
 
     inventory_service and payment_service keep what only commands bring (catalogue, stock, payment
     methods): restore those from a backup.
