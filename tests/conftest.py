@@ -15,7 +15,7 @@ import shutil
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -357,16 +357,25 @@ def make_platform(
     )
 
 
-@pytest.fixture(scope="session")
-def platform(backing: Backing) -> Iterator[Platform]:
-    running_platform = make_platform(backing, "e2e")
+@contextmanager
+def started_platform(
+    backing: Backing, prefix: str, *, env: Mapping[str, str] | None = None, timeout: float = 90
+) -> Iterator[Platform]:
+    """A platform of its own, started; stopped afterwards, its queues and databases removed."""
+    running_platform = make_platform(backing, prefix, env=env)
     try:
-        running_platform.start(timeout=90)
+        running_platform.start(timeout=timeout)
         yield running_platform
     finally:
         running_platform.stop()
         asyncio.run(delete_namespace(backing.rabbitmq_url, running_platform.namespace))
         asyncio.run(drop_databases(backing.mongodb_url, running_platform.database_prefix))
+
+
+@pytest.fixture(scope="session")
+def platform(backing: Backing) -> Iterator[Platform]:
+    with started_platform(backing, "e2e") as running_platform:
+        yield running_platform
 
 
 class Api:
@@ -448,4 +457,5 @@ __all__ = [
     "make_platform",
     "prescription_uploaded",
     "rpc_client",
+    "started_platform",
 ]

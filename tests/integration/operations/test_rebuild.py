@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 # Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
-from conftest import Backing, make_platform, rpc_client
+from conftest import Backing, rpc_client, started_platform
 from pymongo import AsyncMongoClient
 from typer.testing import CliRunner
 
@@ -33,7 +33,7 @@ from contracts.commands import (
 from contracts.events import Location, PrescribedLine
 from operations.cli import app
 from service_runtime.errors import CommandRefused
-from service_runtime.launcher import Platform, delete_namespace, drop_databases
+from service_runtime.launcher import Platform
 from service_runtime.messaging import RpcClient
 from service_runtime.settings import RuntimeSettings
 
@@ -56,14 +56,8 @@ Document = dict[str, Any]
 
 @pytest.fixture(scope="module")
 def platform(backing: Backing) -> Iterator[Platform]:
-    running = make_platform(backing, "rebuild")
-    try:
-        running.start(timeout=90)
+    with started_platform(backing, "rebuild") as running:
         yield running
-    finally:
-        running.stop()
-        asyncio.run(delete_namespace(backing.rabbitmq_url, running.namespace))
-        asyncio.run(drop_databases(backing.mongodb_url, running.database_prefix))
 
 
 @pytest_asyncio.fixture

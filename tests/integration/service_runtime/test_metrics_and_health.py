@@ -4,7 +4,6 @@ and counts a dead-lettered message in its failures and its dead-letter queue's d
 
 from __future__ import annotations
 
-import asyncio
 import random
 import secrets
 import time
@@ -25,15 +24,15 @@ from conftest import (
     Namespace,
     eventually,
     gate_to,
-    make_platform,
     rpc_client,
+    started_platform,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import topology
 from contracts.events import PrescriptionUploaded
 from order_service.app import Settings, build
-from service_runtime.launcher import SERVICES, Platform, delete_namespace, drop_databases
+from service_runtime.launcher import SERVICES, Platform
 from service_runtime.messaging import ROUTING_KEYS
 from service_runtime.service import Service
 
@@ -64,14 +63,8 @@ def series(text: str, name: str) -> list[dict[str, str]]:
 
 @pytest.fixture
 def metrics_platform(backing: Backing) -> Iterator[Platform]:
-    platform = make_platform(backing, "metrics")
-    try:
-        platform.start(timeout=90)
+    with started_platform(backing, "metrics") as platform:
         yield platform
-    finally:
-        platform.stop()
-        asyncio.run(delete_namespace(backing.rabbitmq_url, platform.namespace))
-        asyncio.run(drop_databases(backing.mongodb_url, platform.database_prefix))
 
 
 def open_shop(api: Api, admin: dict[str, str], quantity: int) -> dict[str, Any]:

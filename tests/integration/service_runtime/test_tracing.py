@@ -5,7 +5,6 @@ The receiver decodes what the services' OTLP exporters POST to /v1/traces, as a 
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import os
 import random
@@ -18,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from conftest import ADMIN_EMAIL, ADMIN_PASSWORD, SERVICES, Api, Backing, make_platform
+from conftest import ADMIN_EMAIL, ADMIN_PASSWORD, SERVICES, Api, Backing, started_platform
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -26,7 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
 from contracts import topology
-from service_runtime.launcher import Platform, delete_namespace, drop_databases
+from service_runtime.launcher import Platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -137,14 +136,8 @@ def traced_platform(backing: Backing, receiver: OtlpReceiver) -> Iterator[Platfo
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     # A short batch delay: spans reach the receiver within a fraction of a second.
     env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "200"})
-    platform = make_platform(backing, "tracing", env=env)
-    try:
-        platform.start(timeout=90)
+    with started_platform(backing, "tracing", env=env) as platform:
         yield platform
-    finally:
-        platform.stop()
-        asyncio.run(delete_namespace(backing.rabbitmq_url, platform.namespace))
-        asyncio.run(drop_databases(backing.mongodb_url, platform.database_prefix))
 
 
 def place_confirmed_order(api: Api) -> str:
