@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -433,6 +434,88 @@ class Api:
         )
 
 
+# --- the steps of the e2e scenarios ---------------------------------------------------------------
+
+GOOD_CARD = "4242424242424242"
+DECLINED_CARD = "4000000000000002"
+
+
+@dataclass
+class Shop:
+    """A pharmacy of this test's own, far from the others, stocking a medication of its own."""
+
+    pharmacy_id: str
+    medication_id: str
+    latitude: float
+    longitude: float
+    price: float
+
+
+def open_shop(api: Api, admin: dict[str, str], *, quantity: int, price: str = "4.20") -> Shop:
+    latitude, longitude = round(random.uniform(-60, 60), 4), round(random.uniform(-170, 170), 4)
+    pharmacy = api.http.post(
+        "/pharmacies",
+        headers=admin,
+        json={
+            "name": "Corner Pharmacy",
+            "address": "1 High Street",
+            "latitude": latitude,
+            "longitude": longitude,
+        },
+    )
+    assert pharmacy.status_code == 201, pharmacy.text
+    medication = api.http.post(
+        "/medications",
+        headers=admin,
+        json={
+            "name": f"Amoxicillin {secrets.token_hex(3)}",
+            "strength": "500 mg",
+            "form": "capsule",
+            "price": price,
+            "prescription_only": True,
+        },
+    )
+    assert medication.status_code == 201, medication.text
+    shop = Shop(pharmacy.json()["id"], medication.json()["id"], latitude, longitude, float(price))
+    stock = api.http.put(
+        f"/pharmacies/{shop.pharmacy_id}/stock/{shop.medication_id}",
+        headers=admin,
+        json={"quantity": quantity},
+    )
+    assert stock.status_code == 200, stock.text
+    return shop
+
+
+def add_card(api: Api, patient: dict[str, str], number: str = GOOD_CARD) -> str:
+    answer = api.http.post(
+        "/payment-methods",
+        headers=patient,
+        json={"card_number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"},
+    )
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["id"])
+
+
+def upload(api: Api, patient: dict[str, str], shop: Shop, card_id: str, quantity: int) -> dict[str, Any]:
+    answer = api.http.post(
+        "/prescriptions",
+        headers=patient,
+        json={
+            "lines": [{"medication_id": shop.medication_id, "quantity": quantity}],
+            "delivery_location": {"latitude": shop.latitude + 0.01, "longitude": shop.longitude + 0.01},
+            "payment_method_id": card_id,
+        },
+    )
+    assert answer.status_code == 202, answer.text
+    return dict(answer.json())
+
+
+def stock_left(api: Api, headers: dict[str, str], shop: Shop) -> int:
+    answer = api.http.get(f"/medications/{shop.medication_id}/availability", headers=headers)
+    assert answer.status_code == 200, answer.text
+    return sum(p["quantity"] for p in answer.json() if p["pharmacy_id"] == shop.pharmacy_id)
+
+
 @pytest.fixture(scope="session")
 def api(platform: Platform) -> Iterator[Api]:
     client = Api(platform.url)
@@ -446,16 +529,23 @@ def admin(api: Api) -> dict[str, str]:
 
 
 __all__ = [
+    "DECLINED_CARD",
+    "GOOD_CARD",
     "SERVICES",
     "Api",
     "Backing",
     "EventProbe",
     "Namespace",
+    "Shop",
     "TcpGate",
+    "add_card",
     "dead_letters",
     "gate_to",
     "make_platform",
+    "open_shop",
     "prescription_uploaded",
     "rpc_client",
     "started_platform",
+    "stock_left",
+    "upload",
 ]
