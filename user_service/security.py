@@ -23,6 +23,14 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+def needs_rehash(password_hash: str) -> bool:
+    """Whether a stored hash was made with other parameters than today's (older, weaker ones)."""
+    try:
+        return _hasher.check_needs_rehash(password_hash)
+    except InvalidHashError:
+        return True
+
+
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
         return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None

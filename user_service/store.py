@@ -51,6 +51,9 @@ class UserStore:
         )
         return [self._load(doc) async for doc in cursor]
 
+    async def set_password_hash(self, *, user_id: str, password_hash: str) -> None:
+        await self.users.update_one({"_id": user_id}, {"$set": {"password_hash": password_hash}})
+
     async def set_role(self, *, user_id: str, role: Role) -> User | None:
         await self.users.update_one({"_id": user_id}, {"$set": {"role": role}})
         return await self.by_id(user_id=user_id)

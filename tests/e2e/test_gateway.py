@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import pytest
-from conftest import Api
+from argon2 import PasswordHasher
+from conftest import Api, Backing
+from pymongo import MongoClient
+from pymongo.collection import Collection
+
+from service_runtime.launcher import Platform
 
 pytestmark = pytest.mark.e2e
 
@@ -41,6 +47,31 @@ def test_wrong_password_is_refused_without_saying_which_part_was_wrong(api: Api)
     )
     assert wrong.status_code == unknown.status_code == 401
     assert wrong.json()["detail"] == unknown.json()["detail"]
+
+
+def test_a_hash_made_with_weaker_parameters_is_renewed_at_the_next_sign_in(
+    api: Api, platform: Platform, backing: Backing
+) -> None:
+    user, _ = api.new_patient()
+    password = "a long enough password"  # as Api.new_patient registers
+    # As an older release stored it: argon2id with an eighth of today's memory and one pass.
+    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(password)
+    client: MongoClient[dict[str, Any]] = MongoClient(backing.mongodb_url)
+    with client:
+        users: Collection[dict[str, Any]] = client[platform.database("user_service")]["users"]
+        users.update_one({"_id": user["id"]}, {"$set": {"password_hash": weak}})
+
+        wrong = api.http.post("/auth/token", data={"username": user["email"], "password": "not it"})
+        unchanged = users.find_one({"_id": user["id"]}) or {}
+        api.token(user["email"], password)
+        renewed = users.find_one({"_id": user["id"]}) or {}
+    api.token(user["email"], password)  # the new hash verifies too
+
+    assert wrong.status_code == 401
+    assert unchanged["password_hash"] == weak  # a wrong password renews nothing
+    assert renewed["password_hash"] != weak
+    assert renewed["password_hash"].startswith("$argon2id$")
+    assert not PasswordHasher().check_needs_rehash(renewed["password_hash"])
 
 
 def test_weak_passwords_are_refused_with_the_field(api: Api) -> None:

@@ -13,7 +13,7 @@ from user_service.deps import CurrentUser, SettingsDep, Users
 from user_service.domain import User, WeakPassword, check_password_policy
 from user_service.problems import field_error
 from user_service.schemas import RegisterIn, TokenOut, UserOut
-from user_service.security import hash_password, issue_access_token, verify_password
+from user_service.security import hash_password, issue_access_token, needs_rehash, verify_password
 from user_service.store import EmailTaken
 
 router = APIRouter(tags=["auth"])
@@ -50,6 +50,9 @@ async def sign_in(
     user = await users.by_email(email=form.username)
     if not verify_password(user.password_hash if user else None, form.password) or user is None:
         raise HTTPException(401, "wrong email or password", headers={"WWW-Authenticate": "Bearer"})
+    if needs_rehash(user.password_hash):
+        # The only moment the password is at hand: bring its hash up to today's parameters.
+        await users.set_password_hash(user_id=user.id, password_hash=hash_password(form.password))
     token, expires_in = issue_access_token(settings, user_id=user.id, role=user.role)
     return TokenOut(access_token=token, expires_in=expires_in)
 
