@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from uuid import uuid4
 
 from fastapi import FastAPI
@@ -21,6 +22,7 @@ from user_service.routes import auth, catalogue, health, orders, payments, presc
 from user_service.security import hash_password
 from user_service.settings import Settings
 from user_service.store import UserStore
+from user_service.throttle import SignInThrottle
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.db = client[settings.mongodb_database]
         app.state.users = UserStore(app.state.db)
+        app.state.throttle = SignInThrottle(
+            app.state.db,
+            per_account=settings.sign_in_failures_per_account,
+            per_address=settings.sign_in_failures_per_address,
+            window=timedelta(seconds=settings.sign_in_window_seconds),
+        )
         app.state.rpc = RpcClient(requester, settings)
         app.state.readiness = metrics.Readiness(
             "user_service",

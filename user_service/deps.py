@@ -14,6 +14,7 @@ from user_service.domain import Role, User
 from user_service.security import read_access_token
 from user_service.settings import Settings
 from user_service.store import UserStore
+from user_service.throttle import SignInThrottle
 
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -34,7 +35,13 @@ def get_users(request: Request) -> UserStore:
     return users
 
 
+def get_throttle(request: Request) -> SignInThrottle:
+    throttle: SignInThrottle = request.app.state.throttle
+    return throttle
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+Throttle = Annotated[SignInThrottle, Depends(get_throttle)]
 Rpc = Annotated[RpcClient, Depends(get_rpc)]
 Users = Annotated[UserStore, Depends(get_users)]
 

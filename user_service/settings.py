@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from service_runtime.settings import RuntimeSettings
 
@@ -17,6 +17,10 @@ class Settings(RuntimeSettings):
     access_token_minutes: int = 30
     admin_email: str | None = None
     admin_password: SecretStr | None = None
+    # Failed sign-ins allowed per account, and per client address, in one window; then 429.
+    sign_in_failures_per_account: int = Field(default=5, ge=1)
+    sign_in_failures_per_address: int = Field(default=50, ge=1)
+    sign_in_window_seconds: float = Field(default=900, gt=0)
 
     @model_validator(mode="after")
     def refuse_default_secret(self) -> Settings:

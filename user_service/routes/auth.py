@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import uuid4
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
 from service_runtime.clock import utc_now
-from user_service.deps import CurrentUser, SettingsDep, Users
+from user_service.deps import CurrentUser, SettingsDep, Throttle, Users
 from user_service.domain import User, WeakPassword, check_password_policy
 from user_service.problems import field_error
 from user_service.schemas import RegisterIn, TokenOut, UserOut
@@ -44,12 +44,27 @@ async def register(body: RegisterIn, users: Users) -> UserOut:
 
 @router.post("/auth/token", response_model=TokenOut)
 async def sign_in(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], users: Users, settings: SettingsDep
+    request: Request,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    users: Users,
+    settings: SettingsDep,
+    throttle: Throttle,
 ) -> TokenOut:
-    """OAuth2 password flow: `username` is the email. Answers a bearer access token."""
+    """OAuth2 password flow: `username` is the email. Answers a bearer access token.
+
+    Too many failed sign-ins for the account, or from the client's address, answer 429 with
+    Retry-After, whatever the password, until the window has passed.
+    """
+    address = request.client.host if request.client else "unknown"
+    if (wait := await throttle.retry_after(form.username, address)) is not None:
+        raise HTTPException(
+            429, "too many failed sign-ins: try again later", headers={"Retry-After": str(wait)}
+        )
     user = await users.by_email(email=form.username)
     if not verify_password(user.password_hash if user else None, form.password) or user is None:
+        await throttle.failed(form.username, address)
         raise HTTPException(401, "wrong email or password", headers={"WWW-Authenticate": "Bearer"})
+    await throttle.succeeded(form.username)
     if needs_rehash(user.password_hash):
         # The only moment the password is at hand: bring its hash up to today's parameters.
         await users.set_password_hash(user_id=user.id, password_hash=hash_password(form.password))
