@@ -4,8 +4,6 @@ and counts a dead-lettered message in its failures and its dead-letter queue's d
 
 from __future__ import annotations
 
-import random
-import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,14 +16,19 @@ import pytest
 from conftest import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
+    DECLINED_CARD,
+    GOOD_CARD,
     Api,
     Backing,
     EventProbe,
     Namespace,
+    add_card,
     eventually,
     gate_to,
+    open_shop,
     rpc_client,
     started_platform,
+    upload,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -67,69 +70,6 @@ def metrics_platform(backing: Backing) -> Iterator[Platform]:
         yield platform
 
 
-def open_shop(api: Api, admin: dict[str, str], quantity: int) -> dict[str, Any]:
-    latitude, longitude = round(random.uniform(-60, 60), 4), round(random.uniform(-170, 170), 4)
-    pharmacy = api.http.post(
-        "/pharmacies",
-        headers=admin,
-        json={
-            "name": "Metrics Pharmacy",
-            "address": "2 Low Road",
-            "latitude": latitude,
-            "longitude": longitude,
-        },
-    )
-    medication = api.http.post(
-        "/medications",
-        headers=admin,
-        json={
-            "name": f"Ibuprofen {secrets.token_hex(3)}",
-            "strength": "200 mg",
-            "form": "tablet",
-            "price": "3.10",
-            "prescription_only": True,
-        },
-    )
-    assert (pharmacy.status_code, medication.status_code) == (201, 201), pharmacy.text + medication.text
-    shop = {
-        "pharmacy": pharmacy.json()["id"],
-        "medication": medication.json()["id"],
-        "at": (latitude, longitude),
-    }
-    stock = api.http.put(
-        f"/pharmacies/{shop['pharmacy']}/stock/{shop['medication']}",
-        headers=admin,
-        json={"quantity": quantity},
-    )
-    assert stock.status_code == 200, stock.text
-    return shop
-
-
-def add_card(api: Api, patient: dict[str, str], number: str) -> str:
-    answer = api.http.post(
-        "/payment-methods",
-        headers=patient,
-        json={"card_number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"},
-    )
-    assert answer.status_code == 201, answer.text
-    return str(answer.json()["id"])
-
-
-def upload(api: Api, patient: dict[str, str], shop: dict[str, Any], card: str, quantity: int) -> str:
-    latitude, longitude = shop["at"]
-    answer = api.http.post(
-        "/prescriptions",
-        headers=patient,
-        json={
-            "lines": [{"medication_id": shop["medication"], "quantity": quantity}],
-            "delivery_location": {"latitude": latitude + 0.01, "longitude": longitude + 0.01},
-            "payment_method_id": card,
-        },
-    )
-    assert answer.status_code == 202, answer.text
-    return str(answer.json()["order_id"])
-
-
 def scraped_until(url: str, holds: Callable[[str], bool], what: str, timeout: float = 20) -> str:
     """Scrape `url` until `holds` is true of the text; fail saying what was awaited."""
     deadline = time.monotonic() + timeout
@@ -147,13 +87,13 @@ def test_each_process_counts_what_it_handled_and_how_each_order_ended(metrics_pl
     admin = api.token(ADMIN_EMAIL, ADMIN_PASSWORD)
     shop = open_shop(api, admin, quantity=10)
     _, patient = api.new_patient()
-    good, declined = add_card(api, patient, "4242424242424242"), add_card(api, patient, "4000000000000002")
+    good, declined = add_card(api, patient, GOOD_CARD), add_card(api, patient, DECLINED_CARD)
 
     orders = [
-        upload(api, patient, shop, good, 1),
-        upload(api, patient, shop, good, 2),
-        upload(api, patient, shop, declined, 1),
-        upload(api, patient, shop, good, 50),  # more than the shop has
+        upload(api, patient, shop, good, quantity=1)["order_id"],
+        upload(api, patient, shop, good, quantity=2)["order_id"],
+        upload(api, patient, shop, declined, quantity=1)["order_id"],
+        upload(api, patient, shop, good, quantity=50)["order_id"],  # more than the shop has
     ]
     ended = Counter(api.wait_for_status(o, patient, TERMINAL)["status"] for o in orders)
     assert ended == {"CONFIRMED": 2, "CANCELLED": 1, "REJECTED": 1}

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import random
-import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +15,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from conftest import ADMIN_EMAIL, ADMIN_PASSWORD, SERVICES, Api, Backing, started_platform
+from conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    SERVICES,
+    Api,
+    Backing,
+    add_card,
+    open_shop,
+    started_platform,
+    upload,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -143,48 +151,9 @@ def traced_platform(backing: Backing, receiver: OtlpReceiver) -> Iterator[Platfo
 def place_confirmed_order(api: Api) -> str:
     """Stock a pharmacy as admin, then a patient with a good card uploads a prescription; the order's id."""
     admin = api.token(ADMIN_EMAIL, ADMIN_PASSWORD)
-    latitude, longitude = round(random.uniform(-60, 60), 4), round(random.uniform(-170, 170), 4)
-    pharmacy = api.http.post(
-        "/pharmacies",
-        headers=admin,
-        json={"name": "Traced", "address": "1 High Street", "latitude": latitude, "longitude": longitude},
-    )
-    assert pharmacy.status_code == 201, pharmacy.text
-    medication = api.http.post(
-        "/medications",
-        headers=admin,
-        json={
-            "name": f"Amoxicillin {secrets.token_hex(3)}",
-            "strength": "500 mg",
-            "form": "capsule",
-            "price": "4.20",
-            "prescription_only": True,
-        },
-    )
-    assert medication.status_code == 201, medication.text
-    medication_id = medication.json()["id"]
-    stock = api.http.put(
-        f"/pharmacies/{pharmacy.json()['id']}/stock/{medication_id}", headers=admin, json={"quantity": 5}
-    )
-    assert stock.status_code == 200, stock.text
+    shop = open_shop(api, admin, quantity=5)
     _, patient = api.new_patient()
-    card = api.http.post(
-        "/payment-methods",
-        headers=patient,
-        json={"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"},
-    )
-    assert card.status_code == 201, card.text
-    upload = api.http.post(
-        "/prescriptions",
-        headers=patient,
-        json={
-            "lines": [{"medication_id": medication_id, "quantity": 2}],
-            "delivery_location": {"latitude": latitude + 0.01, "longitude": longitude + 0.01},
-            "payment_method_id": card.json()["id"],
-        },
-    )
-    assert upload.status_code == 202, upload.text
-    order_id = str(upload.json()["order_id"])
+    order_id = str(upload(api, patient, shop, add_card(api, patient), quantity=2)["order_id"])
     assert api.wait_for_status(order_id, patient, {"CONFIRMED", "REJECTED", "CANCELLED"})["status"] == (
         "CONFIRMED"
     )
