@@ -253,9 +253,14 @@ class PrescriptionView(Frozen):
 # --- order_service -------------------------------------------------------------------------------
 
 
+OrderStatus = Literal["PENDING", "STOCK_RESERVED", "CONFIRMED", "REJECTED", "CANCELLED"]
+
+
 class ListOrders(Command):
     TYPE = "ListOrders"
     owner_id: str | None
+    # Only orders in this status (couriers list the CONFIRMED ones, waiting for delivery).
+    status: OrderStatus | None = None
     page: Page = Page()
 
 
@@ -271,9 +276,6 @@ class CancelOrder(Command):
     owner_id: str | None
     order_id: str
     reason: str = "cancelled by the customer"
-
-
-OrderStatus = Literal["PENDING", "STOCK_RESERVED", "CONFIRMED", "REJECTED", "CANCELLED"]
 
 
 class StatusChange(Frozen):
@@ -295,3 +297,5 @@ class OrderView(Frozen):
     refunded_cents: int = 0
     history: tuple[StatusChange, ...]
     created_at: datetime
+    # Where the medicine goes. None only from a service older than this field.
+    delivery_location: Location | None = None

@@ -67,6 +67,7 @@ class Order(Aggregate):
             refunded_cents=self.refunded_cents,
             history=tuple(self.history),
             created_at=self.created_at,
+            delivery_location=self.delivery_location,
         )
 
 

@@ -102,7 +102,11 @@ def register(service: Service, orders: Repository[Order]) -> None:
     @service.commands.on(ListOrders)
     async def list_orders(command: ListOrders) -> list[OrderView]:
         found = await store.list_orders(
-            orders, owner_id=command.owner_id, limit=command.page.limit, offset=command.page.offset
+            orders,
+            owner_id=command.owner_id,
+            status=command.status,
+            limit=command.page.limit,
+            offset=command.page.offset,
         )
         return [o.view() for o in found]
 

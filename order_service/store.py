@@ -17,12 +17,15 @@ async def ensure_indexes(repo: Repository[Order]) -> None:
     # One order per prescription, whatever is redelivered.
     await repo.collection.create_index([("prescription_id", ASCENDING)], unique=True)
     await repo.collection.create_index([("patient_id", ASCENDING), ("created_at", DESCENDING)])
+    await repo.collection.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
 
 
 async def list_orders(
-    repo: Repository[Order], *, owner_id: str | None, limit: int, offset: int
+    repo: Repository[Order], *, owner_id: str | None, status: str | None, limit: int, offset: int
 ) -> list[Order]:
     query = {} if owner_id is None else {"patient_id": owner_id}
+    if status is not None:
+        query["status"] = status
     return await repo.find(
         query, sort=[("created_at", DESCENDING), ("_id", ASCENDING)], skip=offset, limit=limit
     )

@@ -10,7 +10,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from contracts.commands import Page
 from service_runtime.messaging import RpcClient
-from user_service.domain import Role, User
+from user_service.domain import DISPATCHERS, STAFF, Role, User
 from user_service.security import read_access_token
 from user_service.settings import Settings
 from user_service.store import UserStore
@@ -71,7 +71,8 @@ def role_in(*roles: Role) -> Callable[[User], User]:
     return check
 
 
-Staff = Annotated[User, Depends(role_in("pharmacist", "admin"))]
+Staff = Annotated[User, Depends(role_in(*sorted(STAFF)))]
+Dispatcher = Annotated[User, Depends(role_in(*sorted(DISPATCHERS)))]
 Admin = Annotated[User, Depends(role_in("admin"))]
 Patient = Annotated[User, Depends(role_in("patient"))]
 

@@ -338,3 +338,22 @@ class OrderOut(BaseModel):
             history=[StatusChangeOut(status=h.status, at=h.at, reason=h.reason) for h in v.history],
             created_at=v.created_at,
         )
+
+
+class DeliveryOut(BaseModel):
+    """An order for a courier: where to collect it and where to take it; nothing of what is inside."""
+
+    order_id: str
+    pharmacy_id: str | None
+    delivery_location: LocationOut | None
+    confirmed_at: datetime | None
+
+    @classmethod
+    def of(cls, v: c.OrderView) -> DeliveryOut:
+        where = v.delivery_location
+        return cls(
+            order_id=v.id,
+            pharmacy_id=v.pharmacy_id,
+            delivery_location=None if where is None else LocationOut(**where.model_dump()),
+            confirmed_at=next((h.at for h in v.history if h.status == "CONFIRMED"), None),
+        )

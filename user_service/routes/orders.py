@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from contracts import commands as c
-from user_service.deps import CurrentUser, Paging, Rpc, UserFilter
+from user_service.deps import CurrentUser, Dispatcher, Paging, Rpc, UserFilter
 from user_service.domain import owner_scope
-from user_service.schemas import OrderOut, Page
+from user_service.schemas import DeliveryOut, OrderOut, Page
 
 router = APIRouter(tags=["orders"])
 
@@ -33,3 +33,13 @@ async def cancel_order(order_id: str, user: CurrentUser, rpc: Rpc) -> OrderOut:
     """Cancel an order not yet paid (PENDING or STOCK_RESERVED); its stock goes back. 409 otherwise."""
     command = c.CancelOrder(owner_id=owner_scope(user, None), order_id=order_id)
     return OrderOut.of(await rpc.ask(command, c.OrderView))
+
+
+@router.get("/deliveries", response_model=Page[DeliveryOut], tags=["deliveries"])
+async def list_deliveries(courier: Dispatcher, rpc: Rpc, page: Paging) -> Page[DeliveryOut]:
+    """Paid orders waiting to be taken to the patient, newest first: the pharmacy to collect from and
+    where to deliver. A courier sees no medication, no price and no prescription.
+    """
+    command = c.ListOrders(owner_id=None, status="CONFIRMED", page=page)
+    found = await rpc.ask(command, list[c.OrderView])
+    return Page(items=[DeliveryOut.of(o) for o in found], limit=page.limit, offset=page.offset)

@@ -5,15 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from contracts import commands as c
-from user_service.deps import Admin, CurrentUser, Paging, Rpc, UserFilter
-from user_service.domain import owner_scope
+from user_service.deps import Admin, CurrentUser, Paging, Patient, Rpc, UserFilter
+from user_service.domain import PAYMENT_READERS, owner_scope
 from user_service.schemas import Page, PaymentMethodIn, PaymentMethodOut, PaymentOut
 
 router = APIRouter(tags=["payments"])
 
 
 @router.post("/payment-methods", status_code=201, response_model=PaymentMethodOut)
-async def add_payment_method(body: PaymentMethodIn, user: CurrentUser, rpc: Rpc) -> PaymentMethodOut:
+async def add_payment_method(body: PaymentMethodIn, user: Patient, rpc: Rpc) -> PaymentMethodOut:
     """Register a card. Only its processor token, brand and last four digits are kept."""
     command = c.AddPaymentMethod(
         owner_id=user.id,
@@ -26,7 +26,7 @@ async def add_payment_method(body: PaymentMethodIn, user: CurrentUser, rpc: Rpc)
 
 
 @router.get("/payment-methods", response_model=Page[PaymentMethodOut])
-async def list_payment_methods(user: CurrentUser, rpc: Rpc) -> Page[PaymentMethodOut]:
+async def list_payment_methods(user: Patient, rpc: Rpc) -> Page[PaymentMethodOut]:
     found = await rpc.ask(c.ListPaymentMethods(owner_id=user.id), list[c.PaymentMethodView])
     return Page(items=[PaymentMethodOut.of(m) for m in found], limit=len(found), offset=0)
 
@@ -35,14 +35,14 @@ async def list_payment_methods(user: CurrentUser, rpc: Rpc) -> Page[PaymentMetho
 async def list_payments(
     user: CurrentUser, rpc: Rpc, page: Paging, user_id: UserFilter = None
 ) -> Page[PaymentOut]:
-    command = c.ListPayments(owner_id=owner_scope(user, user_id), page=page)
+    command = c.ListPayments(owner_id=owner_scope(user, user_id, readers=PAYMENT_READERS), page=page)
     found = await rpc.ask(command, list[c.PaymentView])
     return Page(items=[PaymentOut.of(p) for p in found], limit=page.limit, offset=page.offset)
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut)
 async def get_payment(payment_id: str, user: CurrentUser, rpc: Rpc) -> PaymentOut:
-    command = c.GetPayment(owner_id=owner_scope(user, None), payment_id=payment_id)
+    command = c.GetPayment(owner_id=owner_scope(user, None, readers=PAYMENT_READERS), payment_id=payment_id)
     return PaymentOut.of(await rpc.ask(command, c.PaymentView))
 
 

@@ -18,7 +18,12 @@ async def list_users(admin: Admin, users: Users, page: Paging) -> Page[UserOut]:
 
 @router.patch("/users/{user_id}", response_model=UserOut)
 async def grant_role(user_id: str, body: RoleIn, admin: Admin, users: Users) -> UserOut:
-    """Give a user the role patient, pharmacist or admin."""
+    """Give a user the role patient, pharmacist, courier or admin.
+
+    Not one's own: an admin cannot lock the platform out of its last admin, nor raise themselves.
+    """
+    if user_id == admin.id:
+        raise HTTPException(403, "an admin cannot change their own role; ask another admin")
     user = await users.set_role(user_id=user_id, role=body.role)
     if user is None:
         raise HTTPException(404, f"user {user_id} not found")

@@ -87,6 +87,24 @@ def test_a_patient_is_not_staff() -> None:
     assert not user("patient").is_staff
 
 
+def test_a_courier_reaches_no_patients_records_not_even_by_naming_none() -> None:
+    courier = user("courier", "courier-1")
+
+    assert not courier.is_staff
+    for asked in (None, "courier-1", "user-2"):
+        with pytest.raises(domain.Forbidden, match="courier"):
+            domain.owner_scope(courier, asked)
+
+
+def test_payments_are_read_by_their_patient_and_admins_only() -> None:
+    readers = domain.PAYMENT_READERS
+
+    assert domain.owner_scope(user("admin"), "user-2", readers=readers) == "user-2"
+    assert domain.owner_scope(user("patient", "user-1"), None, readers=readers) == "user-1"
+    with pytest.raises(domain.Forbidden):
+        domain.owner_scope(user("pharmacist"), "user-2", readers=readers)
+
+
 # --- password hashes --------------------------------------------------------------------------------
 
 
@@ -196,3 +214,13 @@ def test_settings_refuse_the_development_key_outside_development() -> None:
         Settings(environment="production")
     with pytest.raises(ValueError, match="at least 32"):
         Settings(environment="production", secret_key="x" * 31)
+
+
+def test_a_retry_with_the_same_idempotency_key_is_the_same_request_of_the_same_user_only() -> None:
+    first = domain.keyed_request_id("user-1", "upload-7")
+
+    assert domain.keyed_request_id("user-1", "upload-7") == first
+    assert domain.keyed_request_id("user-1", "upload-8") != first
+    assert domain.keyed_request_id("user-2", "upload-7") != first
+    # No way to forge another user's request by moving characters between the user id and the key.
+    assert domain.keyed_request_id("user-1:upload", "7") != domain.keyed_request_id("user-1", "upload:7")

@@ -1,0 +1,291 @@
+"""Every endpoint, called as every role: who may, who may not, and no patient reaches another's records.
+
+OWASP API Security Top 10 (2023): API1 broken object level authorization (every id a client sends is
+tried by another patient) and API5 broken function level authorization (every endpoint is tried by
+every role). The table names every operation of the OpenAPI document, so a new endpoint without a
+line here fails `test_the_table_covers_every_operation_of_the_api`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from conftest import GOOD_CARD, Api, Shop, add_card, open_shop, upload
+
+pytestmark = pytest.mark.e2e
+
+ANONYMOUS, OWNER, OTHER = "anonymous", "owner", "other patient"
+ROLES = (ANONYMOUS, OWNER, OTHER, "pharmacist", "courier", "admin")
+SIGNED_IN = frozenset(ROLES) - {ANONYMOUS}
+PATIENTS = frozenset({OWNER, OTHER})
+STAFF = frozenset({"pharmacist", "admin"})
+# Ids in a path that belong to one patient: another patient is answered 404, as if there were none.
+OWNED_IDS = ("{prescription_id}", "{order_id}", "{payment_id}")
+
+
+@dataclass
+class World:
+    """The actors, and the owner's records everyone else tries to reach."""
+
+    api: Api
+    admin_headers: dict[str, str]
+    headers: dict[str, dict[str, str]]
+    users: dict[str, dict[str, Any]]
+    cards: dict[str, str]
+    shop: Shop
+    ids: dict[str, str] = field(default_factory=dict)
+
+    def confirmed_order(self) -> dict[str, Any]:
+        """A new prescription of the owner's, its order confirmed and paid."""
+        prescription = upload(self.api, self.headers[OWNER], self.shop, self.cards[OWNER], quantity=1)
+        self.api.wait_for_status(prescription["order_id"], self.headers[OWNER], {"CONFIRMED"})
+        return prescription
+
+    def fresh(self, placeholder: str) -> str:
+        """A record of its own for an allowed call that changes or removes what it names."""
+        if placeholder == "{prescription_id}":
+            return str(upload(self.api, self.headers[OWNER], self.shop, self.cards[OWNER], 1)["id"])
+        if placeholder == "{order_id}":
+            return str(upload(self.api, self.headers[OWNER], self.shop, self.cards[OWNER], 1)["order_id"])
+        if placeholder == "{payment_id}":
+            order_id = self.confirmed_order()["order_id"]
+            payments = self.api.http.get("/payments", headers=self.headers[OWNER]).json()["items"]
+            return str(next(p["id"] for p in payments if p["order_id"] == order_id))
+        if placeholder == "{medication_id}":
+            return open_shop(self.api, self.admin_headers, quantity=1).medication_id
+        if placeholder == "{user_id}":
+            return str(self.api.new_patient()[0]["id"])
+        raise AssertionError(f"no fresh record for {placeholder}")
+
+
+Body = Callable[[World, str], dict[str, Any]]
+
+
+def _pharmacy(world: World, role: str) -> dict[str, Any]:
+    return {"name": "Access Pharmacy", "address": "3 Side St", "latitude": 1.5, "longitude": 2.5}
+
+
+def _medication(world: World, role: str) -> dict[str, Any]:
+    name = f"Access {secrets.token_hex(3)}"
+    return {"name": name, "strength": "1 mg", "form": "tablet", "price": "1.00", "prescription_only": True}
+
+
+def _card(world: World, role: str) -> dict[str, Any]:
+    return {"card_number": GOOD_CARD, "exp_month": 12, "exp_year": 2031, "cvc": "123"}
+
+
+def _prescription(world: World, role: str) -> dict[str, Any]:
+    return {
+        "lines": [{"medication_id": world.shop.medication_id, "quantity": 1}],
+        "delivery_location": {"latitude": world.shop.latitude, "longitude": world.shop.longitude},
+        "payment_method_id": world.cards.get(role, world.cards[OWNER]),
+    }
+
+
+def _registration(world: World, role: str) -> dict[str, Any]:
+    email = f"access-{secrets.token_hex(4)}@example.com"
+    return {"email": email, "password": "a long enough password", "full_name": "New Comer"}
+
+
+@dataclass(frozen=True)
+class Operation:
+    allowed: frozenset[str]
+    status: frozenset[int]  # what an allowed call answers
+    json: Body | None = None
+    form: bool = False  # the OAuth2 password form of /auth/token
+    changes: bool = False  # each allowed call acts on a fresh record, not on the shared ones
+
+
+def op(allowed: Iterable[str], *status: int, **kwargs: Any) -> Operation:
+    return Operation(frozenset(allowed), frozenset(status), **kwargs)
+
+
+TABLE: dict[tuple[str, str], Operation] = {
+    ("POST", "/auth/register"): op(frozenset(ROLES), 201, json=_registration),
+    ("POST", "/auth/token"): op(frozenset(ROLES), 200, form=True),
+    ("GET", "/users/me"): op(SIGNED_IN, 200),
+    ("GET", "/users"): op({"admin"}, 200),
+    ("PATCH", "/users/{user_id}"): op({"admin"}, 200, json=lambda w, r: {"role": "patient"}, changes=True),
+    ("POST", "/pharmacies"): op(STAFF, 201, json=_pharmacy),
+    ("GET", "/pharmacies"): op(SIGNED_IN, 200),
+    ("PUT", "/pharmacies/{pharmacy_id}/stock/{medication_id}"): op(
+        STAFF, 200, json=lambda w, r: {"quantity": 1000}
+    ),
+    ("POST", "/medications"): op(STAFF, 201, json=_medication),
+    ("GET", "/medications"): op(SIGNED_IN, 200),
+    ("GET", "/medications/{medication_id}"): op(SIGNED_IN, 200),
+    ("PATCH", "/medications/{medication_id}"): op(STAFF, 200, json=lambda w, r: {"price": "4.20"}),
+    ("DELETE", "/medications/{medication_id}"): op(STAFF, 204, changes=True),
+    ("GET", "/medications/{medication_id}/availability"): op(SIGNED_IN, 200),
+    ("POST", "/payment-methods"): op(PATIENTS, 201, json=_card),
+    ("GET", "/payment-methods"): op(PATIENTS, 200),
+    ("GET", "/payments"): op(PATIENTS | {"admin"}, 200),
+    ("GET", "/payments/{payment_id}"): op({OWNER, "admin"}, 200),
+    ("DELETE", "/payments/{payment_id}"): op({"admin"}, 204, changes=True),
+    ("POST", "/prescriptions"): op(PATIENTS, 202, json=_prescription),
+    ("GET", "/prescriptions"): op(PATIENTS | STAFF, 200),
+    ("GET", "/prescriptions/{prescription_id}"): op({OWNER} | STAFF, 200),
+    ("DELETE", "/prescriptions/{prescription_id}"): op({OWNER} | STAFF, 204, changes=True),
+    ("GET", "/orders"): op(PATIENTS | STAFF, 200),
+    ("GET", "/orders/{order_id}"): op({OWNER} | STAFF, 200),
+    # 409: the fresh order was paid before the cancel came; refused by the rules, not by access.
+    ("DELETE", "/orders/{order_id}"): op({OWNER} | STAFF, 200, 409, changes=True),
+    ("GET", "/deliveries"): op({"courier"} | STAFF, 200),
+    ("GET", "/audit"): op({"admin"}, 200),
+    ("GET", "/health"): op(frozenset(ROLES), 200),
+    ("GET", "/health/live"): op(frozenset(ROLES), 200),
+    ("GET", "/health/ready"): op(frozenset(ROLES), 200),
+}
+
+
+def refusal(role: str, path: str, operation: Operation) -> int:
+    """What a role not allowed an operation is answered."""
+    if role == ANONYMOUS:
+        return 401
+    if role == OTHER and OWNER in operation.allowed and any(owned in path for owned in OWNED_IDS):
+        return 404  # another patient's record answers exactly like a missing one
+    return 403
+
+
+@pytest.fixture(scope="module")
+def world(api: Api, admin: dict[str, str]) -> World:
+    users: dict[str, dict[str, Any]] = {}
+    headers: dict[str, dict[str, str]] = {ANONYMOUS: {}, "admin": admin}
+    for role in (OWNER, OTHER, "pharmacist", "courier"):
+        users[role], headers[role] = api.new_patient()
+    for role in ("pharmacist", "courier"):
+        granted = api.http.patch(f"/users/{users[role]['id']}", headers=admin, json={"role": role})
+        assert granted.status_code == 200, granted.text
+    shop = open_shop(api, admin, quantity=1000)
+    cards = {role: add_card(api, headers[role]) for role in PATIENTS}
+    world = World(api, admin, headers, users, cards, shop)
+    prescription = world.confirmed_order()
+    payments = api.http.get("/payments", headers=headers[OWNER]).json()["items"]
+    world.ids = {
+        "{prescription_id}": prescription["id"],
+        "{order_id}": prescription["order_id"],
+        "{payment_id}": payments[0]["id"],
+        "{pharmacy_id}": shop.pharmacy_id,
+        "{medication_id}": shop.medication_id,
+        "{user_id}": users[OTHER]["id"],
+    }
+    return world
+
+
+def call(world: World, method: str, path: str, operation: Operation, role: str) -> httpx.Response:
+    allowed = role in operation.allowed
+    for placeholder, shared in world.ids.items():
+        if placeholder in path:
+            # A refused call must leave the shared record as it was; an allowed change gets its own.
+            record = world.fresh(placeholder) if allowed and operation.changes else shared
+            path = path.replace(placeholder, record)
+    kwargs: dict[str, Any] = {"headers": world.headers[role]}
+    if operation.json is not None:
+        kwargs["json"] = operation.json(world, role)
+    if operation.form:
+        kwargs["data"] = {"username": world.users[OWNER]["email"], "password": "a long enough password"}
+    return world.api.http.request(method, path, **kwargs)
+
+
+CASES = [(method, path, role) for (method, path) in TABLE for role in ROLES]
+
+
+@pytest.mark.parametrize(("method", "path", "role"), CASES, ids=[f"{m} {p} as {r}" for m, p, r in CASES])
+def test_who_may_call_what(world: World, method: str, path: str, role: str) -> None:
+    operation = TABLE[(method, path)]
+
+    answer = call(world, method, path, operation, role)
+
+    if role in operation.allowed:
+        assert answer.status_code in operation.status, answer.text
+    else:
+        assert answer.status_code == refusal(role, path, operation), answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_the_table_covers_every_operation_of_the_api(api: Api) -> None:
+    document = api.http.get("/openapi.json").json()
+    operations = {
+        (method.upper(), path.removeprefix("/api/v1"))
+        for path, item in document["paths"].items()
+        for method in item
+    }
+
+    assert operations == set(TABLE)
+
+
+def test_refused_calls_left_the_owners_records_as_they_were(world: World) -> None:
+    # Runs after the table (pytest keeps file order): every refused DELETE and PATCH changed nothing.
+    owner = world.headers[OWNER]
+    prescription = world.api.http.get(f"/prescriptions/{world.ids['{prescription_id}']}", headers=owner)
+    order = world.api.http.get(f"/orders/{world.ids['{order_id}']}", headers=owner)
+    payment = world.api.http.get(f"/payments/{world.ids['{payment_id}']}", headers=owner)
+    other = world.api.http.get("/users/me", headers=world.headers[OTHER])
+
+    assert prescription.status_code == 200
+    assert prescription.json()["status"] == "FILLED"
+    assert order.status_code == 200
+    assert order.json()["status"] == "CONFIRMED"
+    assert payment.status_code == 200
+    assert payment.json()["status"] == "APPROVED"
+    assert other.json()["role"] == "patient"
+
+
+def test_a_listing_shows_a_patient_only_their_own_records(world: World) -> None:
+    other = world.headers[OTHER]
+    owner_id = world.users[OWNER]["id"]
+
+    for listing in ("/prescriptions", "/orders", "/payments"):
+        mine = world.api.http.get(listing, headers=other)
+        theirs = world.api.http.get(listing, headers=other, params={"user_id": owner_id})
+
+        assert mine.status_code == 200
+        assert {item["patient_id"] for item in mine.json()["items"]} <= {world.users[OTHER]["id"]}
+        assert theirs.status_code == 403, listing
+
+
+def test_a_courier_sees_where_to_deliver_and_nothing_of_what_is_inside(world: World) -> None:
+    answer = world.api.http.get("/deliveries", headers=world.headers["courier"], params={"limit": 200})
+    ours = [d for d in answer.json()["items"] if d["order_id"] == world.ids["{order_id}"]]
+
+    assert answer.status_code == 200
+    assert len(ours) == 1
+    assert ours[0].pop("confirmed_at") is not None
+    assert ours == [
+        {
+            "order_id": world.ids["{order_id}"],
+            "pharmacy_id": world.shop.pharmacy_id,
+            "delivery_location": {
+                "latitude": world.shop.latitude + 0.01,
+                "longitude": world.shop.longitude + 0.01,
+            },
+        }
+    ]
+    assert world.shop.medication_id not in answer.text
+    assert world.users[OWNER]["full_name"] not in answer.text
+
+
+def test_a_role_claim_is_never_taken_from_the_client(world: World) -> None:
+    # The role comes from the store on every request: a patient cannot grant themselves one.
+    owner = world.headers[OWNER]
+    me = world.users[OWNER]["id"]
+
+    self_grant = world.api.http.patch(f"/users/{me}", headers=owner, json={"role": "admin"})
+    registered_as_admin = world.api.http.post(
+        "/auth/register", json={**_registration(world, OWNER), "role": "admin"}
+    )
+    admin_self_change = world.api.http.patch(
+        f"/users/{world.api.http.get('/users/me', headers=world.admin_headers).json()['id']}",
+        headers=world.admin_headers,
+        json={"role": "patient"},
+    )
+
+    assert self_grant.status_code == 403
+    assert registered_as_admin.status_code == 422
+    assert admin_self_change.status_code == 403
+    assert world.api.http.get("/users/me", headers=owner).json()["role"] == "patient"
