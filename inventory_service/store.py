@@ -21,9 +21,10 @@ class Stores:
 
 def stores(service: Service) -> Stores:
     return Stores(
-        pharmacies=service.repository("pharmacies", Pharmacy),
+        # An order's lines, held at a pharmacy or reserved for a patient, are that patient's medication.
+        pharmacies=service.repository("pharmacies", Pharmacy, sealed=("holds.*",)),
         medications=service.repository("medications", Medication),
-        reservations=service.repository("reservations", Reservation),
+        reservations=service.repository("reservations", Reservation, sealed=("lines", "shortages")),
     )
 
 

@@ -9,6 +9,7 @@
     pharmacy-ops rebuild order_service        a lost database back, from the journal
     pharmacy-ops backup order_service         one service's database into a compressed archive
     pharmacy-ops restore ARCHIVE              an archive back, into an empty database
+    pharmacy-ops rotate-keys --all            patients' data sealed again under the current key
 
 It talks to the broker named by RABBITMQ_URL, in the namespace BROKER_NAMESPACE (as the services do).
 """
@@ -31,9 +32,11 @@ from rich.text import Text
 
 from contracts import topology
 from operations import backup as backups
-from operations import dead_letters
+from operations import dead_letters, rotation
 from operations import replay as replaying
 from operations.journal import Journal, JournalSettings
+from service_runtime import store
+from service_runtime.crypto import FieldCipher
 from service_runtime.launcher import database_name
 from service_runtime.settings import RuntimeSettings
 
@@ -609,6 +612,71 @@ def restore(
         )
         if done.replaced:
             console.print(f"Replaced what it held (--force): {done.replaced}")
+
+
+# --- field encryption keys -----------------------------------------------------------------------
+
+
+@app.command("rotate-keys")
+def rotate_keys(
+    service: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="SERVICE", help=f"Whose database: {', '.join(backups.TARGETS)}.", show_default=False
+        ),
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every service's database and the journal's.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be sealed again; write nothing.")
+    ] = False,
+    database_prefix: DatabasePrefix = "pharmacy",
+) -> None:
+    """Seal patients' data again under the current key, so that older keys can be removed.
+
+    Run it after FIELD_ENCRYPTION_KEY_ID names a new key (the older ones still listed in
+    FIELD_ENCRYPTION_KEYS) and every service was restarted with it. A value a service writes
+    meanwhile is never overwritten: it was sealed with the new key already. Once every database
+    shows nothing left to seal again, remove the older keys. Reads MONGODB_URL and the keys.
+    """
+    if every == (service is not None):
+        raise typer.BadParameter("name one SERVICE, or pass --all")
+    if service is not None and service not in backups.TARGETS:
+        raise typer.BadParameter(f"unknown service {service}; one of {', '.join(backups.TARGETS)}")
+    settings = RuntimeSettings()
+    cipher = FieldCipher.from_settings(settings)
+    chosen = list(backups.TARGETS) if service is None else [service]
+
+    async def rotate_all() -> dict[str, list[rotation.Rotated]]:
+        client = store.connect(settings)
+        try:
+            return {
+                name: await rotation.rotate(
+                    client[database_name(name, database_prefix)], cipher, dry_run=dry_run
+                )
+                for name in chosen
+            }
+        finally:
+            await client.close()
+
+    done = asyncio.run(rotate_all())
+    verb = "to seal again" if dry_run else "sealed again"
+    table = Table("database", "collection", "documents", verb, f"under {cipher.current} already", "left")
+    for name, counts in done.items():
+        for count in counts:
+            table.add_row(
+                database_name(name, database_prefix),
+                count.collection,
+                str(count.documents),
+                str(count.resealed),
+                str(count.current),
+                str(count.left),
+            )
+    console.print(table)
+    resealed = sum(c.resealed for counts in done.values() for c in counts)
+    left = sum(c.left for counts in done.values() for c in counts)
+    console.print(f"{resealed} values {verb} under key {cipher.current}.")
+    if left:
+        _fail(f"{left} values kept changing while being sealed again: run rotate-keys again.")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pymongo.errors import DuplicateKeyError
 from contracts import topology
 from contracts.base import Envelope, Timer
 from contracts.events import ALL_EVENTS
+from service_runtime.crypto import FieldCipher, place
 from service_runtime.errors import until_up
 from service_runtime.logs import setup_logging
 from service_runtime.settings import RuntimeSettings
@@ -42,17 +43,25 @@ class JournalSettings(RuntimeSettings):
 
 
 class Journal:
-    """The journal's collection: one document per event, under its event id."""
+    """The journal's collection: one document per event, under its event id, its payload sealed.
 
-    def __init__(self, collection: AsyncCollection[Document]) -> None:
+    Payloads carry prescriptions' lines and delivery locations, kept here for good: sealed like the
+    services' own data. What the journal is searched by (type, ids, times) stays in clear.
+    """
+
+    def __init__(self, collection: AsyncCollection[Document], cipher: FieldCipher) -> None:
         self.collection = collection
+        self.cipher = cipher
 
     @classmethod
     def connect(cls, settings: JournalSettings) -> tuple[AsyncMongoClient[Document], Journal]:
         client: AsyncMongoClient[Document] = AsyncMongoClient(
             settings.mongodb_url, tz_aware=True, serverSelectionTimeoutMS=5000
         )
-        return client, cls(client[settings.journal_database]["events"])
+        return client, cls(client[settings.journal_database]["events"], FieldCipher.from_settings(settings))
+
+    def _payload_at(self, event_id: str) -> str:
+        return place(self.collection.name, event_id, "envelope.payload")
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("correlation_id", ASCENDING), ("occurred_at", ASCENDING)])
@@ -84,7 +93,9 @@ class Journal:
             "recorded_at": datetime.now(UTC),
             "arrived": arrived if arrived is not None else time.time_ns(),
             "decided_after": decided_after,
-            "envelope": envelope.model_dump(mode="json"),
+            "envelope": self.cipher.seal_payload(
+                envelope.model_dump(mode="json"), at=self._payload_at(str(envelope.event_id))
+            ),
         }
         try:
             await self.collection.insert_one(document)
@@ -103,7 +114,7 @@ class Journal:
         limit: int = 0,
         as_delivered: bool = False,
     ) -> list[Document]:
-        """Events matching every filter given, oldest first.
+        """Events matching every filter given, oldest first, their payloads opened.
 
         `as_delivered`: in the order the broker delivered them, not the order they occurred in. A
         replay goes in this order: an event decided earlier can be published later than another (the
@@ -120,7 +131,10 @@ class Journal:
             query["occurred_at"] = {k: v for k, v in (("$gte", since), ("$lt", until)) if v is not None}
         order = "arrived" if as_delivered else "occurred_at"
         cursor = self.collection.find(query, sort=[(order, ASCENDING), ("_id", ASCENDING)], limit=limit)
-        return [doc async for doc in cursor]
+        return [
+            {**doc, "envelope": self.cipher.open_payload(doc["envelope"], at=self._payload_at(doc["_id"]))}
+            async for doc in cursor
+        ]
 
     async def prune(self, older_than: timedelta) -> int:
         result = await self.collection.delete_many({"recorded_at": {"$lt": datetime.now(UTC) - older_than}})

@@ -10,7 +10,9 @@ from service_runtime.store import Repository
 
 
 def orders(service: Service) -> Repository[Order]:
-    return service.repository("orders", Order)
+    # What the patient takes and where they live; the history's reasons name medications too.
+    sealed = ("lines", "delivery_location", "priced_lines", "shortages", "history")
+    return service.repository("orders", Order, sealed=sealed)
 
 
 async def ensure_indexes(repo: Repository[Order]) -> None:

@@ -10,7 +10,7 @@ from service_runtime.store import Repository
 
 
 def prescriptions(service: Service) -> Repository[Prescription]:
-    return service.repository("prescriptions", Prescription)
+    return service.repository("prescriptions", Prescription, sealed=("lines", "delivery_location"))
 
 
 async def ensure_indexes(repo: Repository[Prescription]) -> None:

@@ -12,8 +12,10 @@ from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
+from service_runtime.crypto import FieldCipher
 from service_runtime.locks import KeyedLock
 from service_runtime.messaging import EventBus
+from service_runtime.store import outbox_place
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +38,13 @@ class OutboxRelay:
         self,
         bus: EventBus,
         ask_for_sweep: Callable[[timedelta], Awaitable[None]],
+        cipher: FieldCipher,
         *,
         sweep_seconds: float,
         retry_seconds: float,
     ) -> None:
         self.bus = bus
+        self.cipher = cipher
         self.ask_for_sweep = ask_for_sweep
         self.sweep_seconds = sweep_seconds
         self.retry_seconds = retry_seconds
@@ -66,8 +70,9 @@ class OutboxRelay:
             pending: dict[str, Any] = (doc or {}).get("outbox") or {}
             published: list[str] = []
             try:
-                for event_id, envelope in pending.items():
-                    await self.bus.publish(envelope)
+                for event_id, entry in pending.items():
+                    at = outbox_place(collection.name, doc_id, event_id)
+                    await self.bus.publish(self.cipher.open_payload(entry, at=at))
                     published.append(event_id)
             except Exception:
                 self._flush_failed.set()

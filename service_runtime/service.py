@@ -18,6 +18,7 @@ from contracts.base import Envelope, Event
 from contracts.commands import SweepOutbox
 from service_runtime import metrics, tracing
 from service_runtime.aggregate import Aggregate
+from service_runtime.crypto import FieldCipher
 from service_runtime.errors import TRANSIENT, ConcurrentModification, RetryLater, until_up
 from service_runtime.locks import KeyedLock
 from service_runtime.logs import setup_logging
@@ -48,9 +49,11 @@ class Service:
         self.client = connect(settings)
         self.db: AsyncDatabase[Document] = self.client[settings.mongodb_database]
         self.bus = EventBus(self.broker, self.topology, publisher=name)
+        self.cipher = FieldCipher.from_settings(settings)
         self.relay = OutboxRelay(
             self.bus,
             self._ask_for_sweep,
+            self.cipher,
             sweep_seconds=settings.outbox_sweep_seconds,
             retry_seconds=settings.outbox_retry_seconds,
         )
@@ -65,10 +68,11 @@ class Service:
         self._on_start: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
 
-    def repository(self, collection: str, model: type[A]) -> Repository[A]:
+    def repository(self, collection: str, model: type[A], *, sealed: Sequence[str] = ()) -> Repository[A]:
+        """The repository of one collection; `sealed`: the fields of patients' data, kept encrypted."""
         coll: AsyncCollection[Document] = self.db[collection]
         self.relay.watch(coll)
-        return Repository(coll, model)
+        return Repository(coll, model, self.cipher, sealed=sealed)
 
     def on_start(self, hook: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         self._on_start.append(hook)

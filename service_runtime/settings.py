@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service_runtime.crypto import parse_keys
+
+# A fixed key so a development run needs no setup; refused anywhere else (see below).
+DEVELOPMENT_FIELD_KEYS = "dev:ZGV2ZWxvcG1lbnQtb25seS1maWVsZC1rZXktMDAzMmI="
 
 
 class RuntimeSettings(BaseSettings):
     """What every service needs to reach the broker and its own database."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    # A refused value must not reach the start-up log: URLs carry the broker's and the store's passwords.
+    model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
 
     environment: Literal["development", "test", "production"] = "development"
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
@@ -43,3 +50,19 @@ class RuntimeSettings(BaseSettings):
     health_timeout_seconds: float = 1.0
     # Queue depths are asked of the broker when scraped, at most this often.
     queue_depth_refresh_seconds: float = 5.0
+    # Patients' data is sealed at rest (service_runtime/crypto.py) with the key FIELD_ENCRYPTION_KEY_ID
+    # names (default: the first listed); FIELD_ENCRYPTION_KEYS lists it and every older key still in use.
+    field_encryption_keys: SecretStr = SecretStr(DEVELOPMENT_FIELD_KEYS)
+    field_encryption_key_id: str = ""
+
+    @model_validator(mode="after")
+    def refuse_development_field_keys(self) -> RuntimeSettings:
+        # A forgotten key must fail at start, not seal patients' data with a key published here.
+        keys = parse_keys(self.field_encryption_keys.get_secret_value())
+        if self.field_encryption_key_id and self.field_encryption_key_id not in keys:
+            raise ValueError(f"FIELD_ENCRYPTION_KEY_ID {self.field_encryption_key_id} is not listed")
+        if self.environment != "development" and set(keys.values()) & set(
+            parse_keys(DEVELOPMENT_FIELD_KEYS).values()
+        ):
+            raise ValueError("FIELD_ENCRYPTION_KEYS must be set outside development")
+        return self

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -14,6 +14,7 @@ from pymongo.errors import DuplicateKeyError
 from contracts.base import Envelope
 from service_runtime import tracing
 from service_runtime.aggregate import Aggregate
+from service_runtime.crypto import FieldCipher, place
 from service_runtime.errors import ConcurrentModification
 from service_runtime.settings import RuntimeSettings
 
@@ -43,33 +44,76 @@ def _placed(entry: Document) -> Document:
     return entry
 
 
-def pending(events: Sequence[Envelope]) -> Document:
-    """An outbox: each event as stored, under its id, with the trace context it was decided in."""
-    return {str(e.event_id): tracing.remember(_placed(e.model_dump(mode="json"))) for e in events}
+def outbox_place(collection: str, doc_id: str, event_id: str) -> str:
+    """Where an outbox entry's sealed payload lives (see crypto.place)."""
+    return place(collection, doc_id, f"outbox.{event_id}.payload")
 
 
-def outbox_fields(events: Sequence[Envelope]) -> Document:
-    """The `$set` that appends events to a document's outbox, in the same write as the state change."""
-    if not events:
-        return {}
-    fields: Document = {f"outbox.{event_id}": envelope for event_id, envelope in pending(events).items()}
-    fields["outbox_since"] = datetime.now(UTC)
-    return fields
+def pending(events: Sequence[Envelope], cipher: FieldCipher, *, collection: str, doc_id: str) -> Document:
+    """An outbox: each event as stored, its payload sealed, under its id, with the trace context it was
+    decided in. Events carry prescriptions' lines and delivery locations: at rest, they are sealed too."""
+    return {
+        str(e.event_id): cipher.seal_payload(
+            tracing.remember(_placed(e.model_dump(mode="json"))),
+            at=outbox_place(collection, doc_id, str(e.event_id)),
+        )
+        for e in events
+    }
 
 
 class Repository(Generic[A]):
-    """Load and save one kind of aggregate; every save is one conditional, atomic document update."""
+    """Load and save one kind of aggregate; every save is one conditional, atomic document update.
 
-    def __init__(self, collection: AsyncCollection[Document], model: type[A]) -> None:
+    `sealed` names the aggregate's fields kept encrypted; `name.*` seals each value of a mapping on its
+    own, so its keys stay queryable. Queries never filter on what is sealed.
+    """
+
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        model: type[A],
+        cipher: FieldCipher,
+        *,
+        sealed: Sequence[str] = (),
+    ) -> None:
         self.collection = collection
         self.model = model
+        self.cipher = cipher
+        self.sealed = tuple(sealed)
+
+    def _each_sealed(self, doc_id: str, state: Document, change: Callable[[Any, str], Any]) -> Document:
+        """The state with `change(value, place)` applied to every sealed value in it."""
+        for path in self.sealed:
+            name = path.removesuffix(".*")
+            if name not in state:
+                continue
+            at = place(self.collection.name, doc_id, name)
+            if path.endswith(".*"):
+                state[name] = {key: change(value, f"{at}.{key}") for key, value in state[name].items()}
+            else:
+                state[name] = change(state[name], at)
+        return state
+
+    def _sealed(self, aggregate: A) -> Document:
+        state = aggregate.model_dump(exclude=_BOOKKEEPING)
+        return self._each_sealed(aggregate.id, state, lambda value, at: self.cipher.seal(value, at=at))
 
     def _load(self, doc: Document) -> A:
         doc = dict(doc)
         doc["id"] = doc.pop("_id")
         doc.pop("outbox", None)
         doc.pop("outbox_since", None)
+        doc = self._each_sealed(doc["id"], doc, lambda value, at: self.cipher.open(value, at=at))
         return self.model.model_validate(doc)
+
+    def _outbox_fields(self, aggregate_id: str, events: Sequence[Envelope]) -> Document:
+        """The `$set` that appends events to a document's outbox, in the same write as the state change."""
+        if not events:
+            return {}
+        outbox = pending(events, self.cipher, collection=self.collection.name, doc_id=aggregate_id)
+        fields: Document = {f"outbox.{event_id}": entry for event_id, entry in outbox.items()}
+        fields["outbox_since"] = datetime.now(UTC)
+        return fields
 
     async def get(self, aggregate_id: str) -> A | None:
         doc = await self.collection.find_one({"_id": aggregate_id})
@@ -90,12 +134,12 @@ class Repository(Generic[A]):
         self, aggregate: A, events: Sequence[Envelope] = (), *, caused_by: str | None = None
     ) -> bool:
         """Insert a new aggregate with its first events. False when one with this id already exists."""
-        doc = aggregate.model_dump(exclude=_BOOKKEEPING)
+        doc = self._sealed(aggregate)
         doc["_id"] = aggregate.id
         doc["version"] = 1
         doc["processed_event_ids"] = [caused_by] if caused_by else []
         if events:
-            doc["outbox"] = pending(events)
+            doc["outbox"] = pending(events, self.cipher, collection=self.collection.name, doc_id=aggregate.id)
             doc["outbox_since"] = datetime.now(UTC)
         try:
             await self.collection.insert_one(doc)
@@ -108,8 +152,9 @@ class Repository(Generic[A]):
         self, aggregate: A, events: Sequence[Envelope] = (), *, caused_by: str | None = None
     ) -> None:
         """Write the aggregate's new state and events if nobody changed it since it was read."""
-        state = aggregate.model_dump(exclude=_BOOKKEEPING)
-        update: Document = {"$set": {**state, "version": aggregate.version + 1, **outbox_fields(events)}}
+        state = self._sealed(aggregate)
+        outbox = self._outbox_fields(aggregate.id, events)
+        update: Document = {"$set": {**state, "version": aggregate.version + 1, **outbox}}
         if caused_by:
             update["$push"] = {"processed_event_ids": caused_by}
         result = await self.collection.update_one({"_id": aggregate.id, "version": aggregate.version}, update)

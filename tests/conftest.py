@@ -8,6 +8,7 @@ broker namespace and databases, deleted afterwards, so tests never see each othe
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import random
@@ -31,14 +32,27 @@ import pytest_asyncio
 from contracts import topology
 from contracts.base import Envelope, Event
 from contracts.events import Location, PrescribedLine, PrescriptionUploaded
+from service_runtime.crypto import place
 from service_runtime.launcher import SERVICES, Platform, delete_namespace, drop_databases
 from service_runtime.messaging import ROUTING_KEYS, AmqpRequester, RpcClient
 from service_runtime.service import Service
 from service_runtime.settings import RuntimeSettings
+from service_runtime.store import Repository
 
 ROOT = Path(__file__).resolve().parent.parent
 S = TypeVar("S", bound=RuntimeSettings)
 T = TypeVar("T")
+
+
+def field_key(kid: str) -> str:
+    """A new field-encryption key as FIELD_ENCRYPTION_KEYS lists it: `id:base64 of 32 bytes`."""
+    return f"{kid}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+
+
+# This session's keys, never the development ones: platforms' processes, services started in-process
+# and `pharmacy-ops` run by a test all read them from the environment. One key: it is the current one.
+FIELD_KEYS = {"FIELD_ENCRYPTION_KEYS": field_key("test1"), "EMAIL_INDEX_KEY": secrets.token_urlsafe(32)}
+os.environ.update(FIELD_KEYS)
 
 
 @dataclass(frozen=True)
@@ -196,6 +210,26 @@ async def eventually(
         await asyncio.sleep(0.05)
 
 
+def opened(repo: Repository[Any], doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A document as stored, bookkeeping and all, with every field the repository seals opened, so tests
+    compare values. Opening fails unless the field was stored sealed, for this very place."""
+    found, cipher = dict(doc), repo.cipher
+    for path in repo.sealed:
+        name = path.removesuffix(".*")
+        at = place(repo.collection.name, found["_id"], name)
+        if path.endswith(".*"):
+            found[name] = {key: cipher.open(value, at=f"{at}.{key}") for key, value in found[name].items()}
+        else:
+            found[name] = cipher.open(found[name], at=at)
+    return found
+
+
+async def stored(repo: Repository[Any], doc_id: str) -> dict[str, Any] | None:
+    """One raw document of the repository's collection, opened (see `opened`); None when there is none."""
+    doc = await repo.collection.find_one({"_id": doc_id})
+    return None if doc is None else opened(repo, doc)
+
+
 @pytest_asyncio.fixture
 async def probe(namespace: Namespace) -> AsyncIterator[EventProbe]:
     connection = await aio_pika.connect_robust(namespace.backing.rabbitmq_url)
@@ -346,6 +380,7 @@ def make_platform(
             "ADMIN_EMAIL": admin[0],
             "ADMIN_PASSWORD": admin[1],
             "LOG_LEVEL": "INFO",
+            **FIELD_KEYS,
         }
     )
     return Platform(
@@ -529,6 +564,8 @@ def admin(api: Api) -> dict[str, str]:
 
 
 __all__ = [
+    "ADMIN_EMAIL",
+    "ADMIN_PASSWORD",
     "DECLINED_CARD",
     "GOOD_CARD",
     "SERVICES",
@@ -540,12 +577,15 @@ __all__ = [
     "TcpGate",
     "add_card",
     "dead_letters",
+    "field_key",
     "gate_to",
     "make_platform",
     "open_shop",
+    "opened",
     "prescription_uploaded",
     "rpc_client",
     "started_platform",
     "stock_left",
+    "stored",
     "upload",
 ]

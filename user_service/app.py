@@ -13,6 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from service_runtime import metrics, tracing
 from service_runtime.clock import utc_now
+from service_runtime.crypto import FieldCipher
 from service_runtime.errors import until_up
 from service_runtime.messaging import AmqpRequester, RpcClient
 from service_runtime.store import Document, connect
@@ -64,9 +65,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         client = connect(settings)
         app.state.settings = settings
         app.state.db = client[settings.mongodb_database]
-        app.state.users = UserStore(app.state.db)
+        app.state.users = UserStore(
+            app.state.db,
+            cipher=FieldCipher.from_settings(settings),
+            email_index_key=settings.email_index_key.get_secret_value().encode(),
+        )
         app.state.throttle = SignInThrottle(
             app.state.db,
+            account_key=app.state.users.email_index,
             per_account=settings.sign_in_failures_per_account,
             per_address=settings.sign_in_failures_per_address,
             window=timedelta(seconds=settings.sign_in_window_seconds),

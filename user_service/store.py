@@ -9,7 +9,11 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from service_runtime.crypto import FieldCipher, blind_index, place
 from user_service.domain import Role, User
+
+# A user's personal data, stored sealed. The email is found, and kept unique, by its blind index.
+SEALED = ("email", "full_name")
 
 
 class EmailTaken(Exception):
@@ -17,20 +21,33 @@ class EmailTaken(Exception):
 
 
 class UserStore:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], *, cipher: FieldCipher, email_index_key: bytes
+    ) -> None:
         self.users: AsyncCollection[dict[str, Any]] = db["users"]
+        self.cipher = cipher
+        self.email_index_key = email_index_key
 
     async def ensure_indexes(self) -> None:
-        await self.users.create_index([("email", ASCENDING)], unique=True)
+        await self.users.create_index([("email_index", ASCENDING)], unique=True)
 
-    @staticmethod
-    def _load(doc: dict[str, Any]) -> User:
+    def email_index(self, email: str) -> str:
+        """What an account is found by: a keyed hash of its casefolded email, never the email itself."""
+        return blind_index(self.email_index_key, email.casefold())
+
+    def _load(self, doc: dict[str, Any]) -> User:
         doc = dict(doc)
         doc["id"] = doc.pop("_id")
+        doc.pop("email_index", None)
+        for name in SEALED:
+            doc[name] = self.cipher.open(doc[name], at=place(self.users.name, doc["id"], name))
         return User.model_validate(doc)
 
     async def add(self, *, user: User) -> None:
         doc = user.model_dump(exclude={"id"})
+        for name in SEALED:
+            doc[name] = self.cipher.seal(doc[name], at=place(self.users.name, user.id, name))
+        doc["email_index"] = self.email_index(user.email)
         doc["_id"] = user.id
         try:
             await self.users.insert_one(doc)
@@ -38,7 +55,7 @@ class UserStore:
             raise EmailTaken(user.email) from exc
 
     async def by_email(self, *, email: str) -> User | None:
-        doc = await self.users.find_one({"email": email.casefold()})
+        doc = await self.users.find_one({"email_index": self.email_index(email)})
         return None if doc is None else self._load(doc)
 
     async def by_id(self, *, user_id: str) -> User | None:

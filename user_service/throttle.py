@@ -10,6 +10,7 @@ address's.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,16 +21,24 @@ from service_runtime.clock import utc_now
 
 
 class SignInThrottle:
+    """`account_key`: what an account is counted under; the email's blind index, never the email."""
+
     def __init__(
-        self, db: AsyncDatabase[dict[str, Any]], *, per_account: int, per_address: int, window: timedelta
+        self,
+        db: AsyncDatabase[dict[str, Any]],
+        *,
+        account_key: Callable[[str], str],
+        per_account: int,
+        per_address: int,
+        window: timedelta,
     ) -> None:
         self.failures: AsyncCollection[dict[str, Any]] = db["sign_in_failures"]
+        self.account_key = account_key
         self.limits = {"account": per_account, "address": per_address}
         self.window = window
 
-    @staticmethod
-    def _keys(email: str, address: str) -> dict[str, str]:
-        return {"account": f"account:{email.strip().lower()}", "address": f"address:{address}"}
+    def _keys(self, email: str, address: str) -> dict[str, str]:
+        return {"account": f"account:{self.account_key(email.strip())}", "address": f"address:{address}"}
 
     async def retry_after(self, email: str, address: str) -> int | None:
         """Seconds until this account may be tried from this address again; None when it may now."""

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 # Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
-from conftest import EventProbe, Namespace, eventually
+from conftest import EventProbe, Namespace, eventually, stored
 
 from contracts import topology
 from contracts.base import Command, Envelope
@@ -30,6 +30,7 @@ from contracts.events import (
     StockReservationFailed,
     StockReserved,
 )
+from inventory_service import store
 from inventory_service.app import build
 from inventory_service.handlers import InventorySettings
 from service_runtime.service import Service
@@ -79,13 +80,15 @@ class Shop:
         return await add_medication(self.service, self.pharmacy_id, name, quantity=quantity)
 
     async def pharmacy(self) -> Document:
-        doc = await self.service.db["pharmacies"].find_one({"_id": self.pharmacy_id})
+        """The pharmacy as stored, its sealed holds opened."""
+        doc = await stored(store.stores(self.service).pharmacies, self.pharmacy_id)
         assert doc is not None
         return doc
 
     async def reservation(self, order_id: str, state: str) -> Document:
+        """The reservation as stored, once in `state`, its sealed lines and shortages opened."""
         return await eventually(
-            lambda: self.service.db["reservations"].find_one({"_id": order_id}),
+            lambda: stored(store.stores(self.service).reservations, order_id),
             lambda doc: doc["state"] == state,
             what=f"the reservation of {order_id} to be {state}",
         )

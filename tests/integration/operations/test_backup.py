@@ -276,7 +276,7 @@ def test_a_restore_that_fails_midway_says_so_and_force_finishes_it(backed_up: Ba
     archive = backed_up.archive("user_service")
     with MongoClient[dict[str, Any]](backed_up.backing.mongodb_url) as mongo:
         # An empty collection in the way, with an index of the archive's name on another key.
-        mongo[target]["users"].create_index([("full_name", 1)], name="email_1")
+        mongo[target]["users"].create_index([("full_name", 1)], name="email_index_1")
 
         failed = backed_up.ops("restore", archive, "--database", target)
 

@@ -32,6 +32,7 @@ from contracts.commands import (
 )
 from contracts.events import Location, PrescribedLine
 from operations.cli import app
+from service_runtime.crypto import FieldCipher, is_sealed, place
 from service_runtime.errors import CommandRefused
 from service_runtime.launcher import Platform
 from service_runtime.messaging import RpcClient
@@ -52,6 +53,8 @@ REBUILT = ("order_service", "prescription_service")
 BOOKKEEPING = ("version", "processed_event_ids", "outbox", "outbox_since")
 
 Document = dict[str, Any]
+# The platform's keys (conftest puts them in the environment): sealed values are compared opened.
+CIPHER = FieldCipher.from_settings(RuntimeSettings())
 
 
 @pytest.fixture(scope="module")
@@ -157,13 +160,28 @@ async def cancel(rpc: RpcClient, order_id: str) -> None:
     raise AssertionError(f"order {order_id} was never opened")
 
 
+def opened(value: Any, at: str) -> Any:
+    """A stored value with what is sealed in it opened: sealed again, the same value differs (a new
+    nonce); opened, it must not."""
+    if is_sealed(value):
+        return CIPHER.open(value, at=at)
+    if isinstance(value, dict):
+        return {key: opened(inner, f"{at}.{key}") for key, inner in value.items()}
+    return value
+
+
 async def snapshot(client: AsyncMongoClient[Document], database: str) -> dict[str, dict[str, Document]]:
-    """Every document of every collection, by id, without the repository's bookkeeping."""
+    """Every document of every collection, by id, opened, without the repository's bookkeeping."""
     db = client[database]
     found: dict[str, dict[str, Document]] = {}
     for name in sorted(await db.list_collection_names()):
         docs = [doc async for doc in db[name].find({})]
-        found[name] = {doc["_id"]: {k: v for k, v in doc.items() if k not in BOOKKEEPING} for doc in docs}
+        found[name] = {
+            doc["_id"]: {
+                k: opened(v, place(name, doc["_id"], k)) for k, v in doc.items() if k not in BOOKKEEPING
+            }
+            for doc in docs
+        }
     return found
 
 

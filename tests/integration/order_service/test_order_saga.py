@@ -9,7 +9,7 @@ from uuid import uuid4
 import pytest
 
 # Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
-from conftest import EventProbe, Namespace, eventually
+from conftest import EventProbe, Namespace, eventually, stored
 
 from contracts.events import (
     LineShortage,
@@ -28,6 +28,7 @@ from contracts.events import (
     StockReserved,
 )
 from order_service.app import Settings, build
+from order_service.store import orders
 from service_runtime.service import Service
 
 pytestmark = pytest.mark.integration
@@ -70,8 +71,9 @@ async def open_order(probe: EventProbe, upload: PrescriptionUploaded) -> None:
 
 
 async def order_in(service: Service, order_id: str, status: str) -> Document:
+    """The order as stored, once in `status`, its sealed fields opened."""
     return await eventually(
-        lambda: service.db["orders"].find_one({"_id": order_id}),
+        lambda: stored(orders(service), order_id),
         lambda doc: doc["status"] == status,
         what=f"order {order_id} to be {status}",
     )
@@ -100,7 +102,7 @@ async def test_uploaded_prescription_opens_a_pending_order_and_announces_it(
         payment_method_id=upload.payment_method_id,
     )
     order = await eventually(
-        lambda: service.db["orders"].find_one({"_id": upload.order_id}),
+        lambda: stored(orders(service), upload.order_id),
         lambda doc: not doc.get("outbox") and "outbox_since" not in doc,
         what="the published OrderCreated to leave the order's outbox",
     )

@@ -11,7 +11,7 @@ from uuid import uuid4
 import pytest
 
 # Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
-from conftest import EventProbe, Namespace, eventually
+from conftest import EventProbe, Namespace, eventually, stored
 
 from contracts.base import Command
 from contracts.commands import AddPaymentMethod, CreateMedication, CreatePharmacy, SetStock
@@ -28,6 +28,7 @@ from inventory_service.app import build as build_inventory
 from inventory_service.handlers import InventorySettings
 from order_service.app import Settings as OrderSettings
 from order_service.app import build as build_orders
+from order_service.store import orders as order_store
 from payment_service.app import Settings as PaymentSettings
 from payment_service.app import build as build_payments
 from payment_service.domain import payment_id_for
@@ -117,7 +118,7 @@ async def test_a_payment_that_approves_after_the_expiry_is_refunded_once(
         reason=EXPIRED_REASON,
     )
     order = await eventually(
-        lambda: orders.db["orders"].find_one({"_id": order_id}),
+        lambda: stored(order_store(orders), order_id),
         lambda doc: doc["refunded_cents"] == 3 * PRICE_CENTS,
         what="the refund to reach the order",
     )

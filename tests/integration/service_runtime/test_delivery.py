@@ -24,6 +24,7 @@ from contracts.events import (
 )
 from order_service import domain
 from order_service.app import Settings, build
+from order_service.store import orders
 from service_runtime.clock import utc_now
 from service_runtime.errors import CommandRefused, ServiceUnavailable
 from service_runtime.service import Service, wrap
@@ -131,17 +132,10 @@ async def test_events_a_crash_left_in_an_outbox_are_published_at_start(
     order, events = domain.open_order(upload, utc_now())
     (pending,) = wrap(events, cause, order.id)
     # What a save writes, with the process gone before the relay published: state and outbox together.
-    document = order.model_dump(exclude={"id", "version", "processed_event_ids"})
-    document.update(
-        {
-            "_id": order.id,
-            "version": 1,
-            "processed_event_ids": [str(cause.event_id)],
-            "outbox": {str(pending.event_id): pending.model_dump(mode="json")},
-            "outbox_since": utc_now() - timedelta(minutes=5),
-        }
+    assert await orders(service).add(order, [pending], caused_by=str(cause.event_id))
+    await service.db["orders"].update_one(
+        {"_id": order.id}, {"$set": {"outbox_since": utc_now() - timedelta(minutes=5)}}
     )
-    await service.db["orders"].insert_one(document)
 
     await running(service)
     published = await probe.wait_for(OrderCreated, correlation_id=upload.order_id)

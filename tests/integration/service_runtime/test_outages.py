@@ -17,10 +17,9 @@ from conftest import EventProbe, Namespace, TcpGate, eventually, gate_to, prescr
 from contracts.events import OrderCancelled, OrderCreated
 from order_service import domain
 from order_service.app import Settings, build
-from order_service.domain import Order
+from order_service.store import orders as orders_of
 from service_runtime.clock import utc_now
 from service_runtime.service import Service
-from service_runtime.store import Repository
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +80,7 @@ async def test_events_saved_while_the_broker_is_away_are_published_once_it_is_ba
             )
 
             broker_gate.shut()
-            orders = Repository(service.db["orders"], Order)
+            orders = orders_of(service)
             # The change is stored with its event; publishing it fails, and the change still succeeds.
             await service.change(
                 orders, uploaded.order_id, lambda o: domain.cancel(o, "outage test", utc_now()), cause=None

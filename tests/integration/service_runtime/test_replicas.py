@@ -18,10 +18,9 @@ from conftest import EventProbe, Namespace, eventually, rpc_client
 from contracts.commands import CreateMedication, CreatePharmacy, SetStock, StockView
 from contracts.events import Location, OrderCreated, PrescribedLine, StockReserved
 from inventory_service.app import build
-from inventory_service.domain import Pharmacy
 from inventory_service.handlers import InventorySettings
+from inventory_service.store import stores
 from service_runtime.service import Service
-from service_runtime.store import Repository
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +85,7 @@ async def test_two_replicas_apply_events_and_writes_to_one_pharmacy_one_at_a_tim
             timeout=30,
         )
     assert standby.events.taken > 0
-    stored = await Repository(standby.db["pharmacies"], Pharmacy).get(pharmacy["id"])
+    stored = await stores(standby).pharmacies.get(pharmacy["id"])
     assert stored is not None
     level = stored.stock[reserved_one]
     assert (level.available, level.reserved, len(stored.holds)) == (SHELF - ORDERS, ORDERS, ORDERS)

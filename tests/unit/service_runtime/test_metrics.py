@@ -19,9 +19,11 @@ from starlette.routing import Route
 from contracts.base import Envelope
 from contracts.events import OrderConfirmed, OrderCreated
 from service_runtime import metrics
+from service_runtime.crypto import FieldCipher
 from service_runtime.launcher import Platform
 from service_runtime.messaging import CommandServer, EventBus
 from service_runtime.outbox import OutboxRelay
+from service_runtime.store import pending
 
 
 def figure(name: str, **labels: str) -> float:
@@ -141,9 +143,12 @@ class FlakyBus:
         self.published.append(envelope["event_id"])
 
 
-def outbox(*events: OrderCreated) -> dict[str, Any]:
-    wrapped = [Envelope.wrap(e, correlation_id=e.order_id).model_dump(mode="json") for e in events]
-    return {w["event_id"]: w for w in wrapped}
+CIPHER = FieldCipher({"unit": bytes(32)}, "unit")
+
+
+def outbox(doc_id: str, *events: OrderCreated) -> dict[str, Any]:
+    wrapped = [Envelope.wrap(e, correlation_id=e.order_id) for e in events]
+    return pending(wrapped, CIPHER, collection=FakeOutboxes.name, doc_id=doc_id)
 
 
 async def no_sweep(older_than: timedelta) -> None:
@@ -163,10 +168,13 @@ async def test_the_outbox_backlog_counts_what_a_failed_publish_left_until_a_flus
             "payment_method_id": "pm-1",
         }
     )
-    docs = {"o-1": {"outbox": outbox(created, created.model_copy())}, "o-2": {"outbox": outbox(created)}}
+    docs = {
+        "o-1": {"outbox": outbox("o-1", created, created.model_copy())},
+        "o-2": {"outbox": outbox("o-2", created)},
+    }
     collection = FakeOutboxes(docs)
     bus = FlakyBus()
-    relay = OutboxRelay(cast(EventBus, bus), no_sweep, sweep_seconds=60, retry_seconds=1)
+    relay = OutboxRelay(cast(EventBus, bus), no_sweep, CIPHER, sweep_seconds=60, retry_seconds=1)
     relay.watch(cast(Any, collection))
 
     for doc_id in ("o-1", "o-2"):

@@ -21,10 +21,11 @@ from opentelemetry.trace import SpanKind, StatusCode
 from contracts.base import Envelope
 from contracts.events import PaymentApproved
 from service_runtime import tracing
+from service_runtime.crypto import FieldCipher
 from service_runtime.logs import JsonFormatter
 from service_runtime.messaging import EventBus, Topology
 from service_runtime.settings import RuntimeSettings
-from service_runtime.store import pending
+from service_runtime.store import outbox_place, pending
 
 
 @pytest.fixture
@@ -42,6 +43,15 @@ def only(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
     found = [s for s in exporter.get_finished_spans() if s.name == name]
     assert len(found) == 1, [s.name for s in exporter.get_finished_spans()]
     return found[0]
+
+
+CIPHER = FieldCipher({"unit": bytes(32)}, "unit")
+
+
+def stored(envelope: Envelope) -> dict[str, Any]:
+    """An outbox entry as the relay hands it to the bus: kept with its payload sealed, then opened."""
+    [(event_id, entry)] = pending([envelope], CIPHER, collection="payments", doc_id="p-1").items()
+    return CIPHER.open_payload(entry, at=outbox_place("payments", "p-1", event_id))
 
 
 def approved() -> Envelope:
@@ -112,7 +122,7 @@ async def test_an_event_saved_in_one_span_is_published_later_as_its_child(
 ) -> None:
     envelope = approved()
     with tracing.tracer.start_as_current_span("process StockReserved") as handling:
-        [entry] = pending([envelope]).values()
+        entry = stored(envelope)
     broker = RecordingBroker()
     bus = EventBus(cast(RabbitBroker, broker), Topology(RuntimeSettings(broker_namespace="unit")))
 
@@ -139,7 +149,7 @@ async def test_an_event_saved_in_one_span_is_published_later_as_its_child(
 
 
 async def test_an_event_saved_untraced_starts_a_trace_of_its_own(spans: InMemorySpanExporter) -> None:
-    [entry] = pending([approved()]).values()
+    entry = stored(approved())
     broker = RecordingBroker()
     bus = EventBus(cast(RabbitBroker, broker), Topology(RuntimeSettings(broker_namespace="unit")))
 

@@ -205,7 +205,7 @@ def test_an_unsigned_token_is_refused() -> None:
         "typ": "access",
     }
 
-    assert security.read_access_token(SETTINGS, jwt.encode(claims, None, algorithm="none")) is None
+    assert security.read_access_token(SETTINGS, jwt.encode(claims, "", algorithm="none")) is None
 
 
 def test_settings_refuse_the_development_key_outside_development() -> None:
