@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic import SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 from service_runtime.crypto import parse_keys
 
@@ -54,6 +61,63 @@ class RuntimeSettings(BaseSettings):
     # names (default: the first listed); FIELD_ENCRYPTION_KEYS lists it and every older key still in use.
     field_encryption_keys: SecretStr = SecretStr(DEVELOPMENT_FIELD_KEYS)
     field_encryption_key_id: str = ""
+    # TLS to the broker takes an amqps:// RABBITMQ_URL; to the store, tls=true in MONGODB_URL. These name
+    # the CA that signed the server's certificate and the client's own certificate, when the server asks
+    # for one; they are written into the URLs, which every client (pharmacy-ops too) connects by.
+    rabbitmq_tls_ca_file: str = ""
+    rabbitmq_tls_cert_file: str = ""
+    rabbitmq_tls_key_file: str = ""
+    mongodb_tls_ca_file: str = ""
+    # The client's certificate and its key in one PEM file, as PyMongo takes it.
+    mongodb_tls_certificate_key_file: str = ""
+    # Production refuses a plaintext broker or store connection unless this says the network between is
+    # trusted (a private host network, or a mesh that encrypts it already).
+    allow_plaintext_transport: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Docker and Kubernetes secrets are files: with SECRETS_DIR=/run/secrets, /run/secrets/secret_key
+        # is SECRET_KEY, for any setting. The environment, when it names one too, wins.
+        secrets_dir = os.environ.get("SECRETS_DIR")
+        files = (
+            SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir)
+            if secrets_dir
+            else file_secret_settings
+        )
+        return init_settings, env_settings, dotenv_settings, files
+
+    @model_validator(mode="after")
+    def refuse_plaintext_transport(self) -> RuntimeSettings:
+        if self.rabbitmq_tls_ca_file or self.rabbitmq_tls_cert_file or self.rabbitmq_tls_key_file:
+            if urlsplit(self.rabbitmq_url).scheme != "amqps":
+                raise ValueError("RABBITMQ_TLS_* files need an amqps:// RABBITMQ_URL")
+            self.rabbitmq_url = with_query(
+                self.rabbitmq_url,
+                cafile=self.rabbitmq_tls_ca_file,
+                certfile=self.rabbitmq_tls_cert_file,
+                keyfile=self.rabbitmq_tls_key_file,
+            )
+        if self.mongodb_tls_ca_file or self.mongodb_tls_certificate_key_file:
+            self.mongodb_url = with_query(
+                self.mongodb_url,
+                tls="true",
+                tlsCAFile=self.mongodb_tls_ca_file,
+                tlsCertificateKeyFile=self.mongodb_tls_certificate_key_file,
+            )
+        plaintext = plaintext_connections(self.rabbitmq_url, self.mongodb_url)
+        if self.environment == "production" and plaintext and not self.allow_plaintext_transport:
+            raise ValueError(
+                f"{' and '.join(plaintext)} in production: use TLS, or set ALLOW_PLAINTEXT_TRANSPORT=true "
+                "where the network between is trusted"
+            )
+        return self
 
     @model_validator(mode="after")
     def refuse_development_field_keys(self) -> RuntimeSettings:
@@ -66,3 +130,21 @@ class RuntimeSettings(BaseSettings):
         ):
             raise ValueError("FIELD_ENCRYPTION_KEYS must be set outside development")
         return self
+
+
+def with_query(url: str, **params: str) -> str:
+    """`url` with these query parameters set; empty ones are left out."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query)) | {name: value for name, value in params.items() if value}
+    # PyMongo wants a "/" between the hosts and the options.
+    return parts._replace(path=parts.path or "/", query=urlencode(query, safe="/")).geturl()
+
+
+def plaintext_connections(rabbitmq_url: str, mongodb_url: str) -> list[str]:
+    """Which of the broker and the store these URLs reach without TLS."""
+    found = [] if urlsplit(rabbitmq_url).scheme == "amqps" else ["RABBITMQ_URL is not amqps://"]
+    store = urlsplit(mongodb_url)
+    options = {name.lower(): value.lower() for name, value in parse_qsl(store.query)}
+    # mongodb+srv:// means TLS unless told otherwise; mongodb:// only with tls=true (or its old name ssl).
+    tls = options.get("tls", options.get("ssl", "true" if store.scheme == "mongodb+srv" else "false"))
+    return found if tls == "true" else [*found, "MONGODB_URL has no tls=true"]

@@ -9,7 +9,11 @@ from __future__ import annotations
 import copy
 import fnmatch
 import json
+import os
+import re
 import shlex
+import shutil
+import subprocess
 import tomllib
 from collections import Counter
 from collections.abc import Callable
@@ -28,6 +32,7 @@ from operations.journal import JournalSettings
 from order_service.app import Settings as OrderSettings
 from payment_service.app import Settings as PaymentSettings
 from prescription_service.app import Settings as PrescriptionSettings
+from service_runtime.settings import RuntimeSettings, plaintext_connections
 from user_service.app import create_app
 from user_service.settings import Settings as GatewaySettings
 
@@ -48,6 +53,11 @@ BACKING = ("rabbitmq", "mongodb")
 HEALTH_PATH = "/api/v1/health"
 # Every service must share one broker, one exchange namespace and one store server.
 SHARED_VARIABLES = ("ENVIRONMENT", "RABBITMQ_URL", "MONGODB_URL", "BROKER_NAMESPACE")
+# Read before the settings are, to say where they come from (service_runtime/settings.py).
+BOOTSTRAP_VARIABLES = {"SECRETS_DIR"}
+# compose.production.yaml: the settings each service reads from a secret file, never the environment.
+PRODUCTION_SECRETS = ("rabbitmq_url", "mongodb_url", "field_encryption_keys")
+GATEWAY_SECRETS = (*PRODUCTION_SECRETS, "secret_key", "email_index_key", "admin_password")
 
 Service = dict[str, Any]
 
@@ -60,9 +70,9 @@ class Project:
     pyproject: dict[str, Any]
 
 
-def read_project() -> Project:
+def read_project(compose: str = "compose.yaml") -> Project:
     return Project(
-        compose=yaml.safe_load((ROOT / "compose.yaml").read_text()),
+        compose=yaml.safe_load((ROOT / compose).read_text()),
         dockerfile=(ROOT / "Dockerfile").read_text(),
         dockerignore=(ROOT / ".dockerignore").read_text(),
         pyproject=tomllib.loads((ROOT / "pyproject.toml").read_text()),
@@ -144,6 +154,8 @@ def environment_problems(project: Project) -> list[str]:
             continue
         for variable, value in environment(service).items():
             field = cls.model_fields.get(variable.lower())
+            if variable in BOOTSTRAP_VARIABLES:
+                continue
             if variable != variable.upper() or field is None:
                 problems.append(f"{name}: {variable} is not a field of {cls.__name__}")
             elif value is not None and "${" not in value and field.annotation is not None:
@@ -269,9 +281,86 @@ def dockerfile_problems(project: Project) -> list[str]:
     return problems
 
 
+def transport_problems(project: Project) -> list[str]:
+    """compose.yaml's plaintext URLs must be declared trusted, or production settings refuse them."""
+    problems = []
+    for name, service in platform_services(project).items():
+        urls = (str(effective(name, service, v)) for v in ("RABBITMQ_URL", "MONGODB_URL"))
+        trusted = str(effective(name, service, "ALLOW_PLAINTEXT_TRANSPORT")).lower() == "true"
+        if (plaintext := plaintext_connections(*urls)) and not trusted:
+            problems.append(f"{name}: {plaintext} without ALLOW_PLAINTEXT_TRANSPORT=true: it would not start")
+    return problems
+
+
+def secret_problems(project: Project) -> list[str]:
+    """In production every secret comes from a compose secret file under ./secrets, none from the file."""
+    declared = project.compose.get("secrets") or {}
+    problems = []
+    for name, service in platform_services(project).items():
+        env = environment(service)
+        if env.get("SECRETS_DIR") != "/run/secrets":
+            problems.append(f"{name}: SECRETS_DIR is not /run/secrets")
+        used = [s if isinstance(s, str) else s["source"] for s in service.get("secrets") or []]
+        wanted = GATEWAY_SECRETS if name == GATEWAY else PRODUCTION_SECRETS
+        problems.extend(f"{name}: no secret {secret}" for secret in wanted if secret not in used)
+        # The environment wins over a secret file: a variable of the same name would shadow it.
+        problems.extend(f"{name}: {s.upper()} set in the environment" for s in used if s.upper() in env)
+    for name, service in services(project).items():
+        for secret in service.get("secrets") or []:
+            source = secret if isinstance(secret, str) else secret["source"]
+            if not str((declared.get(source) or {}).get("file", "")).startswith("./secrets/"):
+                problems.append(f"{name}: secret {source} is not a file under ./secrets/")
+    return problems
+
+
+# A URL with a password in it, or a secret-looking variable given a value.
+_CREDENTIALS = re.compile(r"[a-z+]+://[^/\s:@]+:[^/\s@]+@")
+_SECRET_NAME = re.compile(r"KEY|PASSWORD|SECRET|TOKEN")
+
+
+def literal_secret_problems(project: Project) -> list[str]:
+    problems = [f"a URL with a password: {m}" for m in _CREDENTIALS.findall(yaml.safe_dump(project.compose))]
+    for name, service in services(project).items():
+        for variable, value in environment(service).items():
+            if (
+                _SECRET_NAME.search(variable)
+                and not variable.endswith(("_FILE", "_DIR"))
+                and value is not None
+            ):
+                problems.append(f"{name}: {variable} has a value in the file")
+    return problems
+
+
+def tls_problems(project: Project) -> list[str]:
+    """Every service verifies the broker and the store against the CA; both servers listen with TLS."""
+    problems = []
+    for name, service in platform_services(project).items():
+        mounted = {str(m).split(":")[1] for m in service.get("volumes") or []}
+        for variable in ("RABBITMQ_TLS_CA_FILE", "MONGODB_TLS_CA_FILE"):
+            if (path := environment(service).get(variable)) not in mounted:
+                problems.append(f"{name}: {variable}={path!r} is not a file mounted into the container")
+    command = " ".join(services(project).get("mongodb", {}).get("command") or [])
+    if "--tlsMode requireTLS" not in command:
+        problems.append("mongodb does not require TLS (--tlsMode requireTLS)")
+    configs = project.compose.get("configs") or {}
+    rabbitmq = "".join(
+        (ROOT / configs[c["source"]]["file"]).read_text()
+        for c in services(project).get("rabbitmq", {}).get("configs") or []
+        if c["source"] in configs
+    )
+    if "listeners.ssl.default = 5671" not in rabbitmq or "listeners.tcp.default = 127.0.0.1:" not in rabbitmq:
+        problems.append("rabbitmq does not listen with TLS on 5671 and plaintext on loopback only")
+    return problems
+
+
 @pytest.fixture(scope="module")
 def project() -> Project:
     return read_project()
+
+
+@pytest.fixture(scope="module")
+def production() -> Project:
+    return read_project("compose.production.yaml")
 
 
 def test_compose_runs_the_five_services_with_rabbitmq_and_mongodb(project: Project) -> None:
@@ -296,6 +385,55 @@ def test_every_service_owns_its_database(project: Project) -> None:
 
 def test_gateway_publishes_its_port_probes_its_health_and_requires_a_secret(project: Project) -> None:
     assert gateway_problems(project) == []
+
+
+def test_plaintext_in_compose_yaml_is_declared_trusted_so_production_settings_start(project: Project) -> None:
+    assert transport_problems(project) == []
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        missing_services,
+        command_problems,
+        environment_problems,
+        database_problems,
+        volume_problems,
+        dependency_problems,
+        secret_problems,
+        literal_secret_problems,
+        tls_problems,
+    ],
+)
+def test_the_production_file_runs_the_same_platform_over_tls_with_secrets_from_files(
+    production: Project, check: Callable[[Project], list[str]]
+) -> None:
+    assert check(production) == []
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+def test_what_the_secrets_script_makes_starts_every_production_service(
+    production: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "production-secrets.sh", tmp_path / "scripts")
+    subprocess.run([tmp_path / "scripts" / "production-secrets.sh"], check=True, capture_output=True)  # noqa: S603
+    for variable in [*os.environ]:
+        monkeypatch.delenv(variable)
+    for name, service in platform_services(production).items():
+        cls = settings_of(name, service)
+        assert cls is not None
+        env = {k: v for k, v in environment(service).items() if v is not None}
+        env["SECRETS_DIR"] = str(tmp_path / "secrets")  # where compose mounts them: /run/secrets
+        for variable in ("RABBITMQ_TLS_CA_FILE", "MONGODB_TLS_CA_FILE"):
+            env[variable] = str(tmp_path / "certs" / Path(env[variable]).name)
+        with monkeypatch.context() as m:
+            for variable, value in env.items():
+                m.setenv(variable, value)
+            settings = cls()
+        assert isinstance(settings, RuntimeSettings)
+        assert urlsplit(settings.rabbitmq_url).hostname == "rabbitmq", name
+        assert plaintext_connections(settings.rabbitmq_url, settings.mongodb_url) == []
 
 
 def test_gateway_healthcheck_probes_a_real_route() -> None:
@@ -416,6 +554,32 @@ BREAKAGES: dict[str, tuple[Callable[[Project], None], Callable[[Project], list[s
         dockerfile_problems,
     ),
     "package ignored": (_ignore("*_service"), dockerfile_problems),
+    "plaintext not declared trusted": (
+        _without_env("payment_service", "ALLOW_PLAINTEXT_TRANSPORT"),
+        transport_problems,
+    ),
+}
+PRODUCTION_BREAKAGES: dict[str, tuple[Callable[[Project], None], Callable[[Project], list[str]]]] = {
+    "no secrets dir": (_without_env("order_service", "SECRETS_DIR"), secret_problems),
+    "secret missing": (_set("order_service", "secrets", ["rabbitmq_url", "mongodb_url"]), secret_problems),
+    "gateway key missing": (
+        _set(GATEWAY, "secrets", ["rabbitmq_url", "mongodb_url", "field_encryption_keys"]),
+        secret_problems,
+    ),
+    "secret shadowed": (_set_env(GATEWAY, "SECRET_KEY", "${SECRET_KEY}"), secret_problems),
+    "secret from elsewhere": (
+        lambda p: p.compose["secrets"]["secret_key"].update(file="/tmp/key"),  # noqa: S108
+        secret_problems,
+    ),
+    "password in a URL": (
+        _set_env("order_service", "RABBITMQ_URL", "amqps://pharmacy:hunter2@rabbitmq:5671/"),
+        literal_secret_problems,
+    ),
+    "key in the file": (_set_env(GATEWAY, "EMAIL_INDEX_KEY", "x" * 40), literal_secret_problems),
+    "CA not mounted": (_set("journal", "volumes", []), tls_problems),
+    "CA not named": (_without_env("payment_service", "MONGODB_TLS_CA_FILE"), tls_problems),
+    "store without TLS": (_set("mongodb", "command", ["mongod"]), tls_problems),
+    "broker without TLS": (_set("rabbitmq", "configs", []), tls_problems),
 }
 
 
@@ -423,5 +587,13 @@ BREAKAGES: dict[str, tuple[Callable[[Project], None], Callable[[Project], list[s
 def test_each_check_reports_a_broken_copy(project: Project, breakage: str) -> None:
     breaks, check = BREAKAGES[breakage]
     broken = copy.deepcopy(project)
+    breaks(broken)
+    assert check(broken) != []
+
+
+@pytest.mark.parametrize("breakage", list(PRODUCTION_BREAKAGES))
+def test_each_production_check_reports_a_broken_copy(production: Project, breakage: str) -> None:
+    breaks, check = PRODUCTION_BREAKAGES[breakage]
+    broken = copy.deepcopy(production)
     breaks(broken)
     assert check(broken) != []
