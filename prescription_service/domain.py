@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from hashlib import sha256
 from typing import Literal
 
 from contracts.base import Event
@@ -14,6 +16,10 @@ from service_runtime.aggregate import Aggregate, minted_id
 PrescriptionStatus = Literal["PROCESSING", "FILLED", "REJECTED", "CANCELLED", "WITHDRAWN"]
 
 
+class UploadKeyReused(Exception):
+    """The upload's request id (a patient's Idempotency-Key) already made a prescription of other contents."""
+
+
 class Prescription(Aggregate):
     patient_id: str
     order_id: str
@@ -23,6 +29,8 @@ class Prescription(Aggregate):
     status: PrescriptionStatus = "PROCESSING"
     uploaded_at: datetime
     withdrawn_at: datetime | None = None
+    # What the upload asked for (upload_fingerprint); None on prescriptions stored before it was kept.
+    fingerprint: str | None = None
 
     def view(self) -> PrescriptionView:
         return PrescriptionView(
@@ -48,6 +56,7 @@ def upload(command: UploadPrescription, now: datetime) -> tuple[Prescription, li
         delivery_location=command.delivery_location,
         payment_method_id=command.payment_method_id,
         uploaded_at=now,
+        fingerprint=upload_fingerprint(command),
     )
     uploaded = PrescriptionUploaded(
         prescription_id=prescription.id,
@@ -60,6 +69,24 @@ def upload(command: UploadPrescription, now: datetime) -> tuple[Prescription, li
     return prescription, [uploaded]
 
 
+def upload_fingerprint(upload: UploadPrescription | PrescriptionUploaded) -> str:
+    """A sha256 of what the patient asked for, the same from the command and from the event it made."""
+    asked = upload.model_dump(
+        mode="json", include={"patient_id", "lines", "delivery_location", "payment_method_id"}
+    )
+    return sha256(json.dumps(asked, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def upload_again(existing: Prescription, command: UploadPrescription) -> Prescription:
+    """An upload whose request already made `existing`: a redelivery or a client's retry gets it back.
+
+    Refused with UploadKeyReused when it asks for something else: the answer would not be for it.
+    """
+    if existing.fingerprint not in (None, upload_fingerprint(command)):
+        raise UploadKeyReused("this idempotency key was already used for an upload of other contents")
+    return existing
+
+
 def restore_upload(uploaded: PrescriptionUploaded, at: datetime) -> Prescription:
     """Rebuilding from the journal: the prescription as its upload made it."""
     return Prescription(
@@ -70,6 +97,7 @@ def restore_upload(uploaded: PrescriptionUploaded, at: datetime) -> Prescription
         delivery_location=uploaded.delivery_location,
         payment_method_id=uploaded.payment_method_id,
         uploaded_at=at,
+        fingerprint=upload_fingerprint(uploaded),
     )
 
 

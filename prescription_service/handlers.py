@@ -76,10 +76,14 @@ def register(service: Service, prescriptions: Repository[Prescription]) -> None:
         now = utc_now()
         prescription, events = domain.upload(command, now)
         if not await prescriptions.add(prescription, wrap(events, None, prescription.order_id, at=now)):
-            # Delivered again after it was carried out: answer with what the first delivery made.
+            # Delivered again after it was carried out, or retried by the patient with the same
+            # Idempotency-Key: answer with what the first one made, if it asks for the same.
             existing = await prescriptions.get(prescription.id)
             assert existing is not None
-            prescription = existing
+            try:
+                prescription = domain.upload_again(existing, command)
+            except domain.UploadKeyReused as exc:
+                raise CommandRefused("invalid", str(exc)) from exc
         await service.publish_pending(prescriptions, prescription.id)
         return prescription.view()
 

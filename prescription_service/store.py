@@ -10,7 +10,9 @@ from service_runtime.store import Repository
 
 
 def prescriptions(service: Service) -> Repository[Prescription]:
-    return service.repository("prescriptions", Prescription, sealed=("lines", "delivery_location"))
+    # The fingerprint too: a hash of the lines and place is a way to confirm a guess of them.
+    sealed = ("lines", "delivery_location", "fingerprint")
+    return service.repository("prescriptions", Prescription, sealed=sealed)
 
 
 async def ensure_indexes(repo: Repository[Prescription]) -> None:

@@ -152,3 +152,47 @@ def test_the_view_shows_the_status_and_what_was_prescribed() -> None:
 
     assert (view.id, view.order_id, view.status) == (prescription.id, prescription.order_id, "WITHDRAWN")
     assert view.lines == LINES
+
+
+def test_an_upload_again_with_the_same_contents_gets_the_prescription_it_made() -> None:
+    first = uploaded()
+
+    again = domain.upload_again(first, upload_command())
+
+    assert again is first
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"patient_id": "patient-2"},
+        {"lines": LINES[:1]},
+        {"lines": (LINES[1], LINES[0])},
+        {"delivery_location": Location(latitude=52.52, longitude=13.406)},
+        {"payment_method_id": "card-2"},
+    ],
+)
+def test_an_upload_again_with_other_contents_is_refused(change: dict[str, object]) -> None:
+    first = uploaded()
+    other = upload_command().model_copy(update=change)
+
+    with pytest.raises(domain.UploadKeyReused):
+        domain.upload_again(first, other)
+
+
+def test_the_fingerprint_leaves_out_the_request_id_and_survives_a_rebuild_from_the_journal() -> None:
+    prescription, [event] = domain.upload(upload_command().model_copy(update={"request_id": "r-1"}), NOW)
+    assert isinstance(event, PrescriptionUploaded)
+
+    restored = domain.restore_upload(event, NOW)
+
+    assert prescription.fingerprint == restored.fingerprint == domain.upload_fingerprint(upload_command())
+    assert domain.upload_again(restored, upload_command()) is restored
+
+
+def test_a_prescription_stored_before_fingerprints_were_kept_is_answered_as_it_is() -> None:
+    stored = uploaded().model_dump(exclude={"fingerprint"})
+    old = Prescription.model_validate(stored)
+
+    assert old.fingerprint is None
+    assert domain.upload_again(old, upload_command().model_copy(update={"payment_method_id": "x"})) is old
