@@ -9,6 +9,7 @@ from datetime import timedelta
 from uuid import uuid4
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service_runtime import metrics, tracing
@@ -17,13 +18,15 @@ from service_runtime.crypto import FieldCipher
 from service_runtime.errors import until_up
 from service_runtime.messaging import AmqpRequester, RpcClient
 from service_runtime.store import Document, connect
-from user_service import problems
+from user_service import edge, problems
+from user_service.audit import AuditLog, AuditTrail
 from user_service.domain import User
-from user_service.routes import auth, catalogue, health, orders, payments, prescriptions, users
+from user_service.routes import audit, auth, catalogue, health, orders, payments, prescriptions, users
 from user_service.security import hash_password
 from user_service.settings import Settings
 from user_service.store import UserStore
 from user_service.throttle import SignInThrottle
+from user_service.token_store import TokenStore
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cipher=FieldCipher.from_settings(settings),
             email_index_key=settings.email_index_key.get_secret_value().encode(),
         )
+        app.state.audit_log = AuditLog(app.state.db)
+        app.state.tokens = TokenStore(app.state.db)
         app.state.throttle = SignInThrottle(
             app.state.db,
             account_key=app.state.users.email_index,
@@ -86,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         async def prepare_store() -> None:
             await app.state.users.ensure_indexes()
+            await app.state.audit_log.ensure_indexes()
+            await app.state.tokens.ensure_indexes()
             await ensure_first_admin(app.state.users, settings)
 
         # Start in any order: wait for the store and the broker rather than exit.
@@ -111,10 +118,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False},
     )
     problems.install(app)
+    # Innermost: the metrics and spans see the 503 it answers when a read cannot be audited.
+    app.add_middleware(AuditTrail)
     # One span per request instead. Load balancers ask for health every few seconds: left untraced.
     app.add_middleware(tracing.HttpServerSpans, untraced_paths={"/api/v1/health"})
     app.add_middleware(metrics.HttpMetrics, service="user_service")
-    for module in (auth, users, catalogue, payments, prescriptions, orders, health):
-        app.include_router(module.router, prefix="/api/v1")
+    app.add_middleware(edge.BodyLimit, max_bytes=settings.max_request_bytes)
+    if settings.cors_allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allowed_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Location", "Retry-After"],
+        )
+    # Outermost: an answer made by a middleware within (a CORS preflight, the audit's 503) gets them too.
+    docs = {path for path in (app.docs_url, app.swagger_ui_oauth2_redirect_url) if path}
+    app.add_middleware(
+        edge.SecurityHeaders, docs_paths=docs, hsts_max_age_seconds=settings.hsts_max_age_seconds
+    )
+    for module in (auth, users, catalogue, payments, prescriptions, orders, audit, health):
+        app.include_router(module.router, prefix="/api/v1", responses=problems.RESPONSES)
     app.add_route("/metrics", lambda _: metrics.metrics_response(), include_in_schema=False)
     return app

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Query, Request
+from fastapi import Depends, Header, HTTPException, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from contracts.commands import Page
@@ -15,6 +15,7 @@ from user_service.security import read_access_token
 from user_service.settings import Settings
 from user_service.store import UserStore
 from user_service.throttle import SignInThrottle
+from user_service.token_store import TokenStore
 
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -40,20 +41,36 @@ def get_throttle(request: Request) -> SignInThrottle:
     return throttle
 
 
+def get_tokens(request: Request) -> TokenStore:
+    tokens: TokenStore = request.app.state.tokens
+    return tokens
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Throttle = Annotated[SignInThrottle, Depends(get_throttle)]
 Rpc = Annotated[RpcClient, Depends(get_rpc)]
 Users = Annotated[UserStore, Depends(get_users)]
+Tokens = Annotated[TokenStore, Depends(get_tokens)]
 
 
-async def current_user(
-    token: Annotated[str | None, Depends(_bearer)], settings: SettingsDep, users: Users
-) -> User:
+async def access_claims(
+    token: Annotated[str | None, Depends(_bearer)], settings: SettingsDep, tokens: Tokens
+) -> dict[str, Any]:
+    """The claims of a valid access token that was not revoked by a sign-out."""
     if token is None:
         raise HTTPException(401, "sign in first: send a bearer access token", headers=_CHALLENGE)
     claims = read_access_token(settings, token)
+    if claims is None or await tokens.access_revoked(jti=claims["jti"]):
+        raise HTTPException(401, "the access token is invalid or expired", headers=_CHALLENGE)
+    return claims
+
+
+AccessClaims = Annotated[dict[str, Any], Depends(access_claims)]
+
+
+async def current_user(claims: AccessClaims, users: Users) -> User:
     # The role is read from the store, not the token: a revoked role takes effect at once.
-    user = await users.by_id(user_id=claims["sub"]) if claims else None
+    user = await users.by_id(user_id=claims["sub"])
     if user is None:
         raise HTTPException(401, "the access token is invalid or expired", headers=_CHALLENGE)
     return user
@@ -84,4 +101,22 @@ def paging(
 
 
 Paging = Annotated[Page, Depends(paging)]
-UserFilter = Annotated[str | None, Query(description="staff only: whose records to list")]
+# Ids the platform makes are UUIDs: a longer one is refused (422) before it reaches a store or an RPC.
+MAX_ID_LENGTH = 64
+ResourceId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
+UserFilter = Annotated[
+    str | None, Query(max_length=MAX_ID_LENGTH, description="staff only: whose records to list")
+]
+# The IETF draft "The Idempotency-Key HTTP Header Field": the client's key for one request it may retry.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[ -~]+$",
+        description="a key of your choice (1 to 255 printable ASCII characters) for this one request: "
+        "sent again with the same key, the request is not carried out twice but answered as the first "
+        "time; the same key with a different body is refused (422)",
+    ),
+]

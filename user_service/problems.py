@@ -11,9 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 
 from service_runtime.errors import CommandRefused, ServiceUnavailable
 from user_service.domain import Forbidden
+from user_service.edge import SECURITY_HEADERS
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,14 @@ def problem(status: int, detail: str, *, headers: dict[str, str] | None = None, 
     return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
 
 
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, BaseRoute) and route.matches(request.scope)[0] is Match.PARTIAL:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
 def field_error(field: str, message: str) -> JSONResponse:
     return problem(422, f"{field}: {message}", errors=[{"field": field, "message": message}])
 
@@ -45,7 +55,11 @@ def field_error(field: str, message: str) -> JSONResponse:
 def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only; RFC 9110 wants them all.
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(app, request))}
+        return problem(exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -61,6 +75,11 @@ def install(app: FastAPI) -> None:
         status = _RPC_STATUS[exc.code]
         if status == 422 and exc.field:
             return field_error(exc.field, exc.detail)
+        if status >= 500:
+            # A back-end service's own account of its failure names services and queues: log it only.
+            log.warning("%s %s refused: %s %s", request.method, request.url.path, exc.code, exc.detail)
+            retry = {"Retry-After": "5"} if status == 503 else None
+            return problem(status, "a back-end service could not carry out the request", headers=retry)
         return problem(status, exc.detail)
 
     @app.exception_handler(ServiceUnavailable)
@@ -88,4 +107,43 @@ def install(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Never a stack trace to the client: it goes to the log, the client gets a plain 500.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "internal error")
+        # Answered outside every middleware, so the edge's headers are added here.
+        return problem(500, "internal error", headers=SECURITY_HEADERS)
+
+
+# What the OpenAPI document says any operation may answer besides its success: a problem+json body.
+# Schemathesis (tests/e2e/test_schemathesis.py) holds every answer to it.
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+_WHY = {
+    400: "the request is malformed",
+    401: "not signed in, or the token is invalid or expired",
+    403: "the role may not do this",
+    404: "no such record, or another patient's",
+    409: "the record's state does not allow this now",
+    413: "the request body is too large",
+    422: "invalid input; `errors` names each field at fault",
+    429: "too many attempts; see Retry-After",
+    500: "an internal error (logged; no details are given)",
+    503: "a back-end service or the store is briefly away; see Retry-After",
+}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": why, "content": {"application/problem+json": {"schema": _PROBLEM_SCHEMA}}}
+    for status, why in _WHY.items()
+}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from contracts import commands as c
-from user_service.domain import MAX_PASSWORD_LENGTH, Role, User
+from user_service.domain import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, Role, User
 
 T = TypeVar("T")
 
@@ -17,7 +17,8 @@ T = TypeVar("T")
 class Body(BaseModel):
     """A request body: unknown fields are an error, not silently dropped."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # Strict: JSON's `true` is not the number 1, nor "12" the number 12 (the document says which is which).
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
 
 def money(cents: int) -> float:
@@ -38,9 +39,15 @@ class Page(BaseModel, Generic[T]):
 
 
 class RegisterIn(Body):
-    email: EmailStr
-    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
-    full_name: str = Field(min_length=1, max_length=200)
+    # A password is kept as typed: stripped here, it would never match the sign-in form, which is not.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
+
+    email: Annotated[EmailStr, StringConstraints(strip_whitespace=True)]
+    # The length rule is in the document too, so a client (and Schemathesis) knows it before sending.
+    password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
+    full_name: Annotated[str, StringConstraints(strip_whitespace=True)] = Field(
+        min_length=1, max_length=200, pattern=r"\S"
+    )
 
 
 class UserOut(BaseModel):
@@ -65,6 +72,11 @@ class TokenOut(BaseModel):
     access_token: str
     token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     expires_in: int
+    refresh_token: str
+
+
+class RefreshTokenIn(Body):
+    refresh_token: str = Field(min_length=1, max_length=200)
 
 
 # --- pharmacies, medications, stock ---
@@ -95,7 +107,8 @@ class PharmacyOut(BaseModel):
         )
 
 
-Price = Field(gt=0, le=Decimal("100000"), max_digits=8, decimal_places=2)
+# Lax, unlike the rest: an amount comes as a string ("4.20") or a number, either made a Decimal.
+Price = Field(gt=0, le=Decimal("100000"), max_digits=8, decimal_places=2, strict=False)
 
 
 class MedicationIn(Body):

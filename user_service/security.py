@@ -1,7 +1,10 @@
-"""Password hashing (argon2id) and access tokens (JWT)."""
+"""Password hashing (argon2id), access tokens (JWT) and refresh tokens (opaque, stored hashed)."""
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -38,30 +41,51 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
-def issue_access_token(settings: Settings, *, user_id: str, role: str) -> tuple[str, int]:
+@dataclass(frozen=True)
+class AccessToken:
+    """An issued access token, with what it takes to revoke it before it expires."""
+
+    token: str
+    jti: str
+    expires_at: datetime
+    expires_in: int
+
+
+def issue_access_token(settings: Settings, *, user_id: str, role: str) -> AccessToken:
+    """A token signed with the current key, its id in the header so a verifier picks the right key."""
     now = datetime.now(UTC)
     lifetime = timedelta(minutes=settings.access_token_minutes)
-    claims = {
-        "sub": user_id,
-        "role": role,
-        "iat": now,
-        "exp": now + lifetime,
-        "jti": str(uuid4()),
-        "typ": "access",
-    }
-    token = jwt.encode(claims, settings.secret_key.get_secret_value(), algorithm=_ALGORITHM)
-    return token, int(lifetime.total_seconds())
+    jti = str(uuid4())
+    claims = {"sub": user_id, "role": role, "iat": now, "exp": now + lifetime, "jti": jti, "typ": "access"}
+    kid, key = settings.signing_key
+    token = jwt.encode(claims, key, algorithm=_ALGORITHM, headers={"kid": kid})
+    return AccessToken(token, jti, now + lifetime, int(lifetime.total_seconds()))
 
 
 def read_access_token(settings: Settings, token: str) -> dict[str, Any] | None:
-    """The token's claims, or None when it is forged, expired or not an access token."""
+    """The token's claims, or None when it is forged, expired, not an access token, or signed with a key
+    that is not (or no longer) configured, or with any algorithm but ours (`none` included)."""
     try:
+        kid = jwt.get_unverified_header(token).get("kid")
+        key = settings.verifying_keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            return None
         claims: dict[str, Any] = jwt.decode(
-            token,
-            settings.secret_key.get_secret_value(),
-            algorithms=[_ALGORITHM],
-            options={"require": ["sub", "exp", "iat"]},
+            token, key, algorithms=[_ALGORITHM], options={"require": ["sub", "exp", "iat", "jti"]}
         )
     except jwt.PyJWTError:
         return None
     return claims if claims.get("typ") == "access" else None
+
+
+def new_refresh_token() -> str:
+    """An opaque refresh token: 256 random bits, meaningless without the store."""
+    return secrets.token_urlsafe(32)
+
+
+def refresh_token_hash(token: str) -> str:
+    """What the store keeps of a refresh token: a leaked store holds no token a client could present.
+
+    A plain SHA-256 suffices: the token is random, not a password to be guessed.
+    """
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import GOOD_CARD, Api, Shop, add_card, open_shop, upload
+from conftest import ADMIN_EMAIL, ADMIN_PASSWORD, GOOD_CARD, Api, Shop, add_card, open_shop, upload
 
 pytestmark = pytest.mark.e2e
 
@@ -62,6 +62,14 @@ class World:
             return str(self.api.new_patient()[0]["id"])
         raise AssertionError(f"no fresh record for {placeholder}")
 
+    def new_session(self, role: str) -> dict[str, str]:
+        """A sign-in of its own, for a call that signs out: the shared one stays valid."""
+        if role == ANONYMOUS:
+            return {}
+        if role == "admin":
+            return self.api.token(ADMIN_EMAIL, ADMIN_PASSWORD)
+        return self.api.token(self.users[role]["email"], "a long enough password")
+
 
 Body = Callable[[World, str], dict[str, Any]]
 
@@ -87,6 +95,11 @@ def _prescription(world: World, role: str) -> dict[str, Any]:
     }
 
 
+def _refresh_token(world: World, role: str) -> dict[str, Any]:
+    form = {"username": world.users[OWNER]["email"], "password": "a long enough password"}
+    return {"refresh_token": world.api.http.post("/auth/token", data=form).json()["refresh_token"]}
+
+
 def _registration(world: World, role: str) -> dict[str, Any]:
     email = f"access-{secrets.token_hex(4)}@example.com"
     return {"email": email, "password": "a long enough password", "full_name": "New Comer"}
@@ -99,6 +112,7 @@ class Operation:
     json: Body | None = None
     form: bool = False  # the OAuth2 password form of /auth/token
     changes: bool = False  # each allowed call acts on a fresh record, not on the shared ones
+    signs_out: bool = False  # called with a sign-in of its own
 
 
 def op(allowed: Iterable[str], *status: int, **kwargs: Any) -> Operation:
@@ -108,6 +122,8 @@ def op(allowed: Iterable[str], *status: int, **kwargs: Any) -> Operation:
 TABLE: dict[tuple[str, str], Operation] = {
     ("POST", "/auth/register"): op(frozenset(ROLES), 201, json=_registration),
     ("POST", "/auth/token"): op(frozenset(ROLES), 200, form=True),
+    ("POST", "/auth/refresh"): op(frozenset(ROLES), 200, json=_refresh_token),
+    ("POST", "/auth/logout"): op(SIGNED_IN, 204, json=_refresh_token, signs_out=True),
     ("GET", "/users/me"): op(SIGNED_IN, 200),
     ("GET", "/users"): op({"admin"}, 200),
     ("PATCH", "/users/{user_id}"): op({"admin"}, 200, json=lambda w, r: {"role": "patient"}, changes=True),
@@ -184,7 +200,8 @@ def call(world: World, method: str, path: str, operation: Operation, role: str) 
             # A refused call must leave the shared record as it was; an allowed change gets its own.
             record = world.fresh(placeholder) if allowed and operation.changes else shared
             path = path.replace(placeholder, record)
-    kwargs: dict[str, Any] = {"headers": world.headers[role]}
+    headers = world.new_session(role) if operation.signs_out else world.headers[role]
+    kwargs: dict[str, Any] = {"headers": headers}
     if operation.json is not None:
         kwargs["json"] = operation.json(world, role)
     if operation.form:

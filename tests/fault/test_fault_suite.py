@@ -365,7 +365,9 @@ def follow(gateway: Gateway, patient: Patient, plan: list[dict[str, Any]], load:
     for step in plan:
         card = patient.declined_card if step["declined"] else patient.good_card
         body = {"lines": step["lines"], "delivery_location": step["where"], "payment_method_id": card}
-        answer = gateway.call("POST", "/prescriptions", headers=patient.headers, json=body)
+        # One key for every retry of this upload: a retry after a fault makes no second prescription.
+        headers = {**patient.headers, "Idempotency-Key": secrets.token_urlsafe(16)}
+        answer = gateway.call("POST", "/prescriptions", headers=headers, json=body)
         if answer.status_code != 202:
             with load.lock:
                 load.unexpected.append(f"upload answered {answer.status_code}: {answer.text[:200]}")
@@ -558,6 +560,17 @@ def check_invariants(
     db = {service: store[platform.database(service)] for service in BACKENDS}
     status = {o["id"]: o["status"] for o in orders}
     unfinished = [i for i, s in status.items() if s not in TERMINAL]
+    # Uploads are retried through faults with their Idempotency-Key: each accepted one made one order.
+    made = Counter(load.accepted)
+    checks.append(
+        Check(
+            "one order per accepted upload, no other",
+            made == Counter(status.keys()),
+            f"{len(status)} orders for {len(load.accepted)} accepted uploads; orders no upload accepted: "
+            f"{len(set(status) - set(made))}, accepted order ids given twice: "
+            f"{sum(1 for n in made.values() if n > 1)}",
+        )
+    )
     checks.append(
         Check(
             "every order terminal",

@@ -1,22 +1,34 @@
-"""Registration, sign-in and the signed-in user."""
+"""Registration, sign-in, refresh, sign-out and the signed-in user."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from uuid import uuid4
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
 from service_runtime.clock import utc_now
-from user_service.deps import CurrentUser, SettingsDep, Throttle, Users
+from user_service.audit import open_sign_in
+from user_service.deps import AccessClaims, CurrentUser, SettingsDep, Throttle, Tokens, Users
 from user_service.domain import User, WeakPassword, check_password_policy
 from user_service.problems import field_error
-from user_service.schemas import RegisterIn, TokenOut, UserOut
-from user_service.security import hash_password, issue_access_token, needs_rehash, verify_password
+from user_service.schemas import RefreshTokenIn, RegisterIn, TokenOut, UserOut
+from user_service.security import (
+    hash_password,
+    issue_access_token,
+    needs_rehash,
+    new_refresh_token,
+    refresh_token_hash,
+    verify_password,
+)
+from user_service.settings import Settings
 from user_service.store import EmailTaken
+from user_service.token_store import RefreshRefused, RefreshReused, RefreshToken, TokenStore
 
 router = APIRouter(tags=["auth"])
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 @router.post("/auth/register", status_code=201, response_model=UserOut)
@@ -42,15 +54,16 @@ async def register(body: RegisterIn, users: Users) -> UserOut:
     return UserOut.of(user)
 
 
-@router.post("/auth/token", response_model=TokenOut)
+@router.post("/auth/token", response_model=TokenOut, dependencies=[Depends(open_sign_in)])
 async def sign_in(
     request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     users: Users,
     settings: SettingsDep,
     throttle: Throttle,
+    tokens: Tokens,
 ) -> TokenOut:
-    """OAuth2 password flow: `username` is the email. Answers a bearer access token.
+    """OAuth2 password flow: `username` is the email. Answers a bearer access token and a refresh token.
 
     Too many failed sign-ins for the account, or from the client's address, answer 429 with
     Retry-After, whatever the password, until the window has passed.
@@ -68,8 +81,65 @@ async def sign_in(
     if needs_rehash(user.password_hash):
         # The only moment the password is at hand: bring its hash up to today's parameters.
         await users.set_password_hash(user_id=user.id, password_hash=hash_password(form.password))
-    token, expires_in = issue_access_token(settings, user_id=user.id, role=user.role)
-    return TokenOut(access_token=token, expires_in=expires_in)
+    return await _issue(settings, tokens, user=user, family_id=str(uuid4()))
+
+
+@router.post("/auth/refresh", response_model=TokenOut)
+async def refresh(body: RefreshTokenIn, users: Users, settings: SettingsDep, tokens: Tokens) -> TokenOut:
+    """Exchange a refresh token for a new access token and a new refresh token; it is used up.
+
+    A refresh token presented again after that was copied: every token of its sign-in is revoked (401).
+    """
+    try:
+        used = await tokens.claim(token_hash=refresh_token_hash(body.refresh_token), now=utc_now())
+        # The role comes from the store, and a deleted account gets nothing.
+        user = await users.by_id(user_id=used.user_id)
+        if user is None:
+            raise HTTPException(401, "the account no longer exists", headers=_CHALLENGE)
+        return await _issue(settings, tokens, user=user, family_id=used.family_id)
+    except RefreshReused as exc:
+        raise HTTPException(
+            401,
+            "this refresh token was used before: its sign-in is revoked; sign in again",
+            headers=_CHALLENGE,
+        ) from exc
+    except RefreshRefused as exc:
+        raise HTTPException(
+            401, "the refresh token is invalid, expired or revoked; sign in again", headers=_CHALLENGE
+        ) from exc
+
+
+@router.post("/auth/logout", status_code=204, response_class=Response)
+async def sign_out(body: RefreshTokenIn, user: CurrentUser, claims: AccessClaims, tokens: Tokens) -> Response:
+    """Sign out: this access token and every token of this refresh token's sign-in stop working.
+
+    Another user's refresh token is left alone and answered the same: the answer reveals nothing.
+    """
+    await tokens.revoke_access(jti=claims["jti"], expires_at=datetime.fromtimestamp(claims["exp"], UTC))
+    family_id = await tokens.family_of(token_hash=refresh_token_hash(body.refresh_token), user_id=user.id)
+    if family_id is not None:
+        await tokens.revoke_family(family_id=family_id, now=utc_now())
+    return Response(status_code=204)
+
+
+async def _issue(settings: Settings, tokens: TokenStore, *, user: User, family_id: str) -> TokenOut:
+    """A new access token and a new refresh token of the family; expired ones are forgotten now."""
+    now = utc_now()
+    await tokens.remove_expired(now=now)
+    access = issue_access_token(settings, user_id=user.id, role=user.role)
+    refresh_token = new_refresh_token()
+    await tokens.add(
+        token=RefreshToken(
+            token_hash=refresh_token_hash(refresh_token),
+            user_id=user.id,
+            family_id=family_id,
+            issued_at=now,
+            expires_at=now + timedelta(days=settings.refresh_token_days),
+            access_jti=access.jti,
+            access_expires_at=access.expires_at,
+        )
+    )
+    return TokenOut(access_token=access.token, expires_in=access.expires_in, refresh_token=refresh_token)
 
 
 @router.get("/users/me", response_model=UserOut)

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query, Response
 
 from contracts import commands as c
 from contracts.events import Location
-from user_service.deps import CurrentUser, Paging, Rpc, Staff
+from user_service.audit import Audit, audited
+from user_service.deps import CurrentUser, Paging, ResourceId, Rpc, Staff
 from user_service.schemas import (
     AvailabilityOut,
     MedicationIn,
@@ -25,14 +26,21 @@ from user_service.schemas import (
 router = APIRouter(tags=["pharmacies and medications"])
 
 
-@router.post("/pharmacies", status_code=201, response_model=PharmacyOut)
-async def create_pharmacy(body: PharmacyIn, staff: Staff, rpc: Rpc) -> PharmacyOut:
+@router.post(
+    "/pharmacies",
+    status_code=201,
+    response_model=PharmacyOut,
+    dependencies=[audited("pharmacy.create", subject="pharmacy_id")],
+)
+async def create_pharmacy(body: PharmacyIn, staff: Staff, rpc: Rpc, audit: Audit) -> PharmacyOut:
     command = c.CreatePharmacy(
         name=body.name,
         address=body.address,
         location=Location(latitude=body.latitude, longitude=body.longitude),
     )
-    return PharmacyOut.of(await rpc.ask(command, c.PharmacyView))
+    created = PharmacyOut.of(await rpc.ask(command, c.PharmacyView))
+    audit.subject_id = created.id
+    return created
 
 
 @router.get("/pharmacies", response_model=Page[PharmacyOut])
@@ -41,15 +49,27 @@ async def list_pharmacies(user: CurrentUser, rpc: Rpc, page: Paging) -> Page[Pha
     return Page(items=[PharmacyOut.of(p) for p in found], limit=page.limit, offset=page.offset)
 
 
-@router.put("/pharmacies/{pharmacy_id}/stock/{medication_id}", response_model=StockOut)
-async def set_stock(pharmacy_id: str, medication_id: str, body: StockIn, staff: Staff, rpc: Rpc) -> StockOut:
+@router.put(
+    "/pharmacies/{pharmacy_id}/stock/{medication_id}",
+    response_model=StockOut,
+    dependencies=[audited("stock.set", subject="pharmacy_id")],
+)
+async def set_stock(
+    pharmacy_id: ResourceId, medication_id: ResourceId, body: StockIn, staff: Staff, rpc: Rpc, audit: Audit
+) -> StockOut:
     """Set how many units of a medication this pharmacy has for sale (not counting reserved units)."""
+    audit.details = {"medication_id": medication_id, "quantity": str(body.quantity)}
     command = c.SetStock(pharmacy_id=pharmacy_id, medication_id=medication_id, quantity=body.quantity)
     return StockOut(**(await rpc.ask(command, c.StockView)).model_dump())
 
 
-@router.post("/medications", status_code=201, response_model=MedicationOut)
-async def create_medication(body: MedicationIn, staff: Staff, rpc: Rpc) -> MedicationOut:
+@router.post(
+    "/medications",
+    status_code=201,
+    response_model=MedicationOut,
+    dependencies=[audited("medication.create", subject="medication_id")],
+)
+async def create_medication(body: MedicationIn, staff: Staff, rpc: Rpc, audit: Audit) -> MedicationOut:
     command = c.CreateMedication(
         name=body.name,
         strength=body.strength,
@@ -57,7 +77,9 @@ async def create_medication(body: MedicationIn, staff: Staff, rpc: Rpc) -> Medic
         price_cents=cents(body.price),
         prescription_only=body.prescription_only,
     )
-    return MedicationOut.of(await rpc.ask(command, c.MedicationView))
+    created = MedicationOut.of(await rpc.ask(command, c.MedicationView))
+    audit.subject_id = created.id
+    return created
 
 
 @router.get("/medications", response_model=Page[MedicationOut])
@@ -67,13 +89,17 @@ async def list_medications(user: CurrentUser, rpc: Rpc, page: Paging) -> Page[Me
 
 
 @router.get("/medications/{medication_id}", response_model=MedicationOut)
-async def get_medication(medication_id: str, user: CurrentUser, rpc: Rpc) -> MedicationOut:
+async def get_medication(medication_id: ResourceId, user: CurrentUser, rpc: Rpc) -> MedicationOut:
     return MedicationOut.of(await rpc.ask(c.GetMedication(medication_id=medication_id), c.MedicationView))
 
 
-@router.patch("/medications/{medication_id}", response_model=MedicationOut)
+@router.patch(
+    "/medications/{medication_id}",
+    response_model=MedicationOut,
+    dependencies=[audited("medication.update", subject="medication_id")],
+)
 async def update_medication(
-    medication_id: str, body: MedicationPatch, staff: Staff, rpc: Rpc
+    medication_id: ResourceId, body: MedicationPatch, staff: Staff, rpc: Rpc
 ) -> MedicationOut:
     command = c.UpdateMedication(
         medication_id=medication_id,
@@ -86,8 +112,12 @@ async def update_medication(
     return MedicationOut.of(await rpc.ask(command, c.MedicationView))
 
 
-@router.delete("/medications/{medication_id}", status_code=204)
-async def discontinue_medication(medication_id: str, staff: Staff, rpc: Rpc) -> Response:
+@router.delete(
+    "/medications/{medication_id}",
+    status_code=204,
+    dependencies=[audited("medication.discontinue", subject="medication_id")],
+)
+async def discontinue_medication(medication_id: ResourceId, staff: Staff, rpc: Rpc) -> Response:
     """Take a medication out of the catalogue. Orders that name it keep their record of it."""
     await rpc.ask(c.DiscontinueMedication(medication_id=medication_id), None)
     return Response(status_code=204)
@@ -95,7 +125,7 @@ async def discontinue_medication(medication_id: str, staff: Staff, rpc: Rpc) -> 
 
 @router.get("/medications/{medication_id}/availability", response_model=list[AvailabilityOut])
 async def availability(
-    medication_id: str,
+    medication_id: ResourceId,
     user: CurrentUser,
     rpc: Rpc,
     latitude: Annotated[float | None, Query(ge=-90, le=90)] = None,

@@ -5,14 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from contracts import commands as c
-from user_service.deps import CurrentUser, Dispatcher, Paging, Rpc, UserFilter
+from user_service.audit import audited
+from user_service.deps import CurrentUser, Dispatcher, Paging, ResourceId, Rpc, UserFilter
 from user_service.domain import owner_scope
 from user_service.schemas import DeliveryOut, OrderOut, Page
 
 router = APIRouter(tags=["orders"])
 
 
-@router.get("/orders", response_model=Page[OrderOut])
+@router.get("/orders", response_model=Page[OrderOut], dependencies=[audited("order.list", subject="user_id")])
 async def list_orders(
     user: CurrentUser, rpc: Rpc, page: Paging, user_id: UserFilter = None
 ) -> Page[OrderOut]:
@@ -20,16 +21,20 @@ async def list_orders(
     return Page(items=[OrderOut.of(o) for o in found], limit=page.limit, offset=page.offset)
 
 
-@router.get("/orders/{order_id}", response_model=OrderOut)
-async def get_order(order_id: str, user: CurrentUser, rpc: Rpc) -> OrderOut:
+@router.get(
+    "/orders/{order_id}", response_model=OrderOut, dependencies=[audited("order.read", subject="order_id")]
+)
+async def get_order(order_id: ResourceId, user: CurrentUser, rpc: Rpc) -> OrderOut:
     """Status, lines, pharmacy, total, and every status the order went through with its time."""
     return OrderOut.of(
         await rpc.ask(c.GetOrder(owner_id=owner_scope(user, None), order_id=order_id), c.OrderView)
     )
 
 
-@router.delete("/orders/{order_id}", response_model=OrderOut)
-async def cancel_order(order_id: str, user: CurrentUser, rpc: Rpc) -> OrderOut:
+@router.delete(
+    "/orders/{order_id}", response_model=OrderOut, dependencies=[audited("order.cancel", subject="order_id")]
+)
+async def cancel_order(order_id: ResourceId, user: CurrentUser, rpc: Rpc) -> OrderOut:
     """Cancel an order not yet paid (PENDING or STOCK_RESERVED); its stock goes back. 409 otherwise."""
     command = c.CancelOrder(owner_id=owner_scope(user, None), order_id=order_id)
     return OrderOut.of(await rpc.ask(command, c.OrderView))

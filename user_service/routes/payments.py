@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from contracts import commands as c
-from user_service.deps import Admin, CurrentUser, Paging, Patient, Rpc, UserFilter
+from user_service.audit import audited
+from user_service.deps import Admin, CurrentUser, Paging, Patient, ResourceId, Rpc, UserFilter
 from user_service.domain import PAYMENT_READERS, owner_scope
 from user_service.schemas import Page, PaymentMethodIn, PaymentMethodOut, PaymentOut
 
@@ -31,7 +32,9 @@ async def list_payment_methods(user: Patient, rpc: Rpc) -> Page[PaymentMethodOut
     return Page(items=[PaymentMethodOut.of(m) for m in found], limit=len(found), offset=0)
 
 
-@router.get("/payments", response_model=Page[PaymentOut])
+@router.get(
+    "/payments", response_model=Page[PaymentOut], dependencies=[audited("payment.list", subject="user_id")]
+)
 async def list_payments(
     user: CurrentUser, rpc: Rpc, page: Paging, user_id: UserFilter = None
 ) -> Page[PaymentOut]:
@@ -40,14 +43,20 @@ async def list_payments(
     return Page(items=[PaymentOut.of(p) for p in found], limit=page.limit, offset=page.offset)
 
 
-@router.get("/payments/{payment_id}", response_model=PaymentOut)
-async def get_payment(payment_id: str, user: CurrentUser, rpc: Rpc) -> PaymentOut:
+@router.get(
+    "/payments/{payment_id}",
+    response_model=PaymentOut,
+    dependencies=[audited("payment.read", subject="payment_id")],
+)
+async def get_payment(payment_id: ResourceId, user: CurrentUser, rpc: Rpc) -> PaymentOut:
     command = c.GetPayment(owner_id=owner_scope(user, None, readers=PAYMENT_READERS), payment_id=payment_id)
     return PaymentOut.of(await rpc.ask(command, c.PaymentView))
 
 
-@router.delete("/payments/{payment_id}", status_code=204)
-async def hide_payment(payment_id: str, admin: Admin, rpc: Rpc) -> Response:
+@router.delete(
+    "/payments/{payment_id}", status_code=204, dependencies=[audited("payment.hide", subject="payment_id")]
+)
+async def hide_payment(payment_id: ResourceId, admin: Admin, rpc: Rpc) -> Response:
     """Remove a payment from every listing; the record is kept for audit."""
     await rpc.ask(c.HidePayment(payment_id=payment_id, hidden_by=admin.id), None)
     return Response(status_code=204)

@@ -11,8 +11,9 @@ from contracts import commands as c
 from contracts.events import Location, PrescribedLine
 from service_runtime.errors import CommandRefused, ServiceUnavailable
 from service_runtime.messaging import RpcClient
-from user_service.deps import CurrentUser, Paging, Patient, Rpc, UserFilter
-from user_service.domain import owner_scope
+from user_service.audit import Audit, audited
+from user_service.deps import CurrentUser, IdempotencyKey, Paging, Patient, ResourceId, Rpc, UserFilter
+from user_service.domain import keyed_request_id, owner_scope
 from user_service.problems import field_error
 from user_service.schemas import Page, PrescriptionIn, PrescriptionOut
 
@@ -26,12 +27,21 @@ PRECHECK_SECONDS = 3.0
     "/prescriptions",
     status_code=202,
     response_model=PrescriptionOut,
-    responses={422: {"description": "unknown medication or payment method"}},
+    dependencies=[audited("prescription.upload", subject="prescription_id")],
+    responses={
+        422: {
+            "description": "unknown medication or payment method, or an Idempotency-Key already used "
+            "for another upload"
+        }
+    },
 )
-async def upload_prescription(body: PrescriptionIn, patient: Patient, rpc: Rpc) -> JSONResponse:
+async def upload_prescription(
+    body: PrescriptionIn, patient: Patient, rpc: Rpc, audit: Audit, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
     """Accept a prescription; the order is then created, stocked and paid by itself.
 
     Answers 202 with the prescription, whose `order_id` can be followed at /orders/{order_id}.
+    Retried with the same Idempotency-Key, it answers with the prescription the first upload made.
     """
     # Refuse what can never succeed now, with the field at fault, rather than as a rejected order later.
     # Best effort: with a service briefly down the upload is still taken, and the saga itself
@@ -52,8 +62,10 @@ async def upload_prescription(body: PrescriptionIn, patient: Patient, rpc: Rpc) 
             latitude=body.delivery_location.latitude, longitude=body.delivery_location.longitude
         ),
         payment_method_id=body.payment_method_id,
+        request_id=None if idempotency_key is None else keyed_request_id(patient.id, idempotency_key),
     )
     created = PrescriptionOut.of(await rpc.ask(command, c.PrescriptionView))
+    audit.subject_id = created.id
     return JSONResponse(
         created.model_dump(mode="json"),
         status_code=202,
@@ -83,7 +95,11 @@ async def _unknown_references(body: PrescriptionIn, patient_id: str, rpc: RpcCli
     return None
 
 
-@router.get("/prescriptions", response_model=Page[PrescriptionOut])
+@router.get(
+    "/prescriptions",
+    response_model=Page[PrescriptionOut],
+    dependencies=[audited("prescription.list", subject="user_id")],
+)
 async def list_prescriptions(
     user: CurrentUser, rpc: Rpc, page: Paging, user_id: UserFilter = None
 ) -> Page[PrescriptionOut]:
@@ -92,14 +108,22 @@ async def list_prescriptions(
     return Page(items=[PrescriptionOut.of(p) for p in found], limit=page.limit, offset=page.offset)
 
 
-@router.get("/prescriptions/{prescription_id}", response_model=PrescriptionOut)
-async def get_prescription(prescription_id: str, user: CurrentUser, rpc: Rpc) -> PrescriptionOut:
+@router.get(
+    "/prescriptions/{prescription_id}",
+    response_model=PrescriptionOut,
+    dependencies=[audited("prescription.read", subject="prescription_id")],
+)
+async def get_prescription(prescription_id: ResourceId, user: CurrentUser, rpc: Rpc) -> PrescriptionOut:
     command = c.GetPrescription(owner_id=owner_scope(user, None), prescription_id=prescription_id)
     return PrescriptionOut.of(await rpc.ask(command, c.PrescriptionView))
 
 
-@router.delete("/prescriptions/{prescription_id}", status_code=204)
-async def withdraw_prescription(prescription_id: str, user: CurrentUser, rpc: Rpc) -> Response:
+@router.delete(
+    "/prescriptions/{prescription_id}",
+    status_code=204,
+    dependencies=[audited("prescription.withdraw", subject="prescription_id")],
+)
+async def withdraw_prescription(prescription_id: ResourceId, user: CurrentUser, rpc: Rpc) -> Response:
     """Withdraw a prescription: it leaves every listing and its order is cancelled if not yet paid."""
     command = c.WithdrawPrescription(owner_id=owner_scope(user, None), prescription_id=prescription_id)
     await rpc.ask(command, None)

@@ -4,27 +4,32 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
-from user_service.deps import Admin, Paging, Users
+from user_service.audit import Audit, audited
+from user_service.deps import Admin, Paging, ResourceId, Users
 from user_service.schemas import Page, RoleIn, UserOut
 
 router = APIRouter(tags=["users"])
 
 
-@router.get("/users", response_model=Page[UserOut])
+@router.get("/users", response_model=Page[UserOut], dependencies=[audited("user.list")])
 async def list_users(admin: Admin, users: Users, page: Paging) -> Page[UserOut]:
     found = await users.list(limit=page.limit, offset=page.offset)
     return Page(items=[UserOut.of(u) for u in found], limit=page.limit, offset=page.offset)
 
 
-@router.patch("/users/{user_id}", response_model=UserOut)
-async def grant_role(user_id: str, body: RoleIn, admin: Admin, users: Users) -> UserOut:
+@router.patch(
+    "/users/{user_id}", response_model=UserOut, dependencies=[audited("user.role_change", subject="user_id")]
+)
+async def grant_role(user_id: ResourceId, body: RoleIn, admin: Admin, users: Users, audit: Audit) -> UserOut:
     """Give a user the role patient, pharmacist, courier or admin.
 
     Not one's own: an admin cannot lock the platform out of its last admin, nor raise themselves.
     """
     if user_id == admin.id:
         raise HTTPException(403, "an admin cannot change their own role; ask another admin")
+    before = await users.by_id(user_id=user_id)
     user = await users.set_role(user_id=user_id, role=body.role)
-    if user is None:
+    if before is None or user is None:
         raise HTTPException(404, f"user {user_id} not found")
+    audit.details = {"old_role": before.role, "new_role": user.role}
     return UserOut.of(user)

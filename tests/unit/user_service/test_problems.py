@@ -6,7 +6,7 @@ import httpx
 from fastapi import FastAPI
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
-from service_runtime.errors import ServiceUnavailable
+from service_runtime.errors import CommandRefused, ServiceUnavailable
 from user_service import problems
 
 
@@ -46,3 +46,20 @@ async def test_anything_else_is_a_plain_500_without_the_trace() -> None:
 
     assert answer.status_code == 500
     assert "secret internals" not in answer.text
+
+
+async def test_a_back_end_failure_is_told_without_its_internals() -> None:
+    internal = await answer_to(CommandRefused("internal", "order_service failed: pharmacy.rpc.orders"))
+    away = await answer_to(CommandRefused("unavailable", "order_service cannot reach its store; try again"))
+
+    assert (internal.status_code, away.status_code, away.headers["Retry-After"]) == (500, 503, "5")
+    for answer in (internal, away):
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert "order_service" not in answer.text
+
+
+async def test_a_500_carries_the_security_headers_too() -> None:
+    answer = await answer_to(RuntimeError("secret internals"))
+
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"

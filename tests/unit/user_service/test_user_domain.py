@@ -17,6 +17,7 @@ from user_service.settings import Settings
 EMAIL = "pat.ient@example.com"
 SIGNING_KEY = "unit-test-signing-key-of-at-least-32-characters"
 SETTINGS = Settings(environment="test", secret_key=SIGNING_KEY, access_token_minutes=30)
+KID = SETTINGS.signing_key[0]
 
 
 def user(role: Role = "patient", user_id: str = "user-1") -> User:
@@ -134,7 +135,8 @@ def test_no_hash_or_a_broken_hash_never_verifies() -> None:
 
 
 def test_an_issued_token_reads_back_as_its_user_and_role() -> None:
-    token, lifetime = security.issue_access_token(SETTINGS, user_id="user-1", role="pharmacist")
+    issued = security.issue_access_token(SETTINGS, user_id="user-1", role="pharmacist")
+    token, lifetime = issued.token, issued.expires_in
 
     claims = security.read_access_token(SETTINGS, token)
 
@@ -145,8 +147,8 @@ def test_an_issued_token_reads_back_as_its_user_and_role() -> None:
 
 
 def test_every_token_has_its_own_id() -> None:
-    first, _ = security.issue_access_token(SETTINGS, user_id="user-1", role="patient")
-    second, _ = security.issue_access_token(SETTINGS, user_id="user-1", role="patient")
+    first = security.issue_access_token(SETTINGS, user_id="user-1", role="patient").token
+    second = security.issue_access_token(SETTINGS, user_id="user-1", role="patient").token
 
     first_claims = security.read_access_token(SETTINGS, first)
     second_claims = security.read_access_token(SETTINGS, second)
@@ -160,7 +162,7 @@ def _b64(data: bytes) -> str:
 
 
 def test_a_token_whose_claims_were_changed_is_refused() -> None:
-    token, _ = security.issue_access_token(SETTINGS, user_id="user-1", role="patient")
+    token = security.issue_access_token(SETTINGS, user_id="user-1", role="patient").token
     header, payload, signature = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     promoted = _b64(json.dumps({**claims, "role": "admin"}).encode())
@@ -171,27 +173,32 @@ def test_a_token_whose_claims_were_changed_is_refused() -> None:
 
 def test_a_token_signed_with_another_key_is_refused() -> None:
     other = Settings(environment="test", secret_key="another-unit-test-key-of-32-characters!")
-    token, _ = security.issue_access_token(other, user_id="user-1", role="admin")
+    token = security.issue_access_token(other, user_id="user-1", role="admin").token
 
     assert security.read_access_token(SETTINGS, token) is None
 
 
 def test_an_expired_token_is_refused() -> None:
     already_over = Settings(environment="test", secret_key=SIGNING_KEY, access_token_minutes=-1)
-    token, _ = security.issue_access_token(already_over, user_id="user-1", role="patient")
+    token = security.issue_access_token(already_over, user_id="user-1", role="patient").token
 
     assert security.read_access_token(SETTINGS, token) is None
 
 
 def test_a_token_that_is_not_an_access_token_or_lacks_a_subject_is_refused() -> None:
     now = datetime.now(UTC)
-    valid = {"sub": "user-1", "iat": now, "exp": now + timedelta(minutes=5), "typ": "access"}
+    valid = {"sub": "user-1", "iat": now, "exp": now + timedelta(minutes=5), "jti": "t-1", "typ": "access"}
     refresh = {**valid, "typ": "refresh"}
     no_subject = {k: v for k, v in valid.items() if k != "sub"}
+    no_id = {k: v for k, v in valid.items() if k != "jti"}
 
-    assert security.read_access_token(SETTINGS, jwt.encode(valid, SIGNING_KEY)) is not None
-    assert security.read_access_token(SETTINGS, jwt.encode(refresh, SIGNING_KEY)) is None
-    assert security.read_access_token(SETTINGS, jwt.encode(no_subject, SIGNING_KEY)) is None
+    def signed(claims: dict[str, object]) -> str:
+        return jwt.encode(claims, SIGNING_KEY, headers={"kid": KID})
+
+    assert security.read_access_token(SETTINGS, signed(valid)) is not None
+    assert security.read_access_token(SETTINGS, signed(refresh)) is None
+    assert security.read_access_token(SETTINGS, signed(no_subject)) is None
+    assert security.read_access_token(SETTINGS, signed(no_id)) is None  # it could not be revoked
     assert security.read_access_token(SETTINGS, "not.a.token") is None
 
 
@@ -202,10 +209,12 @@ def test_an_unsigned_token_is_refused() -> None:
         "role": "admin",
         "iat": now,
         "exp": now + timedelta(minutes=5),
+        "jti": "t-1",
         "typ": "access",
     }
 
-    assert security.read_access_token(SETTINGS, jwt.encode(claims, "", algorithm="none")) is None
+    unsigned = jwt.encode(claims, "", algorithm="none", headers={"kid": KID})
+    assert security.read_access_token(SETTINGS, unsigned) is None
 
 
 def test_settings_refuse_the_development_key_outside_development() -> None:
