@@ -391,6 +391,13 @@ def rebuild(
 # --- backups -------------------------------------------------------------------------------------
 
 errors = Console(stderr=True)
+# Whose database a backup or a key rotation reads; none with --all.
+ServiceDatabase = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="SERVICE", help=f"Whose database: {', '.join(backups.TARGETS)}.", show_default=False
+    ),
+]
 DatabasePrefix = Annotated[
     str,
     typer.Option(help="Databases are named PREFIX_orders, PREFIX_inventory, ... as `make run` names them."),
@@ -433,12 +440,7 @@ def _collections_table(manifest: backups.Manifest, title: str) -> Table:
 
 @app.command("backup")
 def back_up(
-    service: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="SERVICE", help=f"Whose database: {', '.join(backups.TARGETS)}.", show_default=False
-        ),
-    ] = None,
+    service: ServiceDatabase = None,
     every: Annotated[
         bool, typer.Option("--all", help="Every service's database and the journal's, an archive each.")
     ] = False,
@@ -619,12 +621,7 @@ def restore(
 
 @app.command("rotate-keys")
 def rotate_keys(
-    service: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="SERVICE", help=f"Whose database: {', '.join(backups.TARGETS)}.", show_default=False
-        ),
-    ] = None,
+    service: ServiceDatabase = None,
     every: Annotated[bool, typer.Option("--all", help="Every service's database and the journal's.")] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Count what would be sealed again; write nothing.")

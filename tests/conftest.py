@@ -531,16 +531,17 @@ def add_card(api: Api, patient: dict[str, str], number: str = GOOD_CARD) -> str:
     return str(answer.json()["id"])
 
 
+def prescription_body(shop: Shop, card_id: str, quantity: int = 1) -> dict[str, Any]:
+    """An upload of one line of the shop's medication, delivered next to the shop."""
+    return {
+        "lines": [{"medication_id": shop.medication_id, "quantity": quantity}],
+        "delivery_location": {"latitude": shop.latitude + 0.01, "longitude": shop.longitude + 0.01},
+        "payment_method_id": card_id,
+    }
+
+
 def upload(api: Api, patient: dict[str, str], shop: Shop, card_id: str, quantity: int) -> dict[str, Any]:
-    answer = api.http.post(
-        "/prescriptions",
-        headers=patient,
-        json={
-            "lines": [{"medication_id": shop.medication_id, "quantity": quantity}],
-            "delivery_location": {"latitude": shop.latitude + 0.01, "longitude": shop.longitude + 0.01},
-            "payment_method_id": card_id,
-        },
-    )
+    answer = api.http.post("/prescriptions", headers=patient, json=prescription_body(shop, card_id, quantity))
     assert answer.status_code == 202, answer.text
     return dict(answer.json())
 
@@ -582,6 +583,7 @@ __all__ = [
     "make_platform",
     "open_shop",
     "opened",
+    "prescription_body",
     "prescription_uploaded",
     "rpc_client",
     "started_platform",

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import Api, Backing, add_card, open_shop, started_platform
+from conftest import Api, Backing, add_card, open_shop, prescription_body, started_platform
 
 from service_runtime.launcher import Platform
 from user_service.edge import API_POLICY, DOCS_POLICY
@@ -77,12 +77,7 @@ def test_api3_2023_mass_assignment_unknown_fields_are_refused_naming_the_field(
     someone_else = api.http.post(
         "/prescriptions",
         headers=patient,
-        json={
-            "lines": [{"medication_id": shop.medication_id, "quantity": 1}],
-            "delivery_location": {"latitude": shop.latitude, "longitude": shop.longitude},
-            "payment_method_id": add_card(api, patient),
-            "patient_id": "another-patient",
-        },
+        json={**prescription_body(shop, add_card(api, patient)), "patient_id": "another-patient"},
     )
 
     for answer, field in ((as_admin, "role"), (someone_else, "patient_id")):

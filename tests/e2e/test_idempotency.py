@@ -6,7 +6,7 @@ import secrets
 from typing import Any
 
 import pytest
-from conftest import Api, add_card, open_shop, upload
+from conftest import Api, add_card, open_shop, prescription_body, upload
 
 pytestmark = pytest.mark.e2e
 
@@ -55,13 +55,7 @@ def test_a_key_used_again_for_another_upload_is_refused_and_makes_nothing(
     first = upload(api, keyed(patient, "my-upload-1"), shop, card, quantity=2)
 
     other = api.http.post(
-        "/prescriptions",
-        headers=keyed(patient, "my-upload-1"),
-        json={
-            "lines": [{"medication_id": shop.medication_id, "quantity": 3}],
-            "delivery_location": {"latitude": shop.latitude, "longitude": shop.longitude},
-            "payment_method_id": card,
-        },
+        "/prescriptions", headers=keyed(patient, "my-upload-1"), json=prescription_body(shop, card, 3)
     )
 
     assert other.status_code == 422, other.text
@@ -107,11 +101,7 @@ def test_a_malformed_key_is_refused_before_anything_is_made(
 ) -> None:
     shop = open_shop(api, admin, quantity=10)
     _, patient = api.new_patient()
-    body = {
-        "lines": [{"medication_id": shop.medication_id, "quantity": 1}],
-        "delivery_location": {"latitude": shop.latitude, "longitude": shop.longitude},
-        "payment_method_id": add_card(api, patient),
-    }
+    body = prescription_body(shop, add_card(api, patient))
 
     # As bytes: httpx sends only ASCII text as a header value.
     headers = {k.encode(): v.encode() for k, v in patient.items()} | {

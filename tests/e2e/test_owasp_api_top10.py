@@ -16,7 +16,7 @@ from typing import Any
 import aio_pika
 import jwt
 import pytest
-from conftest import Api, Backing, add_card, dead_letters, open_shop, upload
+from conftest import Api, Backing, add_card, dead_letters, open_shop, prescription_body, upload
 
 from contracts import topology
 from contracts.events import PrescriptionUploaded
@@ -154,11 +154,7 @@ def test_api6_2023_unrestricted_access_to_sensitive_business_flows(api: Api, adm
     # Ordering medicine is the flow worth abusing: a retried or replayed upload must not order twice.
     shop = open_shop(api, admin, quantity=10)
     _, patient = api.new_patient()
-    body = {
-        "lines": [{"medication_id": shop.medication_id, "quantity": 1}],
-        "delivery_location": {"latitude": shop.latitude, "longitude": shop.longitude},
-        "payment_method_id": add_card(api, patient),
-    }
+    body = prescription_body(shop, add_card(api, patient))
     key = {"Idempotency-Key": secrets.token_hex(8), **patient}
 
     answers = [api.http.post("/prescriptions", headers=key, json=body) for _ in range(3)]
