@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 from uuid import uuid4
 
 from fastapi import Depends, Request
-from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, Field
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
@@ -25,7 +24,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service_runtime.clock import utc_now
-from user_service.deps import CurrentUser, Users
+from user_service.deps import CurrentUser
 from user_service.domain import Role
 from user_service.problems import problem
 
@@ -131,17 +130,10 @@ def audited(action: str, *, subject: str | None = None) -> Any:
     return Depends(open_entry)
 
 
-async def open_sign_in(
-    request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], users: Users
-) -> None:
-    """A sign-in's entry, before anyone is signed in: its subject is the account tried, when it exists."""
-    account = await users.by_email(email=form.username)
+def open_sign_in(request: Request) -> None:
+    """A sign-in's entry, before anyone is signed in; the route names the account tried, if it exists."""
     request.state.audit = AuditNote(
-        action="auth.sign_in",
-        actor_id=None,
-        actor_role=None,
-        subject_type="user",
-        subject_id=account.id if account else None,
+        action="auth.sign_in", actor_id=None, actor_role=None, subject_type="user", subject_id=None
     )
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
 from service_runtime.clock import utc_now
-from user_service.audit import open_sign_in
+from user_service.audit import Audit, open_sign_in
 from user_service.deps import AccessClaims, CurrentUser, SettingsDep, Throttle, Tokens, Users
 from user_service.domain import User, WeakPassword, check_password_policy
 from user_service.problems import field_error
@@ -62,18 +62,20 @@ async def sign_in(
     settings: SettingsDep,
     throttle: Throttle,
     tokens: Tokens,
+    audit: Audit,
 ) -> TokenOut:
     """OAuth2 password flow: `username` is the email. Answers a bearer access token and a refresh token.
 
     Too many failed sign-ins for the account, or from the client's address, answer 429 with
     Retry-After, whatever the password, until the window has passed.
     """
+    user = await users.by_email(email=form.username)
+    audit.subject_id = user.id if user else None  # the account tried, even when held back
     address = request.client.host if request.client else "unknown"
     if (wait := await throttle.retry_after(form.username, address)) is not None:
         raise HTTPException(
             429, "too many failed sign-ins: try again later", headers={"Retry-After": str(wait)}
         )
-    user = await users.by_email(email=form.username)
     if not verify_password(user.password_hash if user else None, form.password) or user is None:
         await throttle.failed(form.username, address)
         raise HTTPException(401, "wrong email or password", headers={"WWW-Authenticate": "Bearer"})
