@@ -14,7 +14,7 @@ from service_runtime.messaging import RpcClient
 from user_service.audit import Audit, audited
 from user_service.deps import CurrentUser, IdempotencyKey, Paging, Patient, ResourceId, Rpc, UserFilter
 from user_service.domain import keyed_request_id, owner_scope
-from user_service.problems import field_error
+from user_service.problems import RESPONSES, field_error
 from user_service.schemas import Page, PrescriptionIn, PrescriptionOut
 
 router = APIRouter(tags=["prescriptions"])
@@ -30,8 +30,9 @@ PRECHECK_SECONDS = 3.0
     dependencies=[audited("prescription.upload", subject="prescription_id")],
     responses={
         422: {
-            "description": "unknown medication or payment method, or an Idempotency-Key already used "
-            "for another upload"
+            **RESPONSES[422],
+            "description": "invalid input, an unknown medication or payment method, or an "
+            "Idempotency-Key already used for another upload",
         }
     },
 )
