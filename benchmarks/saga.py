@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import socket
 import statistics
 import sys
 import time
@@ -31,7 +30,7 @@ import httpx
 from contracts import topology
 from contracts.base import Envelope
 from contracts.events import OrderCancelled, OrderConfirmed, OrderRejected
-from service_runtime.launcher import Platform, delete_namespace, drop_databases
+from service_runtime.launcher import Platform, delete_namespace, drop_databases, free_port
 
 TERMINAL_EVENTS = {
     OrderConfirmed.TYPE: "CONFIRMED",
@@ -208,12 +207,6 @@ def report(results: Results, orders: int, concurrency: int) -> None:
             f"upload -> terminal:    p50 {percentile(saga, 50):.0f} ms, p95 {percentile(saga, 95):.0f} ms, "
             f"p99 {percentile(saga, 99):.0f} ms, max {max(saga):.0f} ms, mean {statistics.fmean(saga):.0f} ms"
         )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -123,7 +124,7 @@ class Platform:
             return {}
         if name not in self.metrics_ports:
             base = self.metrics_base_port
-            self.metrics_ports[name] = _free_port() if base == 0 else base + len(self.metrics_ports)
+            self.metrics_ports[name] = free_port() if base == 0 else base + len(self.metrics_ports)
         return {"METRICS_PORT": str(self.metrics_ports[name])}
 
     def metrics_url(self, name: str) -> str:
@@ -194,10 +195,40 @@ class Platform:
         self.processes.clear()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port() -> int:
+    """A port nothing listens on now, for a server started next, below the ephemeral range.
+
+    A port the kernel hands out for bind(0) is an ephemeral one: by the time the server binds it, a
+    client socket of this machine may hold it (seen: a gateway exiting with "address already in
+    use"). Client sockets never take a port below the ephemeral range, so one is picked from there.
+    """
+    low = _ephemeral_low()
+    for _ in range(100):
+        port = random.randint(max(1024, low - 12_000), low - 1)
+        # Not one handed out before: the server it went to may not be listening yet. Not one of the
+        # stores' (27017, 27018 in CI, 27027 for the fault suite): a store stopped on purpose must find
+        # its port again.
+        if port in _handed_out or port in _STORE_PORTS:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port found below {low}")
+
+
+_handed_out: set[int] = set()
+_STORE_PORTS = range(27000, 27100)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 async def delete_namespace(rabbitmq_url: str, namespace: str) -> None:

@@ -14,7 +14,6 @@ import os
 import random
 import secrets
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -33,7 +32,7 @@ from contracts import topology
 from contracts.base import Envelope, Event
 from contracts.events import Location, PrescribedLine, PrescriptionUploaded
 from service_runtime.crypto import place
-from service_runtime.launcher import SERVICES, Platform, delete_namespace, drop_databases
+from service_runtime.launcher import SERVICES, Platform, delete_namespace, drop_databases, free_port
 from service_runtime.messaging import ROUTING_KEYS, AmqpRequester, RpcClient
 from service_runtime.service import Service
 from service_runtime.settings import RuntimeSettings
@@ -353,12 +352,6 @@ async def dead_letters(rabbitmq_url: str, queue: str) -> list[aio_pika.abc.Abstr
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "e2e-admin-password-1234"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_platform(
