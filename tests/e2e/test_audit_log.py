@@ -91,3 +91,29 @@ def test_the_log_is_filtered_by_action_and_time_and_paged(api: Api, admin: dict[
     assert audit_entries(api, admin, **mine, action="prescription.list") == []
     assert audit_entries(api, admin, **mine, limit=1, offset=1) == [oldest]
     assert (oldest["request_id"], oldest["client"]) == ("req-no-such-one", "127.0.0.1")
+
+
+def test_cards_deliveries_and_sign_outs_are_recorded_too(api: Api, admin: dict[str, str]) -> None:
+    patient, headers = api.new_patient()
+    courier, courier_headers = api.new_patient()
+    assert (
+        api.http.patch(f"/users/{courier['id']}", headers=admin, json={"role": "courier"}).status_code == 200
+    )
+    card_id = add_card(api, headers)
+    listed_cards = api.http.get("/payment-methods", headers=headers)
+    deliveries = api.http.get("/deliveries", headers=courier_headers)
+    signed_out = api.http.post("/auth/logout", headers=headers, json={"refresh_token": "none of mine"})
+
+    assert (listed_cards.status_code, deliveries.status_code, signed_out.status_code) == (200, 200, 204)
+    assert summary(audit_entries(api, admin, actor_id=patient["id"])) == [
+        ("auth.sign_out", patient["id"], "patient", "ok", 204),
+        ("payment_method.list", patient["id"], "patient", "ok", 200),
+        ("payment_method.add", patient["id"], "patient", "ok", 201),
+    ]
+    assert (
+        audit_entries(api, admin, action="payment_method.add", actor_id=patient["id"])[0]["subject_id"]
+        == card_id
+    )
+    assert summary(audit_entries(api, admin, actor_id=courier["id"])) == [
+        ("delivery.list", courier["id"], "courier", "ok", 200),
+    ]

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
 from service_runtime.clock import utc_now
-from user_service.audit import Audit, open_sign_in
+from user_service.audit import Audit, audited, open_sign_in
 from user_service.deps import AccessClaims, CurrentUser, SettingsDep, Throttle, Tokens, Users
 from user_service.domain import User, WeakPassword, check_password_policy
 from user_service.problems import field_error
@@ -111,7 +111,9 @@ async def refresh(body: RefreshTokenIn, users: Users, settings: SettingsDep, tok
         ) from exc
 
 
-@router.post("/auth/logout", status_code=204, response_class=Response)
+@router.post(
+    "/auth/logout", status_code=204, response_class=Response, dependencies=[audited("auth.sign_out")]
+)
 async def sign_out(body: RefreshTokenIn, user: CurrentUser, claims: AccessClaims, tokens: Tokens) -> Response:
     """Sign out: this access token and every token of this refresh token's sign-in stop working.
 

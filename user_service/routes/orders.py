@@ -40,7 +40,12 @@ async def cancel_order(order_id: ResourceId, user: CurrentUser, rpc: Rpc) -> Ord
     return OrderOut.of(await rpc.ask(command, c.OrderView))
 
 
-@router.get("/deliveries", response_model=Page[DeliveryOut], tags=["deliveries"])
+@router.get(
+    "/deliveries",
+    response_model=Page[DeliveryOut],
+    tags=["deliveries"],
+    dependencies=[audited("delivery.list")],
+)
 async def list_deliveries(courier: Dispatcher, rpc: Rpc, page: Paging) -> Page[DeliveryOut]:
     """Paid orders waiting to be taken to the patient, newest first: the pharmacy to collect from and
     where to deliver. A courier sees no medication, no price and no prescription.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from contracts import commands as c
-from user_service.audit import audited
+from user_service.audit import Audit, audited
 from user_service.deps import Admin, CurrentUser, Paging, Patient, ResourceId, Rpc, UserFilter
 from user_service.domain import PAYMENT_READERS, owner_scope
 from user_service.schemas import Page, PaymentMethodIn, PaymentMethodOut, PaymentOut
@@ -13,8 +13,15 @@ from user_service.schemas import Page, PaymentMethodIn, PaymentMethodOut, Paymen
 router = APIRouter(tags=["payments"])
 
 
-@router.post("/payment-methods", status_code=201, response_model=PaymentMethodOut)
-async def add_payment_method(body: PaymentMethodIn, user: Patient, rpc: Rpc) -> PaymentMethodOut:
+@router.post(
+    "/payment-methods",
+    status_code=201,
+    response_model=PaymentMethodOut,
+    dependencies=[audited("payment_method.add", subject="payment_method_id")],
+)
+async def add_payment_method(
+    body: PaymentMethodIn, user: Patient, rpc: Rpc, audit: Audit
+) -> PaymentMethodOut:
     """Register a card. Only its processor token, brand and last four digits are kept."""
     command = c.AddPaymentMethod(
         owner_id=user.id,
@@ -23,10 +30,16 @@ async def add_payment_method(body: PaymentMethodIn, user: Patient, rpc: Rpc) -> 
         exp_year=body.exp_year,
         cvc=body.cvc,
     )
-    return PaymentMethodOut.of(await rpc.ask(command, c.PaymentMethodView))
+    added = PaymentMethodOut.of(await rpc.ask(command, c.PaymentMethodView))
+    audit.subject_id = added.id
+    return added
 
 
-@router.get("/payment-methods", response_model=Page[PaymentMethodOut])
+@router.get(
+    "/payment-methods",
+    response_model=Page[PaymentMethodOut],
+    dependencies=[audited("payment_method.list")],
+)
 async def list_payment_methods(user: Patient, rpc: Rpc) -> Page[PaymentMethodOut]:
     found = await rpc.ask(c.ListPaymentMethods(owner_id=user.id), list[c.PaymentMethodView])
     return Page(items=[PaymentMethodOut.of(m) for m in found], limit=len(found), offset=0)
