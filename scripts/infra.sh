@@ -55,6 +55,10 @@ start_rabbitmq() {
   mkdir -p "$base"
   # The Debian scripts drop to the rabbitmq user when started as root: give it the folders.
   if [ "$(id -u)" -eq 0 ] && id rabbitmq >/dev/null 2>&1; then chown -R rabbitmq:rabbitmq "$base"; fi
+  # Each service's events are spread over its partition queues by a consistent-hash exchange: the
+  # plugin ships with Debian's package and is enabled for this node only.
+  echo '[rabbitmq_consistent_hash_exchange].' >"$base/enabled_plugins"
+  if [ "$(id -u)" -eq 0 ] && id rabbitmq >/dev/null 2>&1; then chown rabbitmq:rabbitmq "$base/enabled_plugins"; fi
   log "starting RabbitMQ on 127.0.0.1:$rabbit_port (data in $base)"
   RABBITMQ_NODENAME="$rabbit_node" \
   RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
