@@ -55,12 +55,18 @@ def document(service: str, namespace: str = "pharmacy") -> Json:
     on_event_queue = [e.TYPE for e in takes] + writes + [SweepOutbox.TYPE]
 
     channels: Json = {_channel_id(e): _routing_key_channel(e, namespace) for e in (*takes, *publishes)}
+    partitions = topology.partition_exchange(namespace, service)
     channels["event_queue"] = _queue_channel(
         event_queue,
-        f"Quorum queue bound to {events} with the routing keys of the events {service} takes; write "
-        "commands and outbox sweeps are sent to it directly. One consumer at a time (single active "
-        f"consumer), one message at a time. After DELIVERY_LIMIT deliveries (default {DELIVERY_LIMIT}) "
-        f"a message is dead-lettered through {namespace}.{topology.DEAD_LETTER_EXCHANGE}.",
+        f"The first of EVENT_PARTITIONS quorum queues ({event_queue}, {event_queue}.1, ...) bound with "
+        f"weight 1 to {partitions}, a consistent-hash exchange on the x-partition-key header, which "
+        f"is bound to {events} with the routing keys of the events {service} takes. Events carry their "
+        "correlation id there, write commands the aggregate they change (PARTITION_BY), so one "
+        "aggregate's messages share a partition. Outbox sweeps are sent to this first one directly. "
+        "Each partition has one consumer at a time (single active consumer), which handles up to "
+        "EVENT_PREFETCH messages at once, one aggregate's in order. After DELIVERY_LIMIT deliveries "
+        f"(default {DELIVERY_LIMIT}) a message is dead-lettered through "
+        f"{namespace}.{topology.DEAD_LETTER_EXCHANGE}.",
         _event_queue_arguments(namespace, service),
         on_event_queue,
     )
@@ -78,7 +84,7 @@ def document(service: str, namespace: str = "pharmacy") -> Json:
             topology.timer_queue(namespace, service),
             f"Quorum queue bound to {events} with the routing keys of {service}'s timers. Nobody "
             "consumes it: each timer waits out its per-message TTL (until fires_at), then the broker "
-            f"dead-letters it through the default exchange into {event_queue}.",
+            f"dead-letters it through {partitions} into the partition its x-partition-key names.",
             _timer_queue_arguments(namespace, service),
             [t.TYPE for t in timers],
         )
@@ -207,8 +213,7 @@ def _event_queue_arguments(namespace: str, service: str) -> Json:
 def _timer_queue_arguments(namespace: str, service: str) -> Json:
     return {
         "x-queue-type": "quorum",
-        "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": topology.event_queue(namespace, service),
+        "x-dead-letter-exchange": topology.partition_exchange(namespace, service),
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
     }
@@ -282,7 +287,11 @@ def _event_operation(action: str, event: type[Event], event_queue: str) -> Json:
 
 def _command_operation(command: type[Command]) -> Json:
     channel = "event_queue" if command.WRITE else "rpc_queue"
-    where = "queued with the events, in order" if command.WRITE else "from any replica"
+    where = (
+        f"queued on the partition of its {command.PARTITION_BY}, in order with that aggregate's events"
+        if command.WRITE
+        else "from any replica"
+    )
     return {
         "action": "receive",
         "channel": {"$ref": f"#/channels/{channel}"},
@@ -299,7 +308,7 @@ def _command_operation(command: type[Command]) -> Json:
 
 def _sweep_operation(action: str) -> Json:
     summary = (
-        "Ask whichever replica consumes the event queue to publish what the outboxes still hold."
+        "Ask whichever replica consumes the first partition to publish what the outboxes still hold."
         if action == "send"
         else "Publish the events still in the outboxes; nobody is answered."
     )
@@ -363,8 +372,14 @@ _HEADERS: Json = {
             "x-publisher": {"type": "string", "description": "The service that published it."},
             "x-decided-after": {
                 "type": "string",
-                "description": "For an event decided on a command: the last event its publisher had "
-                "handled then, or ''. A rebuild from the journal replays it right after that one.",
+                "description": "For an event decided on a command: the last event the aggregate it "
+                "changed had handled then, or ''. A rebuild from the journal replays it right after "
+                "that one.",
+            },
+            topology.PARTITION_HEADER: {
+                "type": "string",
+                "description": "The saga's correlation id: each service's partition exchange hashes "
+                "it, so one order's events reach one partition queue, in order.",
             },
             **_TRACE_HEADERS,
         },
@@ -376,6 +391,11 @@ _HEADERS: Json = {
                 "type": "integer",
                 "description": "Epoch milliseconds after which the caller no longer waits: a write "
                 "still queued then is dropped, not carried out.",
+            },
+            topology.PARTITION_HEADER: {
+                "type": "string",
+                "description": "On a write: the aggregate it changes (the command's PARTITION_BY "
+                "field), which the service's partition exchange hashes.",
             },
             **_TRACE_HEADERS,
         },

@@ -36,13 +36,16 @@ class Timer(Event):
 class Command(Frozen):
     """An imperative request sent over RPC to the one service that owns the answer.
 
-    A command that writes is WRITE: it is queued with the service's events, on the queue only one
-    replica consumes at a time, so no aggregate ever has two writers at once (the store does not make
-    read-modify-write atomic between connections). Reads are answered by any replica.
+    A command that writes is WRITE: it is queued with the service's events, on the partition queue of
+    the aggregate it changes (PARTITION_BY), which one replica consumes at a time. Reads are answered
+    by any replica.
     """
 
     TYPE: ClassVar[str]
     WRITE: ClassVar[bool] = False
+    # A write is queued on the partition of the aggregate it changes: the field that names it. Its events
+    # carry the same key, so one aggregate's commands and events are handled one at a time, in order.
+    PARTITION_BY: ClassVar[str] = "request_id"
 
     # The caller's id for this request. A write can be delivered twice (a crash between carrying it
     # out and acknowledging it): what it creates takes ids derived from this, so it is created once.

@@ -22,8 +22,9 @@ class Ping(Command):
 class SweepOutbox(Command):
     """A service's note to itself: publish what its outboxes still hold.
 
-    A write like any other, so the one active consumer sweeps and never races a handler that is
-    writing the same document. Every service takes it; nobody answers it.
+    Queued on the service's first partition, so one replica sweeps at a time. Clearing an outbox entry
+    is one single-document update, atomic beside a handler writing the same document. Every service
+    takes it; nobody answers it.
     """
 
     TYPE = "SweepOutbox"
@@ -73,6 +74,7 @@ class CreateMedication(Command):
 class UpdateMedication(Command):
     TYPE = "UpdateMedication"
     WRITE = True
+    PARTITION_BY = "medication_id"
     medication_id: str
     name: str | None = None
     strength: str | None = None
@@ -95,6 +97,7 @@ class ListMedications(Command):
 class DiscontinueMedication(Command):
     TYPE = "DiscontinueMedication"
     WRITE = True
+    PARTITION_BY = "medication_id"
     medication_id: str
 
 
@@ -110,6 +113,7 @@ class MedicationView(Frozen):
 class SetStock(Command):
     TYPE = "SetStock"
     WRITE = True
+    PARTITION_BY = "pharmacy_id"
     pharmacy_id: str
     medication_id: str
     quantity: int = Field(ge=0)
@@ -144,6 +148,7 @@ class AvailabilityView(Frozen):
 class AddPaymentMethod(Command):
     TYPE = "AddPaymentMethod"
     WRITE = True
+    PARTITION_BY = "owner_id"
     owner_id: str
     card_number: str
     exp_month: int
@@ -187,6 +192,7 @@ class GetPayment(Command):
 class HidePayment(Command):
     TYPE = "HidePayment"
     WRITE = True
+    PARTITION_BY = "payment_id"
     payment_id: str
     hidden_by: str
 
@@ -235,6 +241,7 @@ class GetPrescription(Command):
 class WithdrawPrescription(Command):
     TYPE = "WithdrawPrescription"
     WRITE = True
+    PARTITION_BY = "prescription_id"
     owner_id: str | None
     prescription_id: str
 
@@ -273,6 +280,7 @@ class GetOrder(Command):
 class CancelOrder(Command):
     TYPE = "CancelOrder"
     WRITE = True
+    PARTITION_BY = "order_id"
     owner_id: str | None
     order_id: str
     reason: str = "cancelled by the customer"

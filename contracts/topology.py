@@ -94,12 +94,38 @@ COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
 }
 
 
+# Every event and write command names the aggregate it is about in this header; each service's partition
+# exchange hashes it, so one aggregate's messages always reach the same partition queue, in order.
+PARTITION_HEADER = "x-partition-key"
+
+
 def event_queue(namespace: str, service: str) -> str:
+    """A service's first partition queue; it has the name the single event queue had before partitions."""
     return f"{namespace}.{service}.events"
 
 
+def partition_queue(namespace: str, service: str, partition: int) -> str:
+    """One of the queues a service's events and write commands are spread over, by aggregate."""
+    first = event_queue(namespace, service)
+    return first if partition == 0 else f"{first}.{partition}"
+
+
+def partition_exchange(namespace: str, service: str) -> str:
+    """The consistent-hash exchange in front of a service's partition queues."""
+    return f"{namespace}.{service}.partitions"
+
+
 def timer_queue(namespace: str, service: str) -> str:
-    """Where a service's timers wait until they are due; then they move to its event queue."""
+    """Where a service's timers wait until they are due; then they move to the partition of their key.
+
+    `.timers` was the queue of the single event queue's days: it dead-letters into the first partition
+    (queue arguments cannot change), so it is unbound and left to run dry (see LEGACY_TIMER_QUEUE).
+    """
+    return f"{namespace}.{service}.timers.v2"
+
+
+def legacy_timer_queue(namespace: str, service: str) -> str:
+    """The timer queue before partitions: no longer bound, its last timers still reach the first partition."""
     return f"{namespace}.{service}.timers"
 
 
@@ -110,11 +136,6 @@ def journal_queue(namespace: str) -> str:
 
 def rpc_queue(namespace: str, service: str) -> str:
     return f"{namespace}.{service}.rpc"
-
-
-def command_queue(namespace: str, service: str, command: type[Command]) -> str:
-    """Writes queue with the service's events (one active consumer); reads go to every replica."""
-    return event_queue(namespace, service) if command.WRITE else rpc_queue(namespace, service)
 
 
 def dead_letter_queue(queue: str) -> str:

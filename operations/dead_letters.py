@@ -135,6 +135,8 @@ async def redrive(
     for service in services:
         async with _channel(rabbitmq_url) as channel:
             queue = topology.event_queue(namespace, service)
+            # Back through the partition exchange: the partition header the message kept picks its queue.
+            partitions = await channel.get_exchange(topology.partition_exchange(namespace, service))
             for message in await _taken(channel, service, namespace, limit):
                 if message_ids and message.message_id not in message_ids:
                     continue
@@ -143,6 +145,8 @@ async def redrive(
                     continue
                 headers = {k: v for k, v in (message.headers or {}).items() if k not in _FAILURE_HEADERS}
                 headers["x-redriven-at"] = datetime.now(UTC).isoformat()
+                # One published before partitions names no partition: its saga's is its aggregate's.
+                headers.setdefault(topology.PARTITION_HEADER, message.correlation_id or "")
                 copy = aio_pika.Message(
                     message.body if body is None else body,
                     headers=headers,
@@ -152,6 +156,6 @@ async def redrive(
                     content_type=message.content_type or "application/json",
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 )
-                await channel.default_exchange.publish(copy, routing_key=queue, mandatory=True)
+                await partitions.publish(copy, routing_key=queue, mandatory=True)
                 await message.ack()
     return done

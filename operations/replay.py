@@ -91,10 +91,9 @@ async def replay(
     connection = await aio_pika.connect(rabbitmq_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        if to is None:
-            exchange = await channel.get_exchange(f"{namespace}.{topology.EVENTS_EXCHANGE}")
-        else:
-            exchange = channel.default_exchange
+        # To one service: through its partition exchange, so each copy reaches its aggregate's partition.
+        name = topology.partition_exchange(namespace, to) if to else f"{namespace}.{topology.EVENTS_EXCHANGE}"
+        exchange = await channel.get_exchange(name)
         for doc in going:
             message = aio_pika.Message(
                 json.dumps(doc["envelope"]).encode(),
@@ -103,10 +102,13 @@ async def replay(
                 type=doc["type"],
                 content_type="application/json",
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                headers={"x-replay": REBUILD if rebuild else True, "x-publisher": doc.get("publisher") or ""},
+                headers={
+                    "x-replay": REBUILD if rebuild else True,
+                    "x-publisher": doc.get("publisher") or "",
+                    topology.PARTITION_HEADER: doc["correlation_id"],
+                },
             )
-            routing_key = doc["routing_key"] if to is None else topology.event_queue(namespace, to)
-            await exchange.publish(message, routing_key=routing_key, mandatory=True)
+            await exchange.publish(message, routing_key=doc["routing_key"], mandatory=True)
             summary.delivered[doc["type"]] += 1
             progress()
     return summary

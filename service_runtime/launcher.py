@@ -112,10 +112,17 @@ class Platform:
         module = MODULES.get(service, service)
         self.processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", module],
-            env=self.env_for(service) | self._metrics_env(name),
+            env=self.env_for(service) | self._metrics_env(name) | self._replica_env(name),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+    def _replica_env(self, name: str) -> dict[str, str]:
+        # Each replica takes its share of the service's partitions first (service.Service.partitions).
+        service, _, n = name.partition(".")
+        if service not in self.replicas or service == "user_service":
+            return {}
+        return {"REPLICA_INDEX": str(int(n or 1) - 1), "REPLICA_COUNT": str(self.replicas[service])}
 
     def _metrics_env(self, name: str) -> dict[str, str]:
         # The gateway serves /metrics on its own port; the archiver serves none. A restarted process
@@ -231,22 +238,26 @@ def _ephemeral_low() -> int:
         return 32768  # Linux's default
 
 
-async def delete_namespace(rabbitmq_url: str, namespace: str) -> None:
-    """Remove every queue and exchange a namespace declared: test and benchmark runs leave no trace."""
+async def delete_namespace(rabbitmq_url: str, namespace: str, partitions: int = 64) -> None:
+    """Remove every queue and exchange a namespace declared: test and benchmark runs leave no trace.
+
+    `partitions`: how many partition queues each service may have had (EVENT_PARTITIONS at most 64).
+    """
     connection = await aio_pika.connect(rabbitmq_url)
     async with connection:
+        channel = await connection.channel()
         for service in (*topology.SUBSCRIPTIONS, *topology.COMMANDS):
             queue = topology.event_queue(namespace, service)
             for name in (
-                queue,
+                *(topology.partition_queue(namespace, service, k) for k in range(partitions)),
                 topology.dead_letter_queue(queue),
                 topology.timer_queue(namespace, service),
+                topology.legacy_timer_queue(namespace, service),
                 topology.rpc_queue(namespace, service),
             ):
-                channel = await connection.channel()
+                # Deleting a queue that is not there is no error.
                 await channel.queue_delete(name)
-                await channel.close()
-        channel = await connection.channel()
+            await channel.exchange_delete(topology.partition_exchange(namespace, service))
         await channel.queue_delete(topology.journal_queue(namespace))
         for exchange in (topology.EVENTS_EXCHANGE, topology.DEAD_LETTER_EXCHANGE):
             await channel.exchange_delete(f"{namespace}.{exchange}")

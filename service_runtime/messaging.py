@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,8 +32,9 @@ from service_runtime.errors import (
     ServiceUnavailable,
     until_up,
 )
+from service_runtime.locks import KeyedLock
 from service_runtime.settings import RuntimeSettings
-from service_runtime.store import DECIDED_AFTER, decided_after
+from service_runtime.store import DECIDED_AFTER, deciding
 
 log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Event)
@@ -76,10 +77,11 @@ class Topology:
         self.namespace = settings.broker_namespace
         self.delivery_limit = settings.delivery_limit
         self.rpc_ttl_ms = int(settings.rpc_timeout_seconds * 1000)
-        # aiormq runs every delivery as its own task: a prefetch of one is what keeps the events of a
-        # queue handled one at a time, in the order they were published. FastStream caches a declared
-        # queue with the channel that first declared it, so the topology is declared on this channel too.
-        self.event_channel = Channel(prefetch_count=1, on_return_raises=True)
+        self.partitions = settings.event_partitions
+        # aiormq runs every delivery as its own task: this many messages of a partition are handled at
+        # once, and the consumer keeps one aggregate's in order (EventConsumer.consume). FastStream caches
+        # a declared queue with the channel that first declared it, so the topology is declared on it too.
+        self.event_channel = Channel(prefetch_count=settings.event_prefetch, on_return_raises=True)
         self.events = RabbitExchange(
             f"{self.namespace}.{topology.EVENTS_EXCHANGE}", type=ExchangeType.TOPIC, durable=True
         )
@@ -87,8 +89,24 @@ class Topology:
             f"{self.namespace}.{topology.DEAD_LETTER_EXCHANGE}", type=ExchangeType.DIRECT, durable=True
         )
 
+    def partition_exchange(self, service: str) -> RabbitExchange:
+        """Spreads a service's events and writes over its partition queues by the aggregate they name."""
+        return RabbitExchange(
+            topology.partition_exchange(self.namespace, service),
+            type=ExchangeType.X_CONSISTENT_HASH,
+            durable=True,
+            arguments={"hash-header": topology.PARTITION_HEADER},
+        )
+
     def event_queue(self, service: str) -> RabbitQueue:
-        name = topology.event_queue(self.namespace, service)
+        """The first partition queue: where sweeps are queued, and the name its dead letters go by."""
+        return self.partition_queue(service, 0)
+
+    def partition_queues(self, service: str) -> list[RabbitQueue]:
+        return [self.partition_queue(service, k) for k in range(self.partitions)]
+
+    def partition_queue(self, service: str, partition: int) -> RabbitQueue:
+        name = topology.partition_queue(self.namespace, service, partition)
         # Debian's RabbitMQ 3.10 sets no delivery limit by default: a poison message would loop forever.
         return RabbitQueue(
             name,
@@ -97,10 +115,11 @@ class Topology:
             arguments={
                 "x-delivery-limit": self.delivery_limit,
                 "x-dead-letter-exchange": self.dead_letters.name,
-                "x-dead-letter-routing-key": name,
+                # Every partition's dead letters go to one queue of the service, named by the first.
+                "x-dead-letter-routing-key": topology.event_queue(self.namespace, service),
                 "x-dead-letter-strategy": "at-least-once",
                 "x-overflow": "reject-publish",
-                # One writer per aggregate with any number of replicas: the broker delivers this queue
+                # One writer per aggregate with any number of replicas: the broker delivers a partition
                 # to one consumer at a time and fails over to the next when its connection goes.
                 "x-single-active-consumer": True,
             },
@@ -111,15 +130,15 @@ class Topology:
 
     def timer_queue(self, service: str) -> RabbitQueue:
         # Nobody consumes it: each timer waits out its own TTL, then the broker dead-letters it, at least
-        # once, through the default exchange into the service's event queue. TTLs expire at the head
-        # only, so a timer due sooner waits behind one published before it that is due later.
+        # once, through the service's partition exchange into the partition of its aggregate (the header
+        # travels along). TTLs expire at the head only, so a timer due sooner waits behind one published
+        # before it that is due later.
         return RabbitQueue(
             topology.timer_queue(self.namespace, service),
             queue_type=QueueType.QUORUM,
             durable=True,
             arguments={
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": topology.event_queue(self.namespace, service),
+                "x-dead-letter-exchange": topology.partition_exchange(self.namespace, service),
                 "x-dead-letter-strategy": "at-least-once",
                 "x-overflow": "reject-publish",
             },
@@ -134,25 +153,62 @@ class Topology:
         )
 
     async def declare(self, broker: RabbitBroker) -> None:
-        """Declare every event queue of the platform with its bindings and dead-letter queue."""
+        """Declare every service's partitions with their bindings, dead-letter queue and timers.
+
+        events (topic) -> <service>.partitions (consistent hash on x-partition-key) -> K quorum queues.
+        A broker from before partitions had one event queue bound to the events exchange: it becomes
+        the first partition, and its direct bindings are removed, so nothing arrives twice.
+        """
         declarer: RabbitDeclarer = broker.config.declarer
         channel = self.event_channel
         events = await declarer.declare_exchange(self.events, channel=channel)
         dead_letters = await declarer.declare_exchange(self.dead_letters, channel=channel)
         for service, event_types in topology.SUBSCRIPTIONS.items():
-            spec = self.event_queue(service)
-            queue = await declarer.declare_queue(spec, channel=channel)
-            for event_type in event_types:
-                if not issubclass(event_type, Timer):
-                    await queue.bind(events, routing_key=event_type.ROUTING_KEY)
-            dlq = await declarer.declare_queue(self.dead_letter_queue(spec.name), channel=channel)
-            await dlq.bind(dead_letters, routing_key=spec.name)
-            # A timer reaches the event queue only when it is due, by way of the timer queue.
+            routed = [t.ROUTING_KEY for t in event_types if not issubclass(t, Timer)]
+            partitions = await declarer.declare_exchange(self.partition_exchange(service), channel=channel)
+            for routing_key in routed:
+                await partitions.bind(events, routing_key=routing_key)
+            for spec in self.partition_queues(service):
+                queue = await declarer.declare_queue(spec, channel=channel)
+                # The binding key of a consistent-hash exchange is the queue's weight on the ring.
+                await queue.bind(partitions, routing_key="1")
+                if spec.name == topology.event_queue(self.namespace, service):
+                    for routing_key in routed:
+                        await queue.unbind(events, routing_key=routing_key)
+            first = topology.event_queue(self.namespace, service)
+            dlq = await declarer.declare_queue(self.dead_letter_queue(first), channel=channel)
+            await dlq.bind(dead_letters, routing_key=first)
+            # A timer reaches its partition only when it is due, by way of the timer queue.
             timers = [t for t in event_types if issubclass(t, Timer)]
             if timers:
                 timer_queue = await declarer.declare_queue(self.timer_queue(service), channel=channel)
                 for timer in timers:
                     await timer_queue.bind(events, routing_key=timer.ROUTING_KEY)
+                await self._retire_legacy_timer_queue(broker, service, timers)
+
+    async def _retire_legacy_timer_queue(
+        self, broker: RabbitBroker, service: str, timers: Sequence[type[Timer]]
+    ) -> None:
+        """Unbind the timer queue of the days before partitions, where one is left: its remaining timers
+        still come due into the first partition, and new ones wait in the new timer queue."""
+        # FastStream's own connection, for a throwaway channel.
+        connection = broker._connection
+        if connection is None:
+            return
+        # A passive declare of a missing queue closes the channel it was sent on: a channel of its own.
+        channel = await connection.channel()
+        try:
+            legacy = await channel.declare_queue(
+                topology.legacy_timer_queue(self.namespace, service), passive=True
+            )
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return
+        try:
+            exchange = await channel.get_exchange(self.events.name, ensure=False)
+            for timer in timers:
+                await legacy.unbind(exchange, routing_key=timer.ROUTING_KEY)
+        finally:
+            await channel.close()
 
 
 class EventBus:
@@ -183,8 +239,10 @@ class EventBus:
                 "x-event-version": envelope["version"],
                 "x-causation-id": envelope.get("causation_id") or "",
                 "x-publisher": self.publisher,
-                # Decided on a command right after handling this event (see store.decided_after).
+                # Decided on a command right after its aggregate handled this event (see store.pending).
                 "x-decided-after": envelope.get(DECIDED_AFTER) or "",
+                # Every event is about its saga's aggregate: its partition, in each service, is that one.
+                topology.PARTITION_HEADER: envelope["correlation_id"],
                 **tracing.inject(),
             },
         )
@@ -210,11 +268,13 @@ class _EventRoute:
 
 
 class EventConsumer:
-    """Takes one service's event queue: validates, dispatches by type, acks after the work is stored.
+    """Takes one service's partition queues: validates, dispatches by type, acks after the work is stored.
 
-    Bad messages (not an envelope, unknown type, invalid payload, PermanentFailure) go to the dead-letter
-    queue at once with the reason in headers. Anything else is retried with backoff, and dead-lettered
-    with its last error when the delivery limit is reached, so the queue behind it keeps flowing.
+    Messages of different aggregates are handled at once (the partition's prefetch); those of one
+    aggregate (the partition key) one at a time, in the order they arrived. Bad messages (not an
+    envelope, unknown type, invalid payload, PermanentFailure) go to the dead-letter queue at once with
+    the reason in headers. Anything else is retried in place with backoff, never put back behind a later
+    message of its aggregate, and dead-lettered with its last error when the delivery limit is reached.
     """
 
     def __init__(
@@ -231,8 +291,8 @@ class EventConsumer:
         self.commands = commands
         # Messages (events, write commands) delivered to this consumer so far, whatever their outcome.
         self.taken = 0
-        # The last event handled here that was not a replayed copy: write commands are decided after it.
-        self.last_event: str | None = None
+        # One aggregate's messages in the order they arrived; a lock is taken before the first await.
+        self.in_order = KeyedLock()
         self.queue = topo.event_queue(service)
         self.backoff = settings.retry_backoff_seconds
         self.routes: dict[str, _EventRoute] = {}
@@ -272,6 +332,12 @@ class EventConsumer:
     @tracing.handling
     async def consume(self, message: RabbitMessage) -> None:
         self.taken += 1
+        # aiormq starts one task per delivery in delivery order, and nothing above awaits before this:
+        # tasks queue on their aggregate's lock in the order the partition delivered them.
+        async with self.in_order.hold(partition_key(message)):
+            await self._take(message)
+
+    async def _take(self, message: RabbitMessage) -> None:
         kind = message.raw_message.type or ""
         if kind in self.commands.writes:
             await self._carry_out(message, kind)
@@ -291,17 +357,10 @@ class EventConsumer:
         restoring = rebuilding.set(rebuild)
         log.debug("handling %s", envelope.type)
         try:
-            await self._patiently(message, lambda: route.handler(payload, envelope))
-        except PermanentFailure as exc:
-            await self._dead_letter(message, exc)
-        except Exception as exc:
-            await self._retry_or_dead_letter(message, exc)
-        else:
-            if not (message.headers or {}).get("x-replay"):
-                self.last_event = str(envelope.event_id)
-            await self._settle(message.ack())
-            metrics.message_handled(self.service, envelope.type, b"", "acked")
-            log.debug("handled %s", envelope.type)
+            if await self._retrying(message, lambda: route.handler(payload, envelope)):
+                await self._settle(message.ack())
+                metrics.message_handled(self.service, envelope.type, b"", "acked")
+                log.debug("handled %s", envelope.type)
         finally:
             logs.correlation_id.reset(cid)
             logs.event_id.reset(eid)
@@ -317,11 +376,11 @@ class EventConsumer:
             await self._settle(message.ack())
             metrics.message_handled(self.service, kind, b"", "expired")
             return
-        placed = decided_after.set(self.last_event)
+        placed = deciding.set(True)
         try:
             reply = await self.commands.dispatch(kind, message.body)
         finally:
-            decided_after.reset(placed)
+            deciding.reset(placed)
         if raw.reply_to:
             # Not mandatory: a caller that gave up is gone, and a reply nobody waits for is no error.
             await self.broker.publish(
@@ -355,22 +414,37 @@ class EventConsumer:
         except UNREACHABLE as exc:
             log.warning("could not settle the message, the broker will redeliver it: %s", type(exc).__name__)
 
-    async def _retry_or_dead_letter(self, message: RabbitMessage, exc: Exception) -> None:
-        tracing.failed(exc)
-        if not _still_ours(message):
-            log.warning("failed after the broker took the message back: %s: %s", type(exc).__name__, exc)
-            metrics.message_handled(self.service, message.raw_message.type, message.body, "abandoned")
-            return
+    async def _retrying(self, message: RabbitMessage, work: Callable[[], Awaitable[None]]) -> bool:
+        """Run `work` until it succeeds (True), or dead-letter the message, or see it taken back (False).
+
+        A failure is retried here, holding the message and its aggregate's place: put back in the
+        queue it would be handled after the later messages of its aggregate this consumer holds already.
+        Attempts count from the broker's redeliveries, so a crash loop still ends in the dead letters.
+        """
         # Quorum queues count redeliveries in x-delivery-count (absent on the first delivery).
         attempt = int((message.headers or {}).get("x-delivery-count", 0)) + 1
-        if attempt >= self.topology.delivery_limit:
-            await self._dead_letter(message, exc, attempts=attempt)
-            return
-        level = logging.INFO if isinstance(exc, RetryLater) else logging.WARNING
-        log.log(level, "attempt %d failed, will retry: %s: %s", attempt, type(exc).__name__, exc)
-        await asyncio.sleep(min(self.backoff * 2 ** min(attempt - 1, 6), 5.0))
-        await self._settle(message.nack(requeue=True))
-        metrics.message_handled(self.service, message.raw_message.type, message.body, "retried")
+        while True:
+            try:
+                await self._patiently(message, work)
+            except PermanentFailure as exc:
+                await self._dead_letter(message, exc)
+                return False
+            except Exception as exc:
+                tracing.failed(exc)
+                if not _still_ours(message):
+                    log.warning("failed after the broker took it back: %s: %s", type(exc).__name__, exc)
+                    metrics.message_handled(self.service, message.raw_message.type, message.body, "abandoned")
+                    return False
+                if attempt >= self.topology.delivery_limit:
+                    await self._dead_letter(message, exc, attempts=attempt)
+                    return False
+                level = logging.INFO if isinstance(exc, RetryLater) else logging.WARNING
+                log.log(level, "attempt %d failed, will retry: %s: %s", attempt, type(exc).__name__, exc)
+                metrics.message_handled(self.service, message.raw_message.type, message.body, "retried")
+                await asyncio.sleep(min(self.backoff * 2 ** min(attempt - 1, 6), 5.0))
+                attempt += 1
+            else:
+                return True
 
     async def _dead_letter(self, message: RabbitMessage, exc: Exception, *, attempts: int = 1) -> None:
         tracing.failed(exc)
@@ -403,6 +477,14 @@ class EventConsumer:
         )
         await self._settle(message.ack())
         metrics.message_handled(self.service, raw.type, message.body, "dead_lettered")
+
+
+def partition_key(message: RabbitMessage) -> str:
+    """The aggregate a message is about: its partition header, else (a copy sent straight to one
+    partition queue, as tools and older publishers do) its correlation id."""
+    key = (message.headers or {}).get(topology.PARTITION_HEADER)
+    # The property as sent: FastStream's own `correlation_id` makes one up from the message id.
+    return str(key) if key else (message.raw_message.correlation_id or "")
 
 
 def _epoch_ms() -> int:
@@ -515,12 +597,22 @@ class CommandServer:
 class Requester(Protocol):
     """Sends one request body to a queue and returns the reply body, or raises TimeoutError.
 
+    `queue`: a queue's name, through the default exchange; or with `exchange`, the routing key there.
+    `partition_key`: the aggregate a write is about, for a partition exchange to route it by.
     `expire`: let the broker drop the request once the caller stopped waiting. Off for a queue that
     dead-letters what expires (an event queue); the request's `x-reply-by` header says the same there.
     """
 
     async def request(
-        self, body: bytes, *, queue: str, message_type: str, timeout: float, expire: bool = True
+        self,
+        body: bytes,
+        *,
+        queue: str,
+        message_type: str,
+        timeout: float,
+        expire: bool = True,
+        exchange: str = "",
+        partition_key: str | None = None,
     ) -> bytes: ...
 
 
@@ -536,6 +628,7 @@ class AmqpRequester:
         self.url = rabbitmq_url
         self.reply_queue_name = f"{namespace}.replies.{uuid4().hex}"
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
+        self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(self.url)
@@ -552,6 +645,14 @@ class AmqpRequester:
         """Whether the connection to the broker is up now (a robust connection comes back by itself)."""
         return self._connection.connected.is_set()
 
+    async def _exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
+        if not name:
+            return self._channel.default_exchange
+        if name not in self._exchanges:
+            # Declared by the services; a publish to one missing is refused by the broker, not hidden.
+            self._exchanges[name] = await self._channel.get_exchange(name, ensure=False)
+        return self._exchanges[name]
+
     async def _on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         waiting = self._waiting.pop(message.correlation_id or "", None)
         if waiting is not None and not waiting.done():
@@ -559,7 +660,15 @@ class AmqpRequester:
 
     @tracing.requesting
     async def request(
-        self, body: bytes, *, queue: str, message_type: str, timeout: float, expire: bool = True
+        self,
+        body: bytes,
+        *,
+        queue: str,
+        message_type: str,
+        timeout: float,
+        expire: bool = True,
+        exchange: str = "",
+        partition_key: str | None = None,
     ) -> bytes:
         request_id = uuid4().hex
         reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
@@ -575,9 +684,13 @@ class AmqpRequester:
                     # A request nobody took within the caller's timeout is dropped, not answered late.
                     expiration=timeout if expire else None,
                     # Whole milliseconds: AMQP tables carry a Python float as a 32-bit float, off by a minute.
-                    headers={"x-reply-by": _epoch_ms() + int(timeout * 1000), **tracing.inject()},
+                    headers={
+                        "x-reply-by": _epoch_ms() + int(timeout * 1000),
+                        **({topology.PARTITION_HEADER: partition_key} if partition_key else {}),
+                        **tracing.inject(),
+                    },
                 )
-                await self._channel.default_exchange.publish(message, routing_key=queue, mandatory=True)
+                await (await self._exchange(exchange)).publish(message, routing_key=queue, mandatory=True)
                 return await reply
         finally:
             self._waiting.pop(request_id, None)
@@ -601,10 +714,14 @@ class RpcClient:
         owner = service or COMMAND_OWNERS[command.TYPE]
         if command.WRITE and command.request_id is None:
             command = command.model_copy(update={"request_id": uuid4().hex})
+        # A write queues on the partition of the aggregate it changes, behind that aggregate's events.
+        partition = str(getattr(command, command.PARTITION_BY)) if command.WRITE else None
         try:
             body = await self.requester.request(
                 command.model_dump_json().encode(),
-                queue=topology.command_queue(self.namespace, owner, type(command)),
+                queue="" if command.WRITE else topology.rpc_queue(self.namespace, owner),
+                exchange=topology.partition_exchange(self.namespace, owner) if command.WRITE else "",
+                partition_key=partition,
                 message_type=command.TYPE,
                 timeout=timeout or self.timeout,
                 expire=not command.WRITE,

@@ -173,10 +173,11 @@ def event_published(service: str, kind: str) -> None:
         SAGA_OUTCOMES.labels(service, *ending).inc()
 
 
-def queues_of(namespace: str, service: str) -> list[str]:
-    """The queues a back-end service owns: events, their dead letters, RPC, and timers if it has any."""
-    events = topology.event_queue(namespace, service)
-    owned = [events, topology.dead_letter_queue(events), topology.rpc_queue(namespace, service)]
+def queues_of(namespace: str, service: str, partitions: int = 1) -> list[str]:
+    """The queues a back-end service owns: its partitions, their dead letters, RPC, and timers if any."""
+    events = [topology.partition_queue(namespace, service, k) for k in range(partitions)]
+    dead_letters = topology.dead_letter_queue(topology.event_queue(namespace, service))
+    owned = [*events, dead_letters, topology.rpc_queue(namespace, service)]
     if any(issubclass(e, Timer) for e in topology.SUBSCRIPTIONS.get(service, ())):
         owned.append(topology.timer_queue(namespace, service))
     return owned
@@ -381,7 +382,7 @@ class ServiceHealth:
             timeout=self.timeout,
         )
         OUTBOX_BACKLOG.labels(service).set_function(outbox_backlog)
-        queues = queues_of(settings.broker_namespace, service)
+        queues = queues_of(settings.broker_namespace, service, settings.event_partitions)
         self.server = (
             None
             if settings.metrics_port is None

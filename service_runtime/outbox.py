@@ -42,6 +42,7 @@ class OutboxRelay:
         *,
         sweep_seconds: float,
         retry_seconds: float,
+        locks: KeyedLock | None = None,
     ) -> None:
         self.bus = bus
         self.cipher = cipher
@@ -49,7 +50,9 @@ class OutboxRelay:
         self.sweep_seconds = sweep_seconds
         self.retry_seconds = retry_seconds
         self.collections: list[AsyncCollection[dict[str, Any]]] = []
-        self._locks = KeyedLock()
+        # The service's own locks per document: clearing an outbox never interleaves with a change of
+        # the same document in this process, even on a store whose updates are not atomic.
+        self._locks = locks or KeyedLock()
         self._flush_failed = asyncio.Event()
         # Events seen waiting and not published yet, per document, with when they were seen (monotonic):
         # the backlog gauge, kept by every flush and sweep, so no count query scans the collections.

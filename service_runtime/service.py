@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from faststream.middlewares import AckPolicy
+from faststream.rabbit import RabbitQueue
+from faststream.rabbit.subscriber import RabbitSubscriber
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -50,12 +52,14 @@ class Service:
         self.db: AsyncDatabase[Document] = self.client[settings.mongodb_database]
         self.bus = EventBus(self.broker, self.topology, publisher=name)
         self.cipher = FieldCipher.from_settings(settings)
+        self.locks = KeyedLock()
         self.relay = OutboxRelay(
             self.bus,
             self._ask_for_sweep,
             self.cipher,
             sweep_seconds=settings.outbox_sweep_seconds,
             retry_seconds=settings.outbox_retry_seconds,
+            locks=self.locks,
         )
         self.commands = CommandServer(name)
         self.events = EventConsumer(name, self.broker, self.topology, settings, self.commands)
@@ -64,7 +68,6 @@ class Service:
             name, settings, self.broker, self.db, outbox_backlog=self.relay.backlog
         )
         self.commands.readiness = self.health.readiness.report
-        self.locks = KeyedLock()
         self._on_start: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -90,7 +93,7 @@ class Service:
             log.warning("events of %s wait in its outbox: %s: %s", aggregate_id, type(exc).__name__, exc)
 
     async def _ask_for_sweep(self, older_than: timedelta) -> None:
-        """Queue a sweep behind this service's events, for whichever replica consumes them."""
+        """Queue a sweep on this service's first partition, for whichever replica consumes it."""
         await self.broker.publish(
             SweepOutbox(older_than_seconds=older_than.total_seconds()).model_dump_json().encode(),
             routing_key=self.topology.event_queue(self.name).name,
@@ -164,23 +167,52 @@ class Service:
         # Start in any order: wait for the store and the broker rather than exit.
         await until_up(f"{self.name}'s store", prepare_store)
         await until_up("RabbitMQ", connect_broker)
-        # Events and write commands: one consumer at a time across replicas (single active consumer).
-        self.broker.subscriber(
-            self.topology.event_queue(self.name),
-            ack_policy=AckPolicy.MANUAL,
-            channel=self.topology.event_channel,
-            # The consumer answers write commands itself; FastStream would add an empty second reply.
-            no_reply=True,
-        )(self.events.consume)
+        # Events and write commands: each partition to one consumer at a time across replicas (single
+        # active consumer). This replica's own partitions first; it stands by for the others later.
+        own, others = self.partitions()
+        for queue in own:
+            self._consume(queue)
         self.broker.subscriber(self.topology.rpc_queue(self.name), ack_policy=AckPolicy.ACK)(
             self.commands.answer
         )
         await self.broker.start()
+        if others:
+            self._tasks.append(asyncio.create_task(self._stand_by(others), name=f"{self.name}-standby"))
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox"))
         # Events a crashed run saved but did not publish go out soon, not after the first periodic sweep.
         await until_up("RabbitMQ", lambda: self._ask_for_sweep(timedelta(0)))
         self.health.started = True
         log.info("%s started (namespace %s, database %s)", self.name, self.topology.namespace, self.db.name)
+
+    def partitions(self) -> tuple[list[RabbitQueue], list[RabbitQueue]]:
+        """This replica's partition queues, and the others', which it takes over when theirs is gone.
+
+        The broker makes the first consumer of a queue its active one: replicas started together take
+        their own partitions first, so each is active on a share, and standby on the rest.
+        """
+        queues = self.topology.partition_queues(self.name)
+        index, count = self.settings.replica_index, self.settings.replica_count
+        if index is None or count == 1:
+            return queues, []
+        own = [q for k, q in enumerate(queues) if k % count == index % count]
+        return own, [q for q in queues if q not in own]
+
+    def _consume(self, queue: RabbitQueue) -> RabbitSubscriber:
+        subscriber = self.broker.subscriber(
+            queue,
+            ack_policy=AckPolicy.MANUAL,
+            channel=self.topology.event_channel,
+            # The consumer answers write commands itself; FastStream would add an empty second reply.
+            no_reply=True,
+        )
+        subscriber(self.events.consume)
+        return subscriber
+
+    async def _stand_by(self, queues: Sequence[RabbitQueue]) -> None:
+        """After the other replicas had their time to take their own partitions, queue up behind them."""
+        await asyncio.sleep(self.settings.standby_after_seconds)
+        for queue in queues:
+            await until_up(f"standing by on {queue.name}", self._consume(queue).start)
 
     async def stop(self) -> None:
         await self.health.stop()

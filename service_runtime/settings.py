@@ -6,7 +6,7 @@ import os
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -40,8 +40,22 @@ class RuntimeSettings(BaseSettings):
     # The outbox is swept at start and soon after a failed publish; this is the slow backstop.
     outbox_sweep_seconds: float = 60.0
     outbox_retry_seconds: float = 1.0
-    # RPC requests answered at once per service; events are always taken one at a time, in order.
+    # RPC requests answered at once per service.
     prefetch_count: int = 20
+    # Each service's events and write commands are spread over this many partition queues by aggregate
+    # (a consistent-hash exchange), each consumed by one replica at a time: up to this many replicas
+    # work at once. Every process of a platform must agree; fixed once the queues exist.
+    event_partitions: int = Field(default=4, ge=1, le=64)
+    # Messages handled at once per partition queue, different aggregates concurrently, one aggregate's
+    # strictly in order.
+    event_prefetch: int = Field(default=32, ge=1)
+    # This process's place among the replicas of its service (the launcher sets both; a StatefulSet's
+    # ordinal would do). Replica i takes partitions i, i + n, ... at once and stands by for the others
+    # after `standby_after_seconds`, so replicas started together share the partitions; unset, a
+    # process takes every partition at once.
+    replica_index: int | None = Field(default=None, ge=0)
+    replica_count: int = Field(default=1, ge=1)
+    standby_after_seconds: float = Field(default=3.0, ge=0)
     log_level: str = "INFO"
     # Tracing (service_runtime/tracing.py) is off unless an OTLP/HTTP endpoint is named, by the standard
     # OpenTelemetry variables; the exporter reads the others itself (OTEL_EXPORTER_OTLP_HEADERS,

@@ -30,16 +30,16 @@ def connect(settings: RuntimeSettings) -> AsyncMongoClient[Document]:
     return AsyncMongoClient(settings.mongodb_url, tz_aware=True, serverSelectionTimeoutMS=5000)
 
 
-# The id of the last event a service's consumer handled before the write command in hand: where, among
-# the events it consumed, the command's decision was taken. Its events carry it (`x-decided-after`), so a
-# rebuild from the journal takes the decision again at the same place. Unset outside a write command.
-decided_after: ContextVar[str | None] = ContextVar("decided_after", default=None)
+# True while a write command is carried out. The events it decides carry, as `decided_after`
+# (`x-decided-after`), the last event the aggregate had handled: where, among that aggregate's events,
+# the decision was taken, so a rebuild from the journal takes it again at the same place.
+deciding: ContextVar[bool] = ContextVar("deciding", default=False)
 DECIDED_AFTER = "decided_after"
 
 
-def _placed(entry: Document) -> Document:
+def _placed(entry: Document, after: str | None) -> Document:
     """An outbox entry, with the event its decision followed when it was decided on a command."""
-    if (after := decided_after.get()) is not None:
+    if after is not None:
         entry[DECIDED_AFTER] = after
     return entry
 
@@ -49,12 +49,19 @@ def outbox_place(collection: str, doc_id: str, event_id: str) -> str:
     return place(collection, doc_id, f"outbox.{event_id}.payload")
 
 
-def pending(events: Sequence[Envelope], cipher: FieldCipher, *, collection: str, doc_id: str) -> Document:
+def pending(
+    events: Sequence[Envelope],
+    cipher: FieldCipher,
+    *,
+    collection: str,
+    doc_id: str,
+    decided_after: str | None = None,
+) -> Document:
     """An outbox: each event as stored, its payload sealed, under its id, with the trace context it was
     decided in. Events carry prescriptions' lines and delivery locations: at rest, they are sealed too."""
     return {
         str(e.event_id): cipher.seal_payload(
-            tracing.remember(_placed(e.model_dump(mode="json"))),
+            tracing.remember(_placed(e.model_dump(mode="json"), decided_after)),
             at=outbox_place(collection, doc_id, str(e.event_id)),
         )
         for e in events
@@ -106,11 +113,18 @@ class Repository(Generic[A]):
         doc = self._each_sealed(doc["id"], doc, lambda value, at: self.cipher.open(value, at=at))
         return self.model.model_validate(doc)
 
-    def _outbox_fields(self, aggregate_id: str, events: Sequence[Envelope]) -> Document:
+    def _outbox_fields(self, aggregate: A, events: Sequence[Envelope]) -> Document:
         """The `$set` that appends events to a document's outbox, in the same write as the state change."""
         if not events:
             return {}
-        outbox = pending(events, self.cipher, collection=self.collection.name, doc_id=aggregate_id)
+        handled = aggregate.processed_event_ids
+        outbox = pending(
+            events,
+            self.cipher,
+            collection=self.collection.name,
+            doc_id=aggregate.id,
+            decided_after=handled[-1] if deciding.get() and handled else None,
+        )
         fields: Document = {f"outbox.{event_id}": entry for event_id, entry in outbox.items()}
         fields["outbox_since"] = datetime.now(UTC)
         return fields
@@ -153,7 +167,7 @@ class Repository(Generic[A]):
     ) -> None:
         """Write the aggregate's new state and events if nobody changed it since it was read."""
         state = self._sealed(aggregate)
-        outbox = self._outbox_fields(aggregate.id, events)
+        outbox = self._outbox_fields(aggregate, events)
         update: Document = {"$set": {**state, "version": aggregate.version + 1, **outbox}}
         if caused_by:
             update["$push"] = {"processed_event_ids": caused_by}

@@ -250,6 +250,7 @@ class FakeRaw:
     routing_key: str = "payment.refunded"
     type: str = "PaymentRefunded"
     reply_to: str | None = None
+    correlation_id: str | None = None
     channel_open: bool = True
 
     @property
@@ -384,18 +385,71 @@ async def test_a_handler_declaring_permanent_failure_dead_letters_its_message() 
 
 
 @pytest.mark.parametrize("failure", [RetryLater("order not there yet"), RuntimeError("a bug")])
-async def test_a_handler_failing_before_the_delivery_limit_has_its_message_requeued(
+async def test_a_failing_handler_is_retried_in_place_never_put_back_behind_later_messages(
     failure: Exception,
 ) -> None:
     broker = FakeBroker()
+    calls = 0
 
     async def handler(event: PaymentRefunded, envelope: Envelope) -> None:
-        raise failure
+        nonlocal calls
+        calls += 1
+        if calls < SETTINGS.delivery_limit:
+            raise failure
+
+    message = delivery()
+    await consume(consumer(broker, handler), message)
+
+    # A nack would requeue it behind the later messages of its order this consumer holds already.
+    assert (calls, message.acks, message.nacks, broker.published) == (SETTINGS.delivery_limit, 1, [], [])
+
+
+async def test_retries_count_from_the_brokers_redeliveries_so_a_crash_loop_still_ends() -> None:
+    broker = FakeBroker()
+    calls = 0
+
+    async def handler(event: PaymentRefunded, envelope: Envelope) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("a bug")
 
     message = delivery(attempt=SETTINGS.delivery_limit - 1)
     await consume(consumer(broker, handler), message)
 
-    assert (message.acks, message.nacks, broker.published) == (0, [True], [])
+    assert dead_lettered(broker)["x-attempts"] == SETTINGS.delivery_limit
+    assert (calls, message.acks, message.nacks) == (2, 1, [])
+
+
+def refund_of(order_id: str, n: int) -> FakeDelivery:
+    event = PaymentRefunded(payment_id=f"pay-{n}", order_id=order_id, amount_cents=n, reason="cancelled")
+    body = Envelope.wrap(event, correlation_id=order_id).model_dump_json().encode()
+    return FakeDelivery(body, headers={"x-partition-key": order_id}, message_id=f"m-{order_id}-{n}")
+
+
+async def test_one_orders_events_are_handled_in_order_and_other_orders_at_the_same_time() -> None:
+    broker = FakeBroker()
+    handled: dict[str, list[int]] = {}
+    running = 0
+    most_at_once = 0
+
+    async def handler(event: PaymentRefunded, envelope: Envelope) -> None:
+        nonlocal running, most_at_once
+        running += 1
+        most_at_once = max(most_at_once, running)
+        # The first events of an order take longest: a later one would overtake them if it could.
+        await asyncio.sleep(0.001 * (10 - event.amount_cents))
+        handled.setdefault(event.order_id, []).append(event.amount_cents)
+        running -= 1
+
+    events = consumer(broker, handler)
+    orders = [f"order-{k}" for k in range(5)]
+    # As aiormq does: one task per delivery, started in the order the partition delivered them.
+    deliveries = [refund_of(order_id, n) for n in range(10) for order_id in orders]
+    await asyncio.gather(*(consume(events, message) for message in deliveries))
+
+    assert handled == {order_id: list(range(10)) for order_id in orders}
+    assert most_at_once == len(orders)
+    assert all(message.acks == 1 for message in deliveries)
 
 
 async def test_a_handler_still_failing_at_the_delivery_limit_is_dead_lettered_with_its_attempts() -> None:
@@ -513,10 +567,24 @@ class FakeRequester:
     broker: FakeBroker
 
     async def request(
-        self, body: bytes, *, queue: str, message_type: str, timeout: float, expire: bool = True
+        self,
+        body: bytes,
+        *,
+        queue: str,
+        message_type: str,
+        timeout: float,
+        expire: bool = True,
+        exchange: str = "",
+        partition_key: str | None = None,
     ) -> bytes:
         delivery = await self.broker.request(
-            body, queue=queue, message_type=message_type, timeout=timeout, expire=expire
+            body,
+            queue=queue,
+            message_type=message_type,
+            timeout=timeout,
+            expire=expire,
+            exchange=exchange,
+            partition_key=partition_key,
         )
         return delivery.body
 
@@ -555,14 +623,16 @@ async def test_rpc_raises_a_refusal_with_the_code_and_field_the_service_gave() -
     assert broker.requests[0][1]["queue"] == "unit.order_service.rpc"
 
 
-async def test_rpc_queues_a_write_with_the_owners_events_and_never_lets_the_broker_expire_it() -> None:
+async def test_rpc_queues_a_write_on_its_orders_partition_and_never_lets_the_broker_expire_it() -> None:
     broker = FakeBroker(reply=json.dumps({"data": {}}).encode())
 
     await rpc(broker).ask(CancelOrder(owner_id=None, order_id="o"), dict)
 
     body, options = broker.requests[0]
+    # Hashed on the order's id, as the order's events are: it queues behind them, in the same partition.
+    assert (options["exchange"], options["partition_key"]) == ("unit.order_service.partitions", "o")
     # An expired message on a quorum event queue would be dead-lettered; x-reply-by drops it instead.
-    assert (options["queue"], options["expire"]) == ("unit.order_service.events", False)
+    assert options["expire"] is False
     # A request id, so that a redelivered write creates nothing twice.
     assert len(json.loads(body)["request_id"]) == 32
 

@@ -42,15 +42,15 @@ async def published_options(event: ReservationDeadline | ReservationExpired) -> 
     return options
 
 
-def test_the_timer_queue_dead_letters_due_timers_into_the_services_own_event_queue() -> None:
+def test_the_timer_queue_dead_letters_due_timers_into_the_partition_of_their_order() -> None:
     spec = Topology(SETTINGS).timer_queue("inventory_service")
 
-    assert spec.name == "unit.inventory_service.timers"
+    assert spec.name == "unit.inventory_service.timers.v2"
     assert spec.durable
+    # The partition exchange hashes the x-partition-key header the timer carries from its publisher.
     assert spec.arguments == {
         "x-queue-type": "quorum",
-        "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": "unit.inventory_service.events",
+        "x-dead-letter-exchange": "unit.inventory_service.partitions",
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
     }
