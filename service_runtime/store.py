@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.monitoring import CommandListener
 
 from contracts.base import Envelope
 from service_runtime import tracing
@@ -51,9 +52,15 @@ def unique_violations() -> Iterator[None]:
         raise
 
 
-def connect(settings: RuntimeSettings) -> AsyncMongoClient[Document]:
-    """A client that hands back timezone-aware UTC datetimes and fails fast when the store is gone."""
-    return AsyncMongoClient(settings.mongodb_url, tz_aware=True, serverSelectionTimeoutMS=5000)
+def connect(
+    settings: RuntimeSettings, *, listeners: Sequence[CommandListener] = ()
+) -> AsyncMongoClient[Document]:
+    """A client that hands back timezone-aware UTC datetimes and fails fast when the store is gone.
+
+    `listeners` see every command the client sends (a test counts a request's round trips with one)."""
+    return AsyncMongoClient(
+        settings.mongodb_url, tz_aware=True, serverSelectionTimeoutMS=5000, event_listeners=listeners
+    )
 
 
 # The id of the last event a service's consumer handled before the write command in hand: where, among

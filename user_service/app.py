@@ -74,7 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             email_index_key=settings.email_index_key.get_secret_value().encode(),
         )
         app.state.audit_log = AuditLog(app.state.db)
-        app.state.tokens = TokenStore(app.state.db)
+        app.state.tokens = TokenStore(
+            app.state.db, revocations_refresh_seconds=settings.revocations_refresh_seconds
+        )
         app.state.throttle = SignInThrottle(
             app.state.db,
             account_key=app.state.users.email_index,
