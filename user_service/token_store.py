@@ -14,14 +14,17 @@ and reads the whole set of unexpired revocations again when its copy is older th
 time. The set is small: only tokens signed out before they expired, kept until they expire.
 
 FerretDB 1.24 has no TTL index (`expireAfterSeconds` is "not implemented yet"): expired entries are
-deleted whenever tokens are issued, found by an index on `expires_at`. FerretDB 1.x does not make
-`find_one_and_update` atomic between connections either, so every change to one family is serialised in
-this process (the gateway runs as one), and the conditional update stays for MongoDB.
+deleted by a sweep every `EXPIRED_TOKENS_SWEEP_SECONDS`, off the requests' path, found by an index on
+`expires_at`. Nothing depends on it but the collections' size: an expired token is refused anyway.
+FerretDB 1.x does not make `find_one_and_update` atomic between connections either, so every change to
+one family is serialised in this process (the gateway runs as one), and the conditional update stays
+for MongoDB.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import datetime
 from typing import Any
@@ -33,6 +36,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from service_runtime.clock import utc_now
 from service_runtime.locks import KeyedLock
+
+log = logging.getLogger(__name__)
 
 
 class RefreshRefused(Exception):
@@ -78,10 +83,13 @@ class TokenStore:
         await self.refresh_tokens.create_index([("expires_at", ASCENDING)])
         await self.revoked_access_tokens.create_index([("expires_at", ASCENDING)])
 
-    async def add(self, *, token: RefreshToken) -> None:
-        """Keep a new token of its family; RefreshRefused when the family was revoked meanwhile."""
+    async def add(self, *, token: RefreshToken, new_family: bool = False) -> None:
+        """Keep a new token of its family; RefreshRefused when the family was revoked meanwhile.
+
+        `new_family`: the first token of a sign-in, whose family id was just made: nothing can have
+        revoked it, so it is not looked up."""
         async with self._families.hold(token.family_id):
-            if await self.refresh_tokens.find_one(
+            if not new_family and await self.refresh_tokens.find_one(
                 {"family_id": token.family_id, "revoked_at": {"$ne": None}}
             ):
                 raise RefreshRefused(token.family_id)
@@ -154,6 +162,15 @@ class TokenStore:
         self._revoked_seen = frozenset([doc["_id"] async for doc in alive])
         self._revoked_here = {jti: until for jti, until in self._revoked_here.items() if until > now}
         self._seen_at = began
+
+    async def keep_sweeping(self, *, every: float) -> None:
+        """Forget what has expired, every `every` seconds, until cancelled; a failed sweep waits its turn."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.remove_expired(now=utc_now())
+            except Exception:
+                log.warning("expired tokens not swept; next try in %.0f s", every, exc_info=True)
 
     async def remove_expired(self, *, now: datetime) -> None:
         """Forget what has expired: no token presented later can be valid anyway."""
