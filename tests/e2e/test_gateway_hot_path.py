@@ -17,7 +17,7 @@ from typing import Any, Literal
 import httpx
 import pytest
 from argon2 import PasswordHasher
-from conftest import Api, add_card, open_shop, prescription_body
+from conftest import Api, add_card, open_shop, prescription_body, unique
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
 from service_runtime.launcher import Platform
@@ -144,11 +144,14 @@ async def test_an_upload_and_the_reads_that_follow_it_cost_what_they_need(
     meter: Meter, api: Api, admin: dict[str, str]
 ) -> None:
     shop = open_shop(api, admin, quantity=10)
-    user, _ = api.new_patient()
-    card = add_card(api, api.token(user["email"], PASSWORD))
+    email = f"{unique('hot-path')}@example.com"
 
     # A refresh time longer than the test: the counts below do not depend on how fast it runs.
     async with gateway_here(meter, revocations_refresh_seconds=600) as gateway:
+        registered, user = await gateway.cost_of(
+            "POST", "/auth/register", 201, json={"email": email, "password": PASSWORD, "full_name": "Pat"}
+        )
+        card = add_card(api, api.token(email, PASSWORD))
         sign_in, tokens = await gateway.cost_of(
             "POST", "/auth/token", 200, data={"username": user["email"], "password": PASSWORD}
         )
@@ -169,6 +172,7 @@ async def test_an_upload_and_the_reads_that_follow_it_cost_what_they_need(
 
     checks = {"GetPaymentMethod": 1, "ListMedications": 1}
     assert {
+        "registration": registered,
         "sign-in": sign_in,
         "the process's first request": first,
         "upload": uploaded,
@@ -176,6 +180,7 @@ async def test_an_upload_and_the_reads_that_follow_it_cost_what_they_need(
         "order list": listed,
         "upload with an Idempotency-Key": keyed,
     } == {
+        "registration": {"store": insert("users"), "rpc": {}, "argon2": 1},
         "sign-in": {
             # The account, its and the address's failure counts (cleared on success), the new
             # refresh token; expired tokens are swept apart, and a new sign-in's family is not looked up.
