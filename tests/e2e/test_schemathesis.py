@@ -1,9 +1,11 @@
 """Schemathesis against the gateway's own OpenAPI document, signed in as each role (issue 5).
 
-Every operation gets generated requests, valid and not, as anonymous, patient, pharmacist, courier
-and admin: no answer may be a 5xx, and every answer must be one the document describes (status,
-content type, body schema, headers). The platform is its own: generated sign-ins would otherwise
-hold back the shared platform's client address, and generated records would land among the others.
+Every operation gets generated requests, valid and not (the examples, coverage and fuzzing phases),
+as anonymous, patient, pharmacist, courier and admin, and sequences of operations chain one answer's
+ids into the next request (the stateful phase) as a patient and as an admin: no answer may be a 5xx,
+and every answer must be one the document describes (status, content type, body schema, headers).
+The platform is its own: generated sign-ins would otherwise hold back the shared platform's client
+address, and generated records would land among the others.
 """
 
 from __future__ import annotations
