@@ -6,7 +6,6 @@ import logging
 from datetime import timedelta
 
 from pydantic import Field
-from pymongo.errors import DuplicateKeyError
 
 from contracts.base import Envelope, Event
 from contracts.commands import (
@@ -43,6 +42,7 @@ from service_runtime.clock import utc_now
 from service_runtime.errors import CommandRefused, ConcurrentModification
 from service_runtime.service import Service
 from service_runtime.settings import RuntimeSettings
+from service_runtime.store import UniqueViolation
 
 log = logging.getLogger(__name__)
 
@@ -255,17 +255,12 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
             catalogue_key=domain.catalogue_key(command.name, command.strength, command.form),
             created_at=utc_now(),
         )
-        if not await _add_unique(medication):
+        # Its id was checked above: refused here, it was for its name, strength and form.
+        if not await s.medications.add(medication):
             raise CommandRefused(
                 "conflict", "a medication with this name, strength and form already exists", "name"
             )
         return medication.view()
-
-    async def _add_unique(medication: Medication) -> bool:
-        try:
-            return await s.medications.add(medication)
-        except DuplicateKeyError:
-            return False
 
     async def _medication(medication_id: str) -> Medication:
         medication = await s.medications.get(medication_id)
@@ -300,7 +295,7 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
 
         try:
             updated = await service.change(s.medications, command.medication_id, apply, cause=None)
-        except DuplicateKeyError as exc:
+        except UniqueViolation as exc:
             raise CommandRefused(
                 "conflict", "a medication with this name, strength and form already exists"
             ) from exc

@@ -22,7 +22,6 @@ import aio_pika
 from pydantic import Field, ValidationError
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
 
 from contracts import topology
 from contracts.base import Envelope, Timer
@@ -31,6 +30,7 @@ from service_runtime.crypto import FieldCipher, place
 from service_runtime.errors import until_up
 from service_runtime.logs import setup_logging
 from service_runtime.settings import RuntimeSettings
+from service_runtime.store import UniqueViolation, unique_violations
 
 log = logging.getLogger(__name__)
 Document = dict[str, Any]
@@ -98,8 +98,9 @@ class Journal:
             ),
         }
         try:
-            await self.collection.insert_one(document)
-        except DuplicateKeyError:
+            with unique_violations():
+                await self.collection.insert_one(document)
+        except UniqueViolation:
             return False
         return True
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from service_runtime.clock import utc_now
+from service_runtime.store import UniqueViolation, unique_violations
 
 DECLINING_TEST_CARDS = {
     "4000000000000002": "card declined",
@@ -63,9 +63,10 @@ class CardProcessor:
                 "at": now,
             }
             try:
-                await self.charges.insert_one(charge)
+                with unique_violations():
+                    await self.charges.insert_one(charge)
                 previous = charge
-            except DuplicateKeyError:
+            except UniqueViolation:
                 previous = await self.charges.find_one({"_id": idempotency_key})
         assert previous is not None
         return ChargeResult(previous["charge_id"], previous["approved"], previous["reason"])

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.monitoring import CommandListener
 
 from contracts.base import Envelope
 from service_runtime import tracing
@@ -25,9 +27,40 @@ A = TypeVar("A", bound=Aggregate)
 _BOOKKEEPING = {"id", "version", "processed_event_ids"}
 
 
-def connect(settings: RuntimeSettings) -> AsyncMongoClient[Document]:
-    """A client that hands back timezone-aware UTC datetimes and fails fast when the store is gone."""
-    return AsyncMongoClient(settings.mongodb_url, tz_aware=True, serverSelectionTimeoutMS=5000)
+class UniqueViolation(Exception):
+    """The write would give a document a value a unique index already holds for another one."""
+
+
+def is_unique_violation(exc: Exception) -> bool:
+    """MongoDB answers a unique-index violation with code 11000 (DuplicateKeyError), and FerretDB 1.24 on
+    SQLite does on insert; on update, FerretDB answers code 1 with SQLite's own message instead."""
+    if isinstance(exc, DuplicateKeyError):
+        return True
+    if not isinstance(exc, OperationFailure) or exc.code != 1:
+        return False
+    return "UNIQUE constraint failed" in str((exc.details or {}).get("errmsg", ""))
+
+
+@contextmanager
+def unique_violations() -> Iterator[None]:
+    """Raise UniqueViolation for a write inside that breaks a unique index, on either store."""
+    try:
+        yield
+    except OperationFailure as exc:
+        if is_unique_violation(exc):
+            raise UniqueViolation(str(exc)) from exc
+        raise
+
+
+def connect(
+    settings: RuntimeSettings, *, listeners: Sequence[CommandListener] = ()
+) -> AsyncMongoClient[Document]:
+    """A client that hands back timezone-aware UTC datetimes and fails fast when the store is gone.
+
+    `listeners` see every command the client sends (a test counts a request's round trips with one)."""
+    return AsyncMongoClient(
+        settings.mongodb_url, tz_aware=True, serverSelectionTimeoutMS=5000, event_listeners=listeners
+    )
 
 
 # True while a write command is carried out. The events it decides carry, as `decided_after`
@@ -147,7 +180,8 @@ class Repository(Generic[A]):
     async def add(
         self, aggregate: A, events: Sequence[Envelope] = (), *, caused_by: str | None = None
     ) -> bool:
-        """Insert a new aggregate with its first events. False when one with this id already exists."""
+        """Insert a new aggregate with its first events. False when one with this id already exists, or
+        when it takes a value a unique index holds for another."""
         doc = self._sealed(aggregate)
         doc["_id"] = aggregate.id
         doc["version"] = 1
@@ -156,8 +190,9 @@ class Repository(Generic[A]):
             doc["outbox"] = pending(events, self.cipher, collection=self.collection.name, doc_id=aggregate.id)
             doc["outbox_since"] = datetime.now(UTC)
         try:
-            await self.collection.insert_one(doc)
-        except DuplicateKeyError:
+            with unique_violations():
+                await self.collection.insert_one(doc)
+        except UniqueViolation:
             return False
         aggregate.version = 1
         return True
@@ -165,13 +200,19 @@ class Repository(Generic[A]):
     async def save(
         self, aggregate: A, events: Sequence[Envelope] = (), *, caused_by: str | None = None
     ) -> None:
-        """Write the aggregate's new state and events if nobody changed it since it was read."""
+        """Write the aggregate's new state and events if nobody changed it since it was read.
+
+        UniqueViolation when the new state takes a value a unique index holds for another aggregate.
+        """
         state = self._sealed(aggregate)
         outbox = self._outbox_fields(aggregate, events)
         update: Document = {"$set": {**state, "version": aggregate.version + 1, **outbox}}
         if caused_by:
             update["$push"] = {"processed_event_ids": caused_by}
-        result = await self.collection.update_one({"_id": aggregate.id, "version": aggregate.version}, update)
+        with unique_violations():
+            result = await self.collection.update_one(
+                {"_id": aggregate.id, "version": aggregate.version}, update
+            )
         if result.matched_count == 0:
             raise ConcurrentModification(
                 f"{self.collection.name}/{aggregate.id} changed since version {aggregate.version}"

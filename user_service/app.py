@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -74,7 +75,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             email_index_key=settings.email_index_key.get_secret_value().encode(),
         )
         app.state.audit_log = AuditLog(app.state.db)
-        app.state.tokens = TokenStore(app.state.db)
+        app.state.tokens = TokenStore(
+            app.state.db, revocations_refresh_seconds=settings.revocations_refresh_seconds
+        )
         app.state.throttle = SignInThrottle(
             app.state.db,
             account_key=app.state.users.email_index,
@@ -98,9 +101,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Start in any order: wait for the store and the broker rather than exit.
         await until_up("the user store", prepare_store)
         await until_up("RabbitMQ", requester.start)
+        sweeping = asyncio.create_task(
+            app.state.tokens.keep_sweeping(every=settings.expired_tokens_sweep_seconds)
+        )
         try:
             yield
         finally:
+            sweeping.cancel()
             await requester.stop()
             await client.close()
 

@@ -109,6 +109,8 @@ class PharmacyOut(BaseModel):
 
 # Lax, unlike the rest: an amount comes as a string ("4.20") or a number, either made a Decimal.
 Price = Field(gt=0, le=Decimal("100000"), max_digits=8, decimal_places=2, strict=False)
+# The same, left out of a change that keeps the price as it is.
+PriceChange = Field(default=None, gt=0, le=Decimal("100000"), max_digits=8, decimal_places=2, strict=False)
 
 
 class MedicationIn(Body):
@@ -123,7 +125,7 @@ class MedicationPatch(Body):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     strength: str | None = Field(default=None, min_length=1, max_length=100)
     form: str | None = Field(default=None, min_length=1, max_length=100)
-    price: Decimal | None = Price
+    price: Decimal | None = PriceChange
     prescription_only: bool | None = None
 
 

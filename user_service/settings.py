@@ -38,6 +38,11 @@ class Settings(RuntimeSettings):
     signing_key_id: str | None = None
     access_token_minutes: int = 15
     refresh_token_days: float = Field(default=14, gt=0)
+    # A sign-out takes effect at once on the gateway process that took it, and on any other within this
+    # time: how old its copy of the revoked access tokens may grow before it reads them again.
+    revocations_refresh_seconds: float = Field(default=5, gt=0)
+    # Expired refresh tokens and revocations are deleted this often (FerretDB has no TTL index).
+    expired_tokens_sweep_seconds: float = Field(default=300, gt=0)
     admin_email: str | None = None
     admin_password: SecretStr | None = None
     # Failed sign-ins allowed per account, and per client address, in one window; then 429.

@@ -7,9 +7,9 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from service_runtime.crypto import FieldCipher, blind_index, place
+from service_runtime.store import UniqueViolation, unique_violations
 from user_service.domain import Role, User
 
 # A user's personal data, stored sealed. The email is found, and kept unique, by its blind index.
@@ -50,8 +50,9 @@ class UserStore:
         doc["email_index"] = self.email_index(user.email)
         doc["_id"] = user.id
         try:
-            await self.users.insert_one(doc)
-        except DuplicateKeyError as exc:
+            with unique_violations():
+                await self.users.insert_one(doc)
+        except UniqueViolation as exc:
             raise EmailTaken(user.email) from exc
 
     async def by_email(self, *, email: str) -> User | None:

@@ -8,14 +8,24 @@ Access tokens are revoked by id (jti) until they expire, a set checked on every 
 per-user "valid after" time: signing out on one device leaves the others signed in, and a token issued
 in the second of a sign-out is not taken for an older one (`iat` counts whole seconds).
 
+The check costs no round trip on most requests: this process refuses at once what it revoked itself,
+and reads the whole set of unexpired revocations again when its copy is older than
+`revocations_refresh_seconds`, so a sign-out on another gateway process is refused here within that
+time. The set is small: only tokens signed out before they expired, kept until they expire.
+
 FerretDB 1.24 has no TTL index (`expireAfterSeconds` is "not implemented yet"): expired entries are
-deleted whenever tokens are issued, found by an index on `expires_at`. FerretDB 1.x does not make
-`find_one_and_update` atomic between connections either, so every change to one family is serialised in
-this process (the gateway runs as one), and the conditional update stays for MongoDB.
+deleted by a sweep every `EXPIRED_TOKENS_SWEEP_SECONDS`, off the requests' path, found by an index on
+`expires_at`. Nothing depends on it but the collections' size: an expired token is refused anyway.
+FerretDB 1.x does not make `find_one_and_update` atomic between connections either, so every change to
+one family is serialised in this process (the gateway runs as one), and the conditional update stays
+for MongoDB.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +34,10 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from service_runtime.clock import utc_now
 from service_runtime.locks import KeyedLock
+
+log = logging.getLogger(__name__)
 
 
 class RefreshRefused(Exception):
@@ -51,20 +64,32 @@ class RefreshToken(BaseModel):
 
 
 class TokenStore:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], *, revocations_refresh_seconds: float = 5.0
+    ) -> None:
         self.refresh_tokens: AsyncCollection[dict[str, Any]] = db["refresh_tokens"]
         self.revoked_access_tokens: AsyncCollection[dict[str, Any]] = db["revoked_access_tokens"]
         self._families = KeyedLock()
+        self.revocations_refresh_seconds = revocations_refresh_seconds
+        # jti -> expiry. Revoked by this process: refused at once, whatever the copy below says.
+        self._revoked_here: dict[str, datetime] = {}
+        # The store's revocations as last read, and when that read began (monotonic seconds).
+        self._revoked_seen: frozenset[str] = frozenset()
+        self._seen_at: float | None = None
+        self._reading = asyncio.Lock()
 
     async def ensure_indexes(self) -> None:
         await self.refresh_tokens.create_index([("family_id", ASCENDING)])
         await self.refresh_tokens.create_index([("expires_at", ASCENDING)])
         await self.revoked_access_tokens.create_index([("expires_at", ASCENDING)])
 
-    async def add(self, *, token: RefreshToken) -> None:
-        """Keep a new token of its family; RefreshRefused when the family was revoked meanwhile."""
+    async def add(self, *, token: RefreshToken, new_family: bool = False) -> None:
+        """Keep a new token of its family; RefreshRefused when the family was revoked meanwhile.
+
+        `new_family`: the first token of a sign-in, whose family id was just made: nothing can have
+        revoked it, so it is not looked up."""
         async with self._families.hold(token.family_id):
-            if await self.refresh_tokens.find_one(
+            if not new_family and await self.refresh_tokens.find_one(
                 {"family_id": token.family_id, "revoked_at": {"$ne": None}}
             ):
                 raise RefreshRefused(token.family_id)
@@ -115,9 +140,37 @@ class TokenStore:
         await self.revoked_access_tokens.update_one(
             {"_id": jti}, {"$set": {"expires_at": expires_at}}, upsert=True
         )
+        self._revoked_here[jti] = expires_at
 
     async def access_revoked(self, *, jti: str) -> bool:
-        return await self.revoked_access_tokens.find_one({"_id": jti}) is not None
+        """Whether the token was signed out: at once when by this process, else within the refresh time."""
+        if jti in self._revoked_here:
+            return True
+        if self._stale():
+            async with self._reading:
+                if self._stale():
+                    await self._read_revocations()
+        return jti in self._revoked_seen
+
+    def _stale(self) -> bool:
+        return self._seen_at is None or time.monotonic() - self._seen_at >= self.revocations_refresh_seconds
+
+    async def _read_revocations(self) -> None:
+        # Timed from the start: a revocation stored after this read began is seen by the next one.
+        began, now = time.monotonic(), utc_now()
+        alive = self.revoked_access_tokens.find({"expires_at": {"$gt": now}}, projection={"_id": True})
+        self._revoked_seen = frozenset([doc["_id"] async for doc in alive])
+        self._revoked_here = {jti: until for jti, until in self._revoked_here.items() if until > now}
+        self._seen_at = began
+
+    async def keep_sweeping(self, *, every: float) -> None:
+        """Forget what has expired, every `every` seconds, until cancelled; a failed sweep waits its turn."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.remove_expired(now=utc_now())
+            except Exception:
+                log.warning("expired tokens not swept; next try in %.0f s", every, exc_info=True)
 
     async def remove_expired(self, *, now: datetime) -> None:
         """Forget what has expired: no token presented later can be valid anyway."""

@@ -155,6 +155,28 @@ def test_medication_lifecycle(api: Api, admin: dict[str, str]) -> None:
     assert medication["id"] not in {m["id"] for m in listed}
 
 
+def test_renaming_a_medication_to_another_ones_name_strength_and_form_conflicts(
+    api: Api, admin: dict[str, str]
+) -> None:
+    name = f"Cetirizine {secrets.token_hex(3)}"
+    first = {"name": name, "strength": "10 mg", "form": "tablet", "price": "1.90", "prescription_only": False}
+    second = {**first, "strength": "5 mg"}
+    assert api.http.post("/medications", headers=admin, json=first).status_code == 201
+    other = api.http.post("/medications", headers=admin, json=second)
+    assert other.status_code == 201
+
+    renamed = api.http.patch(
+        f"/medications/{other.json()['id']}",
+        headers=admin,
+        json={"name": name, "strength": "10 mg", "form": "tablet"},
+    )
+
+    assert renamed.status_code == 409, renamed.text
+    assert renamed.headers["content-type"] == PROBLEM
+    assert renamed.json()["status"] == 409
+    assert api.http.get(f"/medications/{other.json()['id']}", headers=admin).json()["strength"] == "5 mg"
+
+
 def test_availability_lists_pharmacies_nearest_first(api: Api, admin: dict[str, str]) -> None:
     medication = api.http.post(
         "/medications",

@@ -83,7 +83,7 @@ async def sign_in(
     if needs_rehash(user.password_hash):
         # The only moment the password is at hand: bring its hash up to today's parameters.
         await users.set_password_hash(user_id=user.id, password_hash=hash_password(form.password))
-    return await _issue(settings, tokens, user=user, family_id=str(uuid4()))
+    return await _issue(settings, tokens, user=user, family_id=str(uuid4()), new_family=True)
 
 
 @router.post("/auth/refresh", response_model=TokenOut)
@@ -126,10 +126,11 @@ async def sign_out(body: RefreshTokenIn, user: CurrentUser, claims: AccessClaims
     return Response(status_code=204)
 
 
-async def _issue(settings: Settings, tokens: TokenStore, *, user: User, family_id: str) -> TokenOut:
-    """A new access token and a new refresh token of the family; expired ones are forgotten now."""
+async def _issue(
+    settings: Settings, tokens: TokenStore, *, user: User, family_id: str, new_family: bool = False
+) -> TokenOut:
+    """A new access token and a new refresh token of the family."""
     now = utc_now()
-    await tokens.remove_expired(now=now)
     access = issue_access_token(settings, user_id=user.id, role=user.role)
     refresh_token = new_refresh_token()
     await tokens.add(
@@ -141,7 +142,8 @@ async def _issue(settings: Settings, tokens: TokenStore, *, user: User, family_i
             expires_at=now + timedelta(days=settings.refresh_token_days),
             access_jti=access.jti,
             access_expires_at=access.expires_at,
-        )
+        ),
+        new_family=new_family,
     )
     return TokenOut(access_token=access.token, expires_in=access.expires_in, refresh_token=refresh_token)
 

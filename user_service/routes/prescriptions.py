@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import APIRouter, Response
@@ -75,25 +76,46 @@ async def upload_prescription(
 
 
 async def _unknown_references(body: PrescriptionIn, patient_id: str, rpc: RpcClient) -> JSONResponse | None:
+    ids = tuple(dict.fromkeys(line.medication_id for line in body.lines))
+    # Two services, two questions: asked at once, so the upload waits for the slower one only.
+    # Both answers are awaited, whatever the first says: no RPC is left running unattended.
+    card_known, found = await asyncio.gather(
+        _payment_method_known(rpc, patient_id, body.payment_method_id),
+        _medications(rpc, ids),
+        return_exceptions=True,
+    )
+    if isinstance(card_known, BaseException):
+        raise card_known
+    if not card_known:
+        return field_error("payment_method_id", "no such payment method of yours")
+    if isinstance(found, BaseException):
+        raise found
+    known = {m.id for m in found}
+    for i, line in enumerate(body.lines):
+        if line.medication_id not in known:
+            return field_error(f"lines.{i}.medication_id", "no such medication in the catalogue")
+    return None
+
+
+async def _medications(rpc: RpcClient, ids: tuple[str, ...]) -> list[c.MedicationView]:
+    found: list[c.MedicationView] = await rpc.ask(
+        c.ListMedications(medication_ids=ids), list[c.MedicationView], timeout=PRECHECK_SECONDS
+    )
+    return found
+
+
+async def _payment_method_known(rpc: RpcClient, patient_id: str, payment_method_id: str) -> bool:
     try:
         await rpc.ask(
-            c.GetPaymentMethod(owner_id=patient_id, payment_method_id=body.payment_method_id),
+            c.GetPaymentMethod(owner_id=patient_id, payment_method_id=payment_method_id),
             dict,
             timeout=PRECHECK_SECONDS,
         )
     except CommandRefused as exc:
         if exc.code != "not_found":
             raise
-        return field_error("payment_method_id", "no such payment method of yours")
-    ids = tuple(dict.fromkeys(line.medication_id for line in body.lines))
-    found = await rpc.ask(
-        c.ListMedications(medication_ids=ids), list[c.MedicationView], timeout=PRECHECK_SECONDS
-    )
-    known = {m.id for m in found}
-    for i, line in enumerate(body.lines):
-        if line.medication_id not in known:
-            return field_error(f"lines.{i}.medication_id", "no such medication in the catalogue")
-    return None
+        return False
+    return True
 
 
 @router.get(

@@ -71,6 +71,22 @@ async def test_an_expired_token_is_refused_and_forgotten_while_a_live_one_stays(
     assert await tokens.refresh_tokens.find_one({"_id": live.token_hash}) is not None
 
 
+async def test_the_sweep_forgets_expired_tokens_by_itself(tokens: TokenStore) -> None:
+    expired = token(expires_in=timedelta(seconds=-1))
+    await tokens.add(token=expired)
+
+    sweeping = asyncio.create_task(tokens.keep_sweeping(every=0.05))
+    try:
+        for _ in range(100):
+            if await tokens.refresh_tokens.find_one({"_id": expired.token_hash}) is None:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        sweeping.cancel()
+
+    assert await tokens.refresh_tokens.find_one({"_id": expired.token_hash}) is None
+
+
 async def test_a_revoked_family_refuses_its_tokens_their_access_tokens_and_new_members(
     tokens: TokenStore,
 ) -> None:
