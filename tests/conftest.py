@@ -183,13 +183,26 @@ class EventProbe:
     ) -> Envelope:
         envelope = envelope or Envelope.wrap(event, correlation_id=correlation_id)
         await self.publish_raw(
-            envelope.model_dump_json().encode(), ROUTING_KEYS[event.TYPE], message_id=str(envelope.event_id)
+            envelope.model_dump_json().encode(),
+            ROUTING_KEYS[event.TYPE],
+            message_id=str(envelope.event_id),
+            correlation_id=envelope.correlation_id,
         )
         return envelope
 
-    async def publish_raw(self, body: bytes, routing_key: str, *, message_id: str = "raw") -> None:
+    async def publish_raw(
+        self, body: bytes, routing_key: str, *, message_id: str = "raw", correlation_id: str | None = None
+    ) -> None:
+        """Publish as a service's EventBus does; without a correlation id, as a stranger would."""
+        headers = {} if correlation_id is None else {topology.PARTITION_HEADER: correlation_id}
         await self.exchange.publish(
-            aio_pika.Message(body, message_id=message_id, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            aio_pika.Message(
+                body,
+                message_id=message_id,
+                correlation_id=correlation_id,
+                headers=headers,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
             routing_key=routing_key,
             mandatory=True,
         )

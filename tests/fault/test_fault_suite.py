@@ -49,6 +49,7 @@ from contracts.events import (
     ReservationExpired,
 )
 from service_runtime.launcher import ARCHIVER, DATABASES, Platform, delete_namespace
+from service_runtime.settings import RuntimeSettings
 
 pytestmark = pytest.mark.fault
 
@@ -821,7 +822,8 @@ def test_the_saga_holds_under_crashes_restarts_redelivery_and_poison(
 
         orders, took = wait_until_terminal(gateway, admin, TERMINAL_WITHIN_SECONDS)
         # Timers of sold reservations fire later and must change nothing; then every queue is empty.
-        consumed = [topology.event_queue(platform.namespace, s) for s in BACKENDS]
+        partitions = range(RuntimeSettings().event_partitions)
+        consumed = [topology.partition_queue(platform.namespace, s, k) for s in BACKENDS for k in partitions]
         consumed += [
             topology.timer_queue(platform.namespace, "inventory_service"),
             topology.journal_queue(platform.namespace),

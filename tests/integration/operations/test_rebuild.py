@@ -204,14 +204,16 @@ def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 
 async def queued(rabbitmq_url: str, namespace: str) -> int:
-    """Messages waiting in, or being handled from, the event queues of the two services rebuilt."""
+    """Messages waiting in, or being handled from, the partition queues of the two services rebuilt."""
     connection = await aio_pika.connect(rabbitmq_url)
     async with connection:
         channel = await connection.channel()
         total = 0
         for service in REBUILT:
-            queue = await channel.declare_queue(topology.event_queue(namespace, service), passive=True)
-            total += queue.declaration_result.message_count or 0
+            for partition in range(RuntimeSettings().event_partitions):
+                name = topology.partition_queue(namespace, service, partition)
+                queue = await channel.declare_queue(name, passive=True)
+                total += queue.declaration_result.message_count or 0
         return total
 
 

@@ -1,12 +1,13 @@
-"""Two replicas of one service on a real broker and store: still one writer per aggregate.
+"""Two replicas of one service on a real broker and store: both at work, and no update lost.
 
-FerretDB does not make a read-modify-write atomic between connections, so two replicas applying
-messages about one pharmacy at once would lose updates. The event queue has a single active consumer,
-and write commands queue with the events, so every write to the pharmacy happens in one place.
+Each replica is the active consumer of its own partitions and stands by for the other's. Orders are
+spread over the partitions by their id, so both replicas reserve at one pharmacy at the same time:
+the store's conditional update of the pharmacy's document is what keeps its stock right.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from uuid import uuid4
 
@@ -16,7 +17,7 @@ import pytest
 from conftest import EventProbe, Namespace, eventually, rpc_client
 
 from contracts.commands import CreateMedication, CreatePharmacy, SetStock, StockView
-from contracts.events import Location, OrderCreated, PrescribedLine, StockReserved
+from contracts.events import Location, OrderCreated, PrescribedLine, StockReservationFailed, StockReserved
 from inventory_service.app import build
 from inventory_service.handlers import InventorySettings
 from inventory_service.store import stores
@@ -26,8 +27,9 @@ pytestmark = pytest.mark.integration
 
 Start = Callable[[Service], Awaitable[Service]]
 HERE = Location(latitude=48.8566, longitude=2.3522)
-ORDERS = 40
-SHELF = 500
+ORDERS = 60
+# Fewer units than orders: the last ones are raced for, and each may be held once.
+SHELF = 25
 
 
 def order_for(medication_id: str) -> OrderCreated:
@@ -41,14 +43,19 @@ def order_for(medication_id: str) -> OrderCreated:
     )
 
 
-async def test_two_replicas_apply_events_and_writes_to_one_pharmacy_one_at_a_time(
+async def test_two_replicas_race_for_the_last_units_and_neither_oversells_nor_loses_one(
     namespace: Namespace, probe: EventProbe, running: Start
 ) -> None:
-    settings = namespace.settings(InventorySettings)
-    replicas = [await running(build(settings)), await running(build(settings))]
+    def replica(index: int) -> InventorySettings:
+        return namespace.settings(
+            InventorySettings, replica_index=index, replica_count=2, standby_after_seconds=2.0
+        )
+
+    replicas = [await running(build(replica(0))), await running(build(replica(1)))]
+    settings = replica(0)
     async with rpc_client(settings) as rpc:
         pharmacy = await rpc.ask(CreatePharmacy(name="Centrale", address="1 Rue", location=HERE), dict)
-        reserved_one, restocked = [
+        raced, restocked = [
             (
                 await rpc.ask(
                     CreateMedication(
@@ -57,43 +64,53 @@ async def test_two_replicas_apply_events_and_writes_to_one_pharmacy_one_at_a_tim
                     dict,
                 )
             )["id"]
-            for name in ("Reserved", "Restocked")
+            for name in ("Raced", "Restocked")
         ]
-        await rpc.ask(
-            SetStock(pharmacy_id=pharmacy["id"], medication_id=reserved_one, quantity=SHELF), StockView
-        )
-        orders = [order_for(reserved_one) for _ in range(ORDERS)]
+        await rpc.ask(SetStock(pharmacy_id=pharmacy["id"], medication_id=raced, quantity=SHELF), StockView)
+        orders = [order_for(raced) for _ in range(ORDERS)]
+        # The standby consumers are in place once both replicas had their time to take their own.
+        await asyncio.sleep(2.5)
 
-        # Reservations (events) and restocking (write commands) of one pharmacy document, interleaved.
-        for n, order in enumerate(orders):
+        # Reservations (events on every partition) and restocking (writes on the pharmacy's), at once.
+        half = ORDERS // 2
+        for n, order in enumerate(orders[:half]):
             await probe.publish(order, correlation_id=order.order_id)
             if n % 4 == 0:
                 await rpc.ask(
                     SetStock(pharmacy_id=pharmacy["id"], medication_id=restocked, quantity=n), StockView
                 )
-            if n == ORDERS // 2:
-                # Only one replica has taken anything: the broker gives the queue to one at a time.
-                active = [r for r in replicas if r.events.taken > 0]
-                assert len(active) == 1, [r.events.taken for r in replicas]
-                await active[0].stop()  # the other replica takes over where it left off
-        standby = next(r for r in replicas if r is not active[0])
+        await eventually(lambda: _decided(probe), lambda found: found >= half, what=f"{half} decisions")
+        # Both replicas were at work, each on its own partitions.
+        assert all(r.events.taken > 0 for r in replicas), [r.events.taken for r in replicas]
 
+        # The first replica stops: the second takes its partitions over where it left off.
+        await replicas[0].stop()
+        for n, order in enumerate(orders[half:], start=half):
+            await probe.publish(order, correlation_id=order.order_id)
+            if n % 4 == 0:
+                await rpc.ask(
+                    SetStock(pharmacy_id=pharmacy["id"], medication_id=restocked, quantity=n), StockView
+                )
         await eventually(
-            lambda: _count(probe),
-            lambda found: found >= ORDERS,
-            what=f"{ORDERS} StockReserved",
-            timeout=30,
+            lambda: _decided(probe), lambda found: found >= ORDERS, what=f"{ORDERS} decisions", timeout=30
         )
-    assert standby.events.taken > 0
-    stored = await stores(standby).pharmacies.get(pharmacy["id"])
+
+    survivor = replicas[1]
+    stored = await stores(survivor).pharmacies.get(pharmacy["id"])
     assert stored is not None
-    level = stored.stock[reserved_one]
-    assert (level.available, level.reserved, len(stored.holds)) == (SHELF - ORDERS, ORDERS, ORDERS)
+    level = stored.stock[raced]
+    # Every unit held once, none twice, none lost; every hold is a reservation announced.
+    assert (level.available, level.reserved, len(stored.holds)) == (0, SHELF, SHELF)
+    reserved = {e.correlation_id for e in probe.of_type(StockReserved)}
+    failed = {e.correlation_id for e in probe.of_type(StockReservationFailed)}
+    assert (len(reserved), len(failed)) == (SHELF, ORDERS - SHELF)
+    assert reserved | failed == {o.order_id for o in orders}
+    assert set(stored.holds) == reserved
+    # The restocking writes of the same document were not lost between the reservations either.
     assert stored.stock[restocked].available == max(n for n in range(ORDERS) if n % 4 == 0)
-    assert sorted(e.correlation_id for e in probe.of_type(StockReserved)) == sorted(
-        o.order_id for o in orders
-    )
+    states = [r.state for r in await stores(survivor).reservations.find({})]
+    assert sorted(states) == sorted(["RESERVED"] * SHELF + ["FAILED"] * (ORDERS - SHELF))
 
 
-async def _count(probe: EventProbe) -> int:
-    return len(probe.of_type(StockReserved))
+async def _decided(probe: EventProbe) -> int:
+    return len(probe.of_type(StockReserved)) + len(probe.of_type(StockReservationFailed))
