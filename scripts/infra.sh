@@ -97,6 +97,7 @@ build_ferretdb() {
   chmod -R u+w "$src"
   echo "$ferretdb_version" >"$src/build/version/version.txt"
   patch -s -p1 -d "$src" <"$ferretdb_patch" || { log "our FerretDB patch does not apply"; return 1; }
+  rm -f "$bin/ferretdb-$ferretdb_version-"* # builds of an earlier patch
   (cd "$src" && go build -trimpath -o "$ferretdb_bin.tmp" ./cmd/ferretdb)
   mv "$ferretdb_bin.tmp" "$ferretdb_bin"
   rm -rf "$(dirname "$src")"

@@ -90,6 +90,7 @@ async def test_id_and_indexed_equality_are_served_by_an_index(db: AsyncDatabase[
         {"_id": "o1", "version": 1},
         {"_id": {"$in": ["o1", "o2"]}},
         {"patient_id": "p3"},
+        {"patient_id": {"$in": ["p3", "p4"]}},
         {"patient_id": "p3", "status": {"$ne": "CANCELLED"}, "hidden_at": None},
     ):
         plan = await explained(db, "orders", query)
@@ -121,6 +122,8 @@ async def test_pushed_down_equality_still_matches_arrays_holding_the_value(
     found = {doc["_id"] async for doc in db.things.find({"owner_id": "a"})}
     assert found == {"plain", "in-array"}
     assert await db.things.count_documents({"owner_id": "a"}) == 2
+    found = {doc["_id"] async for doc in db.things.find({"owner_id": {"$in": ["a", "c"]}})}
+    assert found == {"plain", "in-array"}
     updated = await db.things.update_many({"owner_id": "a"}, {"$set": {"seen": True}})
     assert updated.modified_count == 2
     deleted = await db.things.delete_many({"owner_id": "a", "seen": True})
