@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -81,6 +82,7 @@ async def test_id_and_indexed_equality_are_served_by_an_index(db: AsyncDatabase[
     if not await ferretdb(db):
         pytest.skip("query plans are FerretDB's; MongoDB plans these with its own indexes")
     await db.orders.create_index([("patient_id", ASCENDING), ("created_at", DESCENDING)])
+    await db.orders.create_index([("outbox_since", ASCENDING)])
     await db.orders.insert_many(
         [{"_id": f"o{i}", "version": 1, "patient_id": f"p{i % 10}", "status": "NEW"} for i in range(100)]
     )
@@ -92,6 +94,7 @@ async def test_id_and_indexed_equality_are_served_by_an_index(db: AsyncDatabase[
         {"patient_id": "p3"},
         {"patient_id": {"$in": ["p3", "p4"]}},
         {"patient_id": "p3", "status": {"$ne": "CANCELLED"}, "hidden_at": None},
+        {"outbox_since": {"$exists": True, "$lt": datetime.now(UTC)}},  # the outbox sweep
     ):
         plan = await explained(db, "orders", query)
         assert plan["filterPushdown"] is True, query
@@ -128,4 +131,15 @@ async def test_pushed_down_equality_still_matches_arrays_holding_the_value(
     assert updated.modified_count == 2
     deleted = await db.things.delete_many({"owner_id": "a", "seen": True})
     assert deleted.deleted_count == 2
+
+    await db.things.create_index([("since", ASCENDING)])
+    await db.things.insert_many(
+        [{"_id": "dated", "since": datetime(2026, 1, 1, tzinfo=UTC)}, {"_id": "null", "since": None}]
+    )
+    present = {doc["_id"] async for doc in db.things.find({"since": {"$exists": True}})}
+    assert present == {"dated", "null"}
+    waiting = {
+        doc["_id"] async for doc in db.things.find({"since": {"$exists": True, "$lt": datetime.now(UTC)}})
+    }
+    assert waiting == {"dated"}
     assert {doc["_id"] async for doc in db.things.find({"owner_id": "b"})} == {"other-array", "other"}
