@@ -122,6 +122,8 @@ async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
     await UserStore(db, cipher=cipher, email_index_key=os.urandom(32)).ensure_indexes()
     await TokenStore(db).ensure_indexes()
     await AuditLog(db).ensure_indexes()
+    for name in ("orders", "prescriptions", "payments"):  # the outbox relay's, in every service
+        await db[name].create_index([("outbox_since", 1)])
 
 
 def operations(
@@ -196,6 +198,9 @@ def operations(
                     {"discontinued": False}, sort=[("catalogue_key", 1), ("_id", 1)], skip=20, limit=20
                 )
             )
+        ),
+        "outbox sweep of orders (none waiting)": lambda: timed(
+            drain(db.orders.find({"outbox_since": {"$exists": True, "$lt": datetime.now(UTC)}}, {"_id": 1}))
         ),
         "gateway: user by id": lambda: timed(db.users.find_one({"_id": key("users")})),
         "gateway: user by email index (sign-in)": lambda: timed(
