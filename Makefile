@@ -1,5 +1,5 @@
 # The front door. Each target is a line or two calling a script a person can also read.
-.PHONY: run test fault lint bench infra stop-infra format asyncapi
+.PHONY: run test fault lint bench bench-store infra stop-infra format asyncapi
 
 run:            ## run the whole platform locally on http://127.0.0.1:8000
 	scripts/run.sh
@@ -15,6 +15,9 @@ lint:           ## ruff, mypy strict, import boundaries
 
 bench:          ## drive full sagas through the gateway and print throughput and latency
 	scripts/bench.sh
+
+bench-store:    ## time the store's hot queries at 1k, 10k and 100k documents (ARGS="--sizes 1000")
+	scripts/bench-store.sh $(ARGS)
 
 asyncapi:       ## write the AsyncAPI documents of every service to docs/asyncapi/
 	.venv/bin/python -m contracts.asyncapi --out docs/asyncapi

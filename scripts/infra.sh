@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the platform's two backing services on loopback, installing them where they are missing:
-#   RabbitMQ from Debian's rabbitmq-server, FerretDB 1.24.2 (SQLite backend) built from the Go module proxy.
+#   RabbitMQ from Debian's rabbitmq-server, FerretDB 1.24.2 (SQLite backend) built from the Go module proxy
+#   with our patch (scripts/ferretdb/).
 # Where RABBITMQ_URL / MONGODB_URL are set, that service is left alone and the URL is used as it is.
 #
 #   scripts/infra.sh start    start what is missing, wait until both answer
@@ -75,12 +76,18 @@ start_rabbitmq() {
   log "RabbitMQ is up"
 }
 
+# Our patch to FerretDB (scripts/ferretdb/: indexes that queries use, pushdown of `_id` and indexed
+# equality, atomic updates per collection). The binary's name carries the patch's hash, so a changed
+# patch builds a new binary and an unpatched `ferretdb` (on PATH or from an older script) is never run.
+ferretdb_patch="$root/scripts/ferretdb/ferretdb-$ferretdb_version.patch"
+ferretdb_bin="$bin/ferretdb-$ferretdb_version-$(sha256sum "$ferretdb_patch" | cut -c1-12)"
+
 build_ferretdb() {
-  if [ -x "$bin/ferretdb" ]; then return 0; fi
+  if [ -x "$ferretdb_bin" ]; then return 0; fi
   command -v go >/dev/null || { log "go is not installed: cannot build FerretDB"; return 1; }
-  log "building FerretDB $ferretdb_version with go (a few minutes, once)"
+  log "building FerretDB $ferretdb_version with our patch, with go (a few minutes, once)"
   # `go install ...@v1.24.2` builds a binary that panics at start: the module zip lacks the
-  # generated build/version/version.txt. So: download the module, add that file, build it.
+  # generated build/version/version.txt. So: download the module, add that file, patch, build it.
   local dir src
   dir=$(GOFLAGS=-mod=mod go mod download -json "github.com/FerretDB/FerretDB@$ferretdb_version" \
         | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
@@ -89,7 +96,10 @@ build_ferretdb() {
   cp -r "$dir" "$src"
   chmod -R u+w "$src"
   echo "$ferretdb_version" >"$src/build/version/version.txt"
-  (cd "$src" && go build -trimpath -o "$bin/ferretdb" ./cmd/ferretdb)
+  patch -s -p1 -d "$src" <"$ferretdb_patch" || { log "our FerretDB patch does not apply"; return 1; }
+  rm -f "$bin/ferretdb-$ferretdb_version-"* # builds of an earlier patch
+  (cd "$src" && go build -trimpath -o "$ferretdb_bin.tmp" ./cmd/ferretdb)
+  mv "$ferretdb_bin.tmp" "$ferretdb_bin"
   rm -rf "$(dirname "$src")"
 }
 
@@ -102,9 +112,8 @@ start_ferretdb() {
     log "starting mongod on 127.0.0.1:$mongo_port"
     nohup mongod --bind_ip 127.0.0.1 --port "$mongo_port" --dbpath "$state/mongod" >"$state/ferretdb.log" 2>&1 &
   else
-    # A ferretdb on PATH counts only if it runs: a plain `go install` one panics (see build_ferretdb).
-    exe=$(command -v ferretdb || true)
-    if [ -z "$exe" ] || ! "$exe" --version >/dev/null 2>&1; then build_ferretdb; exe="$bin/ferretdb"; fi
+    build_ferretdb
+    exe="$ferretdb_bin"
     mkdir -p "$state/ferretdb/data"
     log "starting FerretDB (SQLite) on 127.0.0.1:$mongo_port (data in $state/ferretdb)"
     nohup "$exe" --handler=sqlite --sqlite-url="file:$state/ferretdb/data/" --state-dir="$state/ferretdb" \

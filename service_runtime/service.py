@@ -157,6 +157,7 @@ class Service:
         await self.health.start()
 
         async def prepare_store() -> None:
+            await self.relay.ensure_indexes()
             for hook in self._on_start:
                 await hook()
 
