@@ -194,7 +194,9 @@ class EventProbe:
         self, body: bytes, routing_key: str, *, message_id: str = "raw", correlation_id: str | None = None
     ) -> None:
         """Publish as a service's EventBus does; without a correlation id, as a stranger would."""
-        headers = {} if correlation_id is None else {topology.PARTITION_HEADER: correlation_id}
+        headers: dict[str, aio_pika.abc.FieldValue] = (
+            {} if correlation_id is None else {topology.PARTITION_HEADER: correlation_id}
+        )
         await self.exchange.publish(
             aio_pika.Message(
                 body,
