@@ -14,7 +14,7 @@ lint:           ## ruff, mypy strict, import boundaries
 	scripts/lint.sh
 
 bench:          ## drive full sagas through the gateway and print throughput and latency
-	scripts/bench.sh
+	scripts/bench.sh $(BENCH_ARGS)
 
 asyncapi:       ## write the AsyncAPI documents of every service to docs/asyncapi/
 	.venv/bin/python -m contracts.asyncapi --out docs/asyncapi

@@ -30,7 +30,7 @@ import httpx
 from contracts import topology
 from contracts.base import Envelope
 from contracts.events import OrderCancelled, OrderConfirmed, OrderRejected
-from service_runtime.launcher import Platform, delete_namespace, drop_databases, free_port
+from service_runtime.launcher import Platform, delete_namespace, drop_databases, free_port, throwaway_keys
 
 TERMINAL_EVENTS = {
     OrderConfirmed.TYPE: "CONFIRMED",
@@ -224,6 +224,7 @@ def main() -> None:
             "ADMIN_EMAIL": ADMIN_EMAIL,
             "ADMIN_PASSWORD": ADMIN_PASSWORD,
             "LOG_LEVEL": "WARNING",
+            **throwaway_keys("bench"),
         }
     )
     rabbitmq_url, mongodb_url = env["RABBITMQ_URL"], env["MONGODB_URL"]
