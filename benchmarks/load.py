@@ -52,6 +52,8 @@ class Results:
     saga_ms: list[float] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
     unfinished: int = 0
+    # Uploads the gateway did not take, by HTTP status (503: the service did not answer in time).
+    refused: Counter[int] = field(default_factory=Counter)
     late: int = 0
     wall_seconds: float = 0.0
 
@@ -206,7 +208,9 @@ class Shop:
         keyed = {**headers, "Idempotency-Key": f"upload-{n}"}
         answer = await self.http.post("/prescriptions", headers=keyed, json=prescription)
         results.upload_ms.append((time.perf_counter() - started) * 1000)
-        answer.raise_for_status()
+        if answer.status_code != 202:
+            results.refused[answer.status_code] += 1
+            return
         await finish(self.watch, answer.json()["order_id"], started, results)
 
 

@@ -59,10 +59,11 @@ def throughput_table(phases: Sequence[Phase]) -> str:
                 _ms(percentile(r.saga_ms, 99)),
                 str(r.late),
                 str(r.unfinished),
+                " ".join(f"{n}x{status}" for status, n in sorted(r.refused.items())) or "0",
             ]
         )
     header = ["phase", "orders", "ended", "orders/s", "of ceiling", "p50 ms", "p95 ms", "p99 ms"]
-    return table([*header, "late", "unfinished"], rows)
+    return table([*header, "late", "unfinished", "refused"], rows)
 
 
 def traffic_table(measured: Traffic, orders: int, chain: Chain, ceiling: Counter[str], sagas: int) -> str:

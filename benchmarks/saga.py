@@ -264,8 +264,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print()
         print(cpu_table(name, phases))
     print(f"\n(whole benchmark: {time.perf_counter() - started:.0f} s)")
-    unfinished = sum(p.results.unfinished for run in runs for p in run.phases)
-    sys.exit(1 if unfinished else 0)
+    # No timing is asserted: orders unfinished by the deadline and uploads refused because a service
+    # did not answer in time (503) are figures. Any other refusal is a bug the benchmark ran into.
+    broken = [s for run in runs for p in run.phases for s in p.results.refused if s not in (503, 504)]
+    sys.exit(1 if broken else 0)
 
 
 if __name__ == "__main__":
