@@ -118,4 +118,4 @@ def cpu_table(run: str, phases: Sequence[Phase]) -> str:
         totals.append(f"{1000 * sum(phase.cpu.values()) / done:.1f}" if done else "-")
     rows.append(totals)
     columns = [p.label.removeprefix(run).replace(", ", " ").strip() for p in phases]
-    return table([f"CPU ms/order, {run}", *columns], rows)
+    return table([f"CPU ms per ended order, {run}", *columns], rows)

@@ -95,6 +95,7 @@ async def measure(
     results = await work
     await asyncio.sleep(SETTLE_SECONDS)
     cpu = meter.spent()
+    print(f"{label}: {len(results.saga_ms)} ended, {results.throughput:.1f} orders/s", flush=True)
     return Phase(label, results, cpu, (await scrape(http, urls)) - before)
 
 
@@ -135,15 +136,21 @@ async def drive(platform: Platform, args: argparse.Namespace, env: Mapping[str, 
             sagas = sorted({seen.correlation_id for seen in learner.seen})
             print(f"{name}: writing {args.preload} past orders ({warmup.orders} warm-up ones copied)...")
             run.preload_seconds = await preload(platform, mongodb_url, env, sagas, args.preload)
-            await services_read_them(http, admin, min(200, args.preload))
+            real = warmup.orders + sum(p.results.orders for p in run.phases)
+            await services_read_them(http, admin, skip=real, at_least=min(200, args.preload))
             run.phases += (await phases(f"{name} +{args.preload} past", rate))[0]
         await connection.close()
 
 
-async def services_read_them(http: httpx.AsyncClient, admin: dict[str, str], at_least: int) -> None:
-    """The services open what was preloaded (sealed as they seal) when an operator lists it."""
+async def services_read_them(
+    http: httpx.AsyncClient, admin: dict[str, str], *, skip: int, at_least: int
+) -> None:
+    """The services open what was preloaded (sealed as they seal) when an operator lists it.
+
+    Newest first: past orders keep the warm-up's times, so they come after the `skip` real ones.
+    """
     for resource in ("orders", "prescriptions", "payments"):
-        answer = await http.get(f"/{resource}", headers=admin, params={"limit": 200})
+        answer = await http.get(f"/{resource}", headers=admin, params={"limit": 200, "offset": skip})
         answer.raise_for_status()
         if len(answer.json()["items"]) < at_least:
             raise RuntimeError(f"/{resource} lists {len(answer.json()['items'])}, not the past orders")
@@ -182,6 +189,7 @@ async def run_ceiling(
     phases, taken = [], Counter[str]()
     try:
         await closed_loop(ceiling.order, numbers, WARMUP_CONCURRENCY, 4 * WARMUP_CONCURRENCY)
+        await asyncio.sleep(SETTLE_SECONDS)
         for c in concurrency:
             before = ceiling.taken()
             meter.start()
