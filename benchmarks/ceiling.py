@@ -83,7 +83,8 @@ def route(
 ) -> tuple[str, str, aio_pika.Message]:
     """Exchange, routing key and message of an event, as EventBus.publish sends it.
 
-    Kept in one place so it follows EventBus when its routing changes (partitioned queues).
+    Kept in one place, to change with EventBus when its routing does (partitioned queues: the
+    consistent-hash exchange and its header), as NoWorkService.start changes with Topology's queues.
     """
     envelope = json.loads(sample.body)
     envelope.update(event_id=str(uuid4()), correlation_id=order, causation_id=cause)

@@ -199,7 +199,9 @@ class Shop:
         """Upload one prescription as a patient would and wait for its order's terminal event."""
         headers, card = self.patients[patient % len(self.patients)]
         prescription = {
-            "lines": [{"medication_id": self.medication_ids[n % len(self.medication_ids)], "quantity": 1}],
+            "lines": [
+                {"medication_id": self.medication_ids[n % len(self.medication_ids)], "quantity": 1 + n % 3}
+            ],
             "delivery_location": {"latitude": 52.51 + (n % 7) * 0.005, "longitude": 13.40},
             "payment_method_id": card,
         }
