@@ -14,7 +14,7 @@ lint:           ## ruff, mypy strict, import boundaries
 	scripts/lint.sh
 
 bench:          ## drive full sagas through the gateway and print throughput and latency
-	scripts/bench.sh
+	scripts/bench.sh $(BENCH_ARGS)
 
 bench-store:    ## time the store's hot queries at 1k, 10k and 100k documents (ARGS="--sizes 1000")
 	scripts/bench-store.sh $(ARGS)

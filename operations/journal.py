@@ -78,12 +78,36 @@ class Journal:
     ) -> bool:
         """Keep one event; False when it is there already (a redelivery or a duplicate).
 
-        The envelope is kept exactly as it crossed the broker (the store would round its time to the
-        millisecond), beside the fields the journal is searched by. `arrived` (ns since the epoch) is
-        when the journal's queue delivered it: the order in which subscribers' queues got it too.
-        `decided_after`: for an event decided on a command, the event its publisher handled just before.
+        `arrived` (ns since the epoch) is when the journal's queue delivered it: the order in which
+        subscribers' queues got it too. `decided_after`: for an event decided on a command, the event
+        its publisher handled just before.
         """
-        document: Document = {
+        document = self.document(
+            envelope,
+            routing_key=routing_key,
+            publisher=publisher,
+            arrived=arrived,
+            decided_after=decided_after,
+        )
+        try:
+            with unique_violations():
+                await self.collection.insert_one(document)
+        except UniqueViolation:
+            return False
+        return True
+
+    def document(
+        self,
+        envelope: Envelope,
+        *,
+        routing_key: str,
+        publisher: str,
+        arrived: int | None = None,
+        decided_after: str | None = None,
+    ) -> Document:
+        """How one event is kept: the envelope exactly as it crossed the broker (the store would round
+        its time to the millisecond), its payload sealed, beside the fields the journal is searched by."""
+        return {
             "_id": str(envelope.event_id),
             "type": envelope.type,
             "correlation_id": envelope.correlation_id,
@@ -97,12 +121,6 @@ class Journal:
                 envelope.model_dump(mode="json"), at=self._payload_at(str(envelope.event_id))
             ),
         }
-        try:
-            with unique_violations():
-                await self.collection.insert_one(document)
-        except UniqueViolation:
-            return False
-        return True
 
     async def find(
         self,
@@ -142,6 +160,28 @@ class Journal:
         return result.deleted_count
 
 
+# Deliveries the archiver takes at once: each is recorded on its own, in any order.
+JOURNAL_PREFETCH = 50
+
+
+async def declare_journal_queue(
+    channel: aio_pika.abc.AbstractChannel, namespace: str
+) -> aio_pika.abc.AbstractQueue:
+    """The journal's queue with its bindings, as the archiver (and the benchmark's ceiling) declare it."""
+    exchange = await channel.declare_exchange(
+        f"{namespace}.{topology.EVENTS_EXCHANGE}", aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    queue = await channel.declare_queue(
+        topology.journal_queue(namespace), durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    # Every event but timers: a timer carries a TTL that would expire its copy here too, and what
+    # it causes (ReservationExpired) is journalled when it fires.
+    for event in ALL_EVENTS:
+        if not issubclass(event, Timer):
+            await queue.bind(exchange, routing_key=event.ROUTING_KEY)
+    return queue
+
+
 class Archiver:
     """Takes every event from the journal queue and records it; acks only once it is stored."""
 
@@ -156,19 +196,9 @@ class Archiver:
             "RabbitMQ", lambda: aio_pika.connect_robust(self.settings.rabbitmq_url)
         )
         channel = await self.connection.channel()
-        await channel.set_qos(prefetch_count=50)
+        await channel.set_qos(prefetch_count=JOURNAL_PREFETCH)
         namespace = self.settings.broker_namespace
-        exchange = await channel.declare_exchange(
-            f"{namespace}.{topology.EVENTS_EXCHANGE}", aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        queue = await channel.declare_queue(
-            topology.journal_queue(namespace), durable=True, arguments={"x-queue-type": "quorum"}
-        )
-        # Every event but timers: a timer carries a TTL that would expire its copy here too, and what
-        # it causes (ReservationExpired) is journalled when it fires.
-        for event in ALL_EVENTS:
-            if not issubclass(event, Timer):
-                await queue.bind(exchange, routing_key=event.ROUTING_KEY)
+        queue = await declare_journal_queue(channel, namespace)
         await queue.consume(self._on_message)
         log.info(
             "journal archiver started (namespace %s, database %s)", namespace, self.settings.journal_database

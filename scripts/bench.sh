@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The saga benchmark: starts RabbitMQ and FerretDB when needed, then benchmarks/saga.py (--help for options).
+# The saga benchmark: starts RabbitMQ and FerretDB when needed, then python -m benchmarks.saga (--help for options).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/bootstrap.sh
 scripts/infra.sh start
 eval "$(scripts/infra.sh env)"
-exec .venv/bin/python benchmarks/saga.py "$@"
+exec .venv/bin/python -m benchmarks.saga "$@"

@@ -56,6 +56,11 @@ def parse_keys(spec: str) -> dict[str, bytes]:
     return keys
 
 
+def new_key(kid: str) -> str:
+    """A new field-encryption key as FIELD_ENCRYPTION_KEYS lists it: `id:base64 of 32 random bytes`."""
+    return f"{kid}:{base64.b64encode(os.urandom(KEY_BYTES)).decode()}"
+
+
 def place(collection: str, doc_id: object, path: str) -> str:
     """Where a sealed value lives: its associated data, so it opens there and nowhere else."""
     return f"{collection}/{doc_id}/{path}"

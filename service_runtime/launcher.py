@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import httpx
 from pymongo import AsyncMongoClient
 
 from contracts import topology
+from service_runtime.crypto import new_key
 
 # Back-end services first, so the gateway finds their RPC queues when it starts answering.
 SERVICES = ("inventory_service", "payment_service", "order_service", "prescription_service", "user_service")
@@ -200,6 +202,18 @@ class Platform:
                 process.kill()
                 process.wait()
         self.processes.clear()
+
+
+def throwaway_keys(kid: str) -> dict[str, str]:
+    """Fresh keys to seal patients' data with outside development (tests, benchmarks), by variable.
+
+    ENVIRONMENT=test refuses the development keys; these live for one run. One field key: the current
+    one. The gateway's SECRET_KEY is not among them: each platform is given its own.
+    """
+    return {
+        "FIELD_ENCRYPTION_KEYS": new_key(kid),
+        "EMAIL_INDEX_KEY": secrets.token_urlsafe(32),
+    }
 
 
 def free_port() -> int:

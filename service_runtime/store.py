@@ -177,6 +177,15 @@ class Repository(Generic[A]):
         cursor = self.collection.find(dict(query), sort=list(sort), skip=skip, limit=limit)
         return [self._load(doc) async for doc in cursor]
 
+    def document(self, aggregate: A) -> Document:
+        """The document that stores an aggregate as it stands (sealed, with its version and applied
+        events), for writing many at once: a restore, a benchmark's past orders."""
+        doc = self._sealed(aggregate)
+        doc["_id"] = aggregate.id
+        doc["version"] = aggregate.version
+        doc["processed_event_ids"] = list(aggregate.processed_event_ids)
+        return doc
+
     async def add(
         self, aggregate: A, events: Sequence[Envelope] = (), *, caused_by: str | None = None
     ) -> bool:

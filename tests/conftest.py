@@ -8,7 +8,6 @@ broker namespace and databases, deleted afterwards, so tests never see each othe
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import random
@@ -31,8 +30,15 @@ import pytest_asyncio
 from contracts import topology
 from contracts.base import Envelope, Event
 from contracts.events import Location, PrescribedLine, PrescriptionUploaded
-from service_runtime.crypto import place
-from service_runtime.launcher import SERVICES, Platform, delete_namespace, drop_databases, free_port
+from service_runtime.crypto import new_key, place
+from service_runtime.launcher import (
+    SERVICES,
+    Platform,
+    delete_namespace,
+    drop_databases,
+    free_port,
+    throwaway_keys,
+)
 from service_runtime.messaging import ROUTING_KEYS, AmqpRequester, RpcClient
 from service_runtime.service import Service
 from service_runtime.settings import RuntimeSettings
@@ -43,14 +49,11 @@ S = TypeVar("S", bound=RuntimeSettings)
 T = TypeVar("T")
 
 
-def field_key(kid: str) -> str:
-    """A new field-encryption key as FIELD_ENCRYPTION_KEYS lists it: `id:base64 of 32 bytes`."""
-    return f"{kid}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
-
+field_key = new_key
 
 # This session's keys, never the development ones: platforms' processes, services started in-process
-# and `pharmacy-ops` run by a test all read them from the environment. One key: it is the current one.
-FIELD_KEYS = {"FIELD_ENCRYPTION_KEYS": field_key("test1"), "EMAIL_INDEX_KEY": secrets.token_urlsafe(32)}
+# and `pharmacy-ops` run by a test all read them from the environment.
+FIELD_KEYS = throwaway_keys("test1")
 os.environ.update(FIELD_KEYS)
 
 

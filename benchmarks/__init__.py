@@ -1,0 +1,1 @@
+"""The saga benchmark behind `make bench`: `python -m benchmarks.saga --help`."""
