@@ -25,13 +25,11 @@ import aio_pika
 from benchmarks.load import Results, Seen, TerminalEvents, finish
 from benchmarks.traffic import WRITES, Traffic
 from contracts import topology
-from contracts.base import Command
 from operations.journal import JOURNAL_PREFETCH, declare_journal_queue
 from service_runtime.launcher import delete_namespace
 from service_runtime.messaging import ROUTING_KEYS, AmqpRequester, Topology, make_broker
 from service_runtime.settings import RuntimeSettings
 
-COMMANDS: dict[str, type[Command]] = {c.TYPE: c for cs in topology.COMMANDS.values() for c in cs}
 RPC_TIMEOUT = 30.0
 
 
