@@ -96,13 +96,15 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
             payment_method_id=event.payment_method_id,
             created_at=utc_now(),
         )
-        current = started if await s.reservations.add(started) else await s.reservations.get(event.order_id)
+        first = await s.reservations.add(started)
+        current = started if first else await s.reservations.get(event.order_id)
         if current is None or current.state != "RESERVING":
             # Already decided, or the order was cancelled before we saw it: publish leftovers only.
             await service.publish_pending(s.reservations, event.order_id)
             return
-        # Step 2: hold the stock (or find the hold a crashed attempt already made).
-        holder = await store.pharmacy_holding(s, event.order_id)
+        # Step 2: hold the stock, or find the hold a crashed attempt made (none can have, if the record
+        # of step 1 was only just written: the search reads every pharmacy).
+        holder = None if first else await store.pharmacy_holding(s, event.order_id)
         if holder is not None:
             hold = holder.holds[event.order_id]
             outcome: Plan | list[LineShortage] = Plan(pharmacy=holder, lines=hold.lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import NAMESPACE_URL, uuid4, uuid5
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 
 class Aggregate(BaseModel):
@@ -19,6 +19,8 @@ class Aggregate(BaseModel):
     id: str
     version: int = 0
     processed_event_ids: list[str] = []
+    # Whether its document held events not yet published when it was read (the repository's to know).
+    _outbox_waiting: bool = PrivateAttr(default=False)
 
     def has_processed(self, event_id: str) -> bool:
         return event_id in self.processed_event_ids

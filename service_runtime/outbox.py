@@ -16,7 +16,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from service_runtime.crypto import FieldCipher
 from service_runtime.locks import KeyedLock
 from service_runtime.messaging import EventBus
-from service_runtime.store import outbox_place
+from service_runtime.store import Written, outbox_place
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,22 @@ class OutboxRelay:
         for collection in self.collections:
             await collection.create_index([("outbox_since", ASCENDING)])
 
-    async def flush(self, collection: AsyncCollection[dict[str, Any]], doc_id: str) -> int:
-        """Publish and clear one document's pending events; return how many were published."""
+    async def flush(
+        self, collection: AsyncCollection[dict[str, Any]], doc_id: str, written: Written | None = None
+    ) -> int:
+        """Publish and clear one document's pending events; return how many were published.
+
+        `written`: what the write just made put in the outbox. When that was all the outbox held, it
+        is published without reading the document, and cleared with one update conditional on the
+        version that write gave it; a change since then clears the entries one by one, as a read does.
+        """
         async with self._locks.hold(f"{collection.name}/{doc_id}"):
-            doc = await collection.find_one({"_id": doc_id}, {"outbox": 1})
-            pending: dict[str, Any] = (doc or {}).get("outbox") or {}
+            if written is not None and written.alone:
+                pending: dict[str, Any] = written.entries
+            else:
+                doc = await collection.find_one({"_id": doc_id}, {"outbox": 1})
+                pending = (doc or {}).get("outbox") or {}
+                written = None
             published: list[str] = []
             try:
                 for event_id, entry in pending.items():
@@ -92,12 +103,25 @@ class OutboxRelay:
                     self._waiting[(collection.name, doc_id)] = (left, time.monotonic())
                 else:
                     self._waiting.pop((collection.name, doc_id), None)
-                if published:
+                if published and not (
+                    written and not left and await self._clear(collection, doc_id, written)
+                ):
                     await collection.update_one(
                         {"_id": doc_id}, {"$unset": {f"outbox.{event_id}": "" for event_id in published}}
                     )
-            await collection.update_one({"_id": doc_id, "outbox": {}}, {"$unset": {"outbox_since": ""}})
+                    await collection.update_one(
+                        {"_id": doc_id, "outbox": {}}, {"$unset": {"outbox_since": ""}}
+                    )
             return len(published)
+
+    @staticmethod
+    async def _clear(collection: AsyncCollection[dict[str, Any]], doc_id: str, written: Written) -> bool:
+        """Empty an outbox that holds just what `written` put there, if the document is as it left it."""
+        fields = {f"outbox.{event_id}": "" for event_id in written.entries}
+        result = await collection.update_one(
+            {"_id": doc_id, "version": written.version}, {"$unset": {**fields, "outbox_since": ""}}
+        )
+        return result.matched_count == 1
 
     async def sweep(self, older_than: timedelta) -> int:
         """Flush every document whose events have waited longer than `older_than`."""

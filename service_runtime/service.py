@@ -88,7 +88,9 @@ class Service:
         outbox for the sweep the relay asks for, and the change still succeeded.
         """
         try:
-            await self.relay.flush(repository.collection, aggregate_id)
+            await self.relay.flush(
+                repository.collection, aggregate_id, repository.written.pop(aggregate_id, None)
+            )
         except TRANSIENT as exc:
             log.warning("events of %s wait in its outbox: %s: %s", aggregate_id, type(exc).__name__, exc)
 

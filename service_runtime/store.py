@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -101,6 +102,22 @@ def pending(
     }
 
 
+@dataclass(frozen=True)
+class Written:
+    """The events a write just put in a document's outbox, as stored, and the version it gave it.
+
+    `alone`: the outbox held nothing else before, so once these are published, it is empty.
+    """
+
+    version: int
+    entries: Document
+    alone: bool
+
+
+# Writes whose events nobody flushed (a caller that never publishes) are forgotten past this many.
+_WRITTEN_KEPT = 10_000
+
+
 class Repository(Generic[A]):
     """Load and save one kind of aggregate; every save is one conditional, atomic document update.
 
@@ -120,6 +137,15 @@ class Repository(Generic[A]):
         self.model = model
         self.cipher = cipher
         self.sealed = tuple(sealed)
+        # Per document, what its last write with events put in its outbox: the relay publishes that
+        # without reading the document again (Service.publish_pending takes it).
+        self.written: dict[str, Written] = {}
+
+    def _remember(self, doc_id: str, written: Written) -> None:
+        self.written.pop(doc_id, None)
+        self.written[doc_id] = written
+        if len(self.written) > _WRITTEN_KEPT:
+            self.written.pop(next(iter(self.written)))
 
     def _each_sealed(self, doc_id: str, state: Document, change: Callable[[Any, str], Any]) -> Document:
         """The state with `change(value, place)` applied to every sealed value in it."""
@@ -141,26 +167,23 @@ class Repository(Generic[A]):
     def _load(self, doc: Document) -> A:
         doc = dict(doc)
         doc["id"] = doc.pop("_id")
-        doc.pop("outbox", None)
+        waiting = bool(doc.pop("outbox", None))
         doc.pop("outbox_since", None)
         doc = self._each_sealed(doc["id"], doc, lambda value, at: self.cipher.open(value, at=at))
-        return self.model.model_validate(doc)
+        aggregate = self.model.model_validate(doc)
+        aggregate._outbox_waiting = waiting
+        return aggregate
 
-    def _outbox_fields(self, aggregate: A, events: Sequence[Envelope]) -> Document:
-        """The `$set` that appends events to a document's outbox, in the same write as the state change."""
-        if not events:
-            return {}
+    def _outbox(self, aggregate: A, events: Sequence[Envelope]) -> Document:
+        """The outbox entries of the events a change of this aggregate caused, as stored."""
         handled = aggregate.processed_event_ids
-        outbox = pending(
+        return pending(
             events,
             self.cipher,
             collection=self.collection.name,
             doc_id=aggregate.id,
             decided_after=handled[-1] if deciding.get() and handled else None,
         )
-        fields: Document = {f"outbox.{event_id}": entry for event_id, entry in outbox.items()}
-        fields["outbox_since"] = datetime.now(UTC)
-        return fields
 
     async def get(self, aggregate_id: str) -> A | None:
         doc = await self.collection.find_one({"_id": aggregate_id})
@@ -204,6 +227,9 @@ class Repository(Generic[A]):
         except UniqueViolation:
             return False
         aggregate.version = 1
+        if events:
+            self._remember(aggregate.id, Written(1, doc["outbox"], alone=True))
+            aggregate._outbox_waiting = True
         return True
 
     async def save(
@@ -214,8 +240,11 @@ class Repository(Generic[A]):
         UniqueViolation when the new state takes a value a unique index holds for another aggregate.
         """
         state = self._sealed(aggregate)
-        outbox = self._outbox_fields(aggregate, events)
-        update: Document = {"$set": {**state, "version": aggregate.version + 1, **outbox}}
+        outbox = self._outbox(aggregate, events) if events else {}
+        appended: Document = {f"outbox.{event_id}": entry for event_id, entry in outbox.items()}
+        if outbox:
+            appended["outbox_since"] = datetime.now(UTC)
+        update: Document = {"$set": {**state, "version": aggregate.version + 1, **appended}}
         if caused_by:
             update["$push"] = {"processed_event_ids": caused_by}
         with unique_violations():
@@ -229,3 +258,8 @@ class Repository(Generic[A]):
         aggregate.version += 1
         if caused_by:
             aggregate.processed_event_ids.append(caused_by)
+        if outbox:
+            self._remember(
+                aggregate.id, Written(aggregate.version, outbox, alone=not aggregate._outbox_waiting)
+            )
+            aggregate._outbox_waiting = True
