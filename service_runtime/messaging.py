@@ -289,8 +289,10 @@ class EventConsumer:
         self.broker = broker
         self.topology = topo
         self.commands = commands
-        # Messages (events, write commands) delivered to this consumer so far, whatever their outcome.
+        # Messages (events, write commands) delivered to this consumer so far, whatever their outcome,
+        # and those it is done with (acknowledged, dead-lettered, or left to the broker).
         self.taken = 0
+        self.settled = 0
         # One aggregate's messages in the order they arrived; a lock is taken before the first await.
         self.in_order = KeyedLock()
         self.queue = topo.event_queue(service)
@@ -334,8 +336,11 @@ class EventConsumer:
         self.taken += 1
         # aiormq starts one task per delivery in delivery order, and nothing above awaits before this:
         # tasks queue on their aggregate's lock in the order the partition delivered them.
-        async with self.in_order.hold(partition_key(message)):
-            await self._take(message)
+        try:
+            async with self.in_order.hold(partition_key(message)):
+                await self._take(message)
+        finally:
+            self.settled += 1
 
     async def _take(self, message: RabbitMessage) -> None:
         kind = message.raw_message.type or ""

@@ -181,6 +181,22 @@ class EventProbe:
     def of_type(self, event_type: type[Event]) -> list[Envelope]:
         return [e for e in self.seen if e.type == event_type.TYPE]
 
+    async def caught_up(self) -> None:
+        """Return once the probe has seen everything published before this call.
+
+        A marker nobody else subscribes to, through the events exchange: the probe's queue holds what
+        was published before it ahead of it."""
+        marker = Envelope(type="ProbeMarker", correlation_id=f"marker-{uuid4()}", payload={})
+        await self.publish_raw(
+            marker.model_dump_json().encode(), "probe.marker", message_id=str(marker.event_id)
+        )
+
+        def seen() -> bool:
+            return any(e.event_id == marker.event_id for e in self.seen)
+
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(seen), 10)
+
     async def publish(
         self, event: Event, *, correlation_id: str, envelope: Envelope | None = None
     ) -> Envelope:
@@ -211,6 +227,28 @@ class EventProbe:
             routing_key=routing_key,
             mandatory=True,
         )
+
+
+async def handled_everything(service: Service, probe: EventProbe, *, timeout: float = 10) -> None:
+    """Return once `service` has settled every message queued for it so far, and the probe has seen
+    what it published meanwhile. One aggregate's messages are handled in order, different ones side
+    by side: a later message of another order says nothing about the ones before it."""
+    connection = probe.connection
+    deadline = asyncio.get_running_loop().time() + timeout
+    quiet_checks = 0
+    while quiet_checks < 3:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{service.name} still had messages after {timeout} s")
+        channel = await connection.channel()
+        ready = 0
+        for queue in service.topology.partition_queues(service.name):
+            declared = await channel.declare_queue(queue.name, passive=True)
+            ready += declared.declaration_result.message_count or 0
+        await channel.close()
+        idle = ready == 0 and service.events.settled == service.events.taken
+        quiet_checks = quiet_checks + 1 if idle else 0
+        await asyncio.sleep(0.05)
+    await probe.caught_up()
 
 
 async def eventually(

@@ -122,16 +122,17 @@ async def test_the_same_upload_delivered_twice_opens_one_order(
 
     sent = await probe.publish(upload, correlation_id=upload.order_id)
     await probe.publish(upload, correlation_id=upload.order_id, envelope=sent)
-    # Events are taken one at a time, in order: once a later upload is announced, both copies were handled.
-    later = prescription_uploaded()
-    await open_order(probe, later)
+    # One order's events are taken one at a time, in order: once a later event of the order is
+    # applied, both copies were handled.
+    reserved = await probe.publish(stock_reserved(upload), correlation_id=upload.order_id)
+    await order_in(service, upload.order_id, "STOCK_RESERVED")
 
     assert await service.db["orders"].count_documents({"prescription_id": upload.prescription_id}) == 1
     announced = [e for e in probe.of_type(OrderCreated) if e.correlation_id == upload.order_id]
     assert len(announced) == 1
     order = await service.db["orders"].find_one({"_id": upload.order_id})
     assert order is not None
-    assert order["processed_event_ids"] == [str(sent.event_id)]
+    assert order["processed_event_ids"] == [str(sent.event_id), str(reserved.event_id)]
 
 
 async def test_reserved_stock_then_approved_payment_confirms_the_order(
