@@ -443,6 +443,27 @@ def test_gateway_healthcheck_probes_a_real_route() -> None:
     assert "get" in paths.get(HEALTH_PATH, {})
 
 
+def broker_plugins(project: Project) -> set[str]:
+    """The plugins the broker's container enables: the file compose mounts as its enabled_plugins."""
+    broker = services(project)["rabbitmq"]
+    for mount in broker.get("configs") or []:
+        if mount.get("target") == "/etc/rabbitmq/enabled_plugins":
+            path = ROOT / project.compose["configs"][mount["source"]]["file"]
+            listed = path.read_text().strip().removeprefix("[").removesuffix("].")
+            return {name.strip() for name in listed.split(",")}
+    return set()
+
+
+@pytest.mark.parametrize("compose", ["compose.yaml", "compose.production.yaml"])
+def test_the_broker_has_the_consistent_hash_exchange_the_partitions_need(compose: str) -> None:
+    # The image's own plugins stay: replacing its enabled_plugins must not lose the management API.
+    assert broker_plugins(read_project(compose)) >= {
+        "rabbitmq_consistent_hash_exchange",
+        "rabbitmq_management",
+        "rabbitmq_prometheus",
+    }
+
+
 def test_every_named_volume_is_declared(project: Project) -> None:
     assert volume_problems(project) == []
 
