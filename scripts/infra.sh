@@ -116,7 +116,7 @@ start_ferretdb() {
     exe="$ferretdb_bin"
     mkdir -p "$state/ferretdb/data"
     log "starting FerretDB (SQLite) on 127.0.0.1:$mongo_port (data in $state/ferretdb)"
-    nohup "$exe" --handler=sqlite --sqlite-url="file:$state/ferretdb/data/" --state-dir="$state/ferretdb" \
+    nohup "$exe" --handler=sqlite --sqlite-url="file:$state/ferretdb/data/?_pragma=synchronous(normal)" --state-dir="$state/ferretdb" \
       --listen-addr="127.0.0.1:$mongo_port" --telemetry=disable --log-level=warn \
       --debug-addr="127.0.0.1:$((mongo_port + 10000))" \
       >"$state/ferretdb.log" 2>&1 &
