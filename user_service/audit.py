@@ -130,14 +130,14 @@ def audited(action: str, *, subject: str | None = None) -> Any:
     return Depends(open_entry)
 
 
-def open_sign_in(request: Request) -> None:
+async def open_sign_in(request: Request) -> None:
     """A sign-in's entry, before anyone is signed in; the route names the account tried, if it exists."""
     request.state.audit = AuditNote(
         action="auth.sign_in", actor_id=None, actor_role=None, subject_type="user", subject_id=None
     )
 
 
-def audit_note(request: Request) -> AuditNote:
+async def audit_note(request: Request) -> AuditNote:
     note: AuditNote = request.state.audit
     return note
 
@@ -145,7 +145,7 @@ def audit_note(request: Request) -> AuditNote:
 Audit = Annotated[AuditNote, Depends(audit_note)]
 
 
-def get_audit_log(request: Request) -> AuditLog:
+async def get_audit_log(request: Request) -> AuditLog:
     audit_log: AuditLog = request.app.state.audit_log
     return audit_log
 

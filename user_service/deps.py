@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Path, Query, Request
@@ -20,28 +20,31 @@ from user_service.token_store import TokenStore
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
+# Every dependency is `async def`, though none but the store's awaits anything: FastAPI runs a plain
+# `def` one in a worker thread, a thread hop per dependency per request.
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_rpc(request: Request) -> RpcClient:
+async def get_rpc(request: Request) -> RpcClient:
     rpc: RpcClient = request.app.state.rpc
     return rpc
 
 
-def get_users(request: Request) -> UserStore:
+async def get_users(request: Request) -> UserStore:
     users: UserStore = request.app.state.users
     return users
 
 
-def get_throttle(request: Request) -> SignInThrottle:
+async def get_throttle(request: Request) -> SignInThrottle:
     throttle: SignInThrottle = request.app.state.throttle
     return throttle
 
 
-def get_tokens(request: Request) -> TokenStore:
+async def get_tokens(request: Request) -> TokenStore:
     tokens: TokenStore = request.app.state.tokens
     return tokens
 
@@ -79,8 +82,8 @@ async def current_user(claims: AccessClaims, users: Users) -> User:
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-def role_in(*roles: Role) -> Callable[[User], User]:
-    def check(user: CurrentUser) -> User:
+def role_in(*roles: Role) -> Callable[[User], Awaitable[User]]:
+    async def check(user: CurrentUser) -> User:
         if user.role not in roles:
             raise HTTPException(403, f"this needs the role {' or '.join(roles)}")
         return user
@@ -94,7 +97,7 @@ Admin = Annotated[User, Depends(role_in("admin"))]
 Patient = Annotated[User, Depends(role_in("patient"))]
 
 
-def paging(
+async def paging(
     limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0, le=100_000)] = 0
 ) -> Page:
     return Page(limit=limit, offset=offset)
