@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from faststream.middlewares import AckPolicy
-from faststream.rabbit import RabbitQueue
+from faststream.rabbit import RabbitQueue, RabbitResponse
 from faststream.rabbit.subscriber import RabbitSubscriber
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -175,9 +175,7 @@ class Service:
         own, others = self.partitions()
         for queue in own:
             self._consume(queue)
-        self.broker.subscriber(self.topology.rpc_queue(self.name), ack_policy=AckPolicy.ACK)(
-            self.commands.answer
-        )
+        self.broker.subscriber(self.topology.rpc_queue(self.name), ack_policy=AckPolicy.ACK)(self._answer)
         await self.broker.start()
         if others:
             self._tasks.append(asyncio.create_task(self._stand_by(others), name=f"{self.name}-standby"))
@@ -210,6 +208,10 @@ class Service:
         )
         subscriber(self._take_event)
         return subscriber
+
+    async def _answer(self) -> RabbitResponse:
+        # As _take_event: no argument for fast_depends to resolve in a task group on every request.
+        return await self.commands.answer(self.broker.context.get_local("message"))
 
     async def _take_event(self) -> None:
         # The delivery from FastStream's context, not a `message: RabbitMessage` argument: fast_depends
