@@ -99,8 +99,9 @@ class Stores:
         await self.journal_client.close()
 
 
-def copy_of(past: PastOrder, keep: set[str], written: dict[str, list[Document]], stores: Stores) -> None:
-    """Add to `written` (by collection) the documents of a copy of `past` under new ids."""
+def copy_of(past: PastOrder, keep: set[str], written: dict[str, list[Document]], stores: Stores) -> str:
+    """Add to `written` (by collection) the documents of a copy of `past` under new ids; the copy's
+    order id."""
     fresh: dict[str, str] = {past.order_id: str(uuid4())}
     # A payment's id follows from its order's (payment_id_for): the copy's follows from the copy's.
     fresh[payment_id_for(past.order_id)] = payment_id_for(fresh[past.order_id])
@@ -122,12 +123,18 @@ def copy_of(past: PastOrder, keep: set[str], written: dict[str, list[Document]],
             decided_after=renamed(after) if after else None,
         )
         written.setdefault("journal", []).append(document)
+    return fresh[past.order_id]
+
+
+# Past orders the benchmark then asks the gateway for, one by one, as a check that they are real.
+SAMPLED = 20
 
 
 async def preload(
     platform: Platform, mongodb_url: str, env: Mapping[str, str], order_ids: Sequence[str], count: int
-) -> float:
-    """Write `count` copies of the given real orders into the platform's stores; the seconds it took."""
+) -> tuple[float, list[str]]:
+    """Write `count` copies of the given real orders into the platform's stores: the seconds it took,
+    and the ids of the last few copies."""
     stores = Stores(platform, mongodb_url, env["FIELD_ENCRYPTION_KEYS"])
     started = time.perf_counter()
     try:
@@ -138,12 +145,13 @@ async def preload(
         }
         collections["journal"] = stores.journal.collection
         written: dict[str, list[Document]] = {}
+        sampled: list[str] = []
         for n in range(count):
-            copy_of(pasts[n % len(pasts)], keep, written, stores)
+            sampled = [*sampled[-(SAMPLED - 1) :], copy_of(pasts[n % len(pasts)], keep, written, stores)]
             if (n + 1) % BATCH == 0 or n + 1 == count:
                 for name, documents in written.items():
                     await collections[name].insert_many(documents, ordered=False)
                 written.clear()
-        return time.perf_counter() - started
+        return time.perf_counter() - started, sampled
     finally:
         await stores.close()
