@@ -82,11 +82,15 @@ class OutboxRelay:
         version that write gave it; a change since then clears the entries one by one, as a read does.
         """
         async with self._locks.hold(f"{collection.name}/{doc_id}"):
+            # Waiting since, with nothing left to publish: a crash came between clearing the entries
+            # and this mark, which the sweep would otherwise find again every time.
+            stale = False
             if written is not None and written.alone:
                 pending: dict[str, Any] = written.entries
             else:
-                doc = await collection.find_one({"_id": doc_id}, {"outbox": 1})
-                pending = (doc or {}).get("outbox") or {}
+                doc = await collection.find_one({"_id": doc_id}, {"outbox": 1, "outbox_since": 1}) or {}
+                pending = doc.get("outbox") or {}
+                stale = not pending and "outbox_since" in doc
                 written = None
             published: list[str] = []
             try:
@@ -109,9 +113,9 @@ class OutboxRelay:
                     await collection.update_one(
                         {"_id": doc_id}, {"$unset": {f"outbox.{event_id}": "" for event_id in published}}
                     )
-                    await collection.update_one(
-                        {"_id": doc_id, "outbox": {}}, {"$unset": {"outbox_since": ""}}
-                    )
+                    stale = True
+            if stale:
+                await collection.update_one({"_id": doc_id, "outbox": {}}, {"$unset": {"outbox_since": ""}})
             return len(published)
 
     @staticmethod
