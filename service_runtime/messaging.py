@@ -334,8 +334,9 @@ class EventConsumer:
     @tracing.handling
     async def consume(self, message: RabbitMessage) -> None:
         self.taken += 1
-        # aiormq starts one task per delivery in delivery order, and nothing above awaits before this:
-        # tasks queue on their aggregate's lock in the order the partition delivered them.
+        # aiormq starts one task per delivery in delivery order, and nothing between it and here awaits
+        # (Service._take_event takes no argument for that): tasks queue on their aggregate's lock in
+        # the order the partition delivered them.
         try:
             async with self.in_order.hold(partition_key(message)):
                 await self._take(message)
