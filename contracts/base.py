@@ -43,8 +43,10 @@ class Command(Frozen):
 
     TYPE: ClassVar[str]
     WRITE: ClassVar[bool] = False
-    # A write is queued on the partition of the aggregate it changes: the field that names it. Its events
-    # carry the same key, so one aggregate's commands and events are handled one at a time, in order.
+    # A write is queued on the partition of the key this field names. Events are keyed by their saga's
+    # correlation id (the order's id), so only a write keyed by the order (CancelOrder) queues in order
+    # with the order's events; the others (a pharmacy's stock, a withdrawal by prescription id...) may
+    # meet those events from another partition, where the version-conditional save keeps both.
     PARTITION_BY: ClassVar[str] = "request_id"
 
     # The caller's id for this request. A write can be delivered twice (a crash between carrying it

@@ -201,14 +201,14 @@ class Topology:
             legacy = await channel.declare_queue(
                 topology.legacy_timer_queue(self.namespace, service), passive=True
             )
-        except aio_pika.exceptions.ChannelNotFoundEntity:
-            return
-        try:
             exchange = await channel.get_exchange(self.events.name, ensure=False)
             for timer in timers:
                 await legacy.unbind(exchange, routing_key=timer.ROUTING_KEY)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return  # none left: a broker that never had the old timer queue, or one already gone
         finally:
-            await channel.close()
+            if not channel.is_closed:
+                await channel.close()
 
 
 class EventBus:
@@ -655,8 +655,15 @@ class AmqpRequester:
         if not name:
             return self._channel.default_exchange
         if name not in self._exchanges:
-            # Declared by the services; a publish to one missing is refused by the broker, not hidden.
-            self._exchanges[name] = await self._channel.get_exchange(name, ensure=False)
+            # A partition exchange, declared as the services declare it: publishing to one missing
+            # would close the channel every request shares; with no queue bound yet, the publish is
+            # returned unroutable and this request alone fails.
+            self._exchanges[name] = await self._channel.declare_exchange(
+                name,
+                aio_pika.ExchangeType.X_CONSISTENT_HASH,
+                durable=True,
+                arguments={"hash-header": topology.PARTITION_HEADER},
+            )
         return self._exchanges[name]
 
     async def _on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
