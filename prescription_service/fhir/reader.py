@@ -162,9 +162,18 @@ def _resource_problems(resource: dict[str, Any], pointer: str, *, in_bundle: boo
                 location=f"{pointer}/contained/{index}/resourceType",
                 message=f"{kind!r} is no FHIR R4 resource type that can be contained",
             )
-    if resource["resourceType"] == "MedicationRequest" and not (
-        "medicationCodeableConcept" in resource or "medicationReference" in resource
-    ):
+    if resource["resourceType"] != "MedicationRequest":
+        return
+    dispense = resource.get("dispenseRequest")
+    quantity = dispense.get("quantity") if isinstance(dispense, dict) else None
+    value = quantity.get("value") if isinstance(quantity, dict) else None
+    if isinstance(value, str | bool):
+        # FHIR JSON writes a decimal as a number; the library would take "12" for 12.
+        yield Problem(
+            location=f"{pointer}/dispenseRequest/quantity/value",
+            message=f"the quantity to dispense is {value!r}: a number, not a string, is needed",
+        )
+    if not ("medicationCodeableConcept" in resource or "medicationReference" in resource):
         yield Problem(
             location=f"{pointer}/medicationCodeableConcept",
             message="names no medication: a medicationCodeableConcept or a medicationReference is needed",
