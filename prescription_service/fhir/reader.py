@@ -132,7 +132,11 @@ def _shape_problems(document: Any) -> Iterator[Problem]:
         return  # the library names it
     requests = 0
     for index, entry in enumerate(entries):
-        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict):
+            # The library would name a place that is not in the document (/entry/0/root).
+            yield Problem(location=f"/entry/{index}", message="a Bundle entry is a JSON object")
+            continue
+        resource = entry.get("resource")
         if isinstance(resource, dict):
             yield from _resource_problems(resource, f"/entry/{index}/resource", in_bundle=True)
             requests += resource.get("resourceType") == "MedicationRequest"
@@ -160,7 +164,11 @@ def _resource_problems(resource: dict[str, Any], pointer: str, *, in_bundle: boo
         if not _is_resource_type(kind) or kind == "Bundle":
             yield Problem(
                 location=f"{pointer}/contained/{index}/resourceType",
-                message=f"{kind!r} is no FHIR R4 resource type that can be contained",
+                message=(
+                    "a contained resource names its resourceType"
+                    if kind is None
+                    else f"{kind!r} is no FHIR R4 resource type that can be contained"
+                ),
             )
     if resource["resourceType"] != "MedicationRequest":
         return
@@ -173,7 +181,13 @@ def _resource_problems(resource: dict[str, Any], pointer: str, *, in_bundle: boo
             location=f"{pointer}/dispenseRequest/quantity/value",
             message=f"the quantity to dispense is {value!r}: a number, not a string, is needed",
         )
-    if not ("medicationCodeableConcept" in resource or "medicationReference" in resource):
+    if "medicationCodeableConcept" in resource and "medicationReference" in resource:
+        # The library names the whole resource for this; the second medication is the place.
+        yield Problem(
+            location=f"{pointer}/medicationReference",
+            message="names its medication twice: a medicationCodeableConcept or a medicationReference, not both",
+        )
+    elif not ("medicationCodeableConcept" in resource or "medicationReference" in resource):
         yield Problem(
             location=f"{pointer}/medicationCodeableConcept",
             message="names no medication: a medicationCodeableConcept or a medicationReference is needed",

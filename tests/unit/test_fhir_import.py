@@ -437,6 +437,44 @@ def test_a_request_that_names_no_medication_is_refused() -> None:
     assert "no medication" in problem.message
 
 
+def test_a_request_that_names_its_medication_twice_is_refused_at_the_second() -> None:
+    request = amoxicillin_request()
+    request["medicationReference"] = {"reference": "#prescriber"}
+
+    assert locations(refused(request)) == ["/medicationReference"]
+
+
+def test_a_bundle_entry_that_is_no_object_is_refused_where_it_is() -> None:
+    bundle = three_line_bundle()
+    bundle["entry"][0] = 5
+
+    assert locations(refused(bundle)) == ["/entry/0"]
+
+
+@pytest.mark.parametrize(
+    "contained", [{"id": "no-type"}, {"resourceType": "Prescription"}, {"resourceType": "Bundle"}]
+)
+def test_a_contained_resource_of_no_known_type_is_refused(contained: dict[str, Any]) -> None:
+    request = amoxicillin_request()
+    request["contained"].append(contained)
+
+    assert locations(refused(request)) == ["/contained/1/resourceType"]
+
+
+def test_a_validation_error_inside_a_contained_medication_is_named_there() -> None:
+    request = ramipril_request()
+    request["contained"][0]["ingredient"][0]["strength"]["numerator"]["value"] = "five"
+
+    assert locations(refused(request)) == ["/contained/0/ingredient/0/strength/numerator/value"]
+
+
+def test_a_requester_reference_to_nothing_contained_is_refused() -> None:
+    request = amoxicillin_request()
+    request["requester"] = {"reference": "#nobody"}
+
+    assert locations(refused(request)) == ["/requester/reference"]
+
+
 def test_a_medication_concept_with_neither_text_nor_coding_is_refused() -> None:
     request = amoxicillin_request()
     request["medicationCodeableConcept"] = {"coding": [{"system": RXNORM}]}
