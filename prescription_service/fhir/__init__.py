@@ -6,8 +6,9 @@ checked codes name exactly.
 """
 
 from prescription_service.fhir.codes import ATC, PZN, RXNORM, code_problem, is_checked_system, match_coded
+from prescription_service.fhir.document import MAX_LINES
 from prescription_service.fhir.model import Code, FhirImport, FhirRefused, ImportedLine, Prescriber, Problem
-from prescription_service.fhir.reader import MAX_LINES, import_fhir_prescription
+from prescription_service.fhir.reader import import_fhir_prescription
 
 __all__ = [
     "ATC",
