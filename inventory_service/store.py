@@ -30,6 +30,8 @@ def stores(service: Service) -> Stores:
 
 async def ensure_indexes(s: Stores) -> None:
     await s.medications.collection.create_index([("catalogue_key", ASCENDING)], unique=True)
+    # The catalogue's pages: what is on sale, by name, strength and form.
+    await s.medications.collection.create_index([("discontinued", ASCENDING), ("catalogue_key", ASCENDING)])
 
 
 async def all_pharmacies(s: Stores) -> list[Pharmacy]:

@@ -18,6 +18,8 @@ def orders(service: Service) -> Repository[Order]:
 async def ensure_indexes(repo: Repository[Order]) -> None:
     # One order per prescription, whatever is redelivered.
     await repo.collection.create_index([("prescription_id", ASCENDING)], unique=True)
+    # One per list a client asks for, newest first (the store reads a page from the index).
+    await repo.collection.create_index([("created_at", DESCENDING)])
     await repo.collection.create_index([("patient_id", ASCENDING), ("created_at", DESCENDING)])
     await repo.collection.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
 

@@ -30,6 +30,8 @@ class UserStore:
 
     async def ensure_indexes(self) -> None:
         await self.users.create_index([("email_index", ASCENDING)], unique=True)
+        # The admins' list, oldest first: a page is read from the index.
+        await self.users.create_index([("created_at", ASCENDING)])
 
     def email_index(self, email: str) -> str:
         """What an account is found by: a keyed hash of its casefolded email, never the email itself."""

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from bson import Int64
 
 # Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
 from conftest import Backing, unique
@@ -143,3 +144,89 @@ async def test_pushed_down_equality_still_matches_arrays_holding_the_value(
     }
     assert waiting == {"dated"}
     assert {doc["_id"] async for doc in db.things.find({"owner_id": "b"})} == {"other-array", "other"}
+
+
+NEWEST_FIRST = [("created_at", DESCENDING), ("_id", ASCENDING)]
+
+
+async def test_a_page_of_a_sorted_list_is_read_from_an_index(db: AsyncDatabase[Document]) -> None:
+    if not await ferretdb(db):
+        pytest.skip("query plans are FerretDB's; MongoDB plans these with its own indexes")
+    await db.orders.create_index([("created_at", DESCENDING)])
+    await db.orders.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
+    await db.users.create_index([("created_at", ASCENDING)])
+    await db.medications.create_index([("discontinued", ASCENDING), ("catalogue_key", ASCENDING)])
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    await db.orders.insert_many(
+        [{"_id": f"o{i}", "status": "NEW", "created_at": at + timedelta(seconds=i)} for i in range(100)]
+    )
+
+    for collection, query, sort, skip in (
+        ("orders", {}, NEWEST_FIRST, 0),  # an admin's list of every order
+        ("orders", {}, NEWEST_FIRST, 900),  # ... a page far in
+        ("orders", {"status": "NEW"}, NEWEST_FIRST, 40),  # staff's list of one status
+        ("orders", {"status": "NEW", "created_at": {"$lt": at}}, NEWEST_FIRST, 0),
+        ("users", {}, [("created_at", ASCENDING), ("_id", ASCENDING)], 20),
+        ("medications", {"discontinued": False}, [("catalogue_key", ASCENDING), ("_id", ASCENDING)], 20),
+    ):
+        find = {
+            "find": collection,
+            "filter": query,
+            "sort": dict(sort),
+            "skip": Int64(skip),
+            "limit": Int64(20),
+        }
+        plan: Document = await db.command("explain", find)
+        assert plan["sortPushdown"] is True, (collection, query)
+        assert plan["limitPushdown"] is True, (collection, query)
+        steps = " ".join(plan["queryPlanner"]["Plan"])
+        assert "USING INDEX" in steps, (collection, query, steps)
+        assert "SCAN" not in steps, (collection, query, steps)
+        assert "TEMP B-TREE" not in steps, (collection, query, steps)
+
+    # A sort the indexes cannot serve is still sorted, by FerretDB, after reading every document.
+    unindexed = {"find": "orders", "filter": {}, "sort": {"prescription_id": 1}, "limit": Int64(5)}
+    plan = await db.command("explain", unindexed)
+    assert plan["sortPushdown"] is False
+
+
+async def test_a_page_read_from_an_index_is_that_page_of_the_whole_sorted_list(
+    db: AsyncDatabase[Document],
+) -> None:
+    """Whatever the types a field holds (arrays, nulls, numbers, dates before 1970, ties), a page read
+    through the patch's sort pushdown is the same page of the list sorted without it (no limit)."""
+    await db.t.create_index([("created_at", DESCENDING)])
+    await db.t.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
+    await db.t.create_index([("flag", ASCENDING), ("name", ASCENDING)])
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    odd: list[Any] = [None, 5, 2.5, "text", ["x", "y"], {"k": 1}, True, at - timedelta(days=30000), [at], []]
+    docs: list[Document] = []
+    for i in range(300):
+        doc: Document = {"_id": f"d{i:03d}" if i % 10 else i}
+        if i % 7:
+            doc["created_at"] = odd[i % len(odd)] if i % 11 == 0 else at + timedelta(minutes=i % 40)
+        doc["status"] = ["NEW", "DONE", ["NEW", "X"], None, "NEW"][i % 5] if i % 13 else odd[i % len(odd)]
+        doc["name"] = ["a", "b", "Ab", "é", 'a"q', "", 7][i % 7]
+        doc["flag"] = [True, False, None][i % 3]
+        docs.append(doc)
+    await db.t.insert_many(docs)
+
+    moment = at + timedelta(minutes=20)
+    checked = 0
+    for query, sort in (
+        ({}, NEWEST_FIRST),
+        ({}, [("created_at", ASCENDING), ("_id", DESCENDING)]),
+        ({"status": "NEW"}, NEWEST_FIRST),
+        ({"status": {"$in": ["DONE"]}}, [("created_at", ASCENDING), ("_id", ASCENDING)]),
+        ({"status": "NEW", "created_at": {"$lt": moment}}, NEWEST_FIRST),
+        ({"created_at": {"$gte": moment, "$lte": moment + timedelta(minutes=9)}}, NEWEST_FIRST),
+        ({"flag": False}, [("name", ASCENDING), ("_id", ASCENDING)]),
+        ({"flag": True}, [("name", DESCENDING), ("_id", ASCENDING)]),
+    ):
+        whole = [doc["_id"] async for doc in db.t.find(query, sort=sort)]
+        assert whole, query
+        for skip, limit in ((0, 1), (0, 7), (3, 5), (40, 20), (0, 1000), (len(whole) - 2, 10)):
+            page = [doc["_id"] async for doc in db.t.find(query, sort=sort, skip=skip, limit=limit)]
+            assert page == whole[skip : skip + limit], (query, sort, skip, limit)
+            checked += 1
+    assert checked == 48
