@@ -171,6 +171,18 @@ def operations(
         "all orders of a status, newest 20 (staff)": lambda: timed(
             drain(db.orders.find({"status": "PENDING"}, sort=newest_first, limit=20))
         ),
+        "all orders of a status, page 46 (staff)": lambda: timed(
+            drain(db.orders.find({"status": "PENDING"}, sort=newest_first, skip=900, limit=20))
+        ),
+        "all orders, newest 20 (admin)": lambda: timed(
+            drain(db.orders.find({}, sort=newest_first, limit=20))
+        ),
+        "all orders, page 46 (admin)": lambda: timed(
+            drain(db.orders.find({}, sort=newest_first, skip=900, limit=20))
+        ),
+        "users page (admin)": lambda: timed(
+            drain(db.users.find({}, sort=[("created_at", 1), ("_id", 1)], skip=20, limit=20))
+        ),
         "a patient's prescriptions": lambda: timed(
             drain(
                 db.prescriptions.find(
@@ -225,6 +237,9 @@ def operations(
         ),
         "gateway: audit append": lambda: timed(
             db.audit_log.insert_one(documents("audit_log", n := next(inserted), n + 1)[0])
+        ),
+        "audit log, newest 20 (admin)": lambda: timed(
+            drain(db.audit_log.find({}, sort=[("at", -1), ("_id", -1)], limit=20))
         ),
         "gateway: audit of an actor, newest 20": lambda: timed(
             drain(db.audit_log.find({"actor_id": person()}, sort=[("at", -1), ("_id", -1)], limit=20))
