@@ -35,7 +35,7 @@ FONTS: Final = (
     "dejavu/DejaVuSansCondensed.ttf",
 )
 LAYOUTS: Final = ("letter", "form", "list")
-DEGRADATIONS: Final = ("clean", "rotated", "noisy", "jpeg", "blurred", "photo", "rotated", "pdf")
+DEGRADATIONS: Final = ("clean", "rotated", "noisy", "jpeg", "blurred", "photo", "faint", "pdf")
 PAGE_SIZE: Final = (1700, 2200)  # about A5 at 300 dpi
 
 
@@ -244,6 +244,14 @@ def render(rng: random.Random, layout: str, font_name: str, medications: list[Tr
 def degrade(page: Image.Image, kind: str, rng: random.Random, noise: np.random.Generator) -> Image.Image:
     """The page as a scanner or a phone would give it."""
     image = page
+    if kind == "faint":
+        # A printer low on toner: grey strokes.
+        toner = rng.uniform(0.4, 0.55)
+        image = image.point(lambda level: round(255 - (255 - level) * toner))
+    if kind in ("noisy", "jpeg", "photo"):
+        # A 150-200 dpi scan or a phone a little far away: fewer pixels per letter.
+        factor = rng.uniform(0.55, 0.75)
+        image = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.BILINEAR)
     if kind in ("photo",):
         # Paper is not white under a lamp: a grey cast with a gradient across the page.
         shade = np.linspace(rng.uniform(200, 225), rng.uniform(235, 250), image.width)[None, :]
@@ -267,7 +275,7 @@ def degrade(page: Image.Image, kind: str, rng: random.Random, noise: np.random.G
 def encode(image: Image.Image, kind: str, rng: random.Random) -> tuple[bytes, str]:
     buffer = io.BytesIO()
     if kind in ("jpeg", "photo"):
-        image.convert("RGB").save(buffer, "JPEG", quality=rng.randint(15, 35))
+        image.convert("RGB").save(buffer, "JPEG", quality=rng.randint(12, 30))
         return buffer.getvalue(), "jpeg"
     if kind == "pdf":
         # A scanned page in a PDF, as a practice's scanner sends it.

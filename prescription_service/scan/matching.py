@@ -82,7 +82,7 @@ def match_line(parsed: ParsedLine, line: TextLine, catalogue: Catalogue) -> Draf
     """The draft line for a medication line: the catalogue entry it names (or none), and its flags."""
     flags: list[Flag] = []
     ocr_confidence = min((word.confidence for word in _relevant_words(line)), default=0.0)
-    if ocr_confidence < LOW_CONFIDENCE_THRESHOLD:
+    if ocr_confidence < LOW_CONFIDENCE_THRESHOLD or parsed.corrected:
         flags.append(Flag.LOW_CONFIDENCE)
     if parsed.quantity is None:
         flags.append(Flag.QUANTITY_MISSING)

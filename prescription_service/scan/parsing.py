@@ -52,7 +52,7 @@ FORM_PATTERN: Final = re.compile(
 )
 # Explicit quantity markers: "Qty: 30", "Quantity 30", "Supply: 28", "x 30", "#30". OCR often reads Q as O.
 QUANTITY_PATTERNS: Final = (
-    re.compile(r"\b(?:[qo0]ty|quantity|supply|dispense|disp)\b\s*[.:;=]?\s*(?P<count>\d+)\b", re.IGNORECASE),
+    re.compile(r"\b(?:[qo0][td]?y|quantity|supply|dispense|disp)\b[\s.:;=,]*(?P<count>\d+)\b", re.IGNORECASE),
     re.compile(r"(?:^|\s)[x×]\s*(?P<count>\d+)\b", re.IGNORECASE),
     re.compile(r"#\s*(?P<count>\d+)\b"),
 )
@@ -74,7 +74,7 @@ LEADING_MARK: Final = re.compile(r"^\W*(?:rx\b\W*)?(?:\d{1,2}\s*[.)]\s*|[-*•·
 # OCR reads 0 as O and 1 as l or I inside numbers; only where a unit follows, so names keep their letters.
 DIGIT_LOOKALIKES: Final = str.maketrans({"O": "0", "o": "0", "l": "1", "I": "1", "|": "1"})
 NUMBER_BEFORE_UNIT: Final = re.compile(
-    rf"(?<![A-Za-z])(?P<number>[0-9OolI|]*[0-9][0-9OolI|]*(?:[.,][0-9OolI|]+)?)(?=\s*{UNIT}(?![a-z]))",
+    rf"(?<![A-Za-z])(?P<number>(?=[0-9.]*[OolI|])[0-9OolI|]*[0-9][0-9OolI|]*(?:\.[0-9OolI|]+)?)(?=\s*{UNIT}(?![a-z]))",
     re.IGNORECASE,
 )
 
@@ -110,17 +110,45 @@ class ParsedLine:
     quantity: int | None
     is_header: bool  # a header or footer line (prescriber, patient, date...) with no strength
     has_medication_cue: bool  # a strength, a form or a quantity marker: looks like a medication line
+    corrected: bool = False  # a strength was read through one of OCR_CORRECTIONS
 
 
 def normalise(text: str) -> str:
     """Units and decimals written one way: "µg" and "micrograms" as "mcg", "0,5" as "0.5", "mL" as "ml"."""
-    text = re.sub(r"(?<=\d)\s*(?:µg|μg|ug)\b", " mcg", text)
+    text = re.sub(r"(?<=\d)\s*(?:µg|μg)\b", " mcg", text)
     text = re.sub(r"\bmicrograms?\b", "mcg", text, flags=re.IGNORECASE)
     text = re.sub(r"\bmilligrams?\b", "mg", text, flags=re.IGNORECASE)
     text = re.sub(r"\bmillilit(?:er|re)s?\b", "ml", text, flags=re.IGNORECASE)
     text = re.sub(r"\bunits?\b", "units", text, flags=re.IGNORECASE)
-    text = NUMBER_BEFORE_UNIT.sub(lambda m: m["number"].translate(DIGIT_LOOKALIKES).replace(",", "."), text)
+    text = re.sub(r"(?<=\d),(?=\d)", ".", text)
     return re.sub(r"\s+", " ", text).strip()
+
+
+# What tesseract makes of strengths, and what was printed. Each is a guess, so a line corrected by one
+# is LOW_CONFIDENCE whatever tesseract said.
+OCR_CORRECTIONS: Final = (
+    # µ read as u, y or p (nothing is prescribed in picograms).
+    (re.compile(r"(?<=\d)\s*(?:ug|yg|pg)\b"), lambda m: " mcg"),
+    # mg read as mq, rng, mig, ng; mcg as mcq, rncg.
+    (re.compile(r"(?<=\d)\s*(?:mq|rng|rnq|mig|nig|ng)\b"), lambda m: " mg"),
+    (re.compile(r"(?<=\d)\s*(?:mcq|rncg|rncq)\b"), lambda m: " mcg"),
+    # A stray point before a unit: "10.mg".
+    (re.compile(r"(?<=\d)\.(?=\s*(?:mg|mcg|ml|g)\b)"), lambda m: " "),
+    # 0 read as O, 1 as l or I, inside a number before a unit (names keep their letters).
+    (NUMBER_BEFORE_UNIT, lambda m: m["number"].translate(DIGIT_LOOKALIKES)),
+    # A lone S or Z glued to a unit is a 5 or a 2 ("Smg"): no word is one letter before a unit.
+    (re.compile(r"(?<![A-Za-z0-9.])([SZ])(?=\s*(?:mg|mcg|ml)\b)"), lambda m: "5" if m[1] == "S" else "2"),
+)
+
+
+def corrected(text: str) -> tuple[str, bool]:
+    """The text with tesseract's usual slips in strengths undone, and whether any was."""
+    changed = False
+    for pattern, replacement in OCR_CORRECTIONS:
+        fixed = pattern.sub(replacement, text)
+        changed = changed or fixed != text
+        text = fixed
+    return re.sub(r"\s+", " ", text).strip(), changed
 
 
 @lru_cache(maxsize=4096)
@@ -161,7 +189,7 @@ def parse_quantity(text: str) -> int | None:
 
 def parse_line(raw: str) -> ParsedLine:
     """A recognised line split into the parts of a medication line (each None when absent)."""
-    text = normalise(raw)
+    text, was_corrected = corrected(normalise(raw))
     strength_match = STRENGTH_PATTERN.search(text)
     strength = _strength(strength_match) if strength_match else None
     form_match = FORM_PATTERN.search(text)
@@ -177,7 +205,7 @@ def parse_line(raw: str) -> ParsedLine:
     for cue in (strength_match, form_match):
         if cue is not None:
             name_end = min(name_end, cue.start())
-    quantity_cut = re.search(r"\b(?:[qo0]ty|quantity|supply|dispense)\b|(?:^|\s)[x×#]\s*\d", text, re.IGNORECASE)
+    quantity_cut = re.search(r"\b(?:[qo0][td]?y|quantity|supply|dispense)\b|(?:^|\s)[x×#]\s*\d", text, re.IGNORECASE)
     if quantity_cut:
         name_end = min(name_end, quantity_cut.start())
     name = LEADING_MARK.sub("", text[:name_end])
@@ -191,4 +219,5 @@ def parse_line(raw: str) -> ParsedLine:
         quantity=quantity,
         is_header=is_header,
         has_medication_cue=strength is not None or (form is not None and not is_direction) or quantity_marker,
+        corrected=was_corrected,
     )
