@@ -25,7 +25,7 @@ from rapidfuzz.distance import Levenshtein
 from benchmarks.ocr_set import CATALOGUE, Prescription, TruthLine, prescriptions
 from prescription_service.scan import DraftLine, ScanDraft, read_document, scan
 from prescription_service.scan.parsing import parse_strength
-from prescription_service.scan.recognition import recognise
+from prescription_service.scan.recognition import PAGE_SEGMENTATION_MODE, recognise
 
 QUICK_COUNT = 8
 # A draft line is the truth line's reading when their texts are at least this alike.
@@ -112,13 +112,14 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=30)
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_COUNT} documents, as CI runs it")
     parser.add_argument("--no-raw", action="store_true", help="skip tesseract on the raw pages (CER raw)")
+    parser.add_argument("--psm", type=int, default=PAGE_SEGMENTATION_MODE, help="tesseract page segmentation mode")
     parser.add_argument("--verbose", action="store_true", help="print every line not read right")
     args = parser.parse_args()
     count = QUICK_COUNT if args.quick else args.count
 
     started = time.perf_counter()
     documents = prescriptions(args.seed, count)
-    print(f"generated {len(documents)} prescriptions (seed {args.seed}) in {time.perf_counter() - started:.1f} s")
+    print(f"generated {len(documents)} prescriptions (seed {args.seed}, psm {args.psm}) in {time.perf_counter() - started:.1f} s")
     kinds = Counter(document.degradations[0] for document in documents)
     print("  " + ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items())))
 
@@ -129,7 +130,7 @@ def main() -> None:
     raw_seconds: list[float] = []
     by_kind: dict[str, list[float]] = {}
     for document in documents:
-        draft = scan(document.data, CATALOGUE)
+        draft = scan(document.data, CATALOGUE, psm=args.psm)
         clean_cer.append(cer(draft.text, document.text))
         by_kind.setdefault(document.degradations[0], []).append(clean_cer[-1])
         seconds_per_page.append(draft.seconds / draft.pages)

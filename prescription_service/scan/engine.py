@@ -11,13 +11,13 @@ from prescription_service.scan.intake import read_document
 from prescription_service.scan.matching import index_catalogue, is_medication_line, match_line
 from prescription_service.scan.models import CatalogueEntry, DraftLine, ScanDraft
 from prescription_service.scan.parsing import parse_line
-from prescription_service.scan.recognition import recognise
+from prescription_service.scan.recognition import PAGE_SEGMENTATION_MODE, recognise
 
 
-def scan(data: bytes, catalogue: Sequence[CatalogueEntry]) -> ScanDraft:
+def scan(data: bytes, catalogue: Sequence[CatalogueEntry], *, psm: int = PAGE_SEGMENTATION_MODE) -> ScanDraft:
     """Read a PNG, JPEG or PDF prescription into a draft matched to the catalogue.
 
-    Raises DocumentRefused (intake: 413, 415, 422) and RecognitionFailed (tesseract failed or timed out).
+    `psm` is tesseract's page segmentation mode (the benchmark compares them). Raises DocumentRefused (intake: 413, 415, 422) and RecognitionFailed (tesseract failed or timed out).
     """
     started = time.perf_counter()
     pages = read_document(data)
@@ -25,7 +25,7 @@ def scan(data: bytes, catalogue: Sequence[CatalogueEntry]) -> ScanDraft:
     texts: list[str] = []
     lines: list[DraftLine] = []
     for page in pages:
-        for line in recognise(clean_page(page)):
+        for line in recognise(clean_page(page), psm=psm):
             texts.append(line.text)
             parsed = parse_line(line.text)
             if is_medication_line(parsed, indexed):
