@@ -45,9 +45,12 @@ class Tally:
     notes: list[str] = field(default_factory=list)
 
 
+def flatten(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
 def cer(read: str, truth: str) -> float:
     """Character error rate: edits to turn what was read into the truth, per character of the truth."""
-    flatten = lambda text: re.sub(r"\s+", " ", text).strip()  # noqa: E731
     return Levenshtein.distance(flatten(read), flatten(truth)) / max(1, len(flatten(truth)))
 
 
@@ -58,7 +61,11 @@ def same_strength(read: str | None, truth: str) -> bool:
 
 def is_right(line: DraftLine, truth: TruthLine) -> bool:
     if truth.medication_id is None:  # not stocked: right when the draft names none and says why
-        return line.medication_id is None and "STRENGTH_NOT_STOCKED" in line.flags and line.quantity == truth.quantity
+        return (
+            line.medication_id is None
+            and "STRENGTH_NOT_STOCKED" in line.flags
+            and line.quantity == truth.quantity
+        )
     return (
         line.medication_id == truth.medication_id
         and same_strength(line.strength, truth.strength)
@@ -69,7 +76,9 @@ def is_right(line: DraftLine, truth: TruthLine) -> bool:
 def grade(document: Prescription, draft: ScanDraft, tally: Tally) -> None:
     unused = list(draft.lines)
     for truth in document.lines:
-        scored = [(fuzz.ratio(line.text.lower(), truth.text.lower()), index) for index, line in enumerate(unused)]
+        scored = [
+            (fuzz.ratio(line.text.lower(), truth.text.lower()), index) for index, line in enumerate(unused)
+        ]
         best = max(scored, default=(0.0, -1))
         if best[0] < ALIGN_MIN_SCORE:
             tally.missed += 1
@@ -87,39 +96,49 @@ def grade(document: Prescription, draft: ScanDraft, tally: Tally) -> None:
             tally.wrong += 1
         if not line.flags:
             tally.wrong_unflagged += 1
+        verdict = ("WRONG" if line.medication_id else "unmatched") + ("" if line.flags else " UNFLAGGED")
         tally.notes.append(
-            f"{document.name}: {'WRONG' if line.medication_id else 'unmatched'}"
-            f"{'' if line.flags else ' UNFLAGGED'} read {line.text!r} as {line.medication_id} {line.strength}"
-            f" x{line.quantity} {[str(flag) for flag in line.flags]}; truth {truth.medication_id} x{truth.quantity}"
+            f"{document.name}: {verdict} read {line.text!r} as {line.medication_id} {line.strength}"
+            f" x{line.quantity} {[str(flag) for flag in line.flags]};"
+            f" truth {truth.medication_id} x{truth.quantity}"
         )
     for line in unused:
         if line.medication_id is not None:  # a header or direction matched as a medication
             tally.spurious += 1
             tally.wrong_unflagged += not line.flags
-            tally.notes.append(f"{document.name}: SPURIOUS {line.text!r} as {line.medication_id} {line.flags}")
+            tally.notes.append(
+                f"{document.name}: SPURIOUS {line.text!r} as {line.medication_id} {line.flags}"
+            )
 
 
 def raw_text(document: Prescription) -> tuple[str, float]:
     """Tesseract on the page as it came, grey but otherwise untouched."""
     started = time.perf_counter()
-    text = "\n".join(line.text for page in read_document(document.data) for line in recognise(page.convert("L")))
+    text = "\n".join(
+        line.text for page in read_document(document.data) for line in recognise(page.convert("L"))
+    )
     return text, time.perf_counter() - started
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--count", type=int, default=30)
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_COUNT} documents, as CI runs it")
     parser.add_argument("--no-raw", action="store_true", help="skip tesseract on the raw pages (CER raw)")
-    parser.add_argument("--psm", type=int, default=PAGE_SEGMENTATION_MODE, help="tesseract page segmentation mode")
+    parser.add_argument(
+        "--psm", type=int, default=PAGE_SEGMENTATION_MODE, help="tesseract page segmentation mode"
+    )
     parser.add_argument("--verbose", action="store_true", help="print every line not read right")
     args = parser.parse_args()
     count = QUICK_COUNT if args.quick else args.count
 
     started = time.perf_counter()
     documents = prescriptions(args.seed, count)
-    print(f"generated {len(documents)} prescriptions (seed {args.seed}, psm {args.psm}) in {time.perf_counter() - started:.1f} s")
+    seconds = time.perf_counter() - started
+    print(f"generated {len(documents)} prescriptions (seed {args.seed}, psm {args.psm}) in {seconds:.1f} s")
     kinds = Counter(document.degradations[0] for document in documents)
     print("  " + ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items())))
 
@@ -145,7 +164,10 @@ def main() -> None:
     if raw_cer:
         print(f"CER raw      {statistics.mean(raw_cer):.3f}  (median {statistics.median(raw_cer):.3f})")
     print(f"CER cleaned  {statistics.mean(clean_cer):.3f}  (median {statistics.median(clean_cer):.3f})")
-    print("  cleaned, by degradation: " + ", ".join(f"{k} {statistics.mean(v):.3f}" for k, v in sorted(by_kind.items())))
+    print(
+        "  cleaned, by degradation: "
+        + ", ".join(f"{k} {statistics.mean(v):.3f}" for k, v in sorted(by_kind.items()))
+    )
     print()
     print(f"medication lines            {lines}")
     print(f"  matched right             {tally.right}")
@@ -159,7 +181,11 @@ def main() -> None:
     print()
     print(
         f"seconds per page  mean {statistics.mean(seconds_per_page):.2f}, max {max(seconds_per_page):.2f}"
-        + (f"  (tesseract alone on raw pages: mean {statistics.mean(raw_seconds):.2f})" if raw_seconds else "")
+        + (
+            f"  (tesseract alone on raw pages: mean {statistics.mean(raw_seconds):.2f})"
+            if raw_seconds
+            else ""
+        )
     )
     if args.verbose:
         print()

@@ -39,9 +39,15 @@ DEGRADATIONS: Final = ("clean", "rotated", "noisy", "jpeg", "blurred", "photo", 
 PAGE_SIZE: Final = (1700, 2200)  # about A5 at 300 dpi
 
 
-def _entry(medication_id: str, name: str, strength: str, form: str, prescription_only: bool = True) -> CatalogueEntry:
+def _entry(
+    medication_id: str, name: str, strength: str, form: str, prescription_only: bool = True
+) -> CatalogueEntry:
     return CatalogueEntry(
-        medication_id=medication_id, name=name, strength=strength, form=form, prescription_only=prescription_only
+        medication_id=medication_id,
+        name=name,
+        strength=strength,
+        form=form,
+        prescription_only=prescription_only,
     )
 
 
@@ -108,8 +114,19 @@ NOT_STOCKED: Final = (
     ("Warfarin", "0.5 mg", "tablet"),
 )
 
-PRESCRIBERS: Final = ("Dr Amelia Hart", "Dr Rajesh Patel", "Dr Sarah O'Neill", "Dr Tomasz Nowak", "Dr Grace Mensah")
-PRACTICES: Final = ("Elm Road Medical Centre", "Riverside Surgery", "Northgate Health Clinic", "Abbey Lane Practice")
+PRESCRIBERS: Final = (
+    "Dr Amelia Hart",
+    "Dr Rajesh Patel",
+    "Dr Sarah O'Neill",
+    "Dr Tomasz Nowak",
+    "Dr Grace Mensah",
+)
+PRACTICES: Final = (
+    "Elm Road Medical Centre",
+    "Riverside Surgery",
+    "Northgate Health Clinic",
+    "Abbey Lane Practice",
+)
 STREETS: Final = ("12 Elm Road, Leeds LS6 2AB", "4 Mill Street, York YO1 7PX", "88 High Street, Bath BA1 5AW")
 PATIENTS: Final = ("John Carter", "Maria Lopez", "Wei Chen", "Fatima Begum", "Peter Ellis", "Olga Ivanova")
 PACK_SIZES: Final = {"tablet": (7, 14, 28, 30, 56, 60, 84), "capsule": (7, 14, 21, 28, 30, 56)}
@@ -159,11 +176,12 @@ def medication_lines(rng: random.Random, count: int) -> list[TruthLine]:
         if name in chosen:
             continue
         chosen.add(name)
-        if form in PACK_SIZES:
-            quantity = rng.choice(PACK_SIZES[form])
-        else:
-            quantity = rng.choice((1, 2))
-        lines.append(TruthLine(_line_text(rng, name, strength, form, quantity), medication_id, name, strength, quantity))
+        quantity = rng.choice(PACK_SIZES[form]) if form in PACK_SIZES else rng.choice((1, 2))
+        lines.append(
+            TruthLine(
+                _line_text(rng, name, strength, form, quantity), medication_id, name, strength, quantity
+            )
+        )
     return lines
 
 
@@ -175,7 +193,13 @@ def _line_text(rng: random.Random, name: str, strength: str, form: str, quantity
         written_strength = strength.replace("mcg", rng.choice(("micrograms", "µg")))
     plural = {"tablet": "tablets", "capsule": "capsules"}.get(form, form)
     written_form = rng.choice((form, plural)) if form in PACK_SIZES else form
-    counted = [f"Qty: {quantity}", f"x {quantity}", f"#{quantity}", f"Quantity: {quantity}", f"Supply: {quantity}"]
+    counted = [
+        f"Qty: {quantity}",
+        f"x {quantity}",
+        f"#{quantity}",
+        f"Quantity: {quantity}",
+        f"Supply: {quantity}",
+    ]
     if form in PACK_SIZES:
         counted.append(f"{quantity} {plural}")
     return f"{name} {written_strength} {written_form}  {rng.choice(counted)}"
@@ -189,12 +213,17 @@ def _header(rng: random.Random) -> tuple[list[tuple[str, str]], str]:
         (f"{prescriber} MBChB MRCGP", date),
         (practice, ""),
         (rng.choice(STREETS), f"Tel: 0113 496 {rng.randint(1000, 9999)}"),
-        (f"Patient: {rng.choice(PATIENTS)}", f"DOB: {rng.randint(1, 28):02d}/0{rng.randint(1, 9)}/19{rng.randint(40, 99)}"),
+        (
+            f"Patient: {rng.choice(PATIENTS)}",
+            f"DOB: {rng.randint(1, 28):02d}/0{rng.randint(1, 9)}/19{rng.randint(40, 99)}",
+        ),
     ]
     return rows, f"GMC No. {rng.randint(1000000, 9999999)}"
 
 
-def render(rng: random.Random, layout: str, font_name: str, medications: list[TruthLine]) -> tuple[Image.Image, str]:
+def render(
+    rng: random.Random, layout: str, font_name: str, medications: list[TruthLine]
+) -> tuple[Image.Image, str]:
     """The clean printed page and its text in reading order."""
     page = Image.new("L", PAGE_SIZE, 255)
     draw = ImageDraw.Draw(page)
@@ -213,7 +242,11 @@ def render(rng: random.Random, layout: str, font_name: str, medications: list[Tr
         y += gap
     y += gap
     if layout == "form":
-        draw.rectangle((left - 30, y - 20, PAGE_SIZE[0] - 80, y + gap * (2 * len(medications) + 1) + 20), outline=0, width=3)
+        draw.rectangle(
+            (left - 30, y - 20, PAGE_SIZE[0] - 80, y + gap * (2 * len(medications) + 1) + 20),
+            outline=0,
+            width=3,
+        )
     draw.text((left, y), "Rx", font=font, fill=0)
     printed.append("Rx")
     y += gap + 20
@@ -251,7 +284,9 @@ def degrade(page: Image.Image, kind: str, rng: random.Random, noise: np.random.G
     if kind in ("noisy", "jpeg", "photo"):
         # A 150-200 dpi scan or a phone a little far away: fewer pixels per letter.
         factor = rng.uniform(0.55, 0.75)
-        image = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.BILINEAR)
+        image = image.resize(
+            (round(image.width * factor), round(image.height * factor)), Image.Resampling.BILINEAR
+        )
     if kind in ("photo",):
         # Paper is not white under a lamp: a grey cast with a gradient across the page.
         shade = np.linspace(rng.uniform(200, 225), rng.uniform(235, 250), image.width)[None, :]
@@ -286,7 +321,7 @@ def encode(image: Image.Image, kind: str, rng: random.Random) -> tuple[bytes, st
 
 
 def prescriptions(seed: int, count: int) -> list[Prescription]:
-    """`count` prescriptions from `seed`: fonts, layouts and degradations taken in turn, contents at random."""
+    """`count` prescriptions from `seed`: fonts, layouts and degradations in turn, contents at random."""
     documents = []
     for index in range(count):
         rng = random.Random(f"{seed}:{index}")

@@ -108,7 +108,9 @@ def skew_angle(grey: Image.Image) -> float:
     ink = Image.fromarray(((pixels < threshold) * 255).astype(np.uint8))
 
     def sharpness(angle: float) -> float:
-        turned = np.asarray(ink.rotate(angle, resample=Image.Resampling.NEAREST, expand=True), dtype=np.float64)
+        turned = np.asarray(
+            ink.rotate(angle, resample=Image.Resampling.NEAREST, expand=True), dtype=np.float64
+        )
         rows = turned.sum(axis=1)
         return float(np.square(np.diff(rows)).sum())
 

@@ -17,7 +17,8 @@ from prescription_service.scan.recognition import PAGE_SEGMENTATION_MODE, recogn
 def scan(data: bytes, catalogue: Sequence[CatalogueEntry], *, psm: int = PAGE_SEGMENTATION_MODE) -> ScanDraft:
     """Read a PNG, JPEG or PDF prescription into a draft matched to the catalogue.
 
-    `psm` is tesseract's page segmentation mode (the benchmark compares them). Raises DocumentRefused (intake: 413, 415, 422) and RecognitionFailed (tesseract failed or timed out).
+    `psm` is tesseract's page segmentation mode (the benchmark compares them). Raises DocumentRefused
+    (intake: 413, 415, 422) and RecognitionFailed (tesseract failed or timed out).
     """
     started = time.perf_counter()
     pages = read_document(data)

@@ -88,15 +88,17 @@ def match_line(parsed: ParsedLine, line: TextLine, catalogue: Catalogue) -> Draf
         flags.append(Flag.QUANTITY_MISSING)
     strength_text = str(parsed.strength) if parsed.strength else None
     if parsed.name is None:
-        return _draft(parsed, flags + [Flag.UNPARSED], None, None, strength_text, 0.0, ocr_confidence)
+        return _draft(parsed, [*flags, Flag.UNPARSED], None, None, strength_text, 0.0, ocr_confidence)
     ranked = process.extract(parsed.name, catalogue.names, scorer=name_score, limit=3)
     if not ranked or ranked[0][1] < NAME_MIN_SCORE:
-        return _draft(parsed, flags + [Flag.NO_MATCH], None, None, strength_text, 0.0, ocr_confidence)
+        return _draft(parsed, [*flags, Flag.NO_MATCH], None, None, strength_text, 0.0, ocr_confidence)
     best_name, best_score = ranked[0][0], ranked[0][1]
     close = [name for name, score, _ in ranked[1:] if score >= best_score - RUNNER_UP_MARGIN]
     if close and parsed.strength is not None:
         # Of two close names, the one stocking the strength read is the likelier; both stay flagged.
-        stocking = [name for name in [best_name, *close] if _with_strength(catalogue.by_name[name], parsed.strength)]
+        stocking = [
+            name for name in [best_name, *close] if _with_strength(catalogue.by_name[name], parsed.strength)
+        ]
         if stocking and best_name not in stocking:
             best_name = stocking[0]
     if close:
@@ -129,7 +131,9 @@ def match_line(parsed: ParsedLine, line: TextLine, catalogue: Catalogue) -> Draf
 
 def _with_strength(entries: Sequence[CatalogueEntry], strength: Strength) -> tuple[CatalogueEntry, ...]:
     wanted = strength.key()
-    return tuple(entry for entry in entries if (stocked := parse_strength(entry.strength)) and stocked.key() == wanted)
+    return tuple(
+        entry for entry in entries if (stocked := parse_strength(entry.strength)) and stocked.key() == wanted
+    )
 
 
 def _relevant_words(line: TextLine) -> list[Word]:

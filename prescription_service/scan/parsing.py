@@ -53,7 +53,7 @@ FORM_PATTERN: Final = re.compile(
 # Explicit quantity markers: "Qty: 30", "Quantity 30", "Supply: 28", "x 30", "#30". OCR often reads Q as O.
 QUANTITY_PATTERNS: Final = (
     re.compile(r"\b(?:[qo0][td]?y|quantity|supply|dispense|disp)\b[\s.:;=,]*(?P<count>\d+)\b", re.IGNORECASE),
-    re.compile(r"(?:^|\s)[x×]\s*(?P<count>\d+)\b", re.IGNORECASE),
+    re.compile(r"(?:^|\s)[x\u00d7]\s*(?P<count>\d+)\b", re.IGNORECASE),
     re.compile(r"#\s*(?P<count>\d+)\b"),
 )
 # "30 tablets": a count before a form, unless it is a direction ("take 1 tablet").
@@ -62,7 +62,18 @@ COUNTED_FORM_PATTERN: Final = re.compile(
     r"(?:tablets?|tabs?|capsules?|caps?|inhalers?|packs?|bottles?|tubes?|patches)\b",
     re.IGNORECASE,
 )
-DIRECTION_WORDS: Final = ("take", "apply", "use", "inhale", "instil", "insert", "sig", "directions", "one ", "two ")
+DIRECTION_WORDS: Final = (
+    "take",
+    "apply",
+    "use",
+    "inhale",
+    "instil",
+    "insert",
+    "sig",
+    "directions",
+    "one ",
+    "two ",
+)
 # Lines that start so are the prescription's header and footer, unless they also carry a strength.
 HEADER_WORDS: Final = re.compile(
     r"^\W*(?:dr\b|doctor|prescriber|patient|name|address|dob|d\.o\.b|date|born|age|tel|phone|fax|email|nhs"
@@ -131,7 +142,7 @@ OCR_CORRECTIONS: Final = (
     (re.compile(r"(?<=\d)\s*(?:ug|yg|pg)\b"), lambda m: " mcg"),
     # mg read as mq, rng, mig, ng; mcg as mcq, rncg.
     (re.compile(r"(?<=\d)\s*(?:mq|rng|rnq|mig|nig|ng)\b"), lambda m: " mg"),
-    (re.compile(r"(?<=\d)\s*(?:mcq|rncg|rncq)\b"), lambda m: " mcg"),
+    (re.compile(r"(?<=\d)\s*(?:mcq|meg|rncg|rncq|rneg)\b"), lambda m: " mcg"),
     # A stray point before a unit: "10.mg".
     (re.compile(r"(?<=\d)\.(?=\s*(?:mg|mcg|ml|g)\b)"), lambda m: " "),
     # 0 read as O, 1 as l or I, inside a number before a unit (names keep their letters).
@@ -205,7 +216,9 @@ def parse_line(raw: str) -> ParsedLine:
     for cue in (strength_match, form_match):
         if cue is not None:
             name_end = min(name_end, cue.start())
-    quantity_cut = re.search(r"\b(?:[qo0][td]?y|quantity|supply|dispense)\b|(?:^|\s)[x×#]\s*\d", text, re.IGNORECASE)
+    quantity_cut = re.search(
+        r"\b(?:[qo0][td]?y|quantity|supply|dispense)\b|(?:^|\s)[x\u00d7#]\s*\d", text, re.IGNORECASE
+    )
     if quantity_cut:
         name_end = min(name_end, quantity_cut.start())
     name = LEADING_MARK.sub("", text[:name_end])

@@ -8,9 +8,10 @@ from typing import Final
 import pytesseract
 from PIL import Image
 
-# Chosen on the OCR benchmark: 4 (one column of lines of varying size) kept lines whole where 3 split
-# a prescription's header columns from its lines, and 6 ran a two-column header into one line.
-PAGE_SEGMENTATION_MODE: Final = 4
+# Chosen on the OCR benchmark (seeds 12 and 7, 30 documents each): 6 (one uniform block) missed no
+# medication line on either; 4 missed 4 lines of noisy photos on seed 7, dropping a boxed block as a
+# picture; 11 (sparse text) split "Qty: 21" from its line and matched 8-9 lines wrong.
+PAGE_SEGMENTATION_MODE: Final = 6
 LANGUAGE: Final = "eng"
 # A page tesseract has not read in this long is given up (pytesseract kills the process).
 PAGE_TIMEOUT_SECONDS: Final = 60
@@ -54,7 +55,12 @@ def recognise(page: Image.Image, *, psm: int = PAGE_SEGMENTATION_MODE) -> list[T
         confidence = float(data["conf"][index])
         if not text or confidence < 0:
             continue
-        key = (data["page_num"][index], data["block_num"][index], data["par_num"][index], data["line_num"][index])
+        key = (
+            data["page_num"][index],
+            data["block_num"][index],
+            data["par_num"][index],
+            data["line_num"][index],
+        )
         lines.setdefault(key, []).append(Word(text, confidence))
     # Tesseract numbers blocks, paragraphs and lines in its reading order.
     return [TextLine(tuple(words)) for _, words in sorted(lines.items())]

@@ -35,7 +35,9 @@ def printed(angle: float = 0.0) -> Image.Image:
     font = ImageFont.truetype(str(font_path("dejavu/DejaVuSans.ttf")), 42)
     for row, text in enumerate(LINES):
         draw.text((110, 120 + row * 130), text, font=font, fill=0)
-    return page.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255) if angle else page
+    return (
+        page.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255) if angle else page
+    )
 
 
 def scanned(image: Image.Image, kind: str) -> ScanDraft:

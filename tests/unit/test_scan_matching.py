@@ -6,13 +6,20 @@ Lines are given as tesseract would (words and confidences), so each flag is test
 from __future__ import annotations
 
 from prescription_service.scan import CatalogueEntry, DraftLine, Flag
-from prescription_service.scan.matching import index_catalogue, is_medication_line, look_alike_names, match_line
+from prescription_service.scan.matching import (
+    index_catalogue,
+    is_medication_line,
+    look_alike_names,
+    match_line,
+)
 from prescription_service.scan.parsing import parse_line
 from prescription_service.scan.recognition import TextLine, Word
 
 
 def entry(medication_id: str, name: str, strength: str, form: str = "tablet") -> CatalogueEntry:
-    return CatalogueEntry(medication_id=medication_id, name=name, strength=strength, form=form, prescription_only=True)
+    return CatalogueEntry(
+        medication_id=medication_id, name=name, strength=strength, form=form, prescription_only=True
+    )
 
 
 CATALOGUE = index_catalogue(
@@ -41,7 +48,12 @@ def read(text: str, confidences: dict[str, float] | None = None) -> DraftLine:
 
 def test_a_clean_line_of_a_stocked_medication_is_matched_with_no_flags() -> None:
     line = read("Omeprazole 20 mg capsules Qty: 28")
-    assert (line.medication_id, line.name, line.strength, line.quantity) == ("omep-20", "Omeprazole", "20 mg", 28)
+    assert (line.medication_id, line.name, line.strength, line.quantity) == (
+        "omep-20",
+        "Omeprazole",
+        "20 mg",
+        28,
+    )
     assert line.flags == []
     assert line.confidence > 0.9
 

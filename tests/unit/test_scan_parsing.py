@@ -25,8 +25,14 @@ def test_medication_line_forms_are_read_into_their_parts(
     text: str, name: str, strength: str, form: str, quantity: int | None
 ) -> None:
     parsed = parse_line(text)
-    assert (parsed.name, str(parsed.strength), parsed.form, parsed.quantity) == (name, strength, form, quantity)
-    assert parsed.has_medication_cue and not parsed.is_header
+    assert (parsed.name, str(parsed.strength), parsed.form, parsed.quantity) == (
+        name,
+        strength,
+        form,
+        quantity,
+    )
+    assert parsed.has_medication_cue
+    assert not parsed.is_header
 
 
 def test_a_direction_is_no_quantity() -> None:
@@ -39,7 +45,13 @@ def test_the_strength_is_never_read_as_the_quantity() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["Dr Amelia Hart MBChB MRCGP", "Date: 02/03/2026", "Patient: John Carter  DOB: 14/02/1961", "Rx", "Take one tablet daily"],
+    [
+        "Dr Amelia Hart MBChB MRCGP",
+        "Date: 02/03/2026",
+        "Patient: John Carter  DOB: 14/02/1961",
+        "Rx",
+        "Take one tablet daily",
+    ],
 )
 def test_header_and_direction_lines_are_not_medication_lines(text: str) -> None:
     parsed = parse_line(text)
@@ -48,8 +60,13 @@ def test_header_and_direction_lines_are_not_medication_lines(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "strength"),
-    [("Ramipril Smg capsules", "5 mg"), ("Amlodipine 1O mg", "10 mg"), ("Hydralazine 50 rng", "50 mg"),
-     ("Levothyroxine 25 yg", "25 mcg"), ("Amlodipine 10.mg", "10 mg")],
+    [
+        ("Ramipril Smg capsules", "5 mg"),
+        ("Amlodipine 1O mg", "10 mg"),
+        ("Hydralazine 50 rng", "50 mg"),
+        ("Levothyroxine 25 yg", "25 mcg"),
+        ("Amlodipine 10.mg", "10 mg"),
+    ],
 )
 def test_ocr_slips_in_a_strength_are_undone_and_marked(text: str, strength: str) -> None:
     parsed = parse_line(text)
