@@ -1,5 +1,5 @@
 # The front door. Each target is a line or two calling a script a person can also read.
-.PHONY: run test fault lint bench bench-store infra stop-infra format asyncapi
+.PHONY: run test fault lint bench bench-store bench-ocr infra stop-infra format asyncapi
 
 run:            ## run the whole platform locally on http://127.0.0.1:8000
 	scripts/run.sh
@@ -18,6 +18,9 @@ bench:          ## drive full sagas through the gateway and print throughput and
 
 bench-store:    ## time the store's hot queries at 1k, 10k and 100k documents (ARGS="--sizes 1000")
 	scripts/bench-store.sh $(ARGS)
+
+bench-ocr:      ## read a generated set of printed prescriptions: CER, lines right, wrong and unflagged (ARGS="--quick")
+	scripts/bench-ocr.sh $(ARGS)
 
 asyncapi:       ## write the AsyncAPI documents of every service to docs/asyncapi/
 	.venv/bin/python -m contracts.asyncapi --out docs/asyncapi

@@ -43,8 +43,8 @@ install_rabbitmq() {
   command -v rabbitmq-server >/dev/null && return 0
   [ -x /usr/sbin/rabbitmq-server ] && return 0
   log "installing Debian's rabbitmq-server"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >"$state/apt.log" 2>&1 \
+  as_root apt-get -o DPkg::Lock::Timeout=300 update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq rabbitmq-server >"$state/apt.log" 2>&1 \
     || { log "apt-get install rabbitmq-server failed; see $state/apt.log"; return 1; }
 }
 
