@@ -93,8 +93,17 @@ def document(service: str, namespace: str = "pharmacy") -> Json:
         f"Classic queue of the reads {service} answers, taken by every replica. A request waits at "
         f"most RPC_TIMEOUT_SECONDS (default {RPC_TIMEOUT_MS // 1000}); nobody wants the answer after that.",
         {"x-queue-type": "classic", "x-message-ttl": RPC_TIMEOUT_MS},
-        [c.TYPE for c in commands if not c.WRITE],
+        [c.TYPE for c in commands if not c.WRITE and c.QUEUE is None],
     )
+    for queue in dict.fromkeys(c.QUEUE for c in commands if c.QUEUE is not None):
+        channels[f"{queue}_queue"] = _queue_channel(
+            topology.work_queue(namespace, service, queue),
+            f"Classic queue of {service}'s slow reads of one kind ({queue}), taken by a worker of its "
+            "own in every replica (its own channel and prefetch), so they never wait behind, nor delay, "
+            "the RPC queue or the events. A request is dropped once its caller has given up.",
+            {"x-queue-type": "classic", "x-message-ttl": _queue_ttl_ms(commands, queue)},
+            [c.TYPE for c in commands if queue == c.QUEUE],
+        )
     channels["rpc_replies"] = {
         "address": None,
         "description": "The caller's reply queue, named by each request's reply_to; replies go through "
@@ -171,8 +180,10 @@ def _role(service: str, namespace: str) -> str:
         said.append(f"It publishes {_names(publishes)} to {namespace}.{topology.EVENTS_EXCHANGE}.")
     if timers := [e for e in takes if issubclass(e, Timer)]:
         said.append(f"{_names(timers)}: a timer it sets itself, delivered to it when it falls due.")
-    if reads := [c for c in commands if not c.WRITE]:
+    if reads := [c for c in commands if not c.WRITE and c.QUEUE is None]:
         said.append(f"It answers {_names(reads)} on its RPC queue, from any replica.")
+    if slow := [c for c in commands if c.QUEUE is not None]:
+        said.append(f"It answers {_names(slow)} on queues of their own, each served by its own worker.")
     if writes := [c for c in commands if c.WRITE]:
         said.append(f"Writes ({_names(writes)}) queue with its events, for its one active consumer.")
     said.append("Events travel in an Envelope whose payload is the event.")
@@ -285,11 +296,17 @@ def _event_operation(action: str, event: type[Event], event_queue: str) -> Json:
     }
 
 
+def _queue_ttl_ms(commands: Iterable[type[Command]], queue: str) -> int:
+    return int(max(c.QUEUE_SECONDS for c in commands if queue == c.QUEUE) * 1000)
+
+
 def _command_operation(command: type[Command]) -> Json:
-    channel = "event_queue" if command.WRITE else "rpc_queue"
+    channel = "event_queue" if command.WRITE else f"{command.QUEUE}_queue" if command.QUEUE else "rpc_queue"
     where = (
         f"queued on the partition of its {command.PARTITION_BY}, in order with that aggregate's events"
         if command.WRITE
+        else f"by the {command.QUEUE} worker of any replica"
+        if command.QUEUE
         else "from any replica"
     )
     return {

@@ -48,6 +48,11 @@ class Command(Frozen):
     # with the order's events; the others (a pharmacy's stock, a withdrawal by prescription id...) may
     # meet those events from another partition, where the version-conditional save keeps both.
     PARTITION_BY: ClassVar[str] = "request_id"
+    # A read whose work is slow (reading a scanned document) names its own queue: a worker of its own
+    # serves it, so it never waits behind, nor delays, the quick reads of the service's RPC queue.
+    QUEUE: ClassVar[str | None] = None
+    # How long such a read may wait for its worker and take: the caller's timeout, and the queue's TTL.
+    QUEUE_SECONDS: ClassVar[float] = 60.0
 
     # The caller's id for this request. A write can be delivered twice (a crash between carrying it
     # out and acknowledging it): what it creates takes ids derived from this, so it is created once.
@@ -84,7 +89,16 @@ class Envelope(Frozen):
         )
 
 
-ErrorCode = Literal["not_found", "conflict", "invalid", "forbidden", "unavailable", "internal"]
+ErrorCode = Literal[
+    "not_found",
+    "conflict",
+    "invalid",
+    "forbidden",
+    "too_large",
+    "unsupported_media_type",
+    "unavailable",
+    "internal",
+]
 
 
 class RpcError(Frozen):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from contracts import commands as c
+from contracts import documents as d
 from contracts import events as e
 from contracts.base import Command, Event
 
@@ -89,6 +90,8 @@ COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
         c.ListPrescriptions,
         c.GetPrescription,
         c.WithdrawPrescription,
+        d.ScanDocument,
+        d.GetDocument,
     ),
     "order_service": (c.Ping, c.ListOrders, c.GetOrder, c.CancelOrder),
 }
@@ -136,6 +139,11 @@ def journal_queue(namespace: str) -> str:
 
 def rpc_queue(namespace: str, service: str) -> str:
     return f"{namespace}.{service}.rpc"
+
+
+def work_queue(namespace: str, service: str, name: str) -> str:
+    """A queue of slow reads (Command.QUEUE), served by the service's worker for them."""
+    return f"{namespace}.{service}.{name}"
 
 
 def dead_letter_queue(queue: str) -> str:

@@ -152,6 +152,14 @@ class Topology:
             arguments={"x-message-ttl": self.rpc_ttl_ms},
         )
 
+    def work_queue(self, service: str, name: str, *, ttl_ms: int) -> RabbitQueue:
+        """A queue of slow reads (Command.QUEUE); dropped, as RPCs are, once their caller gave up."""
+        return RabbitQueue(
+            topology.work_queue(self.namespace, service, name),
+            durable=True,
+            arguments={"x-message-ttl": ttl_ms},
+        )
+
     async def declare(self, broker: RabbitBroker) -> None:
         """Declare every service's partitions with their bindings, dead-letter queue and timers.
 
@@ -732,11 +740,11 @@ class RpcClient:
         try:
             body = await self.requester.request(
                 command.model_dump_json().encode(),
-                queue="" if command.WRITE else topology.rpc_queue(self.namespace, owner),
+                queue="" if command.WRITE else self._queue(command, owner),
                 exchange=topology.partition_exchange(self.namespace, owner) if command.WRITE else "",
                 partition_key=partition,
                 message_type=command.TYPE,
-                timeout=timeout or self.timeout,
+                timeout=timeout or (command.QUEUE_SECONDS if command.QUEUE else self.timeout),
                 expire=not command.WRITE,
             )
         except UNREACHABLE as exc:
@@ -745,6 +753,11 @@ class RpcClient:
         if reply.error is not None:
             raise CommandRefused(reply.error.code, reply.error.detail, reply.error.field)
         return TypeAdapter(answer).validate_python(reply.data)
+
+    def _queue(self, command: Command, owner: str) -> str:
+        if command.QUEUE is not None:
+            return topology.work_queue(self.namespace, owner, command.QUEUE)
+        return topology.rpc_queue(self.namespace, owner)
 
     async def readiness(self, service: str) -> dict[str, Any] | None:
         """What a service (one replica) reports of its readiness when pinged; None when none answers."""

@@ -7,16 +7,17 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from faststream.middlewares import AckPolicy
-from faststream.rabbit import RabbitQueue, RabbitResponse
+from faststream.rabbit import Channel, RabbitQueue, RabbitResponse
 from faststream.rabbit.subscriber import RabbitSubscriber
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from contracts.base import Envelope, Event
+from contracts.base import Command, Envelope, Event
 from contracts.commands import SweepOutbox
 from service_runtime import metrics, tracing
 from service_runtime.aggregate import Aggregate
@@ -38,6 +39,13 @@ from service_runtime.store import Document, Repository, connect
 
 log = logging.getLogger(__name__)
 A = TypeVar("A", bound=Aggregate)
+
+
+@dataclass(frozen=True)
+class Worker:
+    server: CommandServer
+    concurrency: int
+    wait_seconds: float
 
 
 class Service:
@@ -70,6 +78,8 @@ class Service:
         self.commands.readiness = self.health.readiness.report
         self._on_start: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._workers: dict[str, Worker] = {}
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
 
     def repository(self, collection: str, model: type[A], *, sealed: Sequence[str] = ()) -> Repository[A]:
         """The repository of one collection; `sealed`: the fields of patients' data, kept encrypted."""
@@ -80,6 +90,26 @@ class Service:
     def on_start(self, hook: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         self._on_start.append(hook)
         return hook
+
+    def on_stop(self, hook: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        self._on_stop.append(hook)
+        return hook
+
+    @property
+    def workers(self) -> dict[str, CommandServer]:
+        """The server of each queue of slow reads, by the queue's name (Command.QUEUE)."""
+        return {queue: worker.server for queue, worker in self._workers.items()}
+
+    def worker(self, command: type[Command], *, concurrency: int) -> CommandServer:
+        """The server of the queue of a slow read (Command.QUEUE): its own consumer, channel and prefetch
+        (`concurrency` at a time per replica), so a slow one never holds the RPC queue or the events.
+        A request waits at most the command's QUEUE_SECONDS before the broker drops it."""
+        assert command.QUEUE is not None, f"{command.TYPE} has no queue of its own"
+        if command.QUEUE not in self._workers:
+            self._workers[command.QUEUE] = Worker(
+                CommandServer(self.name), concurrency, command.QUEUE_SECONDS
+            )
+        return self._workers[command.QUEUE].server
 
     async def publish_pending(self, repository: Repository[Any], aggregate_id: str) -> None:
         """Fast path of the outbox: publish what the last write appended, right away.
@@ -176,6 +206,12 @@ class Service:
         for queue in own:
             self._consume(queue)
         self.broker.subscriber(self.topology.rpc_queue(self.name), ack_policy=AckPolicy.ACK)(self._answer)
+        for name, worker in self._workers.items():
+            self.broker.subscriber(
+                self.topology.work_queue(self.name, name, ttl_ms=int(worker.wait_seconds * 1000)),
+                ack_policy=AckPolicy.ACK,
+                channel=Channel(prefetch_count=worker.concurrency),
+            )(self._answerer(worker.server))
         await self.broker.start()
         if others:
             self._tasks.append(asyncio.create_task(self._stand_by(others), name=f"{self.name}-standby"))
@@ -213,6 +249,12 @@ class Service:
         # As _take_event: no argument for fast_depends to resolve in a task group on every request.
         return await self.commands.answer(self.broker.context.get_local("message"))
 
+    def _answerer(self, server: CommandServer) -> Callable[[], Awaitable[RabbitResponse]]:
+        async def answer() -> RabbitResponse:
+            return await server.answer(self.broker.context.get_local("message"))
+
+        return answer
+
     async def _take_event(self) -> None:
         # The delivery from FastStream's context, not a `message: RabbitMessage` argument: fast_depends
         # resolves that in an anyio task group whose exit yields to the loop, and a later delivery of
@@ -232,6 +274,9 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        for hook in self._on_stop:
+            with contextlib.suppress(Exception):
+                await hook()
         await self.broker.stop()
         await self.client.close()
         log.info("%s stopped", self.name)

@@ -24,6 +24,8 @@ _RPC_STATUS = {
     "conflict": 409,
     "invalid": 422,
     "forbidden": 403,
+    "too_large": 413,
+    "unsupported_media_type": 415,
     "unavailable": 503,
     "internal": 500,
 }

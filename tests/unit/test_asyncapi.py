@@ -142,7 +142,7 @@ def test_the_operations_follow_the_routing_table(documents: dict[str, Json], ser
         assert operation["bindings"]["amqp"]["deliveryMode"] == 2
     for command in topology.COMMANDS[service]:
         operation = operations[f"receive{command.TYPE}"]
-        queue = "event_queue" if command.WRITE else "rpc_queue"
+        queue = "event_queue" if command.WRITE else f"{command.QUEUE}_queue" if command.QUEUE else "rpc_queue"
         assert operation["action"] == "receive"
         assert operation["channel"]["$ref"] == f"#/channels/{queue}"
         assert operation["reply"]["messages"] == [{"$ref": "#/channels/rpc_replies/messages/RpcReply"}]
@@ -161,6 +161,10 @@ def test_the_channels_are_the_queues_and_exchange_the_runtime_declares(
     }
     if any(issubclass(e, Timer) for e in topology.SUBSCRIPTIONS[service]):
         declared["timer_queue"] = RUNTIME.timer_queue(service)
+    for command in topology.COMMANDS[service]:
+        if command.QUEUE is not None:
+            ttl_ms = int(command.QUEUE_SECONDS * 1000)
+            declared[f"{command.QUEUE}_queue"] = RUNTIME.work_queue(service, command.QUEUE, ttl_ms=ttl_ms)
 
     assert {name for name in channels if name.endswith("_queue")} == set(declared)
     for name, queue in declared.items():
