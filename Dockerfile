@@ -6,6 +6,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
+# prescription_service's scan worker reads prescriptions with Debian's tesseract (English).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system pharmacy \
     && useradd --system --gid pharmacy --home-dir /app --no-create-home --shell /usr/sbin/nologin pharmacy
 

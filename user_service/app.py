@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from pymongo.asynchronous.database import AsyncDatabase
 
+from contracts.documents import DOCUMENT_MAX_BYTES
 from service_runtime import metrics, tracing
 from service_runtime.clock import utc_now
 from service_runtime.crypto import FieldCipher
@@ -22,7 +23,17 @@ from service_runtime.store import Document, connect
 from user_service import edge, problems
 from user_service.audit import AuditLog, AuditTrail
 from user_service.domain import User
-from user_service.routes import audit, auth, catalogue, health, orders, payments, prescriptions, users
+from user_service.routes import (
+    audit,
+    auth,
+    catalogue,
+    documents,
+    health,
+    orders,
+    payments,
+    prescriptions,
+    users,
+)
 from user_service.security import hash_password
 from user_service.settings import Settings
 from user_service.store import UserStore
@@ -130,7 +141,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # One span per request instead. Load balancers ask for health every few seconds: left untraced.
     app.add_middleware(tracing.HttpServerSpans, untraced_paths={"/api/v1/health"})
     app.add_middleware(metrics.HttpMetrics, service="user_service")
-    app.add_middleware(edge.BodyLimit, max_bytes=settings.max_request_bytes)
+    # A scanned prescription may be 10 MiB; every other body stays small.
+    scans = {"/api/v1" + documents.SCAN_PATH: DOCUMENT_MAX_BYTES + documents.MULTIPART_OVERHEAD_BYTES}
+    app.add_middleware(edge.BodyLimit, max_bytes=settings.max_request_bytes, larger=scans)
     if settings.cors_allowed_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -144,7 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         edge.SecurityHeaders, docs_paths=docs, hsts_max_age_seconds=settings.hsts_max_age_seconds
     )
-    for module in (auth, users, catalogue, payments, prescriptions, orders, audit, health):
+    for module in (auth, users, catalogue, payments, documents, prescriptions, orders, audit, health):
         app.include_router(module.router, prefix="/api/v1", responses=problems.RESPONSES)
     app.add_route("/metrics", lambda _: metrics.metrics_response(), include_in_schema=False)
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
@@ -10,6 +10,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # A JSON answer renders nothing: no script, style, frame or plug-in may load on its account.
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
+# A patient's document as sent (an image or a PDF): shown, never run; a PDF's scripts stay inert.
+DOCUMENT_POLICY = API_POLICY + "; sandbox"
+DOCUMENT_PATHS = "/api/v1/documents/"
 # FastAPI's Swagger UI page: script and style from jsDelivr, one inline script, its icon from
 # fastapi.tiangolo.com, images as data: URIs, and the OpenAPI document fetched from here.
 DOCS_POLICY = (
@@ -32,34 +35,38 @@ class BodyLimit:
     grows past the limit while streaming in (chunked). Nothing is read before the route asks for it.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, larger: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Paths that take a larger body (an uploaded document), and how large.
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope["path"], self.max_bytes)
         declared = Headers(scope=scope).get("content-length", "")
         # The server holds a body to its Content-Length: only a chunked one is counted as it arrives.
         received = int(declared) if declared.isdigit() else 0
 
         async def receive_within_limit() -> Message:
             nonlocal received
-            if received > self.max_bytes:
-                raise self.too_large()
+            if received > limit:
+                raise too_large(limit)
             message = await receive()
             if not declared:
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise self.too_large()
+                if received > limit:
+                    raise too_large(limit)
             return message
 
         await self.app(scope, receive_within_limit, send)
 
-    def too_large(self) -> HTTPException:
-        # FastAPI hands an HTTPException met while reading a body on to the problem+json handler.
-        return HTTPException(413, f"the request body may hold at most {self.max_bytes} bytes")
+
+def too_large(limit: int) -> HTTPException:
+    # FastAPI hands an HTTPException met while reading a body on to the problem+json handler.
+    return HTTPException(413, f"the request body may hold at most {limit} bytes")
 
 
 class SecurityHeaders:
@@ -78,7 +85,14 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        policy = DOCS_POLICY if scope["path"] in self.docs_paths else API_POLICY
+        path = scope["path"]
+        policy = (
+            DOCS_POLICY
+            if path in self.docs_paths
+            else DOCUMENT_POLICY
+            if path.startswith(DOCUMENT_PATHS)
+            else API_POLICY
+        )
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -9,6 +9,7 @@ from typing import Annotated, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from contracts import commands as c
+from contracts.documents import ScanDraftView
 from user_service.domain import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, Role, User
 
 T = TypeVar("T")
@@ -371,4 +372,36 @@ class DeliveryOut(BaseModel):
             pharmacy_id=v.pharmacy_id,
             delivery_location=None if where is None else LocationOut(**where.model_dump()),
             confirmed_at=next((h.at for h in v.history if h.status == "CONFIRMED"), None),
+        )
+
+
+class DraftLineOut(BaseModel):
+    text: str = Field(description="the line as it was read")
+    medication_id: str | None = Field(description="the catalogue medication it matched, or null")
+    name: str | None
+    strength: str | None
+    form: str | None
+    quantity: int | None
+    confidence: float = Field(ge=0, le=1)
+    flags: list[str] = Field(
+        description="why a pharmacist must look closely: LOW_CONFIDENCE, CLOSE_RUNNER_UP, LOOK_ALIKE, "
+        "STRENGTH_NOT_STOCKED, STRENGTH_MISSING, FORM_MISMATCH, QUANTITY_MISSING, UNPARSED, NO_MATCH"
+    )
+
+
+class ScanDraftOut(BaseModel):
+    document_id: str = Field(description="upload the confirmed lines with it, as `document_id`")
+    content_type: str
+    text: str = Field(description="everything recognised, line by line")
+    lines: list[DraftLineOut]
+    pages: int
+
+    @classmethod
+    def of(cls, v: ScanDraftView) -> ScanDraftOut:
+        return cls(
+            document_id=v.document_id,
+            content_type=v.content_type,
+            text=v.text,
+            lines=[DraftLineOut.model_validate(line.model_dump()) for line in v.lines],
+            pages=v.pages,
         )
