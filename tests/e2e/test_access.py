@@ -8,6 +8,7 @@ line here fails `test_the_table_covers_every_operation_of_the_api`.
 
 from __future__ import annotations
 
+import io
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import ADMIN_EMAIL, ADMIN_PASSWORD, GOOD_CARD, Api, Shop, add_card, open_shop, upload
+from PIL import Image
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +27,7 @@ SIGNED_IN = frozenset(ROLES) - {ANONYMOUS}
 PATIENTS = frozenset({OWNER, OTHER})
 STAFF = frozenset({"pharmacist", "admin"})
 # Ids in a path that belong to one patient: another patient is answered 404, as if there were none.
-OWNED_IDS = ("{prescription_id}", "{order_id}", "{payment_id}")
+OWNED_IDS = ("{prescription_id}", "{order_id}", "{payment_id}", "{document_id}")
 
 
 @dataclass
@@ -95,6 +97,12 @@ def _prescription(world: World, role: str) -> dict[str, Any]:
     }
 
 
+def _document(world: World, role: str) -> dict[str, Any]:
+    buffer = io.BytesIO()
+    Image.new("L", (400, 200), 255).save(buffer, "PNG")  # a blank page: a draft of no lines
+    return {"document": ("blank.png", buffer.getvalue(), "image/png")}
+
+
 def _refresh_token(world: World, role: str) -> dict[str, Any]:
     form = {"username": world.users[OWNER]["email"], "password": "a long enough password"}
     return {"refresh_token": world.api.http.post("/auth/token", data=form).json()["refresh_token"]}
@@ -111,6 +119,7 @@ class Operation:
     status: frozenset[int]  # what an allowed call answers
     json: Body | None = None
     form: bool = False  # the OAuth2 password form of /auth/token
+    files: Body | None = None  # a multipart upload
     changes: bool = False  # each allowed call acts on a fresh record, not on the shared ones
     signs_out: bool = False  # called with a sign-in of its own
 
@@ -144,6 +153,8 @@ TABLE: dict[tuple[str, str], Operation] = {
     ("GET", "/payments/{payment_id}"): op({OWNER, "admin"}, 200),
     ("DELETE", "/payments/{payment_id}"): op({"admin"}, 204, changes=True),
     ("POST", "/prescriptions"): op(PATIENTS, 202, json=_prescription),
+    ("POST", "/prescriptions/scan"): op(PATIENTS, 200, files=_document),
+    ("GET", "/documents/{document_id}"): op({OWNER} | STAFF, 200),
     ("GET", "/prescriptions"): op(PATIENTS | STAFF, 200),
     ("GET", "/prescriptions/{prescription_id}"): op({OWNER} | STAFF, 200),
     ("DELETE", "/prescriptions/{prescription_id}"): op({OWNER} | STAFF, 204, changes=True),
@@ -182,6 +193,8 @@ def world(api: Api, admin: dict[str, str]) -> World:
     world = World(api, admin, headers, users, cards, shop)
     prescription = world.confirmed_order()
     payments = api.http.get("/payments", headers=headers[OWNER]).json()["items"]
+    scanned = api.http.post("/prescriptions/scan", headers=headers[OWNER], files=_document(world, OWNER))
+    assert scanned.status_code == 200, scanned.text
     world.ids = {
         "{prescription_id}": prescription["id"],
         "{order_id}": prescription["order_id"],
@@ -189,6 +202,7 @@ def world(api: Api, admin: dict[str, str]) -> World:
         "{pharmacy_id}": shop.pharmacy_id,
         "{medication_id}": shop.medication_id,
         "{user_id}": users[OTHER]["id"],
+        "{document_id}": scanned.json()["document_id"],
     }
     return world
 
@@ -204,6 +218,8 @@ def call(world: World, method: str, path: str, operation: Operation, role: str) 
     kwargs: dict[str, Any] = {"headers": headers}
     if operation.json is not None:
         kwargs["json"] = operation.json(world, role)
+    if operation.files is not None:
+        kwargs["files"] = operation.files(world, role)
     if operation.form:
         kwargs["data"] = {"username": world.users[OWNER]["email"], "password": "a long enough password"}
     return world.api.http.request(method, path, **kwargs)
