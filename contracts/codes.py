@@ -19,6 +19,10 @@ PZN = "http://fhir.de/CodeSystem/ifa/pzn"
 # A short name for each system, for a line named only by its code.
 SYSTEM_LABELS = {RXNORM: "RxNorm", ATC: "ATC", PZN: "PZN"}
 
+# Systems that classify rather than identify: an ATC code names a substance, which the catalogue holds
+# in several strengths and forms, so several entries carry it. A code of any other system names one.
+CLASSIFYING_SYSTEMS = frozenset({ATC})
+
 # A controlled substance's schedule (US CSA): II has no refills, III and IV at most 5 within 6 months.
 # None (no schedule) is the medication's default.
 Schedule = Literal["II", "III", "IV", "V"]

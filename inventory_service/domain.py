@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from contracts.base import Event
-from contracts.codes import SYSTEM_LABELS, Code, Schedule, code_problem
+from contracts.codes import CLASSIFYING_SYSTEMS, SYSTEM_LABELS, Code, Schedule, code_problem
 from contracts.commands import AvailabilityView, MedicationView, PharmacyView, StockView
 from contracts.events import (
     LineShortage,
@@ -80,7 +80,7 @@ class CatalogueRefused(Exception):
 
 
 class CodeTaken(CatalogueRefused):
-    """A code names one medication: another entry of the catalogue carries it already."""
+    """A code that names one medication is carried by another entry of the catalogue already."""
 
 
 def code_key(code: Code) -> str:
@@ -106,6 +106,7 @@ def check_entry(*, schedule: Schedule | None, prescription_only: bool, codes: Se
 def check_codes_free(medication_id: str, codes: Sequence[Code], carriers: Iterable[Medication]) -> None:
     """A code names one medication: none of these may be carried by another entry still in the catalogue.
 
+    A classifying code (ATC) is shared by a substance's strengths and forms, and so by several entries.
     A discontinued entry keeps its codes for the orders that name it, but no longer holds them.
     """
     held = {
@@ -115,6 +116,8 @@ def check_codes_free(medication_id: str, codes: Sequence[Code], carriers: Iterab
         for key in other.code_keys
     }
     for index, code in enumerate(codes):
+        if code.system in CLASSIFYING_SYSTEMS:
+            continue
         if (other_id := held.get(code_key(code))) is not None:
             system = SYSTEM_LABELS.get(code.system, code.system)
             raise CodeTaken(

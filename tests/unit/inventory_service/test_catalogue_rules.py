@@ -80,6 +80,12 @@ def test_a_code_already_carried_by_another_medication_is_taken() -> None:
     assert "PZN 01234562 is already the code of medication ramipril-5" in taken.value.detail
 
 
+def test_an_atc_code_classifies_a_substance_and_is_shared_by_its_strengths() -> None:
+    five_mg = medication("ramipril-5", RAMIPRIL_ATC, Code(system=PZN, code=PZN_VALID))
+
+    domain.check_codes_free("ramipril-10", [RAMIPRIL_ATC], [five_mg])
+
+
 def test_an_entry_keeps_its_own_codes_when_changed() -> None:
     itself = medication("ramipril-5", RAMIPRIL_ATC)
 
