@@ -133,14 +133,15 @@ def test_a_medication_shows_its_schedule_and_codes_and_is_found_by_code(
     api: Api, admin: dict[str, str]
 ) -> None:
     pzn = unused_pzn()
-    body = {
+    codes = [{"system": PZN, "code": pzn}, {"system": ATC, "code": "N02AX02"}]
+    body: dict[str, Any] = {
         "name": f"Tramadol {secrets.token_hex(3)}",
         "strength": "50 mg",
         "form": "capsule",
         "price": "6.80",
         "prescription_only": True,
         "schedule": "IV",
-        "codes": [{"system": PZN, "code": pzn}, {"system": ATC, "code": "N02AX02"}],
+        "codes": codes,
     }
 
     created = api.http.post("/medications", headers=admin, json=body)
@@ -149,17 +150,17 @@ def test_a_medication_shows_its_schedule_and_codes_and_is_found_by_code(
     shown = api.http.get(f"/medications/{medication_id}", headers=admin).json()
     found = api.http.get("/medications", headers=admin, params={"code": f"{PZN}|{pzn}"}).json()["items"]
     cleared = api.http.patch(
-        f"/medications/{medication_id}", headers=admin, json={"schedule": None, "codes": [body["codes"][0]]}
+        f"/medications/{medication_id}", headers=admin, json={"schedule": None, "codes": [codes[0]]}
     )
     kept = api.http.patch(f"/medications/{medication_id}", headers=admin, json={"price": "7.00"})
 
-    assert (shown["schedule"], shown["codes"]) == ("IV", body["codes"])
+    assert (shown["schedule"], shown["codes"]) == ("IV", codes)
     assert [m["id"] for m in found] == [medication_id]
     assert cleared.status_code == 200, cleared.text
-    assert (cleared.json()["schedule"], cleared.json()["codes"]) == (None, [body["codes"][0]])
+    assert (cleared.json()["schedule"], cleared.json()["codes"]) == (None, [codes[0]])
     assert (kept.json()["schedule"], kept.json()["codes"], kept.json()["price"]) == (
         None,
-        [body["codes"][0]],
+        [codes[0]],
         7.0,
     )
 
