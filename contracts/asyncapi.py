@@ -252,10 +252,14 @@ def _routing_key_channel(event: type[Event], namespace: str) -> Json:
     publishers = [s for s, published in topology.PUBLISHES.items() if event in published]
     subscribers = [s for s, taken in topology.SUBSCRIPTIONS.items() if event in taken]
     kind = "timer" if issubclass(event, Timer) else "event"
-    bound = f"bound to the {kind} queue{'s' if len(subscribers) > 1 else ''} of {', '.join(subscribers)}"
-    if not issubclass(event, Timer):
-        # The journal's archiver records every event but timers (operations/journal.py).
-        bound += f" and to {topology.journal_queue(namespace)}"
+    if subscribers:
+        bound = f"bound to the {kind} queue{'s' if len(subscribers) > 1 else ''} of {', '.join(subscribers)}"
+        if not issubclass(event, Timer):
+            # The journal's archiver records every event but timers (operations/journal.py).
+            bound += f" and to {topology.journal_queue(namespace)}"
+    else:
+        # No service takes it (topology.JOURNALLED_ONLY): every service binds the journal's queue to it.
+        bound = f"taken by no service; bound to {topology.journal_queue(namespace)}, for the record"
     return {
         "address": event.ROUTING_KEY,
         "description": f"Routing key {event.ROUTING_KEY} on the {exchange} topic exchange: "

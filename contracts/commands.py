@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from contracts.base import Command, Frozen
+from contracts.codes import Code, Schedule
 from contracts.events import LineShortage, Location, PrescribedLine, ReservedLine
 
 
@@ -47,6 +48,8 @@ class CreatePharmacy(Command):
     name: str
     address: str
     location: Location
+    # The pharmacist opening it, who becomes its first staff member; None when an admin opens it.
+    founder_id: str | None = None
 
 
 class ListPharmacies(Command):
@@ -61,26 +64,43 @@ class PharmacyView(Frozen):
     location: Location
 
 
+# Every write to the catalogue queues on one partition, so one writer checks and claims a medication's
+# codes (unique across the catalogue, spread over many documents) with no other write in between.
+CATALOGUE: Literal["catalogue"] = "catalogue"
+
+
 class CreateMedication(Command):
     TYPE = "CreateMedication"
     WRITE = True
+    PARTITION_BY = "catalogue"
+    catalogue: Literal["catalogue"] = CATALOGUE
     name: str
     strength: str
     form: str
     price_cents: int = Field(gt=0)
     prescription_only: bool
+    schedule: Schedule | None = None
+    codes: tuple[Code, ...] = ()
 
 
 class UpdateMedication(Command):
+    """A change to a catalogue entry: a field left None stays as it is."""
+
     TYPE = "UpdateMedication"
     WRITE = True
-    PARTITION_BY = "medication_id"
+    PARTITION_BY = "catalogue"
+    catalogue: Literal["catalogue"] = CATALOGUE
     medication_id: str
     name: str | None = None
     strength: str | None = None
     form: str | None = None
     price_cents: int | None = Field(default=None, gt=0)
     prescription_only: bool | None = None
+    # Whether `schedule` is part of the change: then its None means "no schedule", not "unchanged".
+    sets_schedule: bool = False
+    schedule: Schedule | None = None
+    # The entry's codes, all of them (an empty tuple removes every code).
+    codes: tuple[Code, ...] | None = None
 
 
 class GetMedication(Command):
@@ -92,12 +112,15 @@ class ListMedications(Command):
     TYPE = "ListMedications"
     page: Page = Page()
     medication_ids: tuple[str, ...] | None = None
+    # Only the medication carrying this code (a code names one medication in the catalogue).
+    code: Code | None = None
 
 
 class DiscontinueMedication(Command):
     TYPE = "DiscontinueMedication"
     WRITE = True
-    PARTITION_BY = "medication_id"
+    PARTITION_BY = "catalogue"
+    catalogue: Literal["catalogue"] = CATALOGUE
     medication_id: str
 
 
@@ -108,15 +131,58 @@ class MedicationView(Frozen):
     form: str
     price_cents: int
     prescription_only: bool
+    # Defaults for a view from an inventory older than these fields.
+    schedule: Schedule | None = None
+    codes: tuple[Code, ...] = ()
 
 
 class SetStock(Command):
+    """Set a pharmacy's stock of a medication, as `actor_id` asks: only its staff or an admin may.
+
+    Who asks travels with the command, so the pharmacy decides under its own lock: a pharmacist
+    removed from its staff a moment before is refused (forbidden). Without an actor, nobody may.
+    """
+
     TYPE = "SetStock"
     WRITE = True
     PARTITION_BY = "pharmacy_id"
     pharmacy_id: str
     medication_id: str
     quantity: int = Field(ge=0)
+    actor_id: str | None = None
+    actor_is_admin: bool = False
+
+
+class AddPharmacyStaff(Command):
+    """Put a pharmacist on a pharmacy's staff (the gateway has checked the user is a pharmacist)."""
+
+    TYPE = "AddPharmacyStaff"
+    WRITE = True
+    # With the pharmacy's stock writes: a change of staff and a stock change it allows are ordered.
+    PARTITION_BY = "pharmacy_id"
+    pharmacy_id: str
+    user_id: str
+    actor_id: str | None = None
+
+
+class RemovePharmacyStaff(Command):
+    TYPE = "RemovePharmacyStaff"
+    WRITE = True
+    PARTITION_BY = "pharmacy_id"
+    pharmacy_id: str
+    user_id: str
+    actor_id: str | None = None
+
+
+class ListPharmacyStaff(Command):
+    TYPE = "ListPharmacyStaff"
+    pharmacy_id: str
+
+
+class PharmacyStaffView(Frozen):
+    pharmacy_id: str
+    # User ids, in the order they joined.
+    staff: tuple[str, ...]
 
 
 class StockView(Frozen):

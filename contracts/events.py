@@ -170,6 +170,29 @@ class OrderCancelled(Event):
     reason: str
 
 
+class PharmacyStaffAdded(Event):
+    """A pharmacist joined a pharmacy's staff: from now on they may change its stock."""
+
+    TYPE = "PharmacyStaffAdded"
+    ROUTING_KEY = "pharmacy.staff_added"
+
+    pharmacy_id: str
+    user_id: str
+    # Who added them: an admin, or the pharmacist themself, on opening the pharmacy.
+    added_by: str | None
+
+
+class PharmacyStaffRemoved(Event):
+    """A pharmacist left a pharmacy's staff: they may no longer change its stock."""
+
+    TYPE = "PharmacyStaffRemoved"
+    ROUTING_KEY = "pharmacy.staff_removed"
+
+    pharmacy_id: str
+    user_id: str
+    removed_by: str | None
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     PrescriptionUploaded,
     PrescriptionWithdrawn,
@@ -184,4 +207,6 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     OrderConfirmed,
     OrderRejected,
     OrderCancelled,
+    PharmacyStaffAdded,
+    PharmacyStaffRemoved,
 )

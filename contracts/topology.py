@@ -49,9 +49,16 @@ PUBLISHES: Mapping[str, tuple[type[Event], ...]] = {
         e.StockReservationFailed,
         e.ReservationDeadline,
         e.ReservationExpired,
+        e.PharmacyStaffAdded,
+        e.PharmacyStaffRemoved,
     ),
     "payment_service": (e.PaymentApproved, e.PaymentDeclined, e.PaymentRefunded),
 }
+
+# Facts no service acts on, published for the record: the journal keeps them (who was on a
+# pharmacy's staff, when, added by whom). Every service declares the journal's queue bound to them, so
+# they are routable (published mandatory) before the archiver first starts, and wait there for it.
+JOURNALLED_ONLY: tuple[type[Event], ...] = (e.PharmacyStaffAdded, e.PharmacyStaffRemoved)
 
 # A service whose database is lost is rebuilt by replaying the journal into it (`pharmacy-ops rebuild`):
 # the events it subscribes to, and these of its own. They record what it decided on a command (an upload,
@@ -74,6 +81,9 @@ COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
         c.DiscontinueMedication,
         c.SetStock,
         c.GetAvailability,
+        c.AddPharmacyStaff,
+        c.RemovePharmacyStaff,
+        c.ListPharmacyStaff,
     ),
     "payment_service": (
         c.Ping,

@@ -12,10 +12,13 @@ from typing import Literal
 from pydantic import BaseModel
 
 from contracts.base import Event
+from contracts.codes import CLASSIFYING_SYSTEMS, SYSTEM_LABELS, Code, Schedule, code_problem
 from contracts.commands import AvailabilityView, MedicationView, PharmacyView, StockView
 from contracts.events import (
     LineShortage,
     Location,
+    PharmacyStaffAdded,
+    PharmacyStaffRemoved,
     PrescribedLine,
     ReservationDeadline,
     ReservationExpired,
@@ -30,12 +33,21 @@ class OutOfStock(Exception):
     """A pharmacy no longer has enough of a medication to hold what an order needs."""
 
 
+class NotOnStaff(Exception):
+    """Only a pharmacy's own staff, or an admin, may change its stock."""
+
+
 class Medication(Aggregate):
     name: str
     strength: str
     form: str
     price_cents: int
     prescription_only: bool
+    # Entries stored before schedules and codes load as unscheduled and uncoded.
+    schedule: Schedule | None = None
+    codes: list[Code] = []
+    # What the entry is found by its codes with: one "system|code" string per code (see `code_key`).
+    code_keys: list[str] = []
     discontinued: bool = False
     catalogue_key: str
     created_at: datetime
@@ -48,7 +60,69 @@ class Medication(Aggregate):
             form=self.form,
             price_cents=self.price_cents,
             prescription_only=self.prescription_only,
+            schedule=self.schedule,
+            codes=tuple(self.codes),
         )
+
+    def recode(self, codes: Sequence[Code]) -> None:
+        """Give the entry these codes, all of them, in this order."""
+        self.codes = list(codes)
+        self.code_keys = [code_key(code) for code in codes]
+
+
+class CatalogueRefused(Exception):
+    """A catalogue entry as asked for would break a catalogue rule; `field` names what is at fault."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.field = field
+        self.detail = detail
+
+
+class CodeTaken(CatalogueRefused):
+    """A code that names one medication is carried by another entry of the catalogue already."""
+
+
+def code_key(code: Code) -> str:
+    """How a code is looked up: its system and its value, as FHIR's token search writes them."""
+    return f"{code.system}|{code.code}"
+
+
+def check_entry(*, schedule: Schedule | None, prescription_only: bool, codes: Sequence[Code]) -> None:
+    """A catalogue entry's own rules: valid codes, none twice, and a controlled one is prescription-only."""
+    seen: set[str] = set()
+    for index, code in enumerate(codes):
+        if why := code_problem(code):
+            raise CatalogueRefused(f"codes.{index}.code", why)
+        if code_key(code) in seen:
+            raise CatalogueRefused(f"codes.{index}", "the same code is given twice")
+        seen.add(code_key(code))
+    if schedule is not None and not prescription_only:
+        raise CatalogueRefused(
+            "schedule", f"a controlled medication (schedule {schedule}) is prescription-only"
+        )
+
+
+def check_codes_free(medication_id: str, codes: Sequence[Code], carriers: Iterable[Medication]) -> None:
+    """A code names one medication: none of these may be carried by another entry still in the catalogue.
+
+    A classifying code (ATC) is shared by a substance's strengths and forms, and so by several entries.
+    A discontinued entry keeps its codes for the orders that name it, but no longer holds them.
+    """
+    held = {
+        key: other.id
+        for other in carriers
+        if other.id != medication_id and not other.discontinued
+        for key in other.code_keys
+    }
+    for index, code in enumerate(codes):
+        if code.system in CLASSIFYING_SYSTEMS:
+            continue
+        if (other_id := held.get(code_key(code))) is not None:
+            system = SYSTEM_LABELS.get(code.system, code.system)
+            raise CodeTaken(
+                f"codes.{index}", f"{system} {code.code} is already the code of medication {other_id}"
+            )
 
 
 def catalogue_key(name: str, strength: str, form: str) -> str:
@@ -77,6 +151,8 @@ class Pharmacy(Aggregate):
     holds: dict[str, Hold] = {}
     # Orders whose sold stock came back (cancelled after a late payment): guards against doing it twice.
     returns: list[str] = []
+    # Its pharmacists' user ids, in the order they joined: who may change its stock, besides admins.
+    staff: list[str] = []
     created_at: datetime
 
     def available(self, medication_id: str) -> int:
@@ -85,6 +161,28 @@ class Pharmacy(Aggregate):
 
     def set_available(self, medication_id: str, quantity: int) -> None:
         self.stock.setdefault(medication_id, StockLevel()).available = quantity
+
+    def restock(
+        self, medication_id: str, quantity: int, *, actor_id: str | None, actor_is_admin: bool
+    ) -> None:
+        """Set the units for sale of a medication, as its staff or an admin asks; anyone else is refused."""
+        if not actor_is_admin and (actor_id is None or actor_id not in self.staff):
+            raise NotOnStaff(f"only the staff of pharmacy {self.id} or an admin may change its stock")
+        self.set_available(medication_id, quantity)
+
+    def add_staff(self, user_id: str, *, added_by: str | None) -> list[Event]:
+        """Put a pharmacist on the staff, announced once: adding one already there changes nothing."""
+        if user_id in self.staff:
+            return []
+        self.staff.append(user_id)
+        return [PharmacyStaffAdded(pharmacy_id=self.id, user_id=user_id, added_by=added_by)]
+
+    def remove_staff(self, user_id: str, *, removed_by: str | None) -> list[Event]:
+        """Take a pharmacist off the staff, announced once: removing one not there changes nothing."""
+        if user_id not in self.staff:
+            return []
+        self.staff.remove(user_id)
+        return [PharmacyStaffRemoved(pharmacy_id=self.id, user_id=user_id, removed_by=removed_by)]
 
     def hold(self, order_id: str, lines: Sequence[ReservedLine], now: datetime) -> None:
         """Move every line from available to reserved, all or nothing."""
@@ -140,6 +238,15 @@ class Pharmacy(Aggregate):
             reserved=level.reserved,
             sold=level.sold,
         )
+
+
+def open_pharmacy(
+    pharmacy_id: str, name: str, address: str, location: Location, *, founder_id: str | None, now: datetime
+) -> tuple[Pharmacy, list[Event]]:
+    """A new pharmacy; the pharmacist who opens it is its first staff member (an admin opening it is not)."""
+    pharmacy = Pharmacy(id=pharmacy_id, name=name, address=address, location=location, created_at=now)
+    events = [] if founder_id is None else pharmacy.add_staff(founder_id, added_by=founder_id)
+    return pharmacy, events
 
 
 # EXPIRED: held for the order but not paid for in time; the stock went back and will not be sold.

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from contracts.base import Envelope, Event
 from contracts.commands import (
+    AddPharmacyStaff,
     AvailabilityView,
     CreateMedication,
     CreatePharmacy,
@@ -17,8 +18,11 @@ from contracts.commands import (
     GetMedication,
     ListMedications,
     ListPharmacies,
+    ListPharmacyStaff,
     MedicationView,
+    PharmacyStaffView,
     PharmacyView,
+    RemovePharmacyStaff,
     SetStock,
     StockView,
     UpdateMedication,
@@ -40,7 +44,7 @@ from inventory_service.store import Stores
 from service_runtime.aggregate import minted_id
 from service_runtime.clock import utc_now
 from service_runtime.errors import CommandRefused, ConcurrentModification
-from service_runtime.service import Service
+from service_runtime.service import Service, wrap
 from service_runtime.settings import RuntimeSettings
 from service_runtime.store import UniqueViolation
 
@@ -223,14 +227,18 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
 
     @service.commands.on(CreatePharmacy)
     async def create_pharmacy(command: CreatePharmacy) -> PharmacyView:
-        pharmacy = Pharmacy(
-            id=minted_id(command.request_id, "pharmacy"),
-            name=command.name,
-            address=command.address,
-            location=command.location,
-            created_at=utc_now(),
+        pharmacy, events = domain.open_pharmacy(
+            minted_id(command.request_id, "pharmacy"),
+            command.name,
+            command.address,
+            command.location,
+            founder_id=command.founder_id,
+            now=utc_now(),
         )
-        if not await s.pharmacies.add(pharmacy):
+        # The pharmacy and its founder's joining in one insert: never a pharmacy without its first staff.
+        if await s.pharmacies.add(pharmacy, wrap(events, None, pharmacy.id)):
+            await service.publish_pending(s.pharmacies, pharmacy.id)
+        else:
             # Delivered again after it was carried out: the pharmacy it created, not a second one.
             created = await s.pharmacies.get(pharmacy.id)
             assert created is not None
@@ -241,6 +249,25 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
     async def list_pharmacies(command: ListPharmacies) -> list[PharmacyView]:
         found = await s.pharmacies.find({}, skip=command.page.offset, limit=command.page.limit)
         return [p.view() for p in found]
+
+    async def check_catalogue_entry(medication: Medication) -> None:
+        """Refuse an entry that breaks a catalogue rule, its codes checked against every other entry.
+
+        Race-free because every catalogue write queues on one partition (CreateMedication.PARTITION_BY):
+        nothing claims a code between this read and the write that follows it.
+        """
+        try:
+            domain.check_entry(
+                schedule=medication.schedule,
+                prescription_only=medication.prescription_only,
+                codes=medication.codes,
+            )
+            carriers = await store.medications_carrying(s, medication.code_keys)
+            domain.check_codes_free(medication.id, medication.codes, carriers)
+        except domain.CodeTaken as exc:
+            raise CommandRefused("conflict", str(exc), exc.field) from exc
+        except domain.CatalogueRefused as exc:
+            raise CommandRefused("invalid", exc.detail, exc.field) from exc
 
     @service.commands.on(CreateMedication)
     async def create_medication(command: CreateMedication) -> MedicationView:
@@ -254,9 +281,12 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
             form=command.form,
             price_cents=command.price_cents,
             prescription_only=command.prescription_only,
+            schedule=command.schedule,
             catalogue_key=domain.catalogue_key(command.name, command.strength, command.form),
             created_at=utc_now(),
         )
+        medication.recode(command.codes)
+        await check_catalogue_entry(medication)
         # Its id was checked above: refused here, it was for its name, strength and form.
         if not await s.medications.add(medication):
             raise CommandRefused(
@@ -279,22 +309,33 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
         if command.medication_ids is not None:
             found = await store.medications_by_id(s, command.medication_ids)
             return [m.view() for m in found.values() if not m.discontinued]
-        return [
-            m.view()
-            for m in await store.list_medications(s, limit=command.page.limit, offset=command.page.offset)
-        ]
+        code_key = None if command.code is None else domain.code_key(command.code)
+        listed = await store.list_medications(
+            s, limit=command.page.limit, offset=command.page.offset, code_key=code_key
+        )
+        return [m.view() for m in listed]
 
     @service.commands.on(UpdateMedication)
     async def update_medication(command: UpdateMedication) -> MedicationView:
-        await _medication(command.medication_id)
-        changes = command.model_dump(exclude={"medication_id", "request_id"}, exclude_none=True)
+        current = await _medication(command.medication_id)
+        changes = command.model_dump(
+            include={"name", "strength", "form", "price_cents", "prescription_only"}, exclude_none=True
+        )
 
         def apply(m: Medication) -> list[Event]:
             for name, value in changes.items():
                 setattr(m, name, value)
+            if command.sets_schedule:
+                m.schedule = command.schedule
+            if command.codes is not None:
+                m.recode(command.codes)
             m.catalogue_key = domain.catalogue_key(m.name, m.strength, m.form)
             return []
 
+        # The entry as it would be, checked before anything is written.
+        proposed = current.model_copy(deep=True)
+        apply(proposed)
+        await check_catalogue_entry(proposed)
         try:
             updated = await service.change(s.medications, command.medication_id, apply, cause=None)
         except UniqueViolation as exc:
@@ -315,18 +356,57 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
 
         await service.change(s.medications, command.medication_id, apply, cause=None)
 
+    async def _pharmacy(pharmacy_id: str) -> Pharmacy:
+        pharmacy = await s.pharmacies.get(pharmacy_id)
+        if pharmacy is None:
+            raise CommandRefused("not_found", f"pharmacy {pharmacy_id} not found")
+        return pharmacy
+
     @service.commands.on(SetStock)
     async def set_stock(command: SetStock) -> StockView:
         await _medication(command.medication_id)
-        if await s.pharmacies.get(command.pharmacy_id) is None:
-            raise CommandRefused("not_found", f"pharmacy {command.pharmacy_id} not found")
+        await _pharmacy(command.pharmacy_id)
 
         def apply(p: Pharmacy) -> list[Event]:
-            p.set_available(command.medication_id, command.quantity)
+            # Decided on the pharmacy as it is now, under its lock: its staff as of this very write.
+            p.restock(
+                command.medication_id,
+                command.quantity,
+                actor_id=command.actor_id,
+                actor_is_admin=command.actor_is_admin,
+            )
             return []
 
-        pharmacy = await service.change(s.pharmacies, command.pharmacy_id, apply, cause=None)
+        try:
+            pharmacy = await service.change(s.pharmacies, command.pharmacy_id, apply, cause=None)
+        except domain.NotOnStaff as exc:
+            raise CommandRefused("forbidden", str(exc)) from exc
         return pharmacy.stock_view(command.medication_id)
+
+    @service.commands.on(AddPharmacyStaff)
+    async def add_staff(command: AddPharmacyStaff) -> PharmacyStaffView:
+        await _pharmacy(command.pharmacy_id)
+
+        def apply(p: Pharmacy) -> list[Event]:
+            return p.add_staff(command.user_id, added_by=command.actor_id)
+
+        pharmacy = await service.change(s.pharmacies, command.pharmacy_id, apply, cause=None)
+        return PharmacyStaffView(pharmacy_id=pharmacy.id, staff=tuple(pharmacy.staff))
+
+    @service.commands.on(RemovePharmacyStaff)
+    async def remove_staff(command: RemovePharmacyStaff) -> PharmacyStaffView:
+        await _pharmacy(command.pharmacy_id)
+
+        def apply(p: Pharmacy) -> list[Event]:
+            return p.remove_staff(command.user_id, removed_by=command.actor_id)
+
+        pharmacy = await service.change(s.pharmacies, command.pharmacy_id, apply, cause=None)
+        return PharmacyStaffView(pharmacy_id=pharmacy.id, staff=tuple(pharmacy.staff))
+
+    @service.commands.on(ListPharmacyStaff)
+    async def list_staff(command: ListPharmacyStaff) -> PharmacyStaffView:
+        pharmacy = await _pharmacy(command.pharmacy_id)
+        return PharmacyStaffView(pharmacy_id=pharmacy.id, staff=tuple(pharmacy.staff))
 
     @service.commands.on(GetAvailability)
     async def get_availability(command: GetAvailability) -> list[AvailabilityView]:

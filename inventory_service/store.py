@@ -32,6 +32,8 @@ async def ensure_indexes(s: Stores) -> None:
     await s.medications.collection.create_index([("catalogue_key", ASCENDING)], unique=True)
     # The catalogue's pages: what is on sale, by name, strength and form.
     await s.medications.collection.create_index([("discontinued", ASCENDING), ("catalogue_key", ASCENDING)])
+    # Not unique: a discontinued entry keeps its codes, and a new one may carry them.
+    await s.medications.collection.create_index([("code_keys", ASCENDING)])
 
 
 async def all_pharmacies(s: Stores) -> list[Pharmacy]:
@@ -48,9 +50,21 @@ async def medications_by_id(s: Stores, ids: Sequence[str]) -> dict[str, Medicati
     return {m.id: m for m in await s.medications.find({"_id": {"$in": list(ids)}})}
 
 
-async def list_medications(s: Stores, *, limit: int, offset: int) -> list[Medication]:
+async def medications_carrying(s: Stores, code_keys: Sequence[str]) -> list[Medication]:
+    """Every entry, discontinued or not, that carries any of these codes (`domain.code_key`)."""
+    if not code_keys:
+        return []
+    return await s.medications.find({"code_keys": {"$in": list(code_keys)}})
+
+
+async def list_medications(
+    s: Stores, *, limit: int, offset: int, code_key: str | None = None
+) -> list[Medication]:
+    query: dict[str, object] = {"discontinued": False}
+    if code_key is not None:
+        query["code_keys"] = code_key
     return await s.medications.find(
-        {"discontinued": False},
+        query,
         sort=[("catalogue_key", ASCENDING), ("_id", ASCENDING)],
         skip=offset,
         limit=limit,

@@ -2,7 +2,9 @@
 
 Scanning takes seconds a page, so it has a queue and a worker of its own (ScanDocument.QUEUE), and
 runs in a thread: the service's event loop, its events and its quick reads never wait for it. The
-lines are matched against the catalogue, which inventory_service owns: asked over RPC, kept a minute.
+lines are matched against the catalogue, which inventory_service owns: asked over RPC for every scan
+(a page of 200 medications is milliseconds beside seconds of reading), so a medication added a moment
+ago is matched.
 """
 
 from __future__ import annotations
@@ -34,31 +36,21 @@ CATALOGUE_PAGE = 200
 
 
 class Catalogue:
-    """What a draft's lines are matched against: every medication on sale, asked of inventory_service
-    at most once every `ttl_seconds`."""
+    """What a draft's lines are matched against: every medication on sale, as inventory_service has it."""
 
-    def __init__(self, service: Service, *, ttl_seconds: float) -> None:
+    def __init__(self, service: Service) -> None:
         self.service = service
-        self.ttl_seconds = ttl_seconds
-        self._entries: tuple[scan.CatalogueEntry, ...] = ()
-        self._fetched_at = float("-inf")
         self._rpc: RpcClient | None = None
         self._requester: AmqpRequester | None = None
-        self._lock = asyncio.Lock()
+        self._connecting = asyncio.Lock()
 
     async def entries(self) -> tuple[scan.CatalogueEntry, ...]:
-        async with self._lock:
-            if time.monotonic() - self._fetched_at > self.ttl_seconds:
-                self._entries = await self._fetch()
-                self._fetched_at = time.monotonic()
-            return self._entries
-
-    async def _fetch(self) -> tuple[scan.CatalogueEntry, ...]:
-        if self._rpc is None:
-            settings = self.service.settings
-            self._requester = AmqpRequester(settings.rabbitmq_url, settings.broker_namespace)
-            await self._requester.start()
-            self._rpc = RpcClient(self._requester, settings)
+        async with self._connecting:  # one connection, however many scans start at once
+            if self._rpc is None:
+                settings = self.service.settings
+                self._requester = AmqpRequester(settings.rabbitmq_url, settings.broker_namespace)
+                await self._requester.start()
+                self._rpc = RpcClient(self._requester, settings)
         found: list[MedicationView] = []
         while True:
             page = Page(limit=CATALOGUE_PAGE, offset=len(found))
@@ -83,7 +75,7 @@ class Catalogue:
 
 
 def register(service: Service, documents: Documents, *, concurrency: int) -> None:
-    catalogue = Catalogue(service, ttl_seconds=60.0)
+    catalogue = Catalogue(service)
     worker = service.worker(ScanDocument, concurrency=concurrency)
 
     @worker.on(ScanDocument)

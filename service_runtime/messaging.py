@@ -160,6 +160,10 @@ class Topology:
             arguments={"x-message-ttl": ttl_ms},
         )
 
+    def journal_queue(self) -> RabbitQueue:
+        # As the archiver declares it (operations/journal.py), or the broker refuses the second declare.
+        return RabbitQueue(topology.journal_queue(self.namespace), queue_type=QueueType.QUORUM, durable=True)
+
     async def declare(self, broker: RabbitBroker) -> None:
         """Declare every service's partitions with their bindings, dead-letter queue and timers.
 
@@ -193,6 +197,10 @@ class Topology:
                 for timer in timers:
                     await timer_queue.bind(events, routing_key=timer.ROUTING_KEY)
                 await self._retire_legacy_timer_queue(broker, service, timers)
+        # Events no service takes are the journal's alone: its queue keeps them until the archiver reads.
+        journal = await declarer.declare_queue(self.journal_queue(), channel=channel)
+        for event in topology.JOURNALLED_ONLY:
+            await journal.bind(events, routing_key=event.ROUTING_KEY)
 
     async def _retire_legacy_timer_queue(
         self, broker: RabbitBroker, service: str, timers: Sequence[type[Timer]]

@@ -32,6 +32,7 @@ from user_service.routes import (
     orders,
     payments,
     prescriptions,
+    staff,
     users,
 )
 from user_service.security import hash_password
@@ -157,7 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         edge.SecurityHeaders, docs_paths=docs, hsts_max_age_seconds=settings.hsts_max_age_seconds
     )
-    for module in (auth, users, catalogue, payments, documents, prescriptions, orders, audit, health):
+    for module in (auth, users, catalogue, staff, payments, documents, prescriptions, orders, audit, health):
         app.include_router(module.router, prefix="/api/v1", responses=problems.RESPONSES)
     app.add_route("/metrics", lambda _: metrics.metrics_response(), include_in_schema=False)
     return app

@@ -6,9 +6,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from contracts import commands as c
+from contracts.codes import Code, Schedule, code_problem
 from contracts.documents import ScanDraftView
 from user_service.domain import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, Role, User
 
@@ -114,12 +124,36 @@ Price = Field(gt=0, le=Decimal("100000"), max_digits=8, decimal_places=2, strict
 PriceChange = Field(default=None, gt=0, le=Decimal("100000"), max_digits=8, decimal_places=2, strict=False)
 
 
+MAX_CODES = 20
+
+
+class CodeIn(Body):
+    """A medication code: its system's URI (RxNorm, ATC and PZN codes are checked) and the code."""
+
+    system: str = Field(
+        min_length=1, max_length=200, pattern=r"^\S+$", examples=["http://fhir.de/CodeSystem/ifa/pzn"]
+    )
+    code: str = Field(min_length=1, max_length=64, pattern=r"^\S+$", examples=["01234562"])
+
+    @field_validator("code")
+    @classmethod
+    def valid_in_its_system(cls, code: str, info: ValidationInfo) -> str:
+        # The system came first; when it was refused, its own error says so.
+        system = info.data.get("system")
+        if system is not None and (why := code_problem(Code(system=system, code=code))):
+            raise PydanticCustomError("medication_code", why)
+        return code
+
+
 class MedicationIn(Body):
     name: str = Field(min_length=1, max_length=200)
     strength: str = Field(min_length=1, max_length=100)
     form: str = Field(min_length=1, max_length=100)
     price: Decimal = Price
     prescription_only: bool
+    # A controlled substance's schedule, II to V (then it must be prescription-only); null when none.
+    schedule: Schedule | None = None
+    codes: list[CodeIn] = Field(default=[], max_length=MAX_CODES)
 
 
 class MedicationPatch(Body):
@@ -128,6 +162,19 @@ class MedicationPatch(Body):
     form: str | None = Field(default=None, min_length=1, max_length=100)
     price: Decimal | None = PriceChange
     prescription_only: bool | None = None
+    # Sent, even as null, it replaces the schedule; left out, the schedule stays.
+    schedule: Schedule | None = None
+    # Sent, it replaces every code ([] removes them all); left out, the codes stay.
+    codes: list[CodeIn] | None = Field(default=None, max_length=MAX_CODES)
+
+
+def codes_of(codes: list[CodeIn]) -> tuple[Code, ...]:
+    return tuple(Code(system=code.system, code=code.code) for code in codes)
+
+
+class CodeOut(BaseModel):
+    system: str
+    code: str
 
 
 class MedicationOut(BaseModel):
@@ -137,6 +184,8 @@ class MedicationOut(BaseModel):
     form: str
     price: float
     prescription_only: bool
+    schedule: Schedule | None
+    codes: list[CodeOut]
 
     @classmethod
     def of(cls, v: c.MedicationView) -> MedicationOut:
@@ -147,7 +196,14 @@ class MedicationOut(BaseModel):
             form=v.form,
             price=money(v.price_cents),
             prescription_only=v.prescription_only,
+            schedule=v.schedule,
+            codes=[CodeOut(system=code.system, code=code.code) for code in v.codes],
         )
+
+
+class StaffMemberOut(BaseModel):
+    pharmacy_id: str
+    user_id: str
 
 
 class StockIn(Body):

@@ -7,16 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from contracts.codes import Code
+
+__all__ = ["Code", "FhirImport", "FhirRefused", "ImportedLine", "LineFlag", "Prescriber", "Problem"]
+
 
 class _Value(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Code(_Value):
-    """A medication code: the code system's URI and the code in it (RxNorm, ATC, PZN, ...)."""
-
-    system: str
-    code: str
 
 
 # Why a pharmacist should look closely at a line (kept beside it, as the scan draft does).

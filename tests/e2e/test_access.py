@@ -64,6 +64,19 @@ class World:
             return str(self.api.new_patient()[0]["id"])
         raise AssertionError(f"no fresh record for {placeholder}")
 
+    def fresh_staff_member(self) -> str:
+        """A pharmacist of their own on the shop's staff, for a call that takes them off it."""
+        user, _ = self.api.new_patient()
+        granted = self.api.http.patch(
+            f"/users/{user['id']}", headers=self.admin_headers, json={"role": "pharmacist"}
+        )
+        assert granted.status_code == 200, granted.text
+        added = self.api.http.put(
+            f"/pharmacies/{self.shop.pharmacy_id}/staff/{user['id']}", headers=self.admin_headers
+        )
+        assert added.status_code == 200, added.text
+        return str(user["id"])
+
     def new_session(self, role: str) -> dict[str, str]:
         """A sign-in of its own, for a call that signs out: the shared one stays valid."""
         if role == ANONYMOUS:
@@ -122,6 +135,7 @@ class Operation:
     files: Body | None = None  # a multipart upload
     changes: bool = False  # each allowed call acts on a fresh record, not on the shared ones
     signs_out: bool = False  # called with a sign-in of its own
+    staff_member: bool = False  # {user_id} is a pharmacist on the shop's staff, not the other patient
 
 
 def op(allowed: Iterable[str], *status: int, **kwargs: Any) -> Operation:
@@ -138,9 +152,15 @@ TABLE: dict[tuple[str, str], Operation] = {
     ("PATCH", "/users/{user_id}"): op({"admin"}, 200, json=lambda w, r: {"role": "patient"}, changes=True),
     ("POST", "/pharmacies"): op(STAFF, 201, json=_pharmacy),
     ("GET", "/pharmacies"): op(SIGNED_IN, 200),
+    # The pharmacist is on the shop's staff (see `world`); another's is refused: test_pharmacy_staff.py
     ("PUT", "/pharmacies/{pharmacy_id}/stock/{medication_id}"): op(
         STAFF, 200, json=lambda w, r: {"quantity": 1000}
     ),
+    ("PUT", "/pharmacies/{pharmacy_id}/staff/{user_id}"): op({"admin"}, 200, staff_member=True),
+    ("DELETE", "/pharmacies/{pharmacy_id}/staff/{user_id}"): op(
+        {"admin"}, 204, staff_member=True, changes=True
+    ),
+    ("GET", "/pharmacies/{pharmacy_id}/staff"): op(STAFF, 200),
     ("POST", "/medications"): op(STAFF, 201, json=_medication),
     ("GET", "/medications"): op(SIGNED_IN, 200),
     ("GET", "/medications/{medication_id}"): op(SIGNED_IN, 200),
@@ -189,6 +209,9 @@ def world(api: Api, admin: dict[str, str]) -> World:
         granted = api.http.patch(f"/users/{users[role]['id']}", headers=admin, json={"role": role})
         assert granted.status_code == 200, granted.text
     shop = open_shop(api, admin, quantity=1000)
+    # The pharmacist works at the shop: they may stock it.
+    joined = api.http.put(f"/pharmacies/{shop.pharmacy_id}/staff/{users['pharmacist']['id']}", headers=admin)
+    assert joined.status_code == 200, joined.text
     cards = {role: add_card(api, headers[role]) for role in PATIENTS}
     world = World(api, admin, headers, users, cards, shop)
     prescription = world.confirmed_order()
@@ -209,10 +232,17 @@ def world(api: Api, admin: dict[str, str]) -> World:
 
 def call(world: World, method: str, path: str, operation: Operation, role: str) -> httpx.Response:
     allowed = role in operation.allowed
+    if operation.staff_member:
+        member = (
+            world.fresh_staff_member() if allowed and operation.changes else world.users["pharmacist"]["id"]
+        )
+        path = path.replace("{user_id}", member)
     for placeholder, shared in world.ids.items():
         if placeholder in path:
             # A refused call must leave the shared record as it was; an allowed change gets its own.
-            record = world.fresh(placeholder) if allowed and operation.changes else shared
+            # A fresh staff member (above) is on the shared shop's staff: the shop stays the shared one.
+            fresh = allowed and operation.changes and not operation.staff_member
+            record = world.fresh(placeholder) if fresh else shared
             path = path.replace(placeholder, record)
     headers = world.new_session(role) if operation.signs_out else world.headers[role]
     kwargs: dict[str, Any] = {"headers": headers}
@@ -259,6 +289,7 @@ def test_refused_calls_left_the_owners_records_as_they_were(world: World) -> Non
     order = world.api.http.get(f"/orders/{world.ids['{order_id}']}", headers=owner)
     payment = world.api.http.get(f"/payments/{world.ids['{payment_id}']}", headers=owner)
     other = world.api.http.get("/users/me", headers=world.headers[OTHER])
+    staff = world.api.http.get(f"/pharmacies/{world.shop.pharmacy_id}/staff", headers=world.admin_headers)
 
     assert prescription.status_code == 200
     assert prescription.json()["status"] == "FILLED"
@@ -267,6 +298,7 @@ def test_refused_calls_left_the_owners_records_as_they_were(world: World) -> Non
     assert payment.status_code == 200
     assert payment.json()["status"] == "APPROVED"
     assert other.json()["role"] == "patient"
+    assert world.users["pharmacist"]["id"] in {m["user_id"] for m in staff.json()["items"]}
 
 
 def test_a_listing_shows_a_patient_only_their_own_records(world: World) -> None:

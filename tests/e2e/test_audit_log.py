@@ -38,6 +38,7 @@ def test_reads_changes_and_refusals_are_recorded_newest_first_without_personal_d
     someone_elses = api.http.get(path, headers=other_headers)
     withdrawn = api.http.delete(path, headers=patient_headers)
     granted = api.http.patch(f"/users/{pharmacist['id']}", headers=admin, json={"role": "pharmacist"})
+    joined = api.http.put(f"/pharmacies/{shop.pharmacy_id}/staff/{pharmacist['id']}", headers=admin)
     stocked = api.http.put(
         f"/pharmacies/{shop.pharmacy_id}/stock/{shop.medication_id}",
         headers=pharmacist_headers,
@@ -46,7 +47,7 @@ def test_reads_changes_and_refusals_are_recorded_newest_first_without_personal_d
     refused = [api.http.get("/audit", headers=h).status_code for h in (patient_headers, pharmacist_headers)]
 
     assert (read.status_code, someone_elses.status_code, withdrawn.status_code) == (200, 404, 204)
-    assert (granted.status_code, stocked.status_code) == (200, 200)
+    assert (granted.status_code, joined.status_code, stocked.status_code) == (200, 200, 200)
     assert refused == [403, 403]
     about_prescription = audit_entries(api, admin, subject_id=prescription["id"])
     assert summary(about_prescription) == [

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from contracts import commands as c
+from contracts.codes import Code
 from contracts.events import Location
 from user_service.audit import Audit, audited
 from user_service.deps import CurrentUser, Paging, ResourceId, Rpc, Staff
@@ -21,6 +22,7 @@ from user_service.schemas import (
     StockIn,
     StockOut,
     cents,
+    codes_of,
 )
 
 router = APIRouter(tags=["pharmacies and medications"])
@@ -37,6 +39,8 @@ async def create_pharmacy(body: PharmacyIn, staff: Staff, rpc: Rpc, audit: Audit
         name=body.name,
         address=body.address,
         location=Location(latitude=body.latitude, longitude=body.longitude),
+        # A pharmacist opening a pharmacy is its first staff member, so they may stock it.
+        founder_id=staff.id if staff.role == "pharmacist" else None,
     )
     created = PharmacyOut.of(await rpc.ask(command, c.PharmacyView))
     audit.subject_id = created.id
@@ -57,9 +61,19 @@ async def list_pharmacies(user: CurrentUser, rpc: Rpc, page: Paging) -> Page[Pha
 async def set_stock(
     pharmacy_id: ResourceId, medication_id: ResourceId, body: StockIn, staff: Staff, rpc: Rpc, audit: Audit
 ) -> StockOut:
-    """Set how many units of a medication this pharmacy has for sale (not counting reserved units)."""
+    """Set how many units of a medication this pharmacy has for sale (not counting reserved units).
+
+    Only the pharmacy's own staff or an admin may: a pharmacist of another pharmacy is refused (403).
+    """
     audit.details = {"medication_id": medication_id, "quantity": str(body.quantity)}
-    command = c.SetStock(pharmacy_id=pharmacy_id, medication_id=medication_id, quantity=body.quantity)
+    # Who asks travels with the command: inventory decides, against the staff as it is at that write.
+    command = c.SetStock(
+        pharmacy_id=pharmacy_id,
+        medication_id=medication_id,
+        quantity=body.quantity,
+        actor_id=staff.id,
+        actor_is_admin=staff.role == "admin",
+    )
     return StockOut(**(await rpc.ask(command, c.StockView)).model_dump())
 
 
@@ -76,15 +90,35 @@ async def create_medication(body: MedicationIn, staff: Staff, rpc: Rpc, audit: A
         form=body.form,
         price_cents=cents(body.price),
         prescription_only=body.prescription_only,
+        schedule=body.schedule,
+        codes=codes_of(body.codes),
     )
     created = MedicationOut.of(await rpc.ask(command, c.MedicationView))
     audit.subject_id = created.id
     return created
 
 
+# FHIR's token search: the code system's URI, a bar, the code.
+CodeFilter = Annotated[
+    str | None,
+    Query(
+        max_length=300,
+        pattern=r"^\S+\|\S+$",
+        description="only the medication carrying this code, as `<system>|<code>` "
+        "(e.g. `http://fhir.de/CodeSystem/ifa/pzn|01234562`)",
+    ),
+]
+
+
 @router.get("/medications", response_model=Page[MedicationOut])
-async def list_medications(user: CurrentUser, rpc: Rpc, page: Paging) -> Page[MedicationOut]:
-    found = await rpc.ask(c.ListMedications(page=page), list[c.MedicationView])
+async def list_medications(
+    user: CurrentUser, rpc: Rpc, page: Paging, code: CodeFilter = None
+) -> Page[MedicationOut]:
+    wanted = None
+    if code is not None:
+        system, value = code.rsplit("|", 1)
+        wanted = Code(system=system, code=value)
+    found = await rpc.ask(c.ListMedications(page=page, code=wanted), list[c.MedicationView])
     return Page(items=[MedicationOut.of(m) for m in found], limit=page.limit, offset=page.offset)
 
 
@@ -108,6 +142,9 @@ async def update_medication(
         form=body.form,
         price_cents=None if body.price is None else cents(body.price),
         prescription_only=body.prescription_only,
+        sets_schedule="schedule" in body.model_fields_set,
+        schedule=body.schedule,
+        codes=None if body.codes is None else codes_of(body.codes),
     )
     return MedicationOut.of(await rpc.ask(command, c.MedicationView))
 

@@ -62,7 +62,13 @@ async def add_medication(service: Service, pharmacy_id: str, name: str, *, quant
     )
     if quantity is not None:
         await command(
-            service, SetStock(pharmacy_id=pharmacy_id, medication_id=medication["id"], quantity=quantity)
+            service,
+            SetStock(
+                pharmacy_id=pharmacy_id,
+                medication_id=medication["id"],
+                quantity=quantity,
+                actor_is_admin=True,
+            ),
         )
     return str(medication["id"])
 

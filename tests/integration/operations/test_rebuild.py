@@ -85,7 +85,13 @@ async def drive(rpc: RpcClient, count: int) -> list[str]:
     ]
     for medication, quantity in ((plenty, 100_000), (scarce, 12)):
         await rpc.ask(
-            SetStock(pharmacy_id=pharmacy["id"], medication_id=medication["id"], quantity=quantity), dict
+            SetStock(
+                pharmacy_id=pharmacy["id"],
+                medication_id=medication["id"],
+                quantity=quantity,
+                actor_is_admin=True,
+            ),
+            dict,
         )
     year = datetime.now(UTC).year + 3
     queue: asyncio.Queue[int] = asyncio.Queue()

@@ -91,7 +91,12 @@ async def test_a_payment_that_approves_after_the_expiry_is_refunded_once(
             prescription_only=True,
         ),
     )
-    await ask(inventory, SetStock(pharmacy_id=pharmacy["id"], medication_id=medication["id"], quantity=10))
+    await ask(
+        inventory,
+        SetStock(
+            pharmacy_id=pharmacy["id"], medication_id=medication["id"], quantity=10, actor_is_admin=True
+        ),
+    )
     upload = PrescriptionUploaded(
         prescription_id=str(uuid4()),
         order_id=str(uuid4()),

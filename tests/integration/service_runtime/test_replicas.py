@@ -66,7 +66,10 @@ async def test_two_replicas_race_for_the_last_units_and_neither_oversells_nor_lo
             )["id"]
             for name in ("Raced", "Restocked")
         ]
-        await rpc.ask(SetStock(pharmacy_id=pharmacy["id"], medication_id=raced, quantity=SHELF), StockView)
+        await rpc.ask(
+            SetStock(pharmacy_id=pharmacy["id"], medication_id=raced, quantity=SHELF, actor_is_admin=True),
+            StockView,
+        )
         orders = [order_for(raced) for _ in range(ORDERS)]
         # The standby consumers are in place once both replicas had their time to take their own.
         await asyncio.sleep(2.5)
@@ -77,7 +80,10 @@ async def test_two_replicas_race_for_the_last_units_and_neither_oversells_nor_lo
             await probe.publish(order, correlation_id=order.order_id)
             if n % 4 == 0:
                 await rpc.ask(
-                    SetStock(pharmacy_id=pharmacy["id"], medication_id=restocked, quantity=n), StockView
+                    SetStock(
+                        pharmacy_id=pharmacy["id"], medication_id=restocked, quantity=n, actor_is_admin=True
+                    ),
+                    StockView,
                 )
         await eventually(lambda: _decided(probe), lambda found: found >= half, what=f"{half} decisions")
         # Both replicas were at work, each on its own partitions.
@@ -89,7 +95,10 @@ async def test_two_replicas_race_for_the_last_units_and_neither_oversells_nor_lo
             await probe.publish(order, correlation_id=order.order_id)
             if n % 4 == 0:
                 await rpc.ask(
-                    SetStock(pharmacy_id=pharmacy["id"], medication_id=restocked, quantity=n), StockView
+                    SetStock(
+                        pharmacy_id=pharmacy["id"], medication_id=restocked, quantity=n, actor_is_admin=True
+                    ),
+                    StockView,
                 )
         await eventually(
             lambda: _decided(probe), lambda found: found >= ORDERS, what=f"{ORDERS} decisions", timeout=30

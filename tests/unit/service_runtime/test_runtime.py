@@ -18,7 +18,8 @@ from faststream.rabbit.annotations import RabbitMessage
 from pydantic import ValidationError
 from pymongo.errors import AutoReconnect
 
-from contracts.base import Command, Envelope
+from contracts import topology
+from contracts.base import Command, Envelope, Timer
 from contracts.commands import (
     CancelOrder,
     GetOrder,
@@ -648,10 +649,16 @@ async def test_rpc_says_the_service_is_unavailable_when_nobody_answers() -> None
 # --- the routing table and the services built on it ----------------------------------------------
 
 
-def test_every_event_has_at_least_one_subscriber() -> None:
+def test_every_event_has_at_least_one_subscriber_or_is_the_journals_alone() -> None:
     heard = {event for events in SUBSCRIPTIONS.values() for event in events}
 
-    assert [e.TYPE for e in ALL_EVENTS if e not in heard] == []
+    assert [e.TYPE for e in ALL_EVENTS if e not in heard and e not in topology.JOURNALLED_ONLY] == []
+
+
+def test_an_event_for_the_journal_alone_is_no_services_and_no_timer() -> None:
+    heard = {event for events in SUBSCRIPTIONS.values() for event in events}
+
+    assert [e.TYPE for e in topology.JOURNALLED_ONLY if e in heard or issubclass(e, Timer)] == []
 
 
 def test_every_subscribed_event_is_a_known_event() -> None:
