@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from contracts.base import Envelope
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from contracts.base import Envelope, Event, FieldProblem
 from contracts.commands import (
+    AnswerPrescription,
+    ApprovePrescription,
     GetPrescription,
+    HoldPrescription,
+    ImportFhirPrescription,
     ListPrescriptions,
+    ListVerificationQueue,
     PrescriptionView,
+    RejectPrescription,
     UploadPrescription,
+    VerificationEntry,
     WithdrawPrescription,
 )
 from contracts.events import (
@@ -15,11 +27,16 @@ from contracts.events import (
     OrderConfirmed,
     OrderCreated,
     OrderRejected,
+    PrescriptionAnswered,
+    PrescriptionHeld,
+    PrescriptionRejected,
     PrescriptionUploaded,
+    PrescriptionVerified,
     PrescriptionWithdrawn,
 )
-from prescription_service import domain, store
+from prescription_service import domain, intake, store
 from prescription_service.domain import Prescription, PrescriptionStatus
+from prescription_service.fhir import FhirRefused
 from service_runtime.clock import utc_now
 from service_runtime.errors import CommandRefused, PermanentFailure
 from service_runtime.service import Service, wrap
@@ -71,21 +88,90 @@ def register(service: Service, prescriptions: Repository[Prescription]) -> None:
             cause=envelope,
         )
 
-    @service.commands.on(UploadPrescription)
-    async def upload_prescription(command: UploadPrescription) -> PrescriptionView:
-        now = utc_now()
-        prescription, events = domain.upload(command, now)
+    for own, record in (
+        (PrescriptionVerified, domain.record_verified),
+        (PrescriptionRejected, domain.record_rejected),
+        (PrescriptionHeld, domain.record_held),
+        (PrescriptionAnswered, domain.record_answered),
+    ):
+        _restore_decision(service, prescriptions, own, record)
+
+    async def add_new(prescription: Prescription, events: list[Event], now: datetime) -> Prescription:
         if not await prescriptions.add(prescription, wrap(events, None, prescription.order_id, at=now)):
             # Delivered again after it was carried out, or retried by the patient with the same
             # Idempotency-Key: answer with what the first one made, if it asks for the same.
             existing = await prescriptions.get(prescription.id)
             assert existing is not None
-            try:
-                prescription = domain.upload_again(existing, command)
-            except domain.UploadKeyReused as exc:
-                raise CommandRefused("invalid", str(exc)) from exc
+            if existing.fingerprint not in (None, prescription.fingerprint):
+                raise CommandRefused(
+                    "invalid", "this idempotency key was already used for an upload of other contents"
+                )
+            prescription = existing
         await service.publish_pending(prescriptions, prescription.id)
-        return prescription.view()
+        return prescription
+
+    @service.commands.on(UploadPrescription)
+    async def upload_prescription(command: UploadPrescription) -> PrescriptionView:
+        now = utc_now()
+        with refusals():
+            prescription, events = domain.upload(command, now)
+        return (await add_new(prescription, events, now)).view()
+
+    @service.commands.on(ImportFhirPrescription)
+    async def import_fhir_prescription(command: ImportFhirPrescription) -> PrescriptionView:
+        now = utc_now()
+        with refusals():
+            prescription, events = intake.import_fhir(command, now)
+        return (await add_new(prescription, events, now)).view()
+
+    async def decide(
+        prescription_id: str,
+        owner_id: str | None,
+        decision: Callable[[Prescription, datetime], Sequence[Event]],
+    ) -> PrescriptionView:
+        prescription = await _visible(prescription_id, owner_id)
+        now = utc_now()
+        with refusals():
+            changed = await service.change(
+                prescriptions,
+                prescription.id,
+                lambda p: decision(p, now),
+                cause=None,
+                correlation_id=prescription.order_id,
+                at=now,
+            )
+        return changed.view()
+
+    @service.commands.on(ApprovePrescription)
+    async def approve_prescription(command: ApprovePrescription) -> PrescriptionView:
+        return await decide(command.prescription_id, None, lambda p, now: domain.approve(p, command, now))
+
+    @service.commands.on(RejectPrescription)
+    async def reject_prescription(command: RejectPrescription) -> PrescriptionView:
+        return await decide(command.prescription_id, None, lambda p, now: domain.reject(p, command, now))
+
+    @service.commands.on(HoldPrescription)
+    async def hold_prescription(command: HoldPrescription) -> PrescriptionView:
+        return await decide(command.prescription_id, None, lambda p, now: domain.hold(p, command, now))
+
+    @service.commands.on(AnswerPrescription)
+    async def answer_prescription(command: AnswerPrescription) -> PrescriptionView:
+        return await decide(
+            command.prescription_id, command.owner_id, lambda p, now: domain.answer(p, command, now)
+        )
+
+    @service.commands.on(ListVerificationQueue)
+    async def list_verification_queue(command: ListVerificationQueue) -> list[VerificationEntry]:
+        waiting = await store.verification_queue(
+            prescriptions, limit=command.page.limit, offset=command.page.offset
+        )
+        entries = []
+        for prescription in waiting:
+            earlier = await store.earlier_of_the_same(prescriptions, prescription)
+            entries.append(
+                VerificationEntry(prescription=prescription.view(), earlier=tuple(p.view() for p in earlier))
+            )
+        return entries
 
     @service.commands.on(ListPrescriptions)
     async def list_prescriptions(command: ListPrescriptions) -> list[PrescriptionView]:
@@ -120,3 +206,41 @@ def register(service: Service, prescriptions: Repository[Prescription]) -> None:
             correlation_id=prescription.order_id,
             at=now,
         )
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """The domain's refusals, as the answers the gateway maps to HTTP (once, here)."""
+    try:
+        yield
+    except domain.NeedsDocument as exc:
+        raise CommandRefused("invalid", str(exc), field=f"lines.{exc.line}.medication_id") from exc
+    except domain.RefillsNotAllowed as exc:
+        raise CommandRefused("invalid", str(exc), field="repeats_allowed") from exc
+    except FhirRefused as exc:
+        problems = tuple(FieldProblem(field=p.location, message=p.message) for p in exc.problems)
+        raise CommandRefused("invalid", f"the FHIR document was refused: {exc}", errors=problems) from exc
+    except (domain.NotAPharmacist, domain.OwnPrescription) as exc:
+        raise CommandRefused("forbidden", str(exc)) from exc
+    except (domain.PrescriptionExpired, domain.NotAwaitingVerification) as exc:
+        raise CommandRefused("conflict", str(exc)) from exc
+
+
+def _restore_decision(
+    service: Service,
+    prescriptions: Repository[Prescription],
+    event_type: type[Any],
+    record: Callable[[Prescription, Any, datetime], list[Event]],
+) -> None:
+    """Rebuilding from the journal: a pharmacist's (or the patient's) decision is kept again."""
+
+    async def restore(event: Any, envelope: Envelope) -> None:
+        await service.change(
+            prescriptions,
+            event.prescription_id,
+            lambda p: record(p, event, envelope.occurred_at),
+            cause=envelope,
+        )
+
+    restore.__name__ = f"restore_{event_type.__name__}"
+    service.events.on_own(event_type)(restore)

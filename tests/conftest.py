@@ -535,7 +535,10 @@ class Shop:
     price: float
 
 
-def open_shop(api: Api, admin: dict[str, str], *, quantity: int, price: str = "4.20") -> Shop:
+def open_shop(
+    api: Api, admin: dict[str, str], *, quantity: int, price: str = "4.20", prescription_only: bool = False
+) -> Shop:
+    """Over the counter unless asked: a prescription-only medication waits for a pharmacist first."""
     latitude, longitude = round(random.uniform(-60, 60), 4), round(random.uniform(-170, 170), 4)
     pharmacy = api.http.post(
         "/pharmacies",
@@ -552,11 +555,11 @@ def open_shop(api: Api, admin: dict[str, str], *, quantity: int, price: str = "4
         "/medications",
         headers=admin,
         json={
-            "name": f"Amoxicillin {secrets.token_hex(3)}",
+            "name": f"{'Amoxicillin' if prescription_only else 'Ibuprofen'} {secrets.token_hex(3)}",
             "strength": "500 mg",
             "form": "capsule",
             "price": price,
-            "prescription_only": True,
+            "prescription_only": prescription_only,
         },
     )
     assert medication.status_code == 201, medication.text
@@ -595,6 +598,21 @@ def upload(api: Api, patient: dict[str, str], shop: Shop, card_id: str, quantity
     return dict(answer.json())
 
 
+def new_pharmacist(api: Api, admin: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A user made a pharmacist by an admin (of the central verification team)."""
+    user, _ = api.new_patient()
+    answer = api.http.patch(f"/users/{user['id']}", headers=admin, json={"role": "pharmacist"})
+    assert answer.status_code == 200, answer.text
+    # A fresh token: the role is read from the store, but a new sign-in is what a pharmacist does.
+    return answer.json(), api.token(user["email"], "a long enough password")
+
+
+def approve(api: Api, pharmacist: dict[str, str], prescription_id: str, **body: Any) -> dict[str, Any]:
+    answer = api.http.post(f"/verifications/{prescription_id}/approve", headers=pharmacist, json=body or None)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
 def stock_left(api: Api, headers: dict[str, str], shop: Shop) -> int:
     answer = api.http.get(f"/medications/{shop.medication_id}/availability", headers=headers)
     assert answer.status_code == 200, answer.text
@@ -626,10 +644,12 @@ __all__ = [
     "Shop",
     "TcpGate",
     "add_card",
+    "approve",
     "dead_letters",
     "field_key",
     "gate_to",
     "make_platform",
+    "new_pharmacist",
     "open_shop",
     "opened",
     "prescription_body",

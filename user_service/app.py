@@ -22,7 +22,17 @@ from service_runtime.store import Document, connect
 from user_service import edge, problems
 from user_service.audit import AuditLog, AuditTrail
 from user_service.domain import User
-from user_service.routes import audit, auth, catalogue, health, orders, payments, prescriptions, users
+from user_service.routes import (
+    audit,
+    auth,
+    catalogue,
+    health,
+    orders,
+    payments,
+    prescriptions,
+    users,
+    verifications,
+)
 from user_service.security import hash_password
 from user_service.settings import Settings
 from user_service.store import UserStore
@@ -144,7 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         edge.SecurityHeaders, docs_paths=docs, hsts_max_age_seconds=settings.hsts_max_age_seconds
     )
-    for module in (auth, users, catalogue, payments, prescriptions, orders, audit, health):
+    for module in (auth, users, catalogue, payments, prescriptions, verifications, orders, audit, health):
         app.include_router(module.router, prefix="/api/v1", responses=problems.RESPONSES)
     app.add_route("/metrics", lambda _: metrics.metrics_response(), include_in_schema=False)
     return app

@@ -779,7 +779,7 @@ def test_the_saga_holds_under_crashes_restarts_redelivery_and_poison(
                 "POST",
                 "/medications",
                 headers=admin,
-                json={**body, "price": "3.50", "prescription_only": True},
+                json={**body, "price": "3.50", "prescription_only": False},
             )
             assert answer.status_code == 201, answer.text
             medication_ids[name] = answer.json()["id"]

@@ -77,7 +77,7 @@ async def drive(rpc: RpcClient, count: int) -> list[str]:
     plenty, scarce = [
         await rpc.ask(
             CreateMedication(
-                name=name, strength="5 mg", form="tablet", price_cents=450, prescription_only=True
+                name=name, strength="5 mg", form="tablet", price_cents=450, prescription_only=False
             ),
             dict,
         )
