@@ -317,6 +317,24 @@ class AnswerPrescription(Command):
     answer: str = Field(min_length=1, max_length=2000)
 
 
+class RefillPrescription(Command):
+    """The patient asks for a refill; `request_id` mints the refill's order (a redelivery makes none)."""
+
+    TYPE = "RefillPrescription"
+    WRITE = True
+    PARTITION_BY = "prescription_id"
+    owner_id: str
+    prescription_id: str
+    delivery_location: Location
+    payment_method_id: str
+
+
+class RefillView(Frozen):
+    prescription_id: str
+    order_id: str
+    refills_left: int
+
+
 class ListVerificationQueue(Command):
     """Prescriptions waiting for a pharmacist, oldest first."""
 
@@ -334,6 +352,19 @@ class GetPrescription(Command):
     TYPE = "GetPrescription"
     owner_id: str | None
     prescription_id: str
+
+
+class GetPrescriptionDocument(Command):
+    """The original document a prescription was taken from (a FHIR document as it was sent)."""
+
+    TYPE = "GetPrescriptionDocument"
+    owner_id: str | None
+    prescription_id: str
+
+
+class PrescriptionDocumentView(Frozen):
+    media_type: str
+    content: str
 
 
 class WithdrawPrescription(Command):
@@ -387,6 +418,7 @@ class PrescriptionView(Frozen):
     question: str | None = None
     verification: tuple[VerificationStep, ...] = ()
     line_flags: tuple[LineFlags, ...] = ()
+    refill_order_ids: tuple[str, ...] = ()
 
 
 class VerificationEntry(Frozen):

@@ -140,6 +140,22 @@ class PrescriptionAnswered(Event):
     answer: str
 
 
+class PrescriptionRefilled(Event):
+    """A verified prescription with repeats left is filled again: a new order, no new verification."""
+
+    TYPE = "PrescriptionRefilled"
+    ROUTING_KEY = "prescription.refilled"
+
+    prescription_id: str
+    order_id: str  # the refill's own order
+    patient_id: str
+    lines: tuple[PrescribedLine, ...]
+    delivery_location: Location
+    payment_method_id: str
+    verified_by: str | None
+    refill: int  # 1 for the first refill after the first fill
+
+
 class OrderCreated(Event):
     TYPE = "OrderCreated"
     ROUTING_KEY = "order.created"
@@ -277,4 +293,5 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     PrescriptionRejected,
     PrescriptionHeld,
     PrescriptionAnswered,
+    PrescriptionRefilled,
 )

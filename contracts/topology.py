@@ -29,6 +29,7 @@ SUBSCRIPTIONS: Mapping[str, tuple[type[Event], ...]] = {
         e.PrescriptionRejected,
         e.PrescriptionHeld,
         e.PrescriptionAnswered,
+        e.PrescriptionRefilled,
     ),
     # A Timer (ReservationDeadline) is bound to the service's timer queue, not to its event queue.
     "inventory_service": (
@@ -51,6 +52,7 @@ PUBLISHES: Mapping[str, tuple[type[Event], ...]] = {
         e.PrescriptionRejected,
         e.PrescriptionHeld,
         e.PrescriptionAnswered,
+        e.PrescriptionRefilled,
     ),
     "order_service": (e.OrderCreated, e.OrderConfirmed, e.OrderRejected, e.OrderCancelled),
     # ReservationDeadline is inventory's timer to itself: it comes back on its own timer queue.
@@ -75,6 +77,7 @@ REBUILT_FROM_OWN: Mapping[str, tuple[type[Event], ...]] = {
         e.PrescriptionRejected,
         e.PrescriptionHeld,
         e.PrescriptionAnswered,
+        e.PrescriptionRefilled,
     ),
     "order_service": (e.OrderCancelled,),
 }
@@ -113,6 +116,8 @@ COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
         c.HoldPrescription,
         c.AnswerPrescription,
         c.ListVerificationQueue,
+        c.RefillPrescription,
+        c.GetPrescriptionDocument,
     ),
     "order_service": (c.Ping, c.ListOrders, c.GetOrder, c.CancelOrder),
 }

@@ -19,6 +19,7 @@ from contracts.events import (
     PrescribedLine,
     PrescriptionAnswered,
     PrescriptionHeld,
+    PrescriptionRefilled,
     PrescriptionRejected,
     PrescriptionUploaded,
     PrescriptionVerified,
@@ -95,6 +96,23 @@ def open_order(uploaded: PrescriptionUploaded, now: datetime) -> tuple[Order, li
         created_at=now,
     )
     return order, [] if waits else [_created(order)]
+
+
+def open_refill(refilled: PrescriptionRefilled, now: datetime) -> tuple[Order, list[Event]]:
+    """A refill of a verified prescription is a new PENDING order, verified by the first fill's pharmacist."""
+    order = Order(
+        id=refilled.order_id,
+        prescription_id=refilled.prescription_id,
+        patient_id=refilled.patient_id,
+        status="PENDING",
+        lines=list(refilled.lines),
+        delivery_location=refilled.delivery_location,
+        payment_method_id=refilled.payment_method_id,
+        history=[StatusChange(status="PENDING", at=now, reason=f"refill {refilled.refill}")],
+        created_at=now,
+        verified_by=refilled.verified_by,
+    )
+    return order, [_created(order)]
 
 
 def _created(order: Order) -> OrderCreated:

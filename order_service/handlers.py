@@ -11,6 +11,7 @@ from contracts.events import (
     PaymentRefunded,
     PrescriptionAnswered,
     PrescriptionHeld,
+    PrescriptionRefilled,
     PrescriptionRejected,
     PrescriptionUploaded,
     PrescriptionVerified,
@@ -31,7 +32,14 @@ def register(service: Service, orders: Repository[Order]) -> None:
     @service.events.on(PrescriptionUploaded)
     async def open_order(event: PrescriptionUploaded, envelope: Envelope) -> None:
         order, events = domain.open_order(event, envelope.occurred_at)
-        # The unique id (and prescription index) make a redelivered upload a no-op.
+        # The order's id is minted from the upload's request: a redelivered upload adds nothing.
+        await orders.add(order, wrap(events, envelope, order.id), caused_by=str(envelope.event_id))
+        await service.publish_pending(orders, order.id)
+
+    @service.events.on(PrescriptionRefilled)
+    async def open_refill(event: PrescriptionRefilled, envelope: Envelope) -> None:
+        order, events = domain.open_refill(event, envelope.occurred_at)
+        # Minted from the refill's request id too: a redelivered refill adds nothing.
         await orders.add(order, wrap(events, envelope, order.id), caused_by=str(envelope.event_id))
         await service.publish_pending(orders, order.id)
 

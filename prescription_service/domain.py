@@ -17,6 +17,7 @@ from contracts.commands import (
     HoldPrescription,
     LineFlags,
     PrescriptionView,
+    RefillPrescription,
     RejectPrescription,
     UploadPrescription,
     VerificationStep,
@@ -27,6 +28,7 @@ from contracts.events import (
     Prescriber,
     PrescriptionAnswered,
     PrescriptionHeld,
+    PrescriptionRefilled,
     PrescriptionRejected,
     PrescriptionSource,
     PrescriptionUploaded,
@@ -89,6 +91,10 @@ class PrescriptionExpired(Exception):
     """The prescription is past its validity: it cannot be approved (reject it as EXPIRED)."""
 
 
+class NotRefillable(Exception):
+    """No refill now: the first fill is not done, the prescription expired, or no repeats are left."""
+
+
 class NotAwaitingVerification(Exception):
     """The prescription is not waiting for this decision (already decided, withdrawn, or not on hold)."""
 
@@ -118,6 +124,8 @@ class Prescription(Aggregate):
     question: str | None = None
     verification: list[VerificationStep] = []
     line_flags: list[LineFlags] = []
+    # The orders of its refills, in order; the first fill's is `order_id`.
+    refill_order_ids: list[str] = []
 
     def view(self) -> PrescriptionView:
         return PrescriptionView.model_validate(
@@ -144,6 +152,7 @@ class Prescription(Aggregate):
                         "question",
                         "verification",
                         "line_flags",
+                        "refill_order_ids",
                     }
                 ),
             }
@@ -452,12 +461,66 @@ def withdraw(prescription: Prescription, now: datetime) -> list[Event]:
     ]
 
 
-def follow_order(prescription: Prescription, outcome: PrescriptionStatus) -> list[Event]:
-    """Reflect the order's end; a withdrawn prescription stays withdrawn.
+def follow_order(
+    prescription: Prescription, outcome: PrescriptionStatus, order_id: str | None = None
+) -> list[Event]:
+    """Reflect the first fill's order's end; a withdrawn prescription stays withdrawn.
+
+    A refill's order ends on its own: the prescription stays FILLED, its refills counted.
 
     A confirmed order is cancelled after all when its payment lost the race with the reservation's
     expiry (stock never sold, charge refunded): the prescription was not filled, so it follows.
     """
+    if order_id not in (None, prescription.order_id):
+        return []
     if prescription.status in OPEN or (prescription.status, outcome) == ("FILLED", "CANCELLED"):
         prescription.status = outcome
+    return []
+
+
+def refill(prescription: Prescription, command: RefillPrescription, now: datetime) -> list[Event]:
+    """A new order from a filled prescription with refills left and not expired: no new verification.
+
+    Refused (NotRefillable) saying why; the same request again (a redelivery) makes no second order.
+    """
+    order_id = minted_id(command.request_id, "refill-order")
+    if order_id in prescription.refill_order_ids:
+        return []
+    if prescription.status != "FILLED":
+        raise NotRefillable(f"the prescription is {prescription.status}: only a filled one is refilled")
+    today = now.date()
+    if is_expired(prescription, today):
+        raise NotRefillable(f"the prescription expired on {prescription.valid_until}: no refills")
+    made = len(prescription.refill_order_ids)
+    if refills_left(prescription, made, today) == 0:
+        raise NotRefillable(_why_no_refill(prescription, made))
+    refilled = PrescriptionRefilled(
+        prescription_id=prescription.id,
+        order_id=order_id,
+        patient_id=prescription.patient_id,
+        lines=tuple(prescription.lines),
+        delivery_location=command.delivery_location,
+        payment_method_id=command.payment_method_id,
+        verified_by=prescription.verified_by,
+        refill=made + 1,
+    )
+    record_refilled(prescription, refilled, now)
+    return [refilled]
+
+
+def _why_no_refill(prescription: Prescription, made: int) -> str:
+    schedules = {line.schedule for line in prescription.lines}
+    if "II" in schedules:
+        return "a schedule II prescription is never refilled"
+    if schedules & {"III", "IV"} and made < min(prescription.repeats_allowed, MAX_CONTROLLED_REFILLS):
+        return (
+            f"a schedule III or IV prescription is not refilled {CONTROLLED_REFILL_MONTHS} months after issue"
+        )
+    return f"no refills left: {made} of {prescription.repeats_allowed} used"
+
+
+def record_refilled(prescription: Prescription, refilled: PrescriptionRefilled, at: datetime) -> list[Event]:
+    """The refill as it is kept (and replayed on a rebuild)."""
+    if refilled.order_id not in prescription.refill_order_ids:
+        prescription.refill_order_ids.append(refilled.order_id)
     return []

@@ -12,11 +12,15 @@ from contracts.commands import (
     AnswerPrescription,
     ApprovePrescription,
     GetPrescription,
+    GetPrescriptionDocument,
     HoldPrescription,
     ImportFhirPrescription,
     ListPrescriptions,
     ListVerificationQueue,
+    PrescriptionDocumentView,
     PrescriptionView,
+    RefillPrescription,
+    RefillView,
     RejectPrescription,
     UploadPrescription,
     VerificationEntry,
@@ -29,6 +33,7 @@ from contracts.events import (
     OrderRejected,
     PrescriptionAnswered,
     PrescriptionHeld,
+    PrescriptionRefilled,
     PrescriptionRejected,
     PrescriptionUploaded,
     PrescriptionVerified,
@@ -37,6 +42,7 @@ from contracts.events import (
 from prescription_service import domain, intake, store
 from prescription_service.domain import Prescription, PrescriptionStatus
 from prescription_service.fhir import FhirRefused
+from service_runtime.aggregate import minted_id
 from service_runtime.clock import utc_now
 from service_runtime.errors import CommandRefused, PermanentFailure
 from service_runtime.service import Service, wrap
@@ -44,14 +50,19 @@ from service_runtime.store import Repository
 
 
 def register(service: Service, prescriptions: Repository[Prescription]) -> None:
-    async def follow(prescription_id: str, outcome: PrescriptionStatus, envelope: Envelope) -> None:
+    async def follow(
+        prescription_id: str, order_id: str, outcome: PrescriptionStatus, envelope: Envelope
+    ) -> None:
         # By id: the order events carry it, and a lookup by any other field is a scan on FerretDB.
         if await prescriptions.get(prescription_id) is None:
             raise PermanentFailure(
                 f"order {envelope.correlation_id} names unknown prescription {prescription_id}"
             )
         await service.change(
-            prescriptions, prescription_id, lambda p: domain.follow_order(p, outcome), cause=envelope
+            prescriptions,
+            prescription_id,
+            lambda p: domain.follow_order(p, outcome, order_id),
+            cause=envelope,
         )
 
     @service.events.on(OrderCreated)
@@ -64,15 +75,15 @@ def register(service: Service, prescriptions: Repository[Prescription]) -> None:
 
     @service.events.on(OrderConfirmed)
     async def order_confirmed(event: OrderConfirmed, envelope: Envelope) -> None:
-        await follow(event.prescription_id, "FILLED", envelope)
+        await follow(event.prescription_id, event.order_id, "FILLED", envelope)
 
     @service.events.on(OrderRejected)
     async def order_rejected(event: OrderRejected, envelope: Envelope) -> None:
-        await follow(event.prescription_id, "REJECTED", envelope)
+        await follow(event.prescription_id, event.order_id, "REJECTED", envelope)
 
     @service.events.on(OrderCancelled)
     async def order_cancelled(event: OrderCancelled, envelope: Envelope) -> None:
-        await follow(event.prescription_id, "CANCELLED", envelope)
+        await follow(event.prescription_id, event.order_id, "CANCELLED", envelope)
 
     @service.events.on_own(PrescriptionUploaded)
     async def restore_upload(event: PrescriptionUploaded, envelope: Envelope) -> None:
@@ -93,6 +104,7 @@ def register(service: Service, prescriptions: Repository[Prescription]) -> None:
         (PrescriptionRejected, domain.record_rejected),
         (PrescriptionHeld, domain.record_held),
         (PrescriptionAnswered, domain.record_answered),
+        (PrescriptionRefilled, domain.record_refilled),
     ):
         _restore_decision(service, prescriptions, own, record)
 
@@ -160,6 +172,30 @@ def register(service: Service, prescriptions: Repository[Prescription]) -> None:
             command.prescription_id, command.owner_id, lambda p, now: domain.answer(p, command, now)
         )
 
+    @service.commands.on(RefillPrescription)
+    async def refill_prescription(command: RefillPrescription) -> RefillView:
+        if command.request_id is None:
+            raise CommandRefused("invalid", "a refill needs a request id: it names the refill's order")
+        await _visible(command.prescription_id, command.owner_id)
+        now = utc_now()
+        # The refill's events belong to its own order's saga.
+        order_id = minted_id(command.request_id, "refill-order")
+        with refusals():
+            prescription = await service.change(
+                prescriptions,
+                command.prescription_id,
+                lambda p: domain.refill(p, command, now),
+                cause=None,
+                correlation_id=order_id,
+                at=now,
+            )
+        made = len(prescription.refill_order_ids)
+        return RefillView(
+            prescription_id=prescription.id,
+            order_id=order_id,
+            refills_left=domain.refills_left(prescription, made, now.date()),
+        )
+
     @service.commands.on(ListVerificationQueue)
     async def list_verification_queue(command: ListVerificationQueue) -> list[VerificationEntry]:
         waiting = await store.verification_queue(
@@ -194,6 +230,18 @@ def register(service: Service, prescriptions: Repository[Prescription]) -> None:
     async def get_prescription(command: GetPrescription) -> PrescriptionView:
         return (await _visible(command.prescription_id, command.owner_id)).view()
 
+    @service.commands.on(GetPrescriptionDocument)
+    async def get_prescription_document(command: GetPrescriptionDocument) -> PrescriptionDocumentView:
+        prescription = await _visible(command.prescription_id, command.owner_id)
+        if prescription.document is None:
+            where = (
+                f"its scan {prescription.document_id} is kept with the scans"
+                if prescription.document_id
+                else "it was typed"
+            )
+            raise CommandRefused("not_found", f"no document is kept with this prescription: {where}")
+        return PrescriptionDocumentView(media_type="application/fhir+json", content=prescription.document)
+
     @service.commands.on(WithdrawPrescription)
     async def withdraw_prescription(command: WithdrawPrescription) -> None:
         prescription = await _visible(command.prescription_id, command.owner_id)
@@ -222,7 +270,7 @@ def refusals() -> Iterator[None]:
         raise CommandRefused("invalid", f"the FHIR document was refused: {exc}", errors=problems) from exc
     except (domain.NotAPharmacist, domain.OwnPrescription) as exc:
         raise CommandRefused("forbidden", str(exc)) from exc
-    except (domain.PrescriptionExpired, domain.NotAwaitingVerification) as exc:
+    except (domain.PrescriptionExpired, domain.NotAwaitingVerification, domain.NotRefillable) as exc:
         raise CommandRefused("conflict", str(exc)) from exc
 
 

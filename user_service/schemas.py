@@ -327,6 +327,7 @@ class PrescriptionOut(BaseModel):
     question: str | None = Field(default=None, description="the pharmacist's question, while ON_HOLD")
     verification: list[VerificationStepOut] = []
     flags: list[LineFlagsOut] = Field(default=[], description="why a pharmacist should look at a line")
+    refill_order_ids: list[str] = Field(default=[], description="the orders of its refills, in order")
 
     @classmethod
     def of(cls, v: c.PrescriptionView) -> PrescriptionOut:
@@ -353,7 +354,19 @@ class PrescriptionOut(BaseModel):
             question=v.question,
             verification=[VerificationStepOut(**step.model_dump()) for step in v.verification],
             flags=[LineFlagsOut(line=f.line, flags=list(f.flags)) for f in v.line_flags],
+            refill_order_ids=list(v.refill_order_ids),
         )
+
+
+class RefillIn(Body):
+    delivery_location: LocationIn
+    payment_method_id: str = Field(min_length=1, max_length=64)
+
+
+class RefillOut(BaseModel):
+    prescription_id: str
+    order_id: str
+    refills_left: int
 
 
 class ApproveIn(Body):

@@ -152,6 +152,17 @@ TABLE: dict[tuple[str, str], Operation] = {
     ("POST", "/prescriptions/{prescription_id}/answer"): op(
         {OWNER}, 409, json=lambda w, r: {"answer": "twice a day"}, changes=True
     ),
+    ("POST", "/prescriptions/{prescription_id}/refills"): op(
+        {OWNER},
+        409,
+        json=lambda w, r: {
+            "delivery_location": {"latitude": 1.0, "longitude": 2.0},
+            "payment_method_id": w.cards.get(r, w.cards[OWNER]),
+        },
+        changes=True,
+    ),
+    # 404: the shared prescription was typed, so no document is kept with it; refused by what exists.
+    ("GET", "/prescriptions/{prescription_id}/document"): op({OWNER} | STAFF, 404),
     ("GET", "/verifications"): op(STAFF, 200),
     ("POST", "/verifications/{prescription_id}/approve"): op(STAFF, 409, changes=True),
     ("POST", "/verifications/{prescription_id}/reject"): op(

@@ -349,6 +349,14 @@ def test_a_fhir_bundle_is_taken_in_and_waits_for_a_pharmacist(
     assert [(x["medication_id"], x["quantity"]) for x in taken["lines"]] == [(shop.medication_id, 2)]
     assert (taken["repeats_allowed"], taken["prescriber"]["licence_number"]) == (2, "L-55521")
     assert "MATCHED_BY_NAME" in taken["flags"][0]["flags"]
+    kept = api.http.get(f"/prescriptions/{taken['id']}/document", headers=pharmacist)
+    assert kept.status_code == 200, kept.text
+    assert kept.headers["content-type"].startswith("application/fhir+json")
+    assert kept.json() == fhir_bundle(name)
+    assert (
+        api.http.get(f"/prescriptions/{taken['id']}/document", headers=api.new_patient()[1]).status_code
+        == 404
+    )
     awaiting(api, patient, taken)
     approve(api, pharmacist, taken["id"])
     assert api.wait_for_status(taken["order_id"], patient, TERMINAL)["status"] == "CONFIRMED"
@@ -391,3 +399,46 @@ def test_a_fhir_upload_names_its_card_and_place_in_the_query(api: Api, admin: di
     assert answer.json()["errors"][0]["field"] == "payment_method_id"
     assert wrong_type.status_code == 415
     assert shop.medication_id
+
+
+def test_refills_count_down_with_no_new_verification_and_stop(
+    api: Api, admin: dict[str, str], pharmacist: dict[str, str]
+) -> None:
+    shop = rx_shop(api, admin)
+    _, patient = api.new_patient()
+    card = add_card(api, patient)
+    uploaded = upload_rx(api, patient, shop, card, repeats_allowed=1)
+    before = api.http.post(
+        f"/prescriptions/{uploaded['id']}/refills", headers=patient, json=_refill_body(shop, card)
+    )
+    approve(api, pharmacist, uploaded["id"])
+    api.wait_for_status(uploaded["order_id"], patient, {"CONFIRMED"})
+    api.wait_until(lambda: prescription(api, patient, uploaded["id"])["status"] == "FILLED", "the first fill")
+
+    refill = api.http.post(
+        f"/prescriptions/{uploaded['id']}/refills", headers=patient, json=_refill_body(shop, card)
+    )
+    assert refill.status_code == 202, refill.text
+    order = api.wait_for_status(refill.json()["order_id"], patient, TERMINAL)
+    none_left = api.http.post(
+        f"/prescriptions/{uploaded['id']}/refills", headers=patient, json=_refill_body(shop, card)
+    )
+
+    me = api.http.get("/users/me", headers=pharmacist).json()
+    assert before.status_code == 409
+    assert refill.json()["refills_left"] == 0
+    assert order["status"] == "CONFIRMED"
+    assert order["prescription_id"] == uploaded["id"]
+    assert order["verified_by"] == me["id"]
+    assert [h["status"] for h in order["history"]] == ["PENDING", "STOCK_RESERVED", "CONFIRMED"]
+    assert none_left.status_code == 409
+    assert none_left.json()["detail"] == "no refills left: 1 of 1 used"
+    assert stock_left(api, patient, shop) == 6
+    assert prescription(api, patient, uploaded["id"])["refill_order_ids"] == [order["id"]]
+
+
+def _refill_body(shop: Shop, card: str) -> dict[str, Any]:
+    return {
+        "delivery_location": {"latitude": shop.latitude + 0.01, "longitude": shop.longitude + 0.01},
+        "payment_method_id": card,
+    }

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Annotated, Any
+from uuid import uuid4
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -20,7 +21,15 @@ from user_service.audit import Audit, audited
 from user_service.deps import CurrentUser, IdempotencyKey, Paging, Patient, ResourceId, Rpc, UserFilter
 from user_service.domain import keyed_request_id, owner_scope
 from user_service.problems import RESPONSES, field_error, problem
-from user_service.schemas import AnswerIn, LineIn, Page, PrescriptionIn, PrescriptionOut
+from user_service.schemas import (
+    AnswerIn,
+    LineIn,
+    Page,
+    PrescriptionIn,
+    PrescriptionOut,
+    RefillIn,
+    RefillOut,
+)
 
 router = APIRouter(tags=["prescriptions"])
 log = logging.getLogger(__name__)
@@ -315,3 +324,65 @@ async def answer_pharmacist(
     """Answer the pharmacist's question on a prescription ON_HOLD: it goes back to the queue. 409 if none."""
     command = c.AnswerPrescription(owner_id=patient.id, prescription_id=prescription_id, answer=body.answer)
     return PrescriptionOut.of(await rpc.ask(command, c.PrescriptionView))
+
+
+@router.post(
+    "/prescriptions/{prescription_id}/refills",
+    status_code=202,
+    response_model=RefillOut,
+    dependencies=[audited("prescription.refill", subject="prescription_id")],
+    responses={409: {**RESPONSES[422], "description": "not filled yet, expired, or no refills left"}},
+)
+async def refill_prescription(
+    prescription_id: ResourceId,
+    body: RefillIn,
+    patient: Patient,
+    rpc: Rpc,
+    audit: Audit,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """A new order from a filled prescription with refills left and not expired; no new verification.
+
+    Answers 202 with the refill's `order_id` and the refills left; 409 saying why when there is none.
+    """
+    if not await _payment_method_known_or_unchecked(rpc, patient.id, body.payment_method_id):
+        return field_error("payment_method_id", "no such payment method of yours")
+    request_id = keyed_request_id(patient.id, idempotency_key) if idempotency_key else str(uuid4())
+    command = c.RefillPrescription(
+        owner_id=patient.id,
+        prescription_id=prescription_id,
+        delivery_location=Location(
+            latitude=body.delivery_location.latitude, longitude=body.delivery_location.longitude
+        ),
+        payment_method_id=body.payment_method_id,
+        request_id=request_id,
+    )
+    refill = await rpc.ask(command, c.RefillView)
+    audit.details = {"order_id": refill.order_id}
+    return JSONResponse(
+        RefillOut(**refill.model_dump()).model_dump(mode="json"),
+        status_code=202,
+        headers={"Location": f"/api/v1/orders/{refill.order_id}"},
+    )
+
+
+async def _payment_method_known_or_unchecked(rpc: RpcClient, patient_id: str, payment_method_id: str) -> bool:
+    try:
+        return await _payment_method_known(rpc, patient_id, payment_method_id)
+    except ServiceUnavailable as exc:
+        log.warning("refill taken without checking its card: %s", exc)
+        return True
+
+
+@router.get(
+    "/prescriptions/{prescription_id}/document",
+    response_class=Response,
+    responses={200: {"content": {FHIR_JSON: {}}, "description": "the original document, as it was sent"}},
+    dependencies=[audited("prescription.document_read", subject="prescription_id")],
+)
+async def prescription_document(prescription_id: ResourceId, user: CurrentUser, rpc: Rpc) -> Response:
+    """The document the prescription was taken from (a FHIR one, byte for byte), for its patient and
+    pharmacists; 404 when none is kept with it (typed, or a scan kept with the scans)."""
+    command = c.GetPrescriptionDocument(owner_id=owner_scope(user, None), prescription_id=prescription_id)
+    document = await rpc.ask(command, c.PrescriptionDocumentView)
+    return Response(document.content, media_type=document.media_type)

@@ -14,6 +14,7 @@ from contracts.events import (
     OrderCreated,
     OrderRejected,
     PrescribedLine,
+    PrescriptionRefilled,
     PrescriptionRejected,
     PrescriptionUploaded,
     PrescriptionVerified,
@@ -95,3 +96,46 @@ async def test_a_rejected_prescription_rejects_the_order_and_announces_it(
         "prescription rejected by a pharmacist: NOT_A_PRESCRIPTION"
     )
     assert [e.type for e in probe.seen if e.correlation_id == upload.order_id].count(OrderCreated.TYPE) == 0
+
+
+async def test_a_refill_is_a_second_order_of_the_same_prescription_verified_as_the_first(
+    namespace: Namespace, probe: EventProbe, running: Start
+) -> None:
+    service = await running(build(namespace.settings(Settings)))
+    upload = rx_uploaded().model_copy(
+        update={"lines": (PrescribedLine(medication_id="ibuprofen", quantity=1),)}
+    )
+    await probe.publish(upload, correlation_id=upload.order_id)
+    await probe.wait_for(OrderCreated, correlation_id=upload.order_id)
+    refill = PrescriptionRefilled(
+        prescription_id=upload.prescription_id,
+        order_id=str(uuid4()),
+        patient_id=upload.patient_id,
+        lines=upload.lines,
+        delivery_location=upload.delivery_location,
+        payment_method_id=upload.payment_method_id,
+        verified_by="pharmacist-1",
+        refill=1,
+    )
+
+    sent = await probe.publish(refill, correlation_id=refill.order_id)
+    await probe.publish(refill, correlation_id=refill.order_id, envelope=sent)
+    created = await probe.wait_for(OrderCreated, correlation_id=refill.order_id)
+    await handled_everything(service, probe)
+
+    assert OrderCreated.model_validate(created.payload).verified_by == "pharmacist-1"
+    assert await service.db["orders"].count_documents({"prescription_id": upload.prescription_id}) == 2
+    assert [e.correlation_id for e in probe.of_type(OrderCreated)].count(refill.order_id) == 1
+
+
+async def test_a_store_from_before_refills_loses_its_one_order_per_prescription_index(
+    namespace: Namespace, running: Start
+) -> None:
+    service = build(namespace.settings(Settings))
+    # As order_service made it before refills existed.
+    await service.db["orders"].create_index([("prescription_id", 1)], unique=True)
+
+    await running(service)
+
+    index = (await service.db["orders"].index_information())["prescription_id_1"]
+    assert not index.get("unique")

@@ -15,6 +15,7 @@ from contracts.commands import (
     HoldPrescription,
     ImportFhirPrescription,
     MedicationCode,
+    RefillPrescription,
     RejectPrescription,
     UploadPrescription,
 )
@@ -23,6 +24,7 @@ from contracts.events import (
     PrescribedLine,
     PrescriptionAnswered,
     PrescriptionHeld,
+    PrescriptionRefilled,
     PrescriptionRejected,
     PrescriptionVerified,
     Schedule,
@@ -432,3 +434,78 @@ def test_a_bundle_line_the_catalogue_lacks_is_refused_at_its_entry() -> None:
         intake.import_fhir(fhir(bundle), NOW)
 
     assert [p.location for p in refused.value.problems] == ["/entry/1/resource/medicationCodeableConcept"]
+
+
+# --- refills ------------------------------------------------------------------------------------------
+
+
+def refill_of(prescription: Prescription, request_id: str) -> RefillPrescription:
+    return RefillPrescription(
+        owner_id=prescription.patient_id,
+        prescription_id=prescription.id,
+        delivery_location=HOME,
+        payment_method_id="card-1",
+        request_id=request_id,
+    )
+
+
+def filled(*lines: PrescribedLine, **details: Any) -> Prescription:
+    prescription = waiting(*lines, **details)
+    domain.approve(prescription, approval(), NOW)
+    domain.follow_order(prescription, "FILLED", prescription.order_id)
+    return prescription
+
+
+def test_refills_count_down_and_stop_when_none_are_left() -> None:
+    prescription = filled(repeats_allowed=2)
+
+    first = domain.refill(prescription, refill_of(prescription, "r-1"), NOW)
+    second = domain.refill(prescription, refill_of(prescription, "r-2"), NOW)
+    with pytest.raises(domain.NotRefillable, match="no refills left: 2 of 2 used"):
+        domain.refill(prescription, refill_of(prescription, "r-3"), NOW)
+
+    assert [e.refill for e in (*first, *second) if isinstance(e, PrescriptionRefilled)] == [1, 2]
+    assert all(
+        isinstance(e, PrescriptionRefilled) and e.verified_by == "pharmacist-1" for e in (*first, *second)
+    )
+    assert len(prescription.refill_order_ids) == 2
+    assert prescription.order_id not in prescription.refill_order_ids
+
+
+def test_the_same_refill_request_again_makes_no_second_order() -> None:
+    prescription = filled(repeats_allowed=2)
+    domain.refill(prescription, refill_of(prescription, "r-1"), NOW)
+
+    assert domain.refill(prescription, refill_of(prescription, "r-1"), NOW) == []
+    assert len(prescription.refill_order_ids) == 1
+
+
+def test_a_prescription_is_refilled_only_after_its_first_fill() -> None:
+    prescription = waiting(repeats_allowed=2)
+
+    with pytest.raises(domain.NotRefillable, match="PENDING_VERIFICATION"):
+        domain.refill(prescription, refill_of(prescription, "r-1"), NOW)
+
+
+def test_an_expired_prescription_is_not_refilled() -> None:
+    prescription = filled(repeats_allowed=2, valid_until=NOW.date())
+
+    with pytest.raises(domain.NotRefillable, match="expired"):
+        domain.refill(prescription, refill_of(prescription, "r-1"), NOW + timedelta(days=1))
+
+
+def test_a_schedule_three_prescription_is_not_refilled_six_months_after_issue() -> None:
+    prescription = filled(controlled("III"), repeats_allowed=5, issued_on=date(2026, 5, 1))
+
+    with pytest.raises(domain.NotRefillable, match="6 months after issue"):
+        domain.refill(prescription, refill_of(prescription, "r-1"), NOW)
+
+
+def test_a_refills_order_ending_leaves_the_prescription_filled() -> None:
+    prescription = filled(repeats_allowed=1)
+    (refilled,) = domain.refill(prescription, refill_of(prescription, "r-1"), NOW)
+    assert isinstance(refilled, PrescriptionRefilled)
+
+    domain.follow_order(prescription, "CANCELLED", refilled.order_id)
+
+    assert prescription.status == "FILLED"
