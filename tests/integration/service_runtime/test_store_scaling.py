@@ -143,3 +143,31 @@ async def test_pushed_down_equality_still_matches_arrays_holding_the_value(
     }
     assert waiting == {"dated"}
     assert {doc["_id"] async for doc in db.things.find({"owner_id": "b"})} == {"other-array", "other"}
+
+
+async def test_the_verification_queue_is_served_by_its_index(db: AsyncDatabase[Document]) -> None:
+    if not await ferretdb(db):
+        pytest.skip("query plans are FerretDB's; MongoDB plans these with its own indexes")
+    # As prescription_service/store.py makes it, for the queue: one status, oldest first.
+    await db.prescriptions.create_index([("status", ASCENDING), ("uploaded_at", ASCENDING)])
+    await db.prescriptions.insert_many(
+        [
+            {"_id": f"rx{i}", "status": "PENDING_VERIFICATION" if i % 3 else "FILLED", "uploaded_at": i}
+            for i in range(100)
+        ]
+    )
+
+    answer: Document = await db.command(
+        "explain",
+        {
+            "find": "prescriptions",
+            "filter": {"status": "PENDING_VERIFICATION"},
+            "sort": {"uploaded_at": 1, "_id": 1},
+            "limit": 50,
+        },
+    )
+
+    steps = " ".join(answer["queryPlanner"]["Plan"])
+    assert answer["filterPushdown"] is True
+    assert "USING INDEX" in steps, steps
+    assert "SCAN" not in steps, steps
