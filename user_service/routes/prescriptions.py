@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from pydantic.json_schema import models_json_schema
 
 from contracts import commands as c
 from contracts.events import Location, PrescribedLine, Prescriber
@@ -54,6 +55,16 @@ _UPLOAD_BODY: dict[str, Any] = {
         },
     },
 }
+
+
+def with_upload_schemas(document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with the typed upload's schemas, which the route reads itself (it takes
+    two media types), so FastAPI does not add them by itself."""
+    _, schemas = models_json_schema(
+        [(PrescriptionIn, "validation")], ref_template="#/components/schemas/{model}"
+    )
+    document.setdefault("components", {}).setdefault("schemas", {}).update(schemas["$defs"])
+    return document
 
 
 @router.post(
