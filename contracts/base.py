@@ -101,12 +101,21 @@ ErrorCode = Literal[
 ]
 
 
+class FieldProblem(Frozen):
+    """One place in what was sent that is at fault, and why."""
+
+    field: str
+    message: str
+
+
 class RpcError(Frozen):
     """Why a command was refused, in terms the gateway maps to an HTTP status."""
 
     code: ErrorCode
     detail: str
     field: str | None = None
+    # Every place at fault, when there are several (a FHIR document's problems, by JSON pointer).
+    errors: tuple[FieldProblem, ...] = ()
 
 
 class RpcReply(Frozen):

@@ -6,14 +6,23 @@ about that user's records (another's id is `not_found`); None, the caller is sta
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import Field
 
 from contracts.base import Command, Frozen
 from contracts.codes import Code, Schedule
-from contracts.events import LineShortage, Location, PrescribedLine, ReservedLine
+from contracts.documents import ScanDraftView
+from contracts.events import (
+    LineShortage,
+    Location,
+    PrescribedLine,
+    Prescriber,
+    PrescriptionSource,
+    RejectionReason,
+    ReservedLine,
+)
 
 
 class Ping(Command):
@@ -287,9 +296,111 @@ class UploadPrescription(Command):
     TYPE = "UploadPrescription"
     WRITE = True
     patient_id: str
+    # Each line classified by the gateway from the catalogue (prescription_only, schedule).
     lines: tuple[PrescribedLine, ...] = Field(min_length=1, max_length=50)
     delivery_location: Location
     payment_method_id: str
+    # The scan the lines were read from, if any: a prescription-only line needs it (or a FHIR source).
+    document_id: str | None = Field(default=None, max_length=64)
+    issued_on: date | None = None
+    valid_until: date | None = None
+    repeats_allowed: int = Field(default=0, ge=0, le=99)
+    prescriber: Prescriber | None = None
+
+
+class CatalogueEntry(Frozen):
+    """A medication a FHIR line may be matched to: by one of its codes, or by its name and strength."""
+
+    id: str
+    name: str
+    strength: str
+    form: str
+    prescription_only: bool
+    schedule: Schedule | None = None
+    codes: tuple[Code, ...] = ()
+
+
+class ImportFhirPrescription(Command):
+    """A FHIR R4 MedicationRequest or Bundle, as the patient sent it, to be read into a prescription.
+
+    The gateway cannot read FHIR (the reader is prescription_service's); it sends the catalogue's
+    medications along, so the lines are matched without prescription_service asking inventory.
+    """
+
+    TYPE = "ImportFhirPrescription"
+    WRITE = True
+    patient_id: str
+    document: str = Field(max_length=1_000_000)
+    delivery_location: Location
+    payment_method_id: str
+    catalogue: tuple[CatalogueEntry, ...]
+
+
+class ApprovePrescription(Command):
+    TYPE = "ApprovePrescription"
+    WRITE = True
+    PARTITION_BY = "prescription_id"
+    prescription_id: str
+    pharmacist_id: str
+    pharmacist_role: str
+    # The pharmacist's corrections, classified from the catalogue like an upload's; None keeps the lines.
+    lines: tuple[PrescribedLine, ...] | None = Field(default=None, min_length=1, max_length=50)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class RejectPrescription(Command):
+    TYPE = "RejectPrescription"
+    WRITE = True
+    PARTITION_BY = "prescription_id"
+    prescription_id: str
+    pharmacist_id: str
+    pharmacist_role: str
+    reason: RejectionReason
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class HoldPrescription(Command):
+    TYPE = "HoldPrescription"
+    WRITE = True
+    PARTITION_BY = "prescription_id"
+    prescription_id: str
+    pharmacist_id: str
+    pharmacist_role: str
+    question: str = Field(min_length=1, max_length=2000)
+
+
+class AnswerPrescription(Command):
+    TYPE = "AnswerPrescription"
+    WRITE = True
+    PARTITION_BY = "prescription_id"
+    owner_id: str
+    prescription_id: str
+    answer: str = Field(min_length=1, max_length=2000)
+
+
+class RefillPrescription(Command):
+    """The patient asks for a refill; `request_id` mints the refill's order (a redelivery makes none)."""
+
+    TYPE = "RefillPrescription"
+    WRITE = True
+    PARTITION_BY = "prescription_id"
+    owner_id: str
+    prescription_id: str
+    delivery_location: Location
+    payment_method_id: str
+
+
+class RefillView(Frozen):
+    prescription_id: str
+    order_id: str
+    refills_left: int
+
+
+class ListVerificationQueue(Command):
+    """Prescriptions waiting for a pharmacist, oldest first."""
+
+    TYPE = "ListVerificationQueue"
+    page: Page = Page()
 
 
 class ListPrescriptions(Command):
@@ -304,12 +415,49 @@ class GetPrescription(Command):
     prescription_id: str
 
 
+class GetPrescriptionDocument(Command):
+    """The original document a prescription was taken from (a FHIR document as it was sent)."""
+
+    TYPE = "GetPrescriptionDocument"
+    owner_id: str | None
+    prescription_id: str
+
+
+class PrescriptionDocumentView(Frozen):
+    media_type: str
+    # A FHIR document's JSON as sent; a scanned one's bytes in base64 instead.
+    content: str = ""
+    content_base64: str | None = None
+
+
 class WithdrawPrescription(Command):
     TYPE = "WithdrawPrescription"
     WRITE = True
     PARTITION_BY = "prescription_id"
     owner_id: str | None
     prescription_id: str
+
+
+Decision = Literal["approved", "rejected", "held", "answered"]
+
+
+class VerificationStep(Frozen):
+    """One step of a prescription's verification: who, when, what and why."""
+
+    decision: Decision
+    by: str
+    at: datetime
+    reason: RejectionReason | None = None
+    note: str | None = None
+    question: str | None = None
+    answer: str | None = None
+
+
+class LineFlags(Frozen):
+    """Why a pharmacist should look closely at one line (by its index in `lines`)."""
+
+    line: int
+    flags: tuple[str, ...]
 
 
 class PrescriptionView(Frozen):
@@ -321,12 +469,37 @@ class PrescriptionView(Frozen):
     payment_method_id: str
     status: str
     uploaded_at: datetime
+    source: PrescriptionSource = "typed"
+    document_id: str | None = None
+    issued_on: date | None = None
+    valid_until: date | None = None
+    repeats_allowed: int = 0
+    prescriber: Prescriber | None = None
+    verified_by: str | None = None
+    verified_at: datetime | None = None
+    rejection_reason: RejectionReason | None = None
+    question: str | None = None
+    verification: tuple[VerificationStep, ...] = ()
+    line_flags: tuple[LineFlags, ...] = ()
+    refill_order_ids: tuple[str, ...] = ()
+
+
+class VerificationEntry(Frozen):
+    """One prescription in the pharmacists' queue, with what they need beside it."""
+
+    prescription: PrescriptionView
+    # The patient's earlier prescriptions naming any of the same medications, newest first.
+    earlier: tuple[PrescriptionView, ...] = ()
+    # What was read from its scanned document, each line with its flags (a FHIR or typed one has none).
+    draft: ScanDraftView | None = None
 
 
 # --- order_service -------------------------------------------------------------------------------
 
 
-OrderStatus = Literal["PENDING", "STOCK_RESERVED", "CONFIRMED", "REJECTED", "CANCELLED"]
+OrderStatus = Literal[
+    "PENDING", "STOCK_RESERVED", "CONFIRMED", "REJECTED", "CANCELLED", "AWAITING_VERIFICATION"
+]
 
 
 class ListOrders(Command):
@@ -373,3 +546,4 @@ class OrderView(Frozen):
     created_at: datetime
     # Where the medicine goes. None only from a service older than this field.
     delivery_location: Location | None = None
+    verified_by: str | None = None

@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import date
+from typing import Literal
+
 from pydantic import Field
 
 from contracts.base import Event, Frozen, Timer
+from contracts.codes import Schedule
+
+# A controlled substance's schedule (US CSA numbering); None on a medication that is not controlled.
+# Where a prescription came from: lines typed by the patient (perhaps beside a scan), or a FHIR document.
+PrescriptionSource = Literal["typed", "fhir"]
+# Why a pharmacist refused a prescription, coded so it can be counted and acted on.
+RejectionReason = Literal[
+    "ILLEGIBLE",
+    "EXPIRED",
+    "NOT_A_PRESCRIPTION",
+    "PRESCRIBER_UNVERIFIED",
+    "PATIENT_MISMATCH",
+    "CLINICAL_CONCERN",
+    "CONTROLLED_SUBSTANCE_RULES",
+    "OTHER",
+]
 
 
 class Location(Frozen):
@@ -15,6 +34,14 @@ class Location(Frozen):
 class PrescribedLine(Frozen):
     medication_id: str
     quantity: int = Field(gt=0, le=1000)
+    # What the catalogue said of the medication when the line was taken (defaults: events from before).
+    prescription_only: bool = False
+    schedule: Schedule | None = None
+
+
+class Prescriber(Frozen):
+    name: str | None = None
+    licence_number: str | None = None
 
 
 class ReservedLine(Frozen):
@@ -42,6 +69,13 @@ class PrescriptionUploaded(Event):
     lines: tuple[PrescribedLine, ...]
     delivery_location: Location
     payment_method_id: str
+    # What the prescription itself says (defaults: events from before verification existed).
+    source: PrescriptionSource = "typed"
+    document_id: str | None = None
+    issued_on: date | None = None
+    valid_until: date | None = None
+    repeats_allowed: int = 0
+    prescriber: Prescriber | None = None
 
 
 class PrescriptionWithdrawn(Event):
@@ -51,6 +85,75 @@ class PrescriptionWithdrawn(Event):
     prescription_id: str
     order_id: str
     patient_id: str
+
+
+class PrescriptionVerified(Event):
+    """A pharmacist approved the prescription, perhaps with corrected lines: its order may go on."""
+
+    TYPE = "PrescriptionVerified"
+    ROUTING_KEY = "prescription.verified"
+
+    prescription_id: str
+    order_id: str
+    patient_id: str
+    pharmacist_id: str
+    lines: tuple[PrescribedLine, ...]
+    note: str | None = None
+
+
+class PrescriptionRejected(Event):
+    """A pharmacist refused the prescription, with a coded reason: its order is rejected."""
+
+    TYPE = "PrescriptionRejected"
+    ROUTING_KEY = "prescription.rejected"
+
+    prescription_id: str
+    order_id: str
+    patient_id: str
+    pharmacist_id: str
+    reason: RejectionReason
+    note: str | None = None
+
+
+class PrescriptionHeld(Event):
+    """A pharmacist asked the patient a question: the prescription waits for the answer."""
+
+    TYPE = "PrescriptionHeld"
+    ROUTING_KEY = "prescription.held"
+
+    prescription_id: str
+    order_id: str
+    patient_id: str
+    pharmacist_id: str
+    question: str
+
+
+class PrescriptionAnswered(Event):
+    """The patient answered the pharmacist's question: the prescription is back in the queue."""
+
+    TYPE = "PrescriptionAnswered"
+    ROUTING_KEY = "prescription.answered"
+
+    prescription_id: str
+    order_id: str
+    patient_id: str
+    answer: str
+
+
+class PrescriptionRefilled(Event):
+    """A verified prescription with repeats left is filled again: a new order, no new verification."""
+
+    TYPE = "PrescriptionRefilled"
+    ROUTING_KEY = "prescription.refilled"
+
+    prescription_id: str
+    order_id: str  # the refill's own order
+    patient_id: str
+    lines: tuple[PrescribedLine, ...]
+    delivery_location: Location
+    payment_method_id: str
+    verified_by: str | None
+    refill: int  # 1 for the first refill after the first fill
 
 
 class OrderCreated(Event):
@@ -63,6 +166,8 @@ class OrderCreated(Event):
     lines: tuple[PrescribedLine, ...]
     delivery_location: Location
     payment_method_id: str
+    # The pharmacist who verified the prescription; None when no line needed one (or from before).
+    verified_by: str | None = None
 
 
 class StockReserved(Event):
@@ -209,4 +314,9 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     OrderCancelled,
     PharmacyStaffAdded,
     PharmacyStaffRemoved,
+    PrescriptionVerified,
+    PrescriptionRejected,
+    PrescriptionHeld,
+    PrescriptionAnswered,
+    PrescriptionRefilled,
 )

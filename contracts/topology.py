@@ -26,6 +26,11 @@ SUBSCRIPTIONS: Mapping[str, tuple[type[Event], ...]] = {
         e.PaymentDeclined,
         e.PaymentRefunded,
         e.ReservationExpired,
+        e.PrescriptionVerified,
+        e.PrescriptionRejected,
+        e.PrescriptionHeld,
+        e.PrescriptionAnswered,
+        e.PrescriptionRefilled,
     ),
     # A Timer (ReservationDeadline) is bound to the service's timer queue, not to its event queue.
     "inventory_service": (
@@ -41,7 +46,15 @@ SUBSCRIPTIONS: Mapping[str, tuple[type[Event], ...]] = {
 
 # Who publishes each event: every event has exactly one publisher, the service whose domain creates it.
 PUBLISHES: Mapping[str, tuple[type[Event], ...]] = {
-    "prescription_service": (e.PrescriptionUploaded, e.PrescriptionWithdrawn),
+    "prescription_service": (
+        e.PrescriptionUploaded,
+        e.PrescriptionWithdrawn,
+        e.PrescriptionVerified,
+        e.PrescriptionRejected,
+        e.PrescriptionHeld,
+        e.PrescriptionAnswered,
+        e.PrescriptionRefilled,
+    ),
     "order_service": (e.OrderCreated, e.OrderConfirmed, e.OrderRejected, e.OrderCancelled),
     # ReservationDeadline is inventory's timer to itself: it comes back on its own timer queue.
     "inventory_service": (
@@ -65,7 +78,15 @@ JOURNALLED_ONLY: tuple[type[Event], ...] = (e.PharmacyStaffAdded, e.PharmacyStaf
 # a withdrawal, a patient's cancel), which no other event carries. A service missing here keeps state
 # that only commands bring (inventory's catalogue and stock, payment methods): restore it from a backup.
 REBUILT_FROM_OWN: Mapping[str, tuple[type[Event], ...]] = {
-    "prescription_service": (e.PrescriptionUploaded, e.PrescriptionWithdrawn),
+    "prescription_service": (
+        e.PrescriptionUploaded,
+        e.PrescriptionWithdrawn,
+        e.PrescriptionVerified,
+        e.PrescriptionRejected,
+        e.PrescriptionHeld,
+        e.PrescriptionAnswered,
+        e.PrescriptionRefilled,
+    ),
     "order_service": (e.OrderCancelled,),
 }
 
@@ -100,6 +121,14 @@ COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
         c.ListPrescriptions,
         c.GetPrescription,
         c.WithdrawPrescription,
+        c.ImportFhirPrescription,
+        c.ApprovePrescription,
+        c.RejectPrescription,
+        c.HoldPrescription,
+        c.AnswerPrescription,
+        c.ListVerificationQueue,
+        c.RefillPrescription,
+        c.GetPrescriptionDocument,
         d.ScanDocument,
         d.GetDocument,
     ),

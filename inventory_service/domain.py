@@ -331,8 +331,13 @@ def plan_reservation(
     *,
     radius_km: float,
     exclude: frozenset[str] = frozenset(),
+    verified: bool = False,
 ) -> Plan | list[LineShortage]:
-    """The nearest pharmacy within the radius that has every line, or why each short line is short."""
+    """The nearest pharmacy within the radius that has every line, or why each short line is short.
+
+    A prescription-only line is never held for an order whose prescription no pharmacist verified,
+    whatever the order says of its lines: the catalogue decides what is prescription-only.
+    """
     wanted = merge_lines(lines)
     shortages = [
         LineShortage(
@@ -340,6 +345,13 @@ def plan_reservation(
         )
         for m, q in wanted.items()
         if catalogue.get(m) is None or catalogue[m].discontinued
+    ] + [
+        LineShortage(medication_id=m, requested=q, best_available=0, reason=UNVERIFIED)
+        for m, q in wanted.items()
+        if not verified
+        and (medication := catalogue.get(m)) is not None
+        and not medication.discontinued
+        and medication.prescription_only
     ]
     if shortages:
         return shortages
@@ -360,6 +372,9 @@ def plan_reservation(
         for m, q in wanted.items()
         if not any(p.available(m) >= q for p in nearby)
     ] or [_split_shortage(wanted, radius_km)]
+
+
+UNVERIFIED = "prescription-only: the prescription was not verified by a pharmacist"
 
 
 def _catalogue_problem(medication: Medication | None) -> str:

@@ -85,6 +85,7 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
                 catalogue,
                 radius_km=settings.delivery_radius_km,
                 exclude=frozenset(tried),
+                verified=event.verified_by is not None,
             )
             if not isinstance(outcome, Plan) or await hold_at(outcome.pharmacy.id, event.order_id, outcome):
                 return outcome

@@ -17,7 +17,12 @@ from contracts.events import (
     PaymentDeclined,
     PaymentRefunded,
     PrescribedLine,
+    PrescriptionAnswered,
+    PrescriptionHeld,
+    PrescriptionRefilled,
+    PrescriptionRejected,
     PrescriptionUploaded,
+    PrescriptionVerified,
     ReservationExpired,
     ReservedLine,
     StockReservationFailed,
@@ -26,7 +31,7 @@ from contracts.events import (
 from service_runtime.aggregate import Aggregate
 
 TERMINAL: frozenset[OrderStatus] = frozenset({"CONFIRMED", "REJECTED", "CANCELLED"})
-CANCELLABLE: frozenset[OrderStatus] = frozenset({"PENDING", "STOCK_RESERVED"})
+CANCELLABLE: frozenset[OrderStatus] = frozenset({"AWAITING_VERIFICATION", "PENDING", "STOCK_RESERVED"})
 
 
 class OrderNotCancellable(Exception):
@@ -48,6 +53,8 @@ class Order(Aggregate):
     refunded_cents: int = 0
     history: list[StatusChange]
     created_at: datetime
+    # The pharmacist who verified its prescription-only lines; None when none needed it.
+    verified_by: str | None = None
 
     def _move(self, status: OrderStatus, at: datetime, reason: str | None = None) -> None:
         self.status = status
@@ -68,31 +75,96 @@ class Order(Aggregate):
             history=tuple(self.history),
             created_at=self.created_at,
             delivery_location=self.delivery_location,
+            verified_by=self.verified_by,
         )
 
 
 def open_order(uploaded: PrescriptionUploaded, now: datetime) -> tuple[Order, list[Event]]:
-    """A new prescription becomes a PENDING order that asks for stock."""
+    """A new prescription becomes a PENDING order that asks for stock, or, with a prescription-only
+    line, an order AWAITING_VERIFICATION by a pharmacist: nothing is reserved or charged until then."""
+    waits = any(line.prescription_only or line.schedule is not None for line in uploaded.lines)
+    status: OrderStatus = "AWAITING_VERIFICATION" if waits else "PENDING"
     order = Order(
         id=uploaded.order_id,
         prescription_id=uploaded.prescription_id,
         patient_id=uploaded.patient_id,
-        status="PENDING",
+        status=status,
         lines=list(uploaded.lines),
         delivery_location=uploaded.delivery_location,
         payment_method_id=uploaded.payment_method_id,
-        history=[StatusChange(status="PENDING", at=now)],
+        history=[StatusChange(status=status, at=now)],
         created_at=now,
     )
-    created = OrderCreated(
+    return order, [] if waits else [_created(order)]
+
+
+def open_refill(refilled: PrescriptionRefilled, now: datetime) -> tuple[Order, list[Event]]:
+    """A refill of a verified prescription is a new PENDING order, verified by the first fill's pharmacist."""
+    order = Order(
+        id=refilled.order_id,
+        prescription_id=refilled.prescription_id,
+        patient_id=refilled.patient_id,
+        status="PENDING",
+        lines=list(refilled.lines),
+        delivery_location=refilled.delivery_location,
+        payment_method_id=refilled.payment_method_id,
+        history=[StatusChange(status="PENDING", at=now, reason=f"refill {refilled.refill}")],
+        created_at=now,
+        verified_by=refilled.verified_by,
+    )
+    return order, [_created(order)]
+
+
+def _created(order: Order) -> OrderCreated:
+    return OrderCreated(
         order_id=order.id,
         prescription_id=order.prescription_id,
         patient_id=order.patient_id,
-        lines=uploaded.lines,
-        delivery_location=uploaded.delivery_location,
-        payment_method_id=uploaded.payment_method_id,
+        lines=tuple(order.lines),
+        delivery_location=order.delivery_location,
+        payment_method_id=order.payment_method_id,
+        verified_by=order.verified_by,
     )
-    return order, [created]
+
+
+def go_on_verified(order: Order, verified: PrescriptionVerified, now: datetime) -> list[Event]:
+    """A pharmacist approved the prescription: the order (with the lines as approved) asks for stock."""
+    if order.status != "AWAITING_VERIFICATION":
+        return []  # cancelled or withdrawn meanwhile: it stays so
+    order.lines = list(verified.lines)
+    order.verified_by = verified.pharmacist_id
+    order._move("PENDING", now)
+    return [_created(order)]
+
+
+def note_verification_wait(
+    order: Order, waiting: PrescriptionHeld | PrescriptionAnswered, now: datetime
+) -> list[Event]:
+    """A question to the patient, or their answer: the order still waits, its history says for whom."""
+    if order.status != "AWAITING_VERIFICATION":
+        return []
+    held = isinstance(waiting, PrescriptionHeld)
+    reason = "the pharmacist asked you a question" if held else "answered: back with the pharmacist"
+    order._move("AWAITING_VERIFICATION", now, reason)
+    return []
+
+
+def reject_unverified(order: Order, rejected: PrescriptionRejected, now: datetime) -> list[Event]:
+    """A pharmacist refused the prescription: the order is REJECTED with the pharmacist's reason."""
+    if order.status != "AWAITING_VERIFICATION":
+        return []
+    reason = f"prescription rejected by a pharmacist: {rejected.reason}"
+    if rejected.note:
+        reason += f" ({rejected.note})"
+    order._move("REJECTED", now, reason)
+    return [
+        OrderRejected(
+            order_id=order.id,
+            prescription_id=order.prescription_id,
+            patient_id=order.patient_id,
+            reason=reason,
+        )
+    ]
 
 
 def record_reservation(order: Order, reserved: StockReserved, now: datetime) -> list[Event]:
@@ -166,7 +238,8 @@ def cancel(order: Order, reason: str, now: datetime) -> list[Event]:
     """A customer or staff cancels an order that is not yet paid."""
     if order.status not in CANCELLABLE:
         raise OrderNotCancellable(
-            f"order is {order.status}: only PENDING or STOCK_RESERVED orders can be cancelled"
+            f"order is {order.status}: only orders not yet paid (AWAITING_VERIFICATION, PENDING or "
+            "STOCK_RESERVED) can be cancelled"
         )
     return _cancel(order, reason, now)
 

@@ -9,7 +9,12 @@ from contracts.events import (
     PaymentApproved,
     PaymentDeclined,
     PaymentRefunded,
+    PrescriptionAnswered,
+    PrescriptionHeld,
+    PrescriptionRefilled,
+    PrescriptionRejected,
     PrescriptionUploaded,
+    PrescriptionVerified,
     PrescriptionWithdrawn,
     ReservationExpired,
     StockReservationFailed,
@@ -27,9 +32,52 @@ def register(service: Service, orders: Repository[Order]) -> None:
     @service.events.on(PrescriptionUploaded)
     async def open_order(event: PrescriptionUploaded, envelope: Envelope) -> None:
         order, events = domain.open_order(event, envelope.occurred_at)
-        # The unique id (and prescription index) make a redelivered upload a no-op.
+        # The order's id is minted from the upload's request: a redelivered upload adds nothing.
         await orders.add(order, wrap(events, envelope, order.id), caused_by=str(envelope.event_id))
         await service.publish_pending(orders, order.id)
+
+    @service.events.on(PrescriptionRefilled)
+    async def open_refill(event: PrescriptionRefilled, envelope: Envelope) -> None:
+        order, events = domain.open_refill(event, envelope.occurred_at)
+        # Minted from the refill's request id too: a redelivered refill adds nothing.
+        await orders.add(order, wrap(events, envelope, order.id), caused_by=str(envelope.event_id))
+        await service.publish_pending(orders, order.id)
+
+    @service.events.on(PrescriptionVerified)
+    async def prescription_verified(event: PrescriptionVerified, envelope: Envelope) -> None:
+        await service.change(
+            orders,
+            event.order_id,
+            lambda o: domain.go_on_verified(o, event, envelope.occurred_at),
+            cause=envelope,
+        )
+
+    @service.events.on(PrescriptionRejected)
+    async def prescription_rejected(event: PrescriptionRejected, envelope: Envelope) -> None:
+        await service.change(
+            orders,
+            event.order_id,
+            lambda o: domain.reject_unverified(o, event, envelope.occurred_at),
+            cause=envelope,
+        )
+
+    @service.events.on(PrescriptionHeld)
+    async def prescription_held(event: PrescriptionHeld, envelope: Envelope) -> None:
+        await service.change(
+            orders,
+            event.order_id,
+            lambda o: domain.note_verification_wait(o, event, envelope.occurred_at),
+            cause=envelope,
+        )
+
+    @service.events.on(PrescriptionAnswered)
+    async def prescription_answered(event: PrescriptionAnswered, envelope: Envelope) -> None:
+        await service.change(
+            orders,
+            event.order_id,
+            lambda o: domain.note_verification_wait(o, event, envelope.occurred_at),
+            cause=envelope,
+        )
 
     @service.events.on(StockReserved)
     async def stock_reserved(event: StockReserved, envelope: Envelope) -> None:

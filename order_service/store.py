@@ -16,8 +16,13 @@ def orders(service: Service) -> Repository[Order]:
 
 
 async def ensure_indexes(repo: Repository[Order]) -> None:
-    # One order per prescription, whatever is redelivered.
-    await repo.collection.create_index([("prescription_id", ASCENDING)], unique=True)
+    # A prescription's refills are orders of it too: no longer one order per prescription. Redelivery
+    # is kept a no-op by `_id`, minted from the request. A store from before keeps the unique index
+    # under the same name: drop it first, or the new one cannot be made.
+    old = (await repo.collection.index_information()).get("prescription_id_1")
+    if old is not None and old.get("unique"):
+        await repo.collection.drop_index("prescription_id_1")
+    await repo.collection.create_index([("prescription_id", ASCENDING)])
     # One per list a client asks for, newest first (the store reads a page from the index).
     await repo.collection.create_index([("created_at", DESCENDING)])
     await repo.collection.create_index([("patient_id", ASCENDING), ("created_at", DESCENDING)])

@@ -20,8 +20,8 @@ def build(settings: Settings | None = None) -> Service:
     settings = settings or Settings()
     service = Service("prescription_service", settings)
     prescriptions = store.prescriptions(service)
-    handlers.register(service, prescriptions)
     documents = Documents(service.db, service.cipher)
+    handlers.register(service, prescriptions, documents)
     scanning.register(service, documents, concurrency=settings.scan_workers)
     service.on_start(lambda: store.ensure_indexes(prescriptions))
     return service

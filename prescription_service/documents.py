@@ -32,6 +32,8 @@ class StoredDocument:
     created_at: datetime
     draft: ScanDraftView | None
     content: bytes
+    # The one prescription uploaded with it: a document backs one prescription, never two.
+    prescription_id: str | None = None
 
 
 class Documents:
@@ -71,6 +73,11 @@ class Documents:
             }
         )
 
+    async def head(self, document_id: str) -> StoredDocument | None:
+        """The document without its bytes (`content` empty): whose it is, and its draft."""
+        head = await self.heads.find_one({"_id": document_id})
+        return None if head is None else self._stored(head, b"")
+
     async def get(self, document_id: str) -> StoredDocument | None:
         head = await self.heads.find_one({"_id": document_id})
         if head is None:
@@ -83,6 +90,19 @@ class Documents:
                 raise LookupError(f"document {document_id} lost its chunk {n}")
             data = self.cipher.open(chunk["data"], at=place(self.chunks.name, chunk_id, "data"))
             content += base64.b64decode(data)
+        return self._stored(head, content)
+
+    async def claim(self, document_id: str, prescription_id: str) -> bool:
+        """Make the document the one of this prescription; False when another prescription has it.
+        Claiming it again for the same prescription (a retried upload) is no change."""
+        claimed = await self.heads.find_one_and_update(
+            {"_id": document_id, "prescription_id": {"$in": [None, prescription_id]}},
+            {"$set": {"prescription_id": prescription_id}},
+        )
+        return claimed is not None
+
+    def _stored(self, head: dict[str, Any], content: bytes) -> StoredDocument:
+        document_id = head["_id"]
         draft = self.cipher.open(head["draft"], at=place(self.heads.name, document_id, "draft"))
         return StoredDocument(
             document_id=document_id,
@@ -93,4 +113,5 @@ class Documents:
             created_at=head["created_at"],
             draft=None if draft is None else ScanDraftView.model_validate(draft),
             content=content,
+            prescription_id=head.get("prescription_id"),
         )

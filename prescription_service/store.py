@@ -11,13 +11,24 @@ from service_runtime.store import Repository
 
 def prescriptions(service: Service) -> Repository[Prescription]:
     # The fingerprint too: a hash of the lines and place is a way to confirm a guess of them.
-    sealed = ("lines", "delivery_location", "fingerprint")
+    # The document, its prescriber and the pharmacists' notes and questions are health data as well.
+    sealed = (
+        "lines",
+        "delivery_location",
+        "fingerprint",
+        "document",
+        "prescriber",
+        "verification",
+        "question",
+    )
     return service.repository("prescriptions", Prescription, sealed=sealed)
 
 
 async def ensure_indexes(repo: Repository[Prescription]) -> None:
     await repo.collection.create_index([("order_id", ASCENDING)], unique=True)
     await repo.collection.create_index([("patient_id", ASCENDING), ("uploaded_at", DESCENDING)])
+    # The pharmacists' queue: one status, oldest first.
+    await repo.collection.create_index([("status", ASCENDING), ("uploaded_at", ASCENDING)])
 
 
 async def list_prescriptions(
@@ -29,3 +40,41 @@ async def list_prescriptions(
     return await repo.find(
         query, sort=[("uploaded_at", DESCENDING), ("_id", ASCENDING)], skip=offset, limit=limit
     )
+
+
+async def verification_queue(
+    repo: Repository[Prescription], *, limit: int, offset: int
+) -> list[Prescription]:
+    """Prescriptions waiting for a pharmacist, oldest first (a held one waits for its patient instead)."""
+    return await repo.find(
+        {"status": "PENDING_VERIFICATION"},
+        sort=[("uploaded_at", ASCENDING), ("_id", ASCENDING)],
+        skip=offset,
+        limit=limit,
+    )
+
+
+# How far back the queue looks for a patient's earlier prescriptions of the same medications.
+EARLIER_LOOKED_AT = 20
+
+
+async def earlier_of_the_same(
+    repo: Repository[Prescription], prescription: Prescription
+) -> list[Prescription]:
+    """The patient's earlier prescriptions naming any of this one's medications, newest first.
+
+    Lines are sealed, so the patient's latest prescriptions are read (by index) and compared here.
+    """
+    wanted = {line.medication_id for line in prescription.lines}
+    latest = await repo.find(
+        {"patient_id": prescription.patient_id},
+        sort=[("uploaded_at", DESCENDING), ("_id", ASCENDING)],
+        limit=EARLIER_LOOKED_AT,
+    )
+    return [
+        p
+        for p in latest
+        if p.id != prescription.id
+        and p.uploaded_at <= prescription.uploaded_at
+        and wanted & {line.medication_id for line in p.lines}
+    ]

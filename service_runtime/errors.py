@@ -10,7 +10,7 @@ from typing import TypeVar
 from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError
 from pymongo.errors import ConnectionFailure
 
-from contracts.base import ErrorCode
+from contracts.base import ErrorCode, FieldProblem
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,11 +36,18 @@ class RetryLater(Exception):
 class CommandRefused(Exception):
     """A command the service will not carry out, with the code the gateway maps to an HTTP status."""
 
-    def __init__(self, code: ErrorCode, detail: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        detail: str,
+        field: str | None = None,
+        errors: tuple[FieldProblem, ...] = (),
+    ) -> None:
         super().__init__(detail)
         self.code: ErrorCode = code
         self.detail = detail
         self.field = field
+        self.errors = errors
 
 
 class ServiceUnavailable(Exception):

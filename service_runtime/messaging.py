@@ -603,7 +603,9 @@ class CommandServer:
         try:
             return RpcReply(data=_to_jsonable(await route.handler(command)))
         except CommandRefused as exc:
-            return RpcReply(error=RpcError(code=exc.code, detail=exc.detail, field=exc.field))
+            return RpcReply(
+                error=RpcError(code=exc.code, detail=exc.detail, field=exc.field, errors=exc.errors)
+            )
         except TRANSIENT as exc:
             log.warning("command %s failed, store or broker unreachable: %s", kind, type(exc).__name__)
             return RpcReply(
@@ -759,7 +761,7 @@ class RpcClient:
             raise ServiceUnavailable(f"{owner} did not answer {command.TYPE}") from exc
         reply = RpcReply.model_validate_json(body)
         if reply.error is not None:
-            raise CommandRefused(reply.error.code, reply.error.detail, reply.error.field)
+            raise CommandRefused(reply.error.code, reply.error.detail, reply.error.field, reply.error.errors)
         return TypeAdapter(answer).validate_python(reply.data)
 
     def _queue(self, command: Command, owner: str) -> str:

@@ -8,15 +8,18 @@ broker namespace and databases, deleted afterwards, so tests never see each othe
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import io
 import json
 import os
 import random
 import secrets
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -26,11 +29,15 @@ import aio_pika
 import httpx
 import pytest
 import pytest_asyncio
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts import topology
 from contracts.base import Envelope, Event
+from contracts.documents import ScanDraftView
 from contracts.events import Location, PrescribedLine, PrescriptionUploaded
-from service_runtime.crypto import new_key, place
+from prescription_service.documents import Documents, StoredDocument
+from service_runtime.crypto import FieldCipher, new_key, parse_keys, place
 from service_runtime.launcher import (
     SERVICES,
     Platform,
@@ -535,7 +542,10 @@ class Shop:
     price: float
 
 
-def open_shop(api: Api, admin: dict[str, str], *, quantity: int, price: str = "4.20") -> Shop:
+def open_shop(
+    api: Api, admin: dict[str, str], *, quantity: int, price: str = "4.20", prescription_only: bool = False
+) -> Shop:
+    """Over the counter unless asked: a prescription-only medication waits for a pharmacist first."""
     latitude, longitude = round(random.uniform(-60, 60), 4), round(random.uniform(-170, 170), 4)
     pharmacy = api.http.post(
         "/pharmacies",
@@ -552,11 +562,11 @@ def open_shop(api: Api, admin: dict[str, str], *, quantity: int, price: str = "4
         "/medications",
         headers=admin,
         json={
-            "name": f"Amoxicillin {secrets.token_hex(3)}",
+            "name": f"{'Amoxicillin' if prescription_only else 'Ibuprofen'} {secrets.token_hex(3)}",
             "strength": "500 mg",
             "form": "capsule",
             "price": price,
-            "prescription_only": True,
+            "prescription_only": prescription_only,
         },
     )
     assert medication.status_code == 201, medication.text
@@ -595,6 +605,21 @@ def upload(api: Api, patient: dict[str, str], shop: Shop, card_id: str, quantity
     return dict(answer.json())
 
 
+def new_pharmacist(api: Api, admin: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A user made a pharmacist by an admin (of the central verification team)."""
+    user, _ = api.new_patient()
+    answer = api.http.patch(f"/users/{user['id']}", headers=admin, json={"role": "pharmacist"})
+    assert answer.status_code == 200, answer.text
+    # A fresh token: the role is read from the store, but a new sign-in is what a pharmacist does.
+    return answer.json(), api.token(user["email"], "a long enough password")
+
+
+def approve(api: Api, pharmacist: dict[str, str], prescription_id: str, **body: Any) -> dict[str, Any]:
+    answer = api.http.post(f"/verifications/{prescription_id}/approve", headers=pharmacist, json=body or None)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
 def stock_left(api: Api, headers: dict[str, str], shop: Shop) -> int:
     answer = api.http.get(f"/medications/{shop.medication_id}/availability", headers=headers)
     assert answer.status_code == 200, answer.text
@@ -613,6 +638,68 @@ def admin(api: Api) -> dict[str, str]:
     return api.token(ADMIN_EMAIL, ADMIN_PASSWORD)
 
 
+# --- scanned documents -----------------------------------------------------------------------------
+
+
+def blank_png() -> bytes:
+    """A blank page: the scan worker reads it into a draft of no lines, in a fraction of a second."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (400, 200), 255).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def scan(api: Api, patient: dict[str, str], content: bytes | None = None) -> str:
+    """Scan a document through the gateway as the patient does; its draft's document id."""
+    document = ("scan.png", content or blank_png(), "image/png")
+    answer = api.http.post("/prescriptions/scan", headers=patient, files={"document": document})
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["document_id"])
+
+
+async def stored_scans(
+    db: AsyncDatabase[dict[str, Any]], cipher: FieldCipher, patient_ids: Sequence[str]
+) -> list[str]:
+    """A scanned document of each patient given, kept as the scan worker keeps one (a blank page, a
+    draft of no lines): for tests whose subject is what comes after the scan, not the reading."""
+    content, ids = blank_png(), []
+    for patient_id in patient_ids:
+        document_id = f"doc-{uuid4().hex}"
+        draft = ScanDraftView(
+            document_id=document_id, content_type="image/png", text="", lines=(), pages=1, seconds=0.0
+        )
+        await Documents(db, cipher).put(
+            StoredDocument(
+                document_id=document_id,
+                patient_id=patient_id,
+                content_type="image/png",
+                size=len(content),
+                sha256=hashlib.sha256(content).hexdigest(),
+                created_at=datetime.now(UTC),
+                draft=draft,
+                content=content,
+            )
+        )
+        ids.append(document_id)
+    return ids
+
+
+def platform_scans(platform: Platform, mongodb_url: str, patient_ids: Sequence[str]) -> list[str]:
+    """stored_scans, in the store of a platform running as processes, sealed with its keys."""
+    keys = parse_keys(platform.base_env["FIELD_ENCRYPTION_KEYS"])
+    cipher = FieldCipher(keys, platform.base_env.get("FIELD_ENCRYPTION_KEY_ID") or next(iter(keys)))
+
+    async def store() -> list[str]:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url, tz_aware=True)
+        try:
+            return await stored_scans(client[platform.database("prescription_service")], cipher, patient_ids)
+        finally:
+            await client.close()
+
+    return asyncio.run(store())
+
+
 __all__ = [
     "ADMIN_EMAIL",
     "ADMIN_PASSWORD",
@@ -626,17 +713,22 @@ __all__ = [
     "Shop",
     "TcpGate",
     "add_card",
+    "approve",
     "dead_letters",
     "field_key",
     "gate_to",
     "make_platform",
+    "new_pharmacist",
     "open_shop",
     "opened",
+    "platform_scans",
     "prescription_body",
     "prescription_uploaded",
     "rpc_client",
+    "scan",
     "started_platform",
     "stock_left",
     "stored",
+    "stored_scans",
     "upload",
 ]

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 from uuid import uuid4
 
 from fastapi import FastAPI
@@ -34,6 +35,7 @@ from user_service.routes import (
     prescriptions,
     staff,
     users,
+    verifications,
 )
 from user_service.security import hash_password
 from user_service.settings import Settings
@@ -158,7 +160,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         edge.SecurityHeaders, docs_paths=docs, hsts_max_age_seconds=settings.hsts_max_age_seconds
     )
-    for module in (auth, users, catalogue, staff, payments, documents, prescriptions, orders, audit, health):
+    for module in (
+        auth,
+        users,
+        catalogue,
+        staff,
+        payments,
+        documents,
+        prescriptions,
+        verifications,
+        orders,
+        audit,
+        health,
+    ):
         app.include_router(module.router, prefix="/api/v1", responses=problems.RESPONSES)
+    openapi = app.openapi
+
+    def openapi_with_bodies_read_by_hand() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = prescriptions.with_upload_schemas(openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi_with_bodies_read_by_hand  # type: ignore[method-assign]
     app.add_route("/metrics", lambda _: metrics.metrics_response(), include_in_schema=False)
     return app

@@ -13,6 +13,15 @@ API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 # A patient's document as sent (an image or a PDF): shown, never run; a PDF's scripts stay inert.
 DOCUMENT_POLICY = API_POLICY + "; sandbox"
 DOCUMENT_PATHS = "/api/v1/documents/"
+
+
+def is_document(path: str) -> bool:
+    """A patient's document as sent: /documents/{id}, or /prescriptions/{id}/document."""
+    return path.startswith(DOCUMENT_PATHS) or (
+        path.startswith("/api/v1/prescriptions/") and path.endswith("/document")
+    )
+
+
 # FastAPI's Swagger UI page: script and style from jsDelivr, one inline script, its icon from
 # fastapi.tiangolo.com, images as data: URIs, and the OpenAPI document fetched from here.
 DOCS_POLICY = (
@@ -87,11 +96,7 @@ class SecurityHeaders:
             return
         path = scope["path"]
         policy = (
-            DOCS_POLICY
-            if path in self.docs_paths
-            else DOCUMENT_POLICY
-            if path.startswith(DOCUMENT_PATHS)
-            else API_POLICY
+            DOCS_POLICY if path in self.docs_paths else DOCUMENT_POLICY if is_document(path) else API_POLICY
         )
 
         async def send_with_headers(message: Message) -> None:

@@ -75,6 +75,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(CommandRefused)
     async def refused(request: Request, exc: CommandRefused) -> JSONResponse:
         status = _RPC_STATUS[exc.code]
+        if status == 422 and exc.errors:
+            errors = [{"field": e.field, "message": e.message} for e in exc.errors]
+            return problem(422, exc.detail, errors=errors)
         if status == 422 and exc.field:
             return field_error(exc.field, exc.detail)
         if status >= 500:

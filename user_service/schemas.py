@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -20,6 +20,7 @@ from pydantic_core import PydanticCustomError
 from contracts import commands as c
 from contracts.codes import Code, Schedule, code_problem
 from contracts.documents import ScanDraftView
+from contracts.events import RejectionReason
 from user_service.domain import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, Role, User
 
 T = TypeVar("T")
@@ -313,20 +314,53 @@ class LocationIn(Body):
     longitude: float = Field(ge=-180, le=180)
 
 
+class PrescriberIn(Body):
+    name: str = Field(min_length=1, max_length=200)
+    licence_number: str = Field(min_length=1, max_length=64)
+
+
 class PrescriptionIn(Body):
     lines: list[LineIn] = Field(min_length=1, max_length=50)
     delivery_location: LocationIn
     payment_method_id: str = Field(min_length=1, max_length=64)
+    # The scan these lines were read from (POST /prescriptions/scan): needed for prescription-only lines.
+    document_id: str | None = Field(default=None, min_length=1, max_length=64)
+    issued_on: date | None = None
+    valid_until: date | None = None
+    repeats_allowed: int = Field(default=0, ge=0, le=99, description="refills after the first fill")
+    prescriber: PrescriberIn | None = None
 
 
 class LineOut(BaseModel):
     medication_id: str
     quantity: int
+    prescription_only: bool = False
+    schedule: Schedule | None = None
 
 
 class LocationOut(BaseModel):
     latitude: float
     longitude: float
+
+
+class PrescriberOut(BaseModel):
+    name: str | None
+    licence_number: str | None
+
+
+class VerificationStepOut(BaseModel):
+    decision: c.Decision
+    by: str
+    at: datetime
+    reason: RejectionReason | None = None
+    note: str | None = None
+    question: str | None = None
+    answer: str | None = None
+
+
+class LineFlagsOut(BaseModel):
+    line: int
+    flags: list[str]
 
 
 class PrescriptionOut(BaseModel):
@@ -338,6 +372,19 @@ class PrescriptionOut(BaseModel):
     payment_method_id: str
     status: str
     uploaded_at: datetime
+    source: Literal["typed", "fhir"] = "typed"
+    document_id: str | None = None
+    issued_on: date | None = None
+    valid_until: date | None = None
+    repeats_allowed: int = 0
+    prescriber: PrescriberOut | None = None
+    verified_by: str | None = None
+    verified_at: datetime | None = None
+    rejection_reason: RejectionReason | None = None
+    question: str | None = Field(default=None, description="the pharmacist's question, while ON_HOLD")
+    verification: list[VerificationStepOut] = []
+    flags: list[LineFlagsOut] = Field(default=[], description="why a pharmacist should look at a line")
+    refill_order_ids: list[str] = Field(default=[], description="the orders of its refills, in order")
 
     @classmethod
     def of(cls, v: c.PrescriptionView) -> PrescriptionOut:
@@ -345,13 +392,107 @@ class PrescriptionOut(BaseModel):
             id=v.id,
             patient_id=v.patient_id,
             order_id=v.order_id,
-            lines=[LineOut(medication_id=line.medication_id, quantity=line.quantity) for line in v.lines],
+            lines=[LineOut(**line.model_dump()) for line in v.lines],
             delivery_location=LocationOut(
                 latitude=v.delivery_location.latitude, longitude=v.delivery_location.longitude
             ),
             payment_method_id=v.payment_method_id,
             status=v.status,
             uploaded_at=v.uploaded_at,
+            source=v.source,
+            document_id=v.document_id,
+            issued_on=v.issued_on,
+            valid_until=v.valid_until,
+            repeats_allowed=v.repeats_allowed,
+            prescriber=None if v.prescriber is None else PrescriberOut(**v.prescriber.model_dump()),
+            verified_by=v.verified_by,
+            verified_at=v.verified_at,
+            rejection_reason=v.rejection_reason,
+            question=v.question,
+            verification=[VerificationStepOut(**step.model_dump()) for step in v.verification],
+            flags=[LineFlagsOut(line=f.line, flags=list(f.flags)) for f in v.line_flags],
+            refill_order_ids=list(v.refill_order_ids),
+        )
+
+
+class RefillIn(Body):
+    delivery_location: LocationIn
+    payment_method_id: str = Field(min_length=1, max_length=64)
+
+
+class RefillOut(BaseModel):
+    prescription_id: str
+    order_id: str
+    refills_left: int
+
+
+class ApproveIn(Body):
+    lines: list[LineIn] | None = Field(
+        default=None, min_length=1, max_length=50, description="the lines as corrected by the pharmacist"
+    )
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class RejectIn(Body):
+    reason: RejectionReason
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class HoldIn(Body):
+    question: str = Field(min_length=1, max_length=2000)
+
+
+class AnswerIn(Body):
+    answer: str = Field(min_length=1, max_length=2000)
+
+
+class DraftLineOut(BaseModel):
+    text: str = Field(description="the line as it was read")
+    medication_id: str | None = Field(description="the catalogue medication it matched, or null")
+    name: str | None
+    strength: str | None
+    form: str | None
+    quantity: int | None
+    confidence: float = Field(ge=0, le=1)
+    flags: list[str] = Field(
+        description="why a pharmacist must look closely: LOW_CONFIDENCE, CLOSE_RUNNER_UP, LOOK_ALIKE, "
+        "STRENGTH_NOT_STOCKED, STRENGTH_MISSING, FORM_MISMATCH, QUANTITY_MISSING, UNPARSED, NO_MATCH"
+    )
+
+
+class ScanDraftOut(BaseModel):
+    document_id: str = Field(description="upload the confirmed lines with it, as `document_id`")
+    content_type: str
+    text: str = Field(description="everything recognised, line by line")
+    lines: list[DraftLineOut]
+    pages: int
+
+    @classmethod
+    def of(cls, v: ScanDraftView) -> ScanDraftOut:
+        return cls(
+            document_id=v.document_id,
+            content_type=v.content_type,
+            text=v.text,
+            lines=[DraftLineOut.model_validate(line.model_dump()) for line in v.lines],
+            pages=v.pages,
+        )
+
+
+class VerificationOut(BaseModel):
+    """A prescription waiting for a pharmacist, with the patient's earlier ones of the same medications."""
+
+    prescription: PrescriptionOut
+    earlier: list[PrescriptionOut]
+    draft: ScanDraftOut | None = Field(
+        default=None, description="what was read from its scanned document, each line with its flags"
+    )
+
+    @classmethod
+    def of(cls, v: c.VerificationEntry) -> VerificationOut:
+        return cls(
+            prescription=PrescriptionOut.of(v.prescription),
+            earlier=[PrescriptionOut.of(p) for p in v.earlier],
+            draft=None if v.draft is None else ScanDraftOut.of(v.draft),
         )
 
 
@@ -386,6 +527,7 @@ class OrderOut(BaseModel):
     shortages: list[ShortageOut]
     history: list[StatusChangeOut]
     created_at: datetime
+    verified_by: str | None = None
 
     @classmethod
     def of(cls, v: c.OrderView) -> OrderOut:
@@ -409,6 +551,7 @@ class OrderOut(BaseModel):
             shortages=[ShortageOut(**s.model_dump()) for s in v.shortages],
             history=[StatusChangeOut(status=h.status, at=h.at, reason=h.reason) for h in v.history],
             created_at=v.created_at,
+            verified_by=v.verified_by,
         )
 
 
@@ -428,36 +571,4 @@ class DeliveryOut(BaseModel):
             pharmacy_id=v.pharmacy_id,
             delivery_location=None if where is None else LocationOut(**where.model_dump()),
             confirmed_at=next((h.at for h in v.history if h.status == "CONFIRMED"), None),
-        )
-
-
-class DraftLineOut(BaseModel):
-    text: str = Field(description="the line as it was read")
-    medication_id: str | None = Field(description="the catalogue medication it matched, or null")
-    name: str | None
-    strength: str | None
-    form: str | None
-    quantity: int | None
-    confidence: float = Field(ge=0, le=1)
-    flags: list[str] = Field(
-        description="why a pharmacist must look closely: LOW_CONFIDENCE, CLOSE_RUNNER_UP, LOOK_ALIKE, "
-        "STRENGTH_NOT_STOCKED, STRENGTH_MISSING, FORM_MISMATCH, QUANTITY_MISSING, UNPARSED, NO_MATCH"
-    )
-
-
-class ScanDraftOut(BaseModel):
-    document_id: str = Field(description="upload the confirmed lines with it, as `document_id`")
-    content_type: str
-    text: str = Field(description="everything recognised, line by line")
-    lines: list[DraftLineOut]
-    pages: int
-
-    @classmethod
-    def of(cls, v: ScanDraftView) -> ScanDraftOut:
-        return cls(
-            document_id=v.document_id,
-            content_type=v.content_type,
-            text=v.text,
-            lines=[DraftLineOut.model_validate(line.model_dump()) for line in v.lines],
-            pages=v.pages,
         )

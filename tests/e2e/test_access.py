@@ -178,6 +178,30 @@ TABLE: dict[tuple[str, str], Operation] = {
     ("GET", "/prescriptions"): op(PATIENTS | STAFF, 200),
     ("GET", "/prescriptions/{prescription_id}"): op({OWNER} | STAFF, 200),
     ("DELETE", "/prescriptions/{prescription_id}"): op({OWNER} | STAFF, 204, changes=True),
+    # 409: the fresh prescription is over the counter, not awaiting a pharmacist (nor a question);
+    # refused by the rules, not by access.
+    ("POST", "/prescriptions/{prescription_id}/answer"): op(
+        {OWNER}, 409, json=lambda w, r: {"answer": "twice a day"}, changes=True
+    ),
+    ("POST", "/prescriptions/{prescription_id}/refills"): op(
+        {OWNER},
+        409,
+        json=lambda w, r: {
+            "delivery_location": {"latitude": 1.0, "longitude": 2.0},
+            "payment_method_id": w.cards.get(r, w.cards[OWNER]),
+        },
+        changes=True,
+    ),
+    # 404: the shared prescription was typed, so no document is kept with it; refused by what exists.
+    ("GET", "/prescriptions/{prescription_id}/document"): op({OWNER} | STAFF, 404),
+    ("GET", "/verifications"): op(STAFF, 200),
+    ("POST", "/verifications/{prescription_id}/approve"): op(STAFF, 409, changes=True),
+    ("POST", "/verifications/{prescription_id}/reject"): op(
+        STAFF, 409, json=lambda w, r: {"reason": "OTHER", "note": "access check"}, changes=True
+    ),
+    ("POST", "/verifications/{prescription_id}/hold"): op(
+        STAFF, 409, json=lambda w, r: {"question": "Since when?"}, changes=True
+    ),
     ("GET", "/orders"): op(PATIENTS | STAFF, 200),
     ("GET", "/orders/{order_id}"): op({OWNER} | STAFF, 200),
     # 409: the fresh order was paid before the cancel came; refused by the rules, not by access.

@@ -7,7 +7,7 @@ import io
 import secrets
 
 import pytest
-from conftest import Api
+from conftest import Api, add_card, approve, new_pharmacist, open_shop, prescription_body, scan
 from PIL import Image, ImageDraw, ImageFont
 
 from benchmarks.ocr_set import font_path
@@ -84,3 +84,94 @@ def test_a_document_is_refused_by_its_bytes_and_its_size(api: Api) -> None:
     assert too_large.status_code == 413, too_large.text
     assert no_file.status_code == 422
     assert any(error["field"].endswith("document") for error in no_file.json()["errors"]), no_file.text
+
+
+def catalogue_entry(api: Api, admin: dict[str, str], name: str, strength: str, form: str) -> str:
+    """The catalogue's medication of this name, strength and form: made now, or found if a test did."""
+    body = {"name": name, "strength": strength, "form": form, "price": "2.40", "prescription_only": True}
+    created = api.http.post("/medications", headers=admin, json=body)
+    if created.status_code == 201:
+        return str(created.json()["id"])
+    assert created.status_code == 409, created.text
+    found = api.http.get("/medications", headers=admin, params={"limit": 200}).json()["items"]
+    return str(
+        next(m["id"] for m in found if (m["name"], m["strength"], m["form"]) == (name, strength, form))
+    )
+
+
+def test_a_scanned_prescription_corrected_by_its_patient_is_flagged_verified_and_confirmed(
+    api: Api, admin: dict[str, str]
+) -> None:
+    hydroxyzine = catalogue_entry(api, admin, "Hydroxyzine", "25 mg", "tablet")
+    catalogue_entry(api, admin, "Hydralazine", "25 mg", "tablet")  # its look-alike
+    shop = open_shop(api, admin, quantity=0)
+    stocked = api.http.put(
+        f"/pharmacies/{shop.pharmacy_id}/stock/{hydroxyzine}", headers=admin, json={"quantity": 50}
+    )
+    assert stocked.status_code == 200, stocked.text
+    _, patient = api.new_patient()
+    _, pharmacist = new_pharmacist(api, admin)
+    page = Image.new("L", (1600, 600), 255)
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.truetype(str(font_path("dejavu/DejaVuSans.ttf")), 42)
+    for row, text in enumerate(("Dr Amelia Hart MBChB", "Rx", "1. Hydroxyzine 25 mg tablets  x 28")):
+        draw.text((100, 100 + row * 130), text, font=font, fill=0)
+    buffer = io.BytesIO()
+    page.rotate(4, expand=True, fillcolor=255).save(buffer, "JPEG", quality=80)
+
+    # 1. The patient scans the paper and reads the draft back.
+    document_id = scan(api, patient, buffer.getvalue())
+    draft = api.http.get(f"/documents/{document_id}", headers=patient)
+    assert draft.status_code == 200
+    # 2. They confirm the line, asking for 20 where the paper says 28.
+    body = {
+        **prescription_body(shop, add_card(api, patient)),
+        "lines": [{"medication_id": hydroxyzine, "quantity": 20}],
+        "document_id": document_id,
+    }
+    answer = api.http.post("/prescriptions", headers=patient, json=body)
+    assert answer.status_code == 202, answer.text
+    uploaded = answer.json()
+    assert uploaded["status"] == "PENDING_VERIFICATION"
+    # 3. The pharmacist sees the draft beside the lines, and why to look closely.
+    queue = api.http.get("/verifications", headers=pharmacist, params={"limit": 200}).json()["items"]
+    entry = next(e for e in queue if e["prescription"]["id"] == uploaded["id"])
+    assert [(line["medication_id"], line["quantity"]) for line in entry["draft"]["lines"]] == [
+        (hydroxyzine, 28)
+    ]
+    assert "LOOK_ALIKE" in entry["draft"]["lines"][0]["flags"]
+    [flagged] = entry["prescription"]["flags"]
+    assert flagged["line"] == 0
+    assert {"LOOK_ALIKE", "QUANTITY_CHANGED"} <= set(flagged["flags"])
+    # 4. They approve it as the paper says; the saga goes on.
+    approve(api, pharmacist, uploaded["id"], lines=[{"medication_id": hydroxyzine, "quantity": 28}])
+    order = api.wait_for_status(uploaded["order_id"], patient, {"CONFIRMED", "REJECTED", "CANCELLED"})
+    assert order["status"] == "CONFIRMED", order
+    assert [(line["medication_id"], line["quantity"]) for line in order["lines"]] == [(hydroxyzine, 28)]
+    shown = api.http.get(f"/prescriptions/{uploaded['id']}/document", headers=pharmacist)
+    assert (shown.status_code, shown.headers["content-type"]) == (200, "image/jpeg")
+    assert shown.content == buffer.getvalue()
+
+
+def test_a_scanned_document_backs_one_prescription_of_its_own_patient(
+    api: Api, admin: dict[str, str]
+) -> None:
+    shop = open_shop(api, admin, quantity=10, prescription_only=True)
+    _, patient = api.new_patient()
+    _, stranger = api.new_patient()
+    document_id = scan(api, patient)
+    body = {**prescription_body(shop, add_card(api, patient)), "document_id": document_id}
+
+    first = api.http.post("/prescriptions", headers=patient, json=body)
+    again = api.http.post("/prescriptions", headers=patient, json=body)
+    by_stranger = api.http.post(
+        "/prescriptions",
+        headers=stranger,
+        json={**prescription_body(shop, add_card(api, stranger)), "document_id": document_id},
+    )
+
+    assert first.status_code == 202, first.text
+    assert again.status_code == 409, again.text
+    assert first.json()["id"] in again.json()["detail"]
+    assert by_stranger.status_code == 422, by_stranger.text
+    assert by_stranger.json()["errors"][0]["field"] == "document_id"

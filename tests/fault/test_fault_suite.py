@@ -35,7 +35,7 @@ import httpx
 import pytest
 
 # Under `mypy .` conftest resolves; checked alone, tests/fault cannot see it.
-from conftest import ROOT, Backing, make_platform, unique
+from conftest import ROOT, Backing, make_platform, platform_scans, unique
 from pymongo import MongoClient
 
 from contracts import topology
@@ -46,7 +46,9 @@ from contracts.events import (
     OrderConfirmed,
     OrderCreated,
     OrderRejected,
+    PrescriptionVerified,
     ReservationExpired,
+    StockReserved,
 )
 from service_runtime.launcher import ARCHIVER, DATABASES, Platform, delete_namespace
 from service_runtime.settings import RuntimeSettings
@@ -66,6 +68,8 @@ BACKENDS = ("inventory_service", "payment_service", "order_service", "prescripti
 TERMINAL = {"CONFIRMED", "REJECTED", "CANCELLED"}
 GOOD_CARD, DECLINED_CARD = "4242424242424242", "4000000000000002"
 MEDICATIONS = {"plenty-a": ORDERS * 4, "plenty-b": ORDERS * 4, "scarce": 15}
+# Prescription-only: its orders wait for the pharmacist thread, who approves them through the faults.
+PRESCRIPTION_ONLY = {"plenty-b"}
 PHARMACIES = [("Mitte", 52.5200, 13.4050), ("Kreuzberg", 52.4986, 13.4030), ("Pankow", 52.5690, 13.4010)]
 DUPLICATE_HEADER = "x-fault-duplicate"
 # What a process logs once it takes messages (back-end) or requests (gateway).
@@ -366,6 +370,8 @@ def follow(gateway: Gateway, patient: Patient, plan: list[dict[str, Any]], load:
     for step in plan:
         card = patient.declined_card if step["declined"] else patient.good_card
         body = {"lines": step["lines"], "delivery_location": step["where"], "payment_method_id": card}
+        # A scan behind every upload: its prescription-only lines then wait for the pharmacist.
+        body["document_id"] = step["document_id"]
         # One key for every retry of this upload: a retry after a fault makes no second prescription.
         headers = {**patient.headers, "Idempotency-Key": secrets.token_urlsafe(16)}
         answer = gateway.call("POST", "/prescriptions", headers=headers, json=body)
@@ -387,6 +393,43 @@ def follow(gateway: Gateway, patient: Patient, plan: list[dict[str, Any]], load:
         if not tap.wait_for_end(order_id, SAGA_PATIENCE_SECONDS):
             with load.lock:
                 load.unexpected.append(f"order {order_id} did not end within {SAGA_PATIENCE_SECONDS:.0f} s")
+
+
+@dataclass
+class Verifier:
+    """The central pharmacist: approves whatever waits in the queue until the patients are done."""
+
+    approved: set[str] = field(default_factory=set)
+    refused: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+
+def verify(gateway: Gateway, pharmacist: dict[str, str], load: Load, verifier: Verifier) -> None:
+    try:
+        while True:
+            done = load.finished()
+            answer = gateway.call("GET", "/verifications", headers=pharmacist, params={"limit": 200})
+            if answer.status_code != 200:
+                verifier.unexpected.append(f"queue answered {answer.status_code}: {answer.text[:200]}")
+                return
+            waiting = [entry["prescription"]["id"] for entry in answer.json()["items"]]
+            if done and not waiting:
+                return
+            for prescription_id in waiting:
+                url = f"/verifications/{prescription_id}/approve"
+                approved = gateway.call("POST", url, headers=pharmacist)
+                # 409: the patient cancelled it first. Anything else but 200 is a defect.
+                if approved.status_code == 200:
+                    verifier.approved.add(prescription_id)
+                elif approved.status_code == 409:
+                    verifier.refused.append(prescription_id)
+                else:
+                    verifier.unexpected.append(
+                        f"approve answered {approved.status_code}: {approved.text[:200]}"
+                    )
+            time.sleep(0.2)
+    except Exception as exc:
+        verifier.unexpected.append(f"pharmacist stopped: {type(exc).__name__}: {exc}")
 
 
 def plans(medication_ids: dict[str, str], rng: random.Random) -> list[list[dict[str, Any]]]:
@@ -725,6 +768,23 @@ def check_invariants(
     return checks
 
 
+def unverified_reservations(tap: Tap, prescription_only: set[str], verifier: Verifier) -> Check:
+    """No prescription-only unit is ever reserved for an order whose prescription was not verified."""
+    verified = {e.correlation_id for e in tap.of_type(PrescriptionVerified.TYPE)}
+    reserved = [
+        e
+        for e in tap.of_type(StockReserved.TYPE)
+        if {line["medication_id"] for line in e.payload["lines"]} & prescription_only
+    ]
+    unverified = [e.correlation_id for e in reserved if e.correlation_id not in verified]
+    return Check(
+        "no prescription-only unit reserved unverified",
+        not unverified and bool(reserved),
+        f"{len(reserved)} reservations of prescription-only lines, {len(unverified)} unverified; "
+        f"{len(verifier.approved)} approved by the pharmacist, {len(verifier.refused)} cancelled first",
+    )
+
+
 def table(
     faults: FaultLog, orders: list[dict[str, Any]], load: Load, retries: int, checks: list[Check]
 ) -> str:
@@ -779,7 +839,7 @@ def test_the_saga_holds_under_crashes_restarts_redelivery_and_poison(
                 "POST",
                 "/medications",
                 headers=admin,
-                json={**body, "price": "3.50", "prescription_only": True},
+                json={**body, "price": "3.50", "prescription_only": name in PRESCRIPTION_ONLY},
             )
             assert answer.status_code == 201, answer.text
             medication_ids[name] = answer.json()["id"]
@@ -804,19 +864,50 @@ def test_the_saga_holds_under_crashes_restarts_redelivery_and_poison(
         load, faults = Load(), FaultLog()
         malformed: list[tuple[str, str]] = []
         clients = [Gateway(platform.url) for _ in patients]
+        planned = plans(medication_ids, rng)
+        # A scan of each patient's behind every upload, stored before the faults begin: the subject
+        # here is the saga; reading scans is tested in tests/e2e/test_scan.py.
+        for patient, plan in zip(patients, planned, strict=True):
+            me = gateway.call("GET", "/users/me", headers=patient.headers).json()["id"]
+            for step, document_id in zip(
+                plan, platform_scans(platform, infra.mongodb_url, [me] * len(plan)), strict=True
+            ):
+                step["document_id"] = document_id
         drivers = [
             threading.Thread(target=drive, args=(clients[n], patient, plan, load, tap), name=f"patient-{n}")
-            for n, (patient, plan) in enumerate(zip(patients, plans(medication_ids, rng), strict=True))
+            for n, (patient, plan) in enumerate(zip(patients, planned, strict=True))
         ]
         injector = threading.Thread(
             target=inject_faults, args=(platform, infra, tap, load, faults, malformed), name="faults"
         )
-        for thread in (*drivers, injector):
+        pharmacist_user = gateway.call(
+            "POST",
+            "/auth/register",
+            json={
+                "email": f"{unique('pharmacist')}@example.com",
+                "password": "a pharmacist's password",
+                "full_name": "Fault Pharmacist",
+            },
+        )
+        assert pharmacist_user.status_code == 201, pharmacist_user.text
+        promoted = gateway.call(
+            "PATCH", f"/users/{pharmacist_user.json()['id']}", headers=admin, json={"role": "pharmacist"}
+        )
+        assert promoted.status_code == 200, promoted.text
+        pharmacist = gateway.token(pharmacist_user.json()["email"], "a pharmacist's password")
+        verifier = Verifier()
+        checker = threading.Thread(
+            target=verify, args=(Gateway(platform.url), pharmacist, load, verifier), name="pharmacist"
+        )
+        for thread in (*drivers, injector, checker):
             thread.start()
         for thread in drivers:
             thread.join(timeout=1200)
         injector.join(timeout=600)
+        checker.join(timeout=300)
         assert not injector.is_alive(), "the fault schedule did not finish"
+        assert not checker.is_alive(), "the pharmacist did not finish"
+        assert not verifier.unexpected, verifier.unexpected[:5]
         assert not any(t.is_alive() for t in drivers), "the load did not finish"
         assert not load.unexpected, load.unexpected[:5]
 
@@ -844,6 +935,7 @@ def test_the_saga_holds_under_crashes_restarts_redelivery_and_poison(
             infra.rabbitmq_url,
             took,
         )
+        checks.append(unverified_reservations(tap, {medication_ids[n] for n in PRESCRIPTION_ONLY}, verifier))
         skipped = [fault for fault, _, detail in faults.rows if detail.startswith("NOT INJECTED")]
         checks.append(Check("every scheduled fault injected", not skipped, ", ".join(skipped) or "all"))
         report = table(faults, orders, load, sum(c.retries for c in clients), checks)

@@ -35,7 +35,9 @@ async def get_order(order_id: ResourceId, user: CurrentUser, rpc: Rpc) -> OrderO
     "/orders/{order_id}", response_model=OrderOut, dependencies=[audited("order.cancel", subject="order_id")]
 )
 async def cancel_order(order_id: ResourceId, user: CurrentUser, rpc: Rpc) -> OrderOut:
-    """Cancel an order not yet paid (PENDING or STOCK_RESERVED); its stock goes back. 409 otherwise."""
+    """Cancel an order not yet paid (AWAITING_VERIFICATION, PENDING, STOCK_RESERVED); 409 otherwise.
+
+    Its stock goes back."""
     command = c.CancelOrder(owner_id=owner_scope(user, None), order_id=order_id)
     return OrderOut.of(await rpc.ask(command, c.OrderView))
 

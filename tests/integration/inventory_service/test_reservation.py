@@ -57,7 +57,7 @@ async def add_medication(service: Service, pharmacy_id: str, name: str, *, quant
     medication = await command(
         service,
         CreateMedication(
-            name=name, strength="10 mg", form="tablet", price_cents=PRICE_CENTS, prescription_only=True
+            name=name, strength="10 mg", form="tablet", price_cents=PRICE_CENTS, prescription_only=False
         ),
     )
     if quantity is not None:
@@ -382,3 +382,31 @@ async def test_a_deadline_after_the_sale_changes_nothing(
     assert expiries_of(shop, order) == 0
     pharmacy = await shop.pharmacy()
     assert pharmacy["stock"][shop.medication_id] == {"available": 7, "reserved": 0, "sold": 3}
+
+
+async def test_a_prescription_only_line_is_never_reserved_for_an_unverified_order(
+    namespace: Namespace, probe: EventProbe, running: Start
+) -> None:
+    shop = await open_shop(namespace, probe, running)
+    rx = await command(
+        shop.service,
+        CreateMedication(
+            name="Oxycodone", strength="5 mg", form="tablet", price_cents=900, prescription_only=True
+        ),
+    )
+    stock = SetStock(pharmacy_id=shop.pharmacy_id, medication_id=rx["id"], quantity=5, actor_is_admin=True)
+    await command(shop.service, stock)
+    unverified = order_created((rx["id"], 1), (shop.medication_id, 1))
+    verified = order_created((rx["id"], 1)).model_copy(update={"verified_by": "pharmacist-1"})
+
+    await probe.publish(unverified, correlation_id=unverified.order_id)
+    failed = await probe.wait_for(StockReservationFailed, correlation_id=unverified.order_id)
+    await probe.publish(verified, correlation_id=verified.order_id)
+    await probe.wait_for(StockReserved, correlation_id=verified.order_id)
+
+    assert [
+        (s.medication_id, s.reason) for s in StockReservationFailed.model_validate(failed.payload).shortages
+    ] == [(rx["id"], "prescription-only: the prescription was not verified by a pharmacist")]
+    pharmacy = await shop.pharmacy()
+    assert unverified.order_id not in pharmacy["holds"]
+    assert verified.order_id in pharmacy["holds"]

@@ -98,7 +98,7 @@ def take_orders(api: Api) -> None:
                 "strength": "500 mg",
                 "form": "capsule",
                 "price": price,
-                "prescription_only": True,
+                "prescription_only": False,
             },
         )
         assert answer.status_code == 201, answer.text

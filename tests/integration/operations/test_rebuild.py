@@ -15,17 +15,23 @@ import pytest
 import pytest_asyncio
 
 # Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
-from conftest import Backing, rpc_client, started_platform
+from conftest import Backing, rpc_client, started_platform, stored_scans
 from pymongo import AsyncMongoClient
 from typer.testing import CliRunner
 
 from contracts import topology
 from contracts.commands import (
     AddPaymentMethod,
+    AnswerPrescription,
+    ApprovePrescription,
     CancelOrder,
     CreateMedication,
     CreatePharmacy,
     GetOrder,
+    GetPrescription,
+    HoldPrescription,
+    RefillPrescription,
+    RejectPrescription,
     SetStock,
     UploadPrescription,
     WithdrawPrescription,
@@ -48,6 +54,8 @@ WRITE_TIMEOUT = 60.0
 ENDED = ("CONFIRMED", "REJECTED", "CANCELLED")
 HERE = Location(latitude=48.8566, longitude=2.3522)
 REBUILT = ("order_service", "prescription_service")
+# prescription_service's collections of scanned documents: restored from a backup, not the journal.
+SCANS = ("documents", "document_chunks")
 # The repository's bookkeeping: how many writes a document took, the events it applied, its outbox.
 # A rebuild applies the same events in fewer writes, and publishes nothing; the state is what counts.
 BOOKKEEPING = ("version", "processed_event_ids", "outbox", "outbox_since")
@@ -70,20 +78,27 @@ async def store(backing: Backing) -> AsyncIterator[AsyncMongoClient[Document]]:
     await client.close()
 
 
-async def drive(rpc: RpcClient, count: int) -> list[str]:
+async def drive(rpc: RpcClient, count: int, scan_of: Callable[[str], Awaitable[str]]) -> list[str]:
     """`count` orders from a few patients at once, with every ending the saga has: confirmed, declined
-    cards, stock running out, cancels by the patient and withdrawn prescriptions. Returns order ids."""
+    cards, stock running out, cancels by the patient and withdrawn prescriptions; and prescription-only
+    ones a pharmacist approves, rejects, or asks about first, and refills. Returns order ids."""
     pharmacy = await rpc.ask(CreatePharmacy(name="Centrale", address="1 Rue", location=HERE), dict)
     plenty, scarce = [
         await rpc.ask(
             CreateMedication(
-                name=name, strength="5 mg", form="tablet", price_cents=450, prescription_only=True
+                name=name, strength="5 mg", form="tablet", price_cents=450, prescription_only=False
             ),
             dict,
         )
         for name in ("Plentifol", "Scarcitol")
     ]
-    for medication, quantity in ((plenty, 100_000), (scarce, 12)):
+    verifol = await rpc.ask(
+        CreateMedication(
+            name="Verifol", strength="5 mg", form="tablet", price_cents=450, prescription_only=True
+        ),
+        dict,
+    )
+    for medication, quantity in ((plenty, 100_000), (scarce, 12), (verifol, 100_000)):
         await rpc.ask(
             SetStock(
                 pharmacy_id=pharmacy["id"],
@@ -115,15 +130,24 @@ async def drive(rpc: RpcClient, count: int) -> list[str]:
         while not queue.empty():
             n = queue.get_nowait()
             kind = n % 10
-            medication = scarce if kind == 1 else plenty
+            medication = {1: scarce, 4: verifol, 5: verifol, 6: verifol}.get(kind, plenty)
+            line = PrescribedLine(
+                medication_id=medication["id"],
+                quantity=rng.randint(1, 3),
+                prescription_only=medication is verifol,
+            )
             upload = UploadPrescription(
                 patient_id=f"patient-{p}",
-                lines=(PrescribedLine(medication_id=medication["id"], quantity=rng.randint(1, 3)),),
+                lines=(line,),
                 delivery_location=HERE,
                 payment_method_id=cards["4000000000000002" if kind == 0 else "4242424242424242"],
+                document_id=await scan_of(f"patient-{p}") if medication is verifol else None,
+                repeats_allowed=1 if kind == 4 else 0,
             )
             prescription = await rpc.ask(upload, dict, timeout=WRITE_TIMEOUT)
             order_ids.append(prescription["order_id"])
+            if kind in (4, 5, 6):
+                await verify(rpc, prescription["id"], kind)
             if kind == 2:
                 await cancel(rpc, prescription["order_id"])
             elif kind == 3:
@@ -131,9 +155,55 @@ async def drive(rpc: RpcClient, count: int) -> list[str]:
                 await rpc.ask(withdraw, object, timeout=WRITE_TIMEOUT)
             # One order at a time per patient, as people do: the queues stay short, so writes stay quick.
             await ended(rpc, prescription["order_id"])
+            if kind == 4:
+                order_ids.append(await refill(rpc, prescription, cards["4242424242424242"], n))
 
     await asyncio.gather(*(patient(p) for p in range(PATIENTS)))
     return order_ids
+
+
+PHARMACIST = {"pharmacist_id": "pharmacist-1", "pharmacist_role": "pharmacist"}
+
+
+async def verify(rpc: RpcClient, prescription_id: str, kind: int) -> None:
+    """A pharmacist approves (kind 4), rejects (5), or asks first and approves once answered (6)."""
+    if kind == 5:
+        reject = RejectPrescription(
+            prescription_id=prescription_id, reason="ILLEGIBLE", note="smudged", **PHARMACIST
+        )
+        await rpc.ask(reject, dict, timeout=WRITE_TIMEOUT)
+        return
+    if kind == 6:
+        hold = HoldPrescription(prescription_id=prescription_id, question="Since when?", **PHARMACIST)
+        await rpc.ask(hold, dict, timeout=WRITE_TIMEOUT)
+        seen = await rpc.ask(GetPrescription(owner_id=None, prescription_id=prescription_id), dict)
+        answer = AnswerPrescription(
+            owner_id=seen["patient_id"], prescription_id=prescription_id, answer="May"
+        )
+        await rpc.ask(answer, dict, timeout=WRITE_TIMEOUT)
+    approve = ApprovePrescription(prescription_id=prescription_id, note="checked", **PHARMACIST)
+    await rpc.ask(approve, dict, timeout=WRITE_TIMEOUT)
+
+
+async def refill(rpc: RpcClient, prescription: Document, card: str, n: int) -> str:
+    """Once the first fill is done (or not: a declined first fill is no fill), a refill's order."""
+    for _ in range(240):
+        seen = await rpc.ask(GetPrescription(owner_id=None, prescription_id=prescription["id"]), dict)
+        if seen["status"] == "FILLED":
+            break
+        await asyncio.sleep(0.25)
+    else:
+        raise AssertionError(f"prescription {prescription['id']} was never filled")
+    asked = RefillPrescription(
+        owner_id=prescription["patient_id"],
+        prescription_id=prescription["id"],
+        delivery_location=HERE,
+        payment_method_id=card,
+        request_id=f"refill-{n}-{prescription['id']}",
+    )
+    refilled = await rpc.ask(asked, dict, timeout=WRITE_TIMEOUT)
+    await ended(rpc, refilled["order_id"])
+    return str(refilled["order_id"])
 
 
 async def status(rpc: RpcClient, order_id: str) -> str:
@@ -267,14 +337,20 @@ async def test_a_lost_database_is_rebuilt_by_replaying_the_journal(
 ) -> None:
     settings = RuntimeSettings(rabbitmq_url=backing.rabbitmq_url, broker_namespace=platform.namespace)
     started = time.monotonic()
+    prescriptions_db = store[platform.database("prescription_service")]
+
+    async def scan_of(patient_id: str) -> str:
+        [document_id] = await stored_scans(prescriptions_db, CIPHER, [patient_id])
+        return document_id
+
     async with rpc_client(settings) as rpc:
-        order_ids = await drive(rpc, ORDERS)
+        order_ids = await drive(rpc, ORDERS, scan_of)
 
         ended = [await status(rpc, order_id) for order_id in order_ids]
     journalled = await quiet(platform, store, backing)
     print(f"\n{ORDERS} orders ended and {journalled} events journalled in {time.monotonic() - started:.0f} s")
     before = {service: await snapshot(store, platform.database(service)) for service in REBUILT}
-    assert len(before["order_service"]["orders"]) == ORDERS
+    assert len(before["order_service"]["orders"]) == len(order_ids) == ORDERS + ORDERS // 10  # refills
     assert len(before["prescription_service"]["prescriptions"]) == ORDERS
     # Every ending is there to be rebuilt, and patients' own decisions too.
     assert set(ended) == set(ENDED)
@@ -286,12 +362,25 @@ async def test_a_lost_database_is_rebuilt_by_replaying_the_journal(
     assert "cancelled by the customer" in reasons
     assert "prescription withdrawn by the patient" in reasons
     assert any(p["withdrawn_at"] for p in before["prescription_service"]["prescriptions"].values())
+    decisions = {
+        step["decision"]
+        for p in before["prescription_service"]["prescriptions"].values()
+        for step in p["verification"]
+    }
+    assert decisions == {"approved", "rejected", "held", "answered"}
+    assert any(p["refill_order_ids"] for p in before["prescription_service"]["prescriptions"].values())
 
+    # Scanned documents are no events: the journal cannot bring them back, a backup does (README,
+    # Operations). Kept here as a restore would put them back, before the replay.
+    backed_up = {name: [doc async for doc in prescriptions_db[name].find({})] for name in SCANS}
+    assert all(backed_up.values())
     started = time.monotonic()
     for service in REBUILT:  # disaster: both databases are lost
         platform.stop_service(service)
         await store.drop_database(platform.database(service))
         platform.start_service(service)
+    for name, docs in backed_up.items():
+        await prescriptions_db[name].insert_many(docs)
     refused = await ops(platform, backing, "rebuild", "inventory_service")
     dry = await ops(platform, backing, "rebuild", "order_service", "--dry-run")
     results = [await ops(platform, backing, "rebuild", service) for service in REBUILT]

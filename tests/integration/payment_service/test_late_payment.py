@@ -88,7 +88,7 @@ async def test_a_payment_that_approves_after_the_expiry_is_refunded_once(
             strength="500 mg",
             form="capsule",
             price_cents=PRICE_CENTS,
-            prescription_only=True,
+            prescription_only=False,
         ),
     )
     await ask(

@@ -230,3 +230,36 @@ async def test_a_page_read_from_an_index_is_that_page_of_the_whole_sorted_list(
             assert page == whole[skip : skip + limit], (query, sort, skip, limit)
             checked += 1
     assert checked == 48
+
+
+async def test_the_verification_queue_is_served_by_its_index(db: AsyncDatabase[Document]) -> None:
+    if not await ferretdb(db):
+        pytest.skip("query plans are FerretDB's; MongoDB plans these with its own indexes")
+    # As prescription_service/store.py makes it, for the queue: one status, oldest first.
+    await db.prescriptions.create_index([("status", ASCENDING), ("uploaded_at", ASCENDING)])
+    await db.prescriptions.insert_many(
+        [
+            {
+                "_id": f"rx{i}",
+                "status": "PENDING_VERIFICATION" if i % 3 else "FILLED",
+                "uploaded_at": datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=i),
+            }
+            for i in range(100)
+        ]
+    )
+
+    answer: Document = await db.command(
+        "explain",
+        {
+            "find": "prescriptions",
+            "filter": {"status": "PENDING_VERIFICATION"},
+            "sort": {"uploaded_at": 1, "_id": 1},
+            "limit": Int64(50),
+        },
+    )
+
+    steps = " ".join(answer["queryPlanner"]["Plan"])
+    assert answer["filterPushdown"] is True
+    assert answer["sortPushdown"] is True  # the oldest 50 read from the index, not every waiting one
+    assert "USING INDEX" in steps, steps
+    assert "SCAN" not in steps, steps

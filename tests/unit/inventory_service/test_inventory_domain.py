@@ -37,14 +37,17 @@ def pharmacy(pharmacy_id: str, where: Location, **stock: int) -> Pharmacy:
     return p
 
 
-def medication(medication_id: str, price_cents: int, *, discontinued: bool = False) -> Medication:
+def medication(
+    medication_id: str, price_cents: int, *, discontinued: bool = False, prescription_only: bool = False
+) -> Medication:
+    # Over the counter unless a test is about prescriptions: planning stock is the same for both.
     return Medication(
         id=medication_id,
         name=medication_id,
         strength="400 mg",
         form="tablet",
         price_cents=price_cents,
-        prescription_only=True,
+        prescription_only=prescription_only,
         discontinued=discontinued,
         catalogue_key=medication_id,
         created_at=NOW,
@@ -170,6 +173,31 @@ def test_unknown_and_discontinued_medications_are_named_before_any_stock_is_look
         ),
         LineShortage(medication_id="withdrawn-drug", requested=2, best_available=0, reason="discontinued"),
     ]
+
+
+def test_a_prescription_only_line_of_an_unverified_order_is_never_held() -> None:
+    catalogue = {**CATALOGUE, "morphine": medication("morphine", 900, prescription_only=True)}
+    shop = pharmacy("shop", at(1), ibuprofen=10, morphine=10)
+    lines = [line("ibuprofen", 1), line("morphine", 2)]
+
+    unverified = domain.plan_reservation(lines, HOME, [shop], catalogue, radius_km=RADIUS_KM)
+    verified = domain.plan_reservation(lines, HOME, [shop], catalogue, radius_km=RADIUS_KM, verified=True)
+
+    assert shortages(unverified) == [
+        LineShortage(medication_id="morphine", requested=2, best_available=0, reason=domain.UNVERIFIED)
+    ]
+    assert chosen(verified) == "shop"
+
+
+def test_the_catalogue_not_the_order_says_what_is_prescription_only() -> None:
+    catalogue = {"morphine": medication("morphine", 900, prescription_only=True)}
+    shop = pharmacy("shop", at(1), morphine=10)
+    # An order that claims its line is over the counter is still refused without a pharmacist.
+    claimed = PrescribedLine(medication_id="morphine", quantity=1, prescription_only=False)
+
+    outcome = domain.plan_reservation([claimed], HOME, [shop], catalogue, radius_km=RADIUS_KM)
+
+    assert [s.reason for s in shortages(outcome)] == [domain.UNVERIFIED]
 
 
 def test_a_line_nowhere_in_stock_within_the_radius_says_so() -> None:
