@@ -101,6 +101,12 @@ class Documents:
         )
         return claimed is not None
 
+    async def release(self, document_id: str, prescription_id: str) -> None:
+        """Free a document this prescription claimed but was not stored with."""
+        await self.heads.update_one(
+            {"_id": document_id, "prescription_id": prescription_id}, {"$unset": {"prescription_id": ""}}
+        )
+
     def _stored(self, head: dict[str, Any], content: bytes) -> StoredDocument:
         document_id = head["_id"]
         draft = self.cipher.open(head["draft"], at=place(self.heads.name, document_id, "draft"))

@@ -127,6 +127,17 @@ class Prescription(Aggregate):
     line_flags: list[LineFlags] = []
     # The orders of its refills, in order; the first fill's is `order_id`.
     refill_order_ids: list[str] = []
+    # Of those, the ones that ended filled, and the ones that did not (rejected, cancelled): only a
+    # filled one uses a repeat, and a new refill waits until the last one has ended.
+    refills_filled: list[str] = []
+    refills_failed: list[str] = []
+
+    def refills_made(self) -> int:
+        return len(self.refill_order_ids) - len(self.refills_failed)
+
+    def refill_in_flight(self) -> str | None:
+        ended = {*self.refills_filled, *self.refills_failed}
+        return next((o for o in self.refill_order_ids if o not in ended), None)
 
     def view(self) -> PrescriptionView:
         return PrescriptionView.model_validate(
@@ -489,16 +500,32 @@ def follow_order(
 ) -> list[Event]:
     """Reflect the first fill's order's end; a withdrawn prescription stays withdrawn.
 
-    A refill's order ends on its own: the prescription stays FILLED, its refills counted.
+    A refill's order ends on its own: the prescription stays FILLED; a refill whose order did not
+    end filled gives its repeat back.
 
     A confirmed order is cancelled after all when its payment lost the race with the reservation's
     expiry (stock never sold, charge refunded): the prescription was not filled, so it follows.
     """
+    if order_id is not None and order_id in prescription.refill_order_ids:
+        follow_refill(prescription, order_id, outcome)
+        return []
     if order_id not in (None, prescription.order_id):
         return []
     if prescription.status in OPEN or (prescription.status, outcome) == ("FILLED", "CANCELLED"):
         prescription.status = outcome
     return []
+
+
+def follow_refill(prescription: Prescription, order_id: str, outcome: PrescriptionStatus) -> None:
+    """A refill's order ended: filled uses the repeat; rejected or cancelled (even after a
+    confirmation, when its payment lost the race with the reservation's expiry) gives it back."""
+    if outcome == "FILLED":
+        if order_id not in prescription.refills_filled and order_id not in prescription.refills_failed:
+            prescription.refills_filled.append(order_id)
+    elif order_id not in prescription.refills_failed:
+        prescription.refills_failed.append(order_id)
+        if order_id in prescription.refills_filled:
+            prescription.refills_filled.remove(order_id)
 
 
 def refill(prescription: Prescription, command: RefillPrescription, now: datetime) -> list[Event]:
@@ -514,9 +541,11 @@ def refill(prescription: Prescription, command: RefillPrescription, now: datetim
     today = now.date()
     if is_expired(prescription, today):
         raise NotRefillable(f"the prescription expired on {prescription.valid_until}: no refills")
-    made = len(prescription.refill_order_ids)
+    made = prescription.refills_made()
     if refills_left(prescription, made, today) == 0:
         raise NotRefillable(_why_no_refill(prescription, made))
+    if (open_order := prescription.refill_in_flight()) is not None:
+        raise NotRefillable(f"the last refill (order {open_order}) has not ended yet: one refill at a time")
     refilled = PrescriptionRefilled(
         prescription_id=prescription.id,
         order_id=order_id,

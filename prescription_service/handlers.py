@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -139,14 +140,25 @@ def register(service: Service, prescriptions: Repository[Prescription], document
                 raise CommandRefused("invalid", "no scanned document of yours has this id", "document_id")
         with refusals():
             prescription, events = domain.upload(command, now, None if scanned is None else scanned.draft)
+        if scanned is None:
+            return (await add_new(prescription, events, now)).view()
         # One paper, one prescription: the same scan sent again is not a second one to fill.
-        if scanned is not None and not await documents.claim(scanned.document_id, prescription.id):
+        if not await documents.claim(scanned.document_id, prescription.id):
+            holder = await documents.head(scanned.document_id)
             raise CommandRefused(
                 "conflict",
-                f"this document was already uploaded as prescription {scanned.prescription_id}",
+                f"this document was already uploaded as prescription {holder and holder.prescription_id}",
                 "document_id",
             )
-        return (await add_new(prescription, events, now)).view()
+        try:
+            return (await add_new(prescription, events, now)).view()
+        except BaseException:
+            # Not stored (an Idempotency-Key reused for other contents, the store gone): the scan is
+            # free again, unless an earlier delivery of this same upload had claimed it.
+            if scanned.prescription_id is None:
+                with contextlib.suppress(Exception):  # the refusal that got here is the one to answer
+                    await documents.release(scanned.document_id, prescription.id)
+            raise
 
     @service.commands.on(ImportFhirPrescription)
     async def import_fhir_prescription(command: ImportFhirPrescription) -> PrescriptionView:
@@ -208,7 +220,7 @@ def register(service: Service, prescriptions: Repository[Prescription], document
                 correlation_id=order_id,
                 at=now,
             )
-        made = len(prescription.refill_order_ids)
+        made = prescription.refills_made()
         return RefillView(
             prescription_id=prescription.id,
             order_id=order_id,

@@ -11,12 +11,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from conftest import Namespace, rpc_client
+from conftest import Namespace, rpc_client, stored_scans
 from PIL import Image, ImageDraw, ImageFont
 
 from benchmarks.ocr_set import font_path
-from contracts.commands import CreateMedication, GetPrescription, MedicationView
+from contracts.commands import CreateMedication, GetPrescription, MedicationView, UploadPrescription
 from contracts.documents import DocumentView, GetDocument, ScanDocument, ScanDraftView
+from contracts.events import Location, PrescribedLine
 from inventory_service.app import build as build_inventory
 from inventory_service.handlers import InventorySettings
 from prescription_service.app import Settings
@@ -141,3 +142,37 @@ async def test_quick_reads_are_answered_while_a_scan_is_being_read(
         await scanning
 
     assert answered == ["not_found"] * 5
+
+
+async def test_a_scan_refused_with_its_upload_is_free_for_the_next_one(
+    namespace: Namespace, running: Start
+) -> None:
+    prescriptions = await running(build_prescriptions(namespace.settings(Settings)))
+    first_scan, second_scan = await stored_scans(prescriptions.db, prescriptions.cipher, ["p", "p"])
+
+    def upload(document_id: str, quantity: int, request_id: str) -> UploadPrescription:
+        return UploadPrescription(
+            patient_id="p",
+            lines=(PrescribedLine(medication_id="amoxicillin", quantity=quantity, prescription_only=True),),
+            delivery_location=Location(latitude=52.5, longitude=13.4),
+            payment_method_id="card",
+            document_id=document_id,
+            request_id=request_id,
+        )
+
+    async def sent(command: UploadPrescription) -> Any:
+        return await prescriptions.commands.dispatch(command.TYPE, command.model_dump_json().encode())
+
+    first = await sent(upload(first_scan, 1, "key-1"))
+    # The same Idempotency-Key for other contents and another scan: refused, and that scan not taken.
+    reused = await sent(upload(second_scan, 2, "key-1"))
+    second = await sent(upload(second_scan, 2, "key-2"))
+    again = await sent(upload(first_scan, 1, "key-3"))
+
+    assert first.error is None, first.error
+    assert reused.error is not None
+    assert reused.error.code == "invalid"
+    assert second.error is None, second.error
+    assert again.error is not None
+    assert (again.error.code, again.error.field) == ("conflict", "document_id")
+    assert first.data["id"] in again.error.detail

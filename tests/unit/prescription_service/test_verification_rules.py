@@ -29,7 +29,7 @@ from contracts.events import (
     PrescriptionVerified,
 )
 from prescription_service import domain, intake
-from prescription_service.domain import Prescription
+from prescription_service.domain import Prescription, PrescriptionStatus
 from prescription_service.fhir import RXNORM, FhirRefused
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -455,11 +455,20 @@ def filled(*lines: PrescribedLine, **details: Any) -> Prescription:
     return prescription
 
 
+def refilled(
+    prescription: Prescription, request_id: str, outcome: PrescriptionStatus = "FILLED"
+) -> list[Any]:
+    """A refill asked for, and its order ended as `outcome`."""
+    events = domain.refill(prescription, refill_of(prescription, request_id), NOW)
+    domain.follow_order(prescription, outcome, prescription.refill_order_ids[-1])
+    return list(events)
+
+
 def test_refills_count_down_and_stop_when_none_are_left() -> None:
     prescription = filled(repeats_allowed=2)
 
-    first = domain.refill(prescription, refill_of(prescription, "r-1"), NOW)
-    second = domain.refill(prescription, refill_of(prescription, "r-2"), NOW)
+    first = refilled(prescription, "r-1")
+    second = refilled(prescription, "r-2")
     with pytest.raises(domain.NotRefillable, match="no refills left: 2 of 2 used"):
         domain.refill(prescription, refill_of(prescription, "r-3"), NOW)
 
@@ -469,6 +478,28 @@ def test_refills_count_down_and_stop_when_none_are_left() -> None:
     )
     assert len(prescription.refill_order_ids) == 2
     assert prescription.order_id not in prescription.refill_order_ids
+
+
+def test_a_refill_whose_order_did_not_end_filled_gives_its_repeat_back() -> None:
+    prescription = filled(repeats_allowed=1)
+
+    refilled(prescription, "r-1", "REJECTED")  # say the card was declined
+    again = refilled(prescription, "r-2")
+
+    assert [e.refill for e in again if isinstance(e, PrescriptionRefilled)] == [1]
+    assert prescription.refills_made() == 1
+    with pytest.raises(domain.NotRefillable, match="no refills left: 1 of 1 used"):
+        domain.refill(prescription, refill_of(prescription, "r-3"), NOW)
+
+
+def test_a_refill_waits_until_the_last_one_has_ended() -> None:
+    prescription = filled(repeats_allowed=3)
+    domain.refill(prescription, refill_of(prescription, "r-1"), NOW)
+
+    with pytest.raises(domain.NotRefillable, match="has not ended yet"):
+        domain.refill(prescription, refill_of(prescription, "r-2"), NOW)
+    domain.follow_order(prescription, "CANCELLED", prescription.refill_order_ids[-1])
+    assert domain.refill(prescription, refill_of(prescription, "r-2"), NOW)
 
 
 def test_the_same_refill_request_again_makes_no_second_order() -> None:
