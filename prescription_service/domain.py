@@ -58,6 +58,8 @@ VERIFIERS = frozenset({"pharmacist", "admin"})
 # Schedules III and IV: at most five refills, none later than six months after issue (21 CFR 1306.22).
 MAX_CONTROLLED_REFILLS = 5
 CONTROLLED_REFILL_MONTHS = 6
+# How long a prescription that names no last day is valid, from its issue (or its upload).
+DEFAULT_VALIDITY_MONTHS = 6
 
 
 # A calendar day is kept as its ISO text: BSON has datetimes only, and a day is not an instant.
@@ -78,6 +80,14 @@ class NeedsDocument(Exception):
 
 class RefillsNotAllowed(Exception):
     """The repeats asked for break a controlled schedule's rules."""
+
+
+class ImplausibleDate(Exception):
+    """A prescription's date that cannot be: issued in the future, or valid until before its issue."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class NotAPharmacist(Exception):
@@ -231,8 +241,23 @@ def refills_left(prescription: Prescription, refills_made: int, today: date) -> 
 
 
 def is_expired(prescription: Prescription, today: date) -> bool:
-    """Past its `valid_until` (its last day); one without the date is for the pharmacist to read."""
-    return prescription.valid_until is not None and today > prescription.valid_until
+    """Past its last day: `valid_until`, or DEFAULT_VALIDITY_MONTHS after its issue (else its upload)
+    when it names none, so that no prescription stays valid, and refillable, for ever."""
+    return today > last_valid_day(prescription)
+
+
+def last_valid_day(prescription: Prescription) -> date:
+    if prescription.valid_until is not None:
+        return prescription.valid_until
+    return _add_months(prescription.issued_on or prescription.uploaded_at.date(), DEFAULT_VALIDITY_MONTHS)
+
+
+def check_dates(issued_on: date | None, valid_until: date | None, today: date) -> None:
+    """A prescription is not issued after today, nor valid until a day before its issue."""
+    if issued_on is not None and issued_on > today:
+        raise ImplausibleDate("issued_on", f"a prescription cannot be issued after today ({today})")
+    if issued_on is not None and valid_until is not None and valid_until < issued_on:
+        raise ImplausibleDate("valid_until", "a prescription cannot be valid until a day before its issue")
 
 
 def upload(
@@ -274,6 +299,7 @@ def take_in(
 ) -> tuple[Prescription, list[Event]]:
     check_lines_have_a_source(command.lines, source, command.document_id)
     check_refill_rules(command.lines, command.repeats_allowed)
+    check_dates(command.issued_on, command.valid_until, now.date())
     uploaded = PrescriptionUploaded(
         # The same request makes the same prescription and order: a redelivered upload creates nothing.
         prescription_id=minted_id(command.request_id, "prescription"),
@@ -365,7 +391,7 @@ def approve(prescription: Prescription, command: ApprovePrescription, now: datet
     _may_decide(prescription, command.pharmacist_id, command.pharmacist_role)
     if is_expired(prescription, now.date()):
         raise PrescriptionExpired(
-            f"the prescription expired on {prescription.valid_until}: it cannot be approved"
+            f"the prescription expired on {last_valid_day(prescription)}: it cannot be approved"
         )
     lines = command.lines or tuple(prescription.lines)
     check_lines_have_a_source(lines, prescription.source, prescription.document_id)
@@ -540,7 +566,7 @@ def refill(prescription: Prescription, command: RefillPrescription, now: datetim
         raise NotRefillable(f"the prescription is {prescription.status}: only a filled one is refilled")
     today = now.date()
     if is_expired(prescription, today):
-        raise NotRefillable(f"the prescription expired on {prescription.valid_until}: no refills")
+        raise NotRefillable(f"the prescription expired on {last_valid_day(prescription)}: no refills")
     made = prescription.refills_made()
     if refills_left(prescription, made, today) == 0:
         raise NotRefillable(_why_no_refill(prescription, made))

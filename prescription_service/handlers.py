@@ -303,6 +303,8 @@ def refusals() -> Iterator[None]:
         raise CommandRefused("invalid", str(exc), field=f"lines.{exc.line}.medication_id") from exc
     except domain.RefillsNotAllowed as exc:
         raise CommandRefused("invalid", str(exc), field="repeats_allowed") from exc
+    except domain.ImplausibleDate as exc:
+        raise CommandRefused("invalid", str(exc), field=exc.field) from exc
     except FhirRefused as exc:
         problems = tuple(FieldProblem(field=p.location, message=p.message) for p in exc.problems)
         raise CommandRefused("invalid", f"the FHIR document was refused: {exc}", errors=problems) from exc

@@ -4,7 +4,7 @@ decision on it stored (sealed) and announced."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -35,6 +35,9 @@ from service_runtime.service import Service
 pytestmark = pytest.mark.integration
 
 Start = Callable[[Service], Awaitable[Service]]
+# Dates relative to the day the test runs: a prescription is never issued after today.
+ISSUED = date.today() - timedelta(days=1)
+VALID_UNTIL = ISSUED + timedelta(days=90)
 RX = PrescribedLine(medication_id="amoxicillin-500", quantity=2, prescription_only=True)
 
 
@@ -52,8 +55,8 @@ async def uploaded(service: Service, probe: EventProbe) -> tuple[dict[str, Any],
         delivery_location=Location(latitude=52.37, longitude=4.89),
         payment_method_id="pm-1",
         document_id=document_id,
-        issued_on=date(2026, 11, 30),
-        valid_until=date(2027, 2, 28),
+        issued_on=ISSUED,
+        valid_until=VALID_UNTIL,
         request_id=str(uuid4()),
     )
     reply = await command(service, upload)
@@ -91,7 +94,7 @@ async def test_an_approval_is_stored_with_the_pharmacist_and_announced_for_the_o
     doc = await stored(prescriptions(service), view["id"])
     assert doc is not None
     assert (doc["status"], doc["verified_by"]) == ("PROCESSING", "pharmacist-1")
-    assert (doc["issued_on"], doc["valid_until"]) == ("2026-11-30", "2027-02-28")
+    assert (doc["issued_on"], doc["valid_until"]) == (ISSUED.isoformat(), VALID_UNTIL.isoformat())
     assert [(s["decision"], s["note"]) for s in doc["verification"]] == [("approved", "checked")]
     raw = await service.db["prescriptions"].find_one({"_id": view["id"]})
     assert raw is not None

@@ -525,7 +525,9 @@ def test_an_expired_prescription_is_not_refilled() -> None:
 
 
 def test_a_schedule_three_prescription_is_not_refilled_six_months_after_issue() -> None:
-    prescription = filled(controlled("III"), repeats_allowed=5, issued_on=date(2026, 5, 1))
+    prescription = filled(
+        controlled("III"), repeats_allowed=5, issued_on=date(2026, 5, 1), valid_until=date(2027, 5, 1)
+    )
 
     with pytest.raises(domain.NotRefillable, match="6 months after issue"):
         domain.refill(prescription, refill_of(prescription, "r-1"), NOW)
@@ -539,3 +541,29 @@ def test_a_refills_order_ending_leaves_the_prescription_filled() -> None:
     domain.follow_order(prescription, "CANCELLED", refilled.order_id)
 
     assert prescription.status == "FILLED"
+
+
+def test_a_prescription_cannot_be_issued_after_today() -> None:
+    with pytest.raises(domain.ImplausibleDate, match="issued after today") as refused:
+        domain.upload(upload(RX, document_id="scan-1", issued_on=NOW.date() + timedelta(days=1)), NOW)
+
+    assert refused.value.field == "issued_on"
+
+
+def test_a_prescription_cannot_be_valid_until_before_its_issue() -> None:
+    with pytest.raises(domain.ImplausibleDate, match="before its issue") as refused:
+        domain.upload(
+            upload(RX, document_id="scan-1", issued_on=date(2026, 11, 1), valid_until=date(2026, 10, 1)), NOW
+        )
+
+    assert refused.value.field == "valid_until"
+
+
+def test_a_prescription_naming_no_last_day_is_valid_six_months_from_its_issue() -> None:
+    prescription = filled(repeats_allowed=3, issued_on=date(2026, 11, 20))
+
+    assert domain.last_valid_day(prescription) == date(2027, 5, 20)
+    assert domain.refill(prescription, refill_of(prescription, "r-1"), datetime(2027, 5, 20, tzinfo=UTC))
+    domain.follow_order(prescription, "FILLED", prescription.refill_order_ids[-1])
+    with pytest.raises(domain.NotRefillable, match="expired on 2027-05-20"):
+        domain.refill(prescription, refill_of(prescription, "r-2"), datetime(2027, 5, 21, tzinfo=UTC))
