@@ -66,7 +66,10 @@ class Documents:
                 "patient_id": document.patient_id,
                 "content_type": document.content_type,
                 "size": document.size,
-                "sha256": document.sha256,
+                # Sealed too: a hash of a document confirms a guess of it.
+                "sha256": self.cipher.seal(
+                    document.sha256, at=place(self.heads.name, document.document_id, "sha256")
+                ),
                 "chunks": len(pieces),
                 "created_at": document.created_at,
                 "draft": self.cipher.seal(draft, at=place(self.heads.name, document.document_id, "draft")),
@@ -115,7 +118,7 @@ class Documents:
             patient_id=head["patient_id"],
             content_type=head["content_type"],
             size=head["size"],
-            sha256=head["sha256"],
+            sha256=self.cipher.open(head["sha256"], at=place(self.heads.name, document_id, "sha256")),
             created_at=head["created_at"],
             draft=None if draft is None else ScanDraftView.model_validate(draft),
             content=content,

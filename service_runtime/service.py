@@ -274,10 +274,13 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        for hook in self._on_stop:
-            with contextlib.suppress(Exception):
-                await hook()
+        # The broker first: no handler is left running that the hooks' resources still serve.
         await self.broker.stop()
+        for hook in self._on_stop:
+            try:
+                await hook()
+            except Exception:
+                log.exception("%s: a stop hook failed", self.name)
         await self.client.close()
         log.info("%s stopped", self.name)
 

@@ -17,6 +17,9 @@ MAX_BYTES: Final = 10 * 1024 * 1024
 # An A3 page at 300 dpi is 35 Mpx; a 40 Mpx phone photo fits. Decoding 40 Mpx of RGB takes ~120 MB.
 MAX_PIXELS: Final = 40_000_000
 MAX_PAGES: Final = 5
+# All the pages of one PDF together: every page is decoded before the first is read, so this bounds a
+# scan's memory (about 3 bytes a pixel) whatever its pages; five A4 pages at 300 dpi are 44 million.
+MAX_DOCUMENT_PIXELS: Final = 60_000_000
 PDF_DPI: Final = 300
 
 PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
@@ -103,6 +106,7 @@ def _pdf_pages(data: bytes) -> list[Image.Image]:
             if count > MAX_PAGES:
                 raise DocumentRefused(422, f"the PDF has {count} pages; at most {MAX_PAGES} are read")
             # Every page's size is checked before the first is rendered.
+            total = 0
             for index in range(count):
                 points_wide, points_high = pdf[index].get_size()
                 width, height = round(points_wide * scale), round(points_high * scale)
@@ -110,6 +114,11 @@ def _pdf_pages(data: bytes) -> list[Image.Image]:
                     raise _too_many_pixels(width, height)
                 if width <= 0 or height <= 0:
                     raise DocumentRefused(422, f"page {index + 1} of the PDF has no area")
+                total += width * height
+            if total > MAX_DOCUMENT_PIXELS:
+                raise DocumentRefused(
+                    413, f"the PDF's pages hold {total} pixels; at most {MAX_DOCUMENT_PIXELS} are read"
+                )
             pages = []
             for index in range(count):
                 bitmap = pdf[index].render(scale=scale, grayscale=True)

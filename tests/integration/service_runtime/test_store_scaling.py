@@ -198,6 +198,8 @@ async def test_a_page_read_from_an_index_is_that_page_of_the_whole_sorted_list(
     await db.t.create_index([("created_at", DESCENDING)])
     await db.t.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
     await db.t.create_index([("flag", ASCENDING), ("name", ASCENDING)])
+    # Two equal fields before the sorted one, the second holding arrays, nulls and other types too.
+    await db.t.create_index([("status", ASCENDING), ("name", ASCENDING), ("created_at", DESCENDING)])
     at = datetime(2026, 1, 1, tzinfo=UTC)
     odd: list[Any] = [None, 5, 2.5, "text", ["x", "y"], {"k": 1}, True, at - timedelta(days=30000), [at], []]
     docs: list[Document] = []
@@ -206,7 +208,7 @@ async def test_a_page_read_from_an_index_is_that_page_of_the_whole_sorted_list(
         if i % 7:
             doc["created_at"] = odd[i % len(odd)] if i % 11 == 0 else at + timedelta(minutes=i % 40)
         doc["status"] = ["NEW", "DONE", ["NEW", "X"], None, "NEW"][i % 5] if i % 13 else odd[i % len(odd)]
-        doc["name"] = ["a", "b", "Ab", "é", 'a"q', "", 7][i % 7]
+        doc["name"] = ["a", "b", "Ab", "é", 'a"q', "", 7, ["a", "z"], None][i % 9]
         doc["flag"] = [True, False, None][i % 3]
         docs.append(doc)
     await db.t.insert_many(docs)
@@ -222,6 +224,8 @@ async def test_a_page_read_from_an_index_is_that_page_of_the_whole_sorted_list(
         ({"created_at": {"$gte": moment, "$lte": moment + timedelta(minutes=9)}}, NEWEST_FIRST),
         ({"flag": False}, [("name", ASCENDING), ("_id", ASCENDING)]),
         ({"flag": True}, [("name", DESCENDING), ("_id", ASCENDING)]),
+        ({"name": "a", "status": "NEW"}, NEWEST_FIRST),  # the index's equal fields in another order
+        ({"status": "NEW", "name": "b"}, [("created_at", ASCENDING), ("_id", ASCENDING)]),
     ):
         whole = [doc["_id"] async for doc in db.t.find(query, sort=sort)]
         assert whole, query
@@ -229,7 +233,7 @@ async def test_a_page_read_from_an_index_is_that_page_of_the_whole_sorted_list(
             page = [doc["_id"] async for doc in db.t.find(query, sort=sort, skip=skip, limit=limit)]
             assert page == whole[skip : skip + limit], (query, sort, skip, limit)
             checked += 1
-    assert checked == 48
+    assert checked == 60
 
 
 async def test_the_verification_queue_is_served_by_its_index(db: AsyncDatabase[Document]) -> None:

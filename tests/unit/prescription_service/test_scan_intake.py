@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from prescription_service.scan import DocumentRefused, read_document
-from prescription_service.scan.intake import MAX_BYTES, MAX_PAGES
+from prescription_service.scan.intake import MAX_BYTES, MAX_DOCUMENT_PIXELS, MAX_PAGES
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -88,6 +88,16 @@ def test_a_pdf_with_more_pages_than_allowed_is_refused_422() -> None:
     refused = refusal(data)
     assert refused.status == 422
     assert f"{MAX_PAGES + 1} pages" in refused.detail
+
+
+def test_a_pdf_whose_pages_together_are_too_large_to_decode_is_refused_413() -> None:
+    # Five pages of 870 x 870 points: each renders to 13 million pixels, under the page limit;
+    # together 66 million, over the document's.
+    pages = [Image.new("L", (870, 870), 255) for _ in range(MAX_PAGES)]
+    data = encoded(pages[0], "PDF", save_all=True, append_images=pages[1:], resolution=72)
+    refused = refusal(data)
+    assert refused.status == 413
+    assert f"at most {MAX_DOCUMENT_PIXELS}" in refused.detail
 
 
 def test_a_corrupt_pdf_is_refused_422() -> None:
