@@ -27,6 +27,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -769,14 +770,21 @@ def check_invariants(
 
 
 def unverified_reservations(tap: Tap, prescription_only: set[str], verifier: Verifier) -> Check:
-    """No prescription-only unit is ever reserved for an order whose prescription was not verified."""
-    verified = {e.correlation_id for e in tap.of_type(PrescriptionVerified.TYPE)}
+    """No prescription-only unit is ever reserved for an order whose prescription was not verified
+    first: a reservation decided before the approval (all on this machine's clock) counts as one."""
+    verified: dict[str, datetime] = {}
+    for e in tap.of_type(PrescriptionVerified.TYPE):
+        verified[e.correlation_id] = min(e.occurred_at, verified.get(e.correlation_id, e.occurred_at))
     reserved = [
         e
         for e in tap.of_type(StockReserved.TYPE)
         if {line["medication_id"] for line in e.payload["lines"]} & prescription_only
     ]
-    unverified = [e.correlation_id for e in reserved if e.correlation_id not in verified]
+    unverified = [
+        e.correlation_id
+        for e in reserved
+        if e.correlation_id not in verified or e.occurred_at <= verified[e.correlation_id]
+    ]
     return Check(
         "no prescription-only unit reserved unverified",
         not unverified and bool(reserved),
