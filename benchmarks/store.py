@@ -65,7 +65,7 @@ def documents(collection: str, start: int, stop: int) -> list[Document]:
             doc = {"patient_id": patient(i), "prescription_id": f"prescriptions-{i}",
                    "status": STATUSES[i % 4], "created_at": at, "lines": SEALED}  # fmt: skip
         elif collection == "prescriptions":
-            doc = {"patient_id": patient(i), "order_id": f"orders-{i}", "withdrawn_at": None,
+            doc = {"patient_id": patient(i), "order_id": f"orders-{i}", "withdrawn_at": None, "listed": True,
                    "uploaded_at": at, "lines": SEALED}  # fmt: skip
         elif collection == "payments":
             doc = {"patient_id": patient(i), "order_id": f"orders-{i}", "status": "CAPTURED",
@@ -186,7 +186,7 @@ def operations(
         "a patient's prescriptions": lambda: timed(
             drain(
                 db.prescriptions.find(
-                    {"withdrawn_at": None, "patient_id": person()},
+                    {"listed": True, "patient_id": person()},
                     sort=[("uploaded_at", -1), ("_id", 1)],
                     limit=20,
                 )

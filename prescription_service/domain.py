@@ -119,6 +119,9 @@ class Prescription(Aggregate):
     status: PrescriptionStatus = "PROCESSING"
     uploaded_at: datetime
     withdrawn_at: datetime | None = None
+    # In the lists its patient and staff read: no longer once withdrawn. A field of its own, so that a
+    # list is read from an index (no index key can be matched exactly by a null `withdrawn_at`).
+    listed: bool = True
     # What the upload asked for (upload_fingerprint); None on prescriptions stored before it was kept.
     fingerprint: str | None = None
     source: PrescriptionSource = "typed"
@@ -510,6 +513,7 @@ def withdraw(prescription: Prescription, now: datetime) -> list[Event]:
     if prescription.withdrawn_at is not None:
         return []
     prescription.withdrawn_at = now
+    prescription.listed = False
     was_open = prescription.status in OPEN
     prescription.status = "WITHDRAWN" if was_open else prescription.status
     return [

@@ -27,6 +27,16 @@ def prescriptions(service: Service) -> Repository[Prescription]:
 async def ensure_indexes(repo: Repository[Prescription]) -> None:
     await repo.collection.create_index([("order_id", ASCENDING)], unique=True)
     await repo.collection.create_index([("patient_id", ASCENDING), ("uploaded_at", DESCENDING)])
+    # The lists: a patient's and everyone's, newest first, withdrawn ones left out.
+    await repo.collection.create_index(
+        [("patient_id", ASCENDING), ("listed", ASCENDING), ("uploaded_at", DESCENDING)]
+    )
+    await repo.collection.create_index([("listed", ASCENDING), ("uploaded_at", DESCENDING)])
+    # Prescriptions stored before `listed` was kept: it follows `withdrawn_at` (once; then none match).
+    await repo.collection.update_many(
+        {"listed": {"$exists": False}, "withdrawn_at": None}, {"$set": {"listed": True}}
+    )
+    await repo.collection.update_many({"listed": {"$exists": False}}, {"$set": {"listed": False}})
     # The pharmacists' queue: one status, oldest first.
     await repo.collection.create_index([("status", ASCENDING), ("uploaded_at", ASCENDING)])
 
@@ -34,7 +44,7 @@ async def ensure_indexes(repo: Repository[Prescription]) -> None:
 async def list_prescriptions(
     repo: Repository[Prescription], *, owner_id: str | None, limit: int, offset: int
 ) -> list[Prescription]:
-    query: dict[str, object] = {"withdrawn_at": None}
+    query: dict[str, object] = {"listed": True}
     if owner_id is not None:
         query["patient_id"] = owner_id
     return await repo.find(
@@ -63,18 +73,13 @@ async def earlier_of_the_same(
 ) -> list[Prescription]:
     """The patient's earlier prescriptions naming any of this one's medications, newest first.
 
-    Lines are sealed, so the patient's latest prescriptions are read (by index) and compared here.
+    Lines are sealed, so the patient's latest prescriptions before this one are read (a page of
+    the index) and compared here.
     """
     wanted = {line.medication_id for line in prescription.lines}
     latest = await repo.find(
-        {"patient_id": prescription.patient_id},
+        {"patient_id": prescription.patient_id, "uploaded_at": {"$lt": prescription.uploaded_at}},
         sort=[("uploaded_at", DESCENDING), ("_id", ASCENDING)],
         limit=EARLIER_LOOKED_AT,
     )
-    return [
-        p
-        for p in latest
-        if p.id != prescription.id
-        and p.uploaded_at <= prescription.uploaded_at
-        and wanted & {line.medication_id for line in p.lines}
-    ]
+    return [p for p in latest if wanted & {line.medication_id for line in p.lines}]

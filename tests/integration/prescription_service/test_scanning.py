@@ -8,6 +8,7 @@ import base64
 import hashlib
 import io
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -176,3 +177,23 @@ async def test_a_scan_refused_with_its_upload_is_free_for_the_next_one(
     assert again.error is not None
     assert (again.error.code, again.error.field) == ("conflict", "document_id")
     assert first.data["id"] in again.error.detail
+
+
+async def test_prescriptions_stored_before_listed_was_kept_are_listed_as_their_withdrawal_says(
+    namespace: Namespace, running: Start
+) -> None:
+    settings = namespace.settings(Settings)
+    first = build_prescriptions(settings)
+    raw = first.db["prescriptions"]
+    await raw.insert_many(
+        [
+            {"_id": "kept", "patient_id": "p", "withdrawn_at": None},
+            {"_id": "taken back", "patient_id": "p", "withdrawn_at": datetime.now(UTC)},
+        ]
+    )
+    await first.client.close()
+
+    service = await running(build_prescriptions(settings))  # its start brings the old ones up to date
+
+    found = {doc["_id"]: doc["listed"] async for doc in service.db["prescriptions"].find({})}
+    assert found == {"kept": True, "taken back": False}

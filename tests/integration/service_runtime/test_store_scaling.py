@@ -156,6 +156,10 @@ async def test_a_page_of_a_sorted_list_is_read_from_an_index(db: AsyncDatabase[D
     await db.orders.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
     await db.users.create_index([("created_at", ASCENDING)])
     await db.medications.create_index([("discontinued", ASCENDING), ("catalogue_key", ASCENDING)])
+    await db.prescriptions.create_index([("listed", ASCENDING), ("uploaded_at", DESCENDING)])
+    await db.prescriptions.create_index(
+        [("patient_id", ASCENDING), ("listed", ASCENDING), ("uploaded_at", DESCENDING)]
+    )
     at = datetime(2026, 1, 1, tzinfo=UTC)
     await db.orders.insert_many(
         [{"_id": f"o{i}", "status": "NEW", "created_at": at + timedelta(seconds=i)} for i in range(100)]
@@ -168,6 +172,13 @@ async def test_a_page_of_a_sorted_list_is_read_from_an_index(db: AsyncDatabase[D
         ("orders", {"status": "NEW", "created_at": {"$lt": at}}, NEWEST_FIRST, 0),
         ("users", {}, [("created_at", ASCENDING), ("_id", ASCENDING)], 20),
         ("medications", {"discontinued": False}, [("catalogue_key", ASCENDING), ("_id", ASCENDING)], 20),
+        ("prescriptions", {"listed": True}, [("uploaded_at", DESCENDING), ("_id", ASCENDING)], 0),
+        (
+            "prescriptions",
+            {"patient_id": "p", "listed": True},
+            [("uploaded_at", DESCENDING), ("_id", ASCENDING)],
+            0,
+        ),
     ):
         find = {
             "find": collection,
