@@ -24,6 +24,9 @@ def prescriptions(service: Service) -> Repository[Prescription]:
     return service.repository("prescriptions", Prescription, sealed=sealed)
 
 
+LISTED_MIGRATION = "prescriptions.listed"
+
+
 async def ensure_indexes(repo: Repository[Prescription]) -> None:
     await repo.collection.create_index([("order_id", ASCENDING)], unique=True)
     await repo.collection.create_index([("patient_id", ASCENDING), ("uploaded_at", DESCENDING)])
@@ -32,11 +35,15 @@ async def ensure_indexes(repo: Repository[Prescription]) -> None:
         [("patient_id", ASCENDING), ("listed", ASCENDING), ("uploaded_at", DESCENDING)]
     )
     await repo.collection.create_index([("listed", ASCENDING), ("uploaded_at", DESCENDING)])
-    # Prescriptions stored before `listed` was kept: it follows `withdrawn_at` (once; then none match).
-    await repo.collection.update_many(
-        {"listed": {"$exists": False}, "withdrawn_at": None}, {"$set": {"listed": True}}
-    )
-    await repo.collection.update_many({"listed": {"$exists": False}}, {"$set": {"listed": False}})
+    # Prescriptions stored before `listed` was kept: it follows `withdrawn_at`. Once per store (the
+    # search for them reads every prescription), marked done in `migrations`.
+    migrations = repo.collection.database["migrations"]
+    if await migrations.find_one({"_id": LISTED_MIGRATION}) is None:
+        await repo.collection.update_many(
+            {"listed": {"$exists": False}, "withdrawn_at": None}, {"$set": {"listed": True}}
+        )
+        await repo.collection.update_many({"listed": {"$exists": False}}, {"$set": {"listed": False}})
+        await migrations.update_one({"_id": LISTED_MIGRATION}, {"$set": {"done": True}}, upsert=True)
     # The pharmacists' queue: one status, oldest first.
     await repo.collection.create_index([("status", ASCENDING), ("uploaded_at", ASCENDING)])
 
