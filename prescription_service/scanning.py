@@ -18,7 +18,7 @@ import time
 import uuid
 
 from contracts.base import ErrorCode
-from contracts.commands import ListMedications, MedicationView, Page
+from contracts.commands import ListMedications, MedicationView
 from contracts.documents import DocumentType, DocumentView, GetDocument, ScanDocument, ScanDraftView
 from prescription_service import scan
 from prescription_service.documents import Documents, StoredDocument
@@ -51,13 +51,9 @@ class Catalogue:
                 self._requester = AmqpRequester(settings.rabbitmq_url, settings.broker_namespace)
                 await self._requester.start()
                 self._rpc = RpcClient(self._requester, settings)
-        found: list[MedicationView] = []
-        while True:
-            page = Page(limit=CATALOGUE_PAGE, offset=len(found))
-            batch = await self._rpc.ask(ListMedications(page=page), list[MedicationView])
-            found += batch
-            if len(batch) < CATALOGUE_PAGE:
-                break
+        found: list[MedicationView] = await self._rpc.ask_every_page(
+            lambda page: ListMedications(page=page), MedicationView, page_size=CATALOGUE_PAGE
+        )
         return tuple(
             scan.CatalogueEntry(
                 medication_id=m.id,

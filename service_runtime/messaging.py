@@ -21,7 +21,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from contracts import topology
 from contracts.base import Command, Envelope, Event, RpcError, RpcReply, Timer
-from contracts.commands import Ping
+from contracts.commands import Page, Ping
 from contracts.events import ALL_EVENTS
 from service_runtime import logs, metrics, tracing
 from service_runtime.errors import (
@@ -763,6 +763,29 @@ class RpcClient:
         if reply.error is not None:
             raise CommandRefused(reply.error.code, reply.error.detail, reply.error.field, reply.error.errors)
         return TypeAdapter(answer).validate_python(reply.data)
+
+    async def ask_every_page(
+        self,
+        command: Callable[[Page], Command],
+        item: Any,
+        *,
+        page_size: int = 200,
+        max_pages: int | None = None,
+        timeout: float | None = None,
+    ) -> list[Any]:
+        """Every item of a paged list, `command(page)` asked page after page until one comes back short
+        (or after `max_pages`); each item validated as `item`."""
+        found: list[Any] = []
+        pages = 0
+        while max_pages is None or pages < max_pages:
+            batch = await self.ask(
+                command(Page(limit=page_size, offset=len(found))), list[item], timeout=timeout
+            )
+            found += batch
+            pages += 1
+            if len(batch) < page_size:
+                break
+        return found
 
     def _queue(self, command: Command, owner: str) -> str:
         if command.QUEUE is not None:

@@ -243,13 +243,13 @@ async def catalogue_of(rpc: RpcClient, lines: Sequence[LineIn]) -> list[c.Medica
 
 
 async def _whole_catalogue(rpc: RpcClient) -> list[c.MedicationView]:
-    found: list[c.MedicationView] = []
-    for page in range(MAX_CATALOGUE_PAGES):
-        asked = c.ListMedications(page=c.Page(limit=CATALOGUE_PAGE, offset=page * CATALOGUE_PAGE))
-        batch = await rpc.ask(asked, list[c.MedicationView], timeout=PRECHECK_SECONDS)
-        found.extend(batch)
-        if len(batch) < CATALOGUE_PAGE:
-            break
+    found: list[c.MedicationView] = await rpc.ask_every_page(
+        lambda page: c.ListMedications(page=page),
+        c.MedicationView,
+        page_size=CATALOGUE_PAGE,
+        max_pages=MAX_CATALOGUE_PAGES,
+        timeout=PRECHECK_SECONDS,
+    )
     return found
 
 
