@@ -641,6 +641,25 @@ def admin(api: Api) -> dict[str, str]:
 # --- scanned documents -----------------------------------------------------------------------------
 
 
+def printed(lines: Sequence[str], size: tuple[int, int], *, angle: float = 0, **save: Any) -> bytes:
+    """A page printed with these lines (DejaVu Sans, 42 px, 130 px apart), turned `angle` degrees and
+    saved as `save` says (`format="PNG"`, or JPEG with a quality...)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from benchmarks.ocr_set import font_path
+
+    page = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.truetype(str(font_path("dejavu/DejaVuSans.ttf")), 42)
+    for row, text in enumerate(lines):
+        draw.text((100, 100 + row * 130), text, font=font, fill=0)
+    if angle:
+        page = page.rotate(angle, expand=True, fillcolor=255)
+    buffer = io.BytesIO()
+    page.save(buffer, **{"format": "PNG", **save})
+    return buffer.getvalue()
+
+
 def blank_png() -> bytes:
     """A blank page: the scan worker reads it into a draft of no lines, in a fraction of a second."""
     from PIL import Image
@@ -714,6 +733,7 @@ __all__ = [
     "TcpGate",
     "add_card",
     "approve",
+    "blank_png",
     "dead_letters",
     "field_key",
     "gate_to",
@@ -724,6 +744,7 @@ __all__ = [
     "platform_scans",
     "prescription_body",
     "prescription_uploaded",
+    "printed",
     "rpc_client",
     "scan",
     "started_platform",

@@ -8,7 +8,6 @@ line here fails `test_the_table_covers_every_operation_of_the_api`.
 
 from __future__ import annotations
 
-import io
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,8 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ADMIN_EMAIL, ADMIN_PASSWORD, GOOD_CARD, Api, Shop, add_card, open_shop, upload
-from PIL import Image
+from conftest import ADMIN_EMAIL, ADMIN_PASSWORD, GOOD_CARD, Api, Shop, add_card, blank_png, open_shop, upload
 
 pytestmark = pytest.mark.e2e
 
@@ -111,9 +109,7 @@ def _prescription(world: World, role: str) -> dict[str, Any]:
 
 
 def _document(world: World, role: str) -> dict[str, Any]:
-    buffer = io.BytesIO()
-    Image.new("L", (400, 200), 255).save(buffer, "PNG")  # a blank page: a draft of no lines
-    return {"document": ("blank.png", buffer.getvalue(), "image/png")}
+    return {"document": ("blank.png", blank_png(), "image/png")}  # a draft of no lines
 
 
 def _refresh_token(world: World, role: str) -> dict[str, Any]:

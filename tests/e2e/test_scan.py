@@ -3,27 +3,16 @@ patient and to pharmacists."""
 
 from __future__ import annotations
 
-import io
 import secrets
 
 import pytest
-from conftest import Api, add_card, approve, new_pharmacist, open_shop, prescription_body, scan
-from PIL import Image, ImageDraw, ImageFont
-
-from benchmarks.ocr_set import font_path
+from conftest import Api, add_card, approve, new_pharmacist, open_shop, prescription_body, printed, scan
 
 pytestmark = pytest.mark.e2e
 
 
 def printed_png(medication: str) -> bytes:
-    page = Image.new("L", (1600, 700), 255)
-    draw = ImageDraw.Draw(page)
-    font = ImageFont.truetype(str(font_path("dejavu/DejaVuSans.ttf")), 42)
-    for row, text in enumerate(("Dr Amelia Hart MBChB", "Rx", f"1. {medication} 40 mg tablets  Qty: 14")):
-        draw.text((100, 100 + row * 130), text, font=font, fill=0)
-    buffer = io.BytesIO()
-    page.save(buffer, "PNG")
-    return buffer.getvalue()
+    return printed(("Dr Amelia Hart MBChB", "Rx", f"1. {medication} 40 mg tablets  Qty: 14"), (1600, 700))
 
 
 def test_a_scanned_prescription_answers_a_draft_matched_to_the_catalogue(
@@ -111,16 +100,16 @@ def test_a_scanned_prescription_corrected_by_its_patient_is_flagged_verified_and
     assert stocked.status_code == 200, stocked.text
     _, patient = api.new_patient()
     _, pharmacist = new_pharmacist(api, admin)
-    page = Image.new("L", (1600, 600), 255)
-    draw = ImageDraw.Draw(page)
-    font = ImageFont.truetype(str(font_path("dejavu/DejaVuSans.ttf")), 42)
-    for row, text in enumerate(("Dr Amelia Hart MBChB", "Rx", "1. Hydroxyzine 25 mg tablets  x 28")):
-        draw.text((100, 100 + row * 130), text, font=font, fill=0)
-    buffer = io.BytesIO()
-    page.rotate(4, expand=True, fillcolor=255).save(buffer, "JPEG", quality=80)
+    photo = printed(
+        ("Dr Amelia Hart MBChB", "Rx", "1. Hydroxyzine 25 mg tablets  x 28"),
+        (1600, 600),
+        angle=4,
+        format="JPEG",
+        quality=80,
+    )
 
     # 1. The patient scans the paper and reads the draft back.
-    document_id = scan(api, patient, buffer.getvalue())
+    document_id = scan(api, patient, photo)
     draft = api.http.get(f"/documents/{document_id}", headers=patient)
     assert draft.status_code == 200
     # 2. They confirm the line, asking for 20 where the paper says 28.
@@ -150,7 +139,7 @@ def test_a_scanned_prescription_corrected_by_its_patient_is_flagged_verified_and
     assert [(line["medication_id"], line["quantity"]) for line in order["lines"]] == [(hydroxyzine, 28)]
     shown = api.http.get(f"/prescriptions/{uploaded['id']}/document", headers=pharmacist)
     assert (shown.status_code, shown.headers["content-type"]) == (200, "image/jpeg")
-    assert shown.content == buffer.getvalue()
+    assert shown.content == photo
 
 
 def test_a_scanned_document_backs_one_prescription_of_its_own_patient(

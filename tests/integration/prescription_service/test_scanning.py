@@ -6,16 +6,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import io
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import Namespace, rpc_client, stored_scans
-from PIL import Image, ImageDraw, ImageFont
+from conftest import Namespace, printed, rpc_client, stored_scans
 
-from benchmarks.ocr_set import font_path
 from contracts.commands import CreateMedication, GetPrescription, MedicationView, UploadPrescription
 from contracts.documents import DocumentView, GetDocument, ScanDocument, ScanDraftView
 from contracts.events import Location, PrescribedLine
@@ -40,14 +37,7 @@ LINES = (
 
 
 def printed_png() -> bytes:
-    page = Image.new("L", (1600, 900), 255)
-    draw = ImageDraw.Draw(page)
-    font = ImageFont.truetype(str(font_path("dejavu/DejaVuSans.ttf")), 42)
-    for row, text in enumerate(LINES):
-        draw.text((100, 100 + row * 130), text, font=font, fill=0)
-    buffer = io.BytesIO()
-    page.save(buffer, "PNG")
-    return buffer.getvalue()
+    return printed(LINES, (1600, 900))
 
 
 async def catalogue(inventory: Service) -> dict[str, str]:
