@@ -508,14 +508,16 @@ def record_answered(prescription: Prescription, answered: PrescriptionAnswered, 
 def withdraw(prescription: Prescription, now: datetime) -> list[Event]:
     """The patient takes the prescription back: hidden from view, kept for the record.
 
-    An order not yet paid is cancelled by order_service when it hears of it.
+    An order not yet paid is cancelled by order_service when it hears of it. The status says
+    WITHDRAWN unless its order sold the medicines (FILLED stays: that is what happened), whether the
+    order ended before or after; `follow_order` keeps to the same rule from the other side.
     """
     if prescription.withdrawn_at is not None:
         return []
     prescription.withdrawn_at = now
     prescription.listed = False
-    was_open = prescription.status in OPEN
-    prescription.status = "WITHDRAWN" if was_open else prescription.status
+    if prescription.status != "FILLED":
+        prescription.status = "WITHDRAWN"
     return [
         PrescriptionWithdrawn(
             prescription_id=prescription.id,
@@ -528,21 +530,29 @@ def withdraw(prescription: Prescription, now: datetime) -> list[Event]:
 def follow_order(
     prescription: Prescription, outcome: PrescriptionStatus, order_id: str | None = None
 ) -> list[Event]:
-    """Reflect the first fill's order's end; a withdrawn prescription stays withdrawn.
+    """Reflect the first fill's order's end.
 
     A refill's order ends on its own: the prescription stays FILLED; a refill whose order did not
     end filled gives its repeat back.
 
     A confirmed order is cancelled after all when its payment lost the race with the reservation's
     expiry (stock never sold, charge refunded): the prescription was not filled, so it follows.
+
+    The patient's withdrawal and the order's end commute (see `withdraw`): a sold order makes it
+    FILLED even when the withdrawal was handled first (an order already paid is not cancelled by it);
+    any other end leaves a withdrawn prescription WITHDRAWN. A rebuild from the journal may apply the
+    two in the other order than the live service did, and must come to the same state.
     """
     if order_id is not None and order_id in prescription.refill_order_ids:
         follow_refill(prescription, order_id, outcome)
         return []
     if order_id not in (None, prescription.order_id):
         return []
-    if prescription.status in OPEN or (prescription.status, outcome) == ("FILLED", "CANCELLED"):
+    withdrawn = prescription.withdrawn_at is not None
+    if prescription.status in OPEN or (prescription.status, outcome) == ("WITHDRAWN", "FILLED"):
         prescription.status = outcome
+    elif (prescription.status, outcome) == ("FILLED", "CANCELLED"):
+        prescription.status = "WITHDRAWN" if withdrawn else "CANCELLED"
     return []
 
 

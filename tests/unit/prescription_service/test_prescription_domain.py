@@ -96,14 +96,54 @@ def test_a_processing_prescription_takes_the_outcome_of_its_order(outcome: Presc
     assert prescription.status == outcome
 
 
-@pytest.mark.parametrize("outcome", ["FILLED", "REJECTED", "CANCELLED"])
-def test_the_order_ending_does_not_overwrite_a_withdrawal(outcome: PrescriptionStatus) -> None:
+@pytest.mark.parametrize("outcome", ["REJECTED", "CANCELLED"])
+def test_an_order_ending_unsold_does_not_overwrite_a_withdrawal(outcome: PrescriptionStatus) -> None:
     prescription = uploaded()
     domain.withdraw(prescription, NOW)
 
     domain.follow_order(prescription, outcome)
 
     assert prescription.status == "WITHDRAWN"
+
+
+def test_an_order_paid_before_the_withdrawal_reached_it_fills_the_prescription_all_the_same() -> None:
+    # order_service leaves a paid order alone when it hears of the withdrawal: the medicines were sold.
+    prescription = uploaded()
+    domain.withdraw(prescription, NOW)
+
+    domain.follow_order(prescription, "FILLED")
+
+    assert (prescription.status, prescription.withdrawn_at, prescription.listed) == ("FILLED", NOW, False)
+
+
+# What an order can tell its prescription, in the order order_service publishes it.
+ORDER_ENDINGS: list[list[PrescriptionStatus]] = [
+    ["FILLED"],
+    ["REJECTED"],
+    ["CANCELLED"],
+    ["FILLED", "CANCELLED"],
+]
+
+
+@pytest.mark.parametrize("endings", ORDER_ENDINGS, ids="-then-".join)
+def test_a_withdrawal_comes_to_the_same_state_wherever_it_falls_among_the_orders_events(
+    endings: list[PrescriptionStatus],
+) -> None:
+    # Live, the withdrawal and the order's events race; a rebuild from the journal may apply them in
+    # another order. Each order gives the same prescription.
+    states = set()
+    for at in range(len(endings) + 1):
+        prescription = uploaded()
+        for n, outcome in enumerate(endings):
+            if n == at:
+                domain.withdraw(prescription, NOW)
+            domain.follow_order(prescription, outcome)
+        if at == len(endings):
+            domain.withdraw(prescription, NOW)
+        states.add((prescription.status, prescription.withdrawn_at, prescription.listed))
+
+    expected = "FILLED" if endings[-1] == "FILLED" else "WITHDRAWN"
+    assert states == {(expected, NOW, False)}
 
 
 @pytest.mark.parametrize(
