@@ -31,6 +31,14 @@ SUBSCRIPTIONS: Mapping[str, tuple[type[Event], ...]] = {
         e.PrescriptionHeld,
         e.PrescriptionAnswered,
         e.PrescriptionRefilled,
+        e.OrderDispensed,
+        e.DeliveryAssigned,
+        e.DeliveryPickedUp,
+        e.DeliveryCompleted,
+        e.DeliveryAttemptFailed,
+        e.DeliveryReturned,
+        e.PaymentCaptured,
+        e.PaymentVoided,
     ),
     # A Timer (ReservationDeadline) is bound to the service's timer queue, not to its event queue.
     "inventory_service": (
@@ -39,9 +47,11 @@ SUBSCRIPTIONS: Mapping[str, tuple[type[Event], ...]] = {
         e.PaymentDeclined,
         e.OrderCancelled,
         e.ReservationDeadline,
+        e.DeliveryReturned,
     ),
-    "payment_service": (e.StockReserved, e.OrderCancelled),
+    "payment_service": (e.StockReserved, e.OrderCancelled, e.DeliveryPickedUp, e.DeliveryReturned),
     "prescription_service": (e.OrderCreated, e.OrderConfirmed, e.OrderRejected, e.OrderCancelled),
+    "delivery_service": (e.OrderReadyForPickup, e.OrderCancelled),
 }
 
 # Who publishes each event: every event has exactly one publisher, the service whose domain creates it.
@@ -55,7 +65,13 @@ PUBLISHES: Mapping[str, tuple[type[Event], ...]] = {
         e.PrescriptionAnswered,
         e.PrescriptionRefilled,
     ),
-    "order_service": (e.OrderCreated, e.OrderConfirmed, e.OrderRejected, e.OrderCancelled),
+    "order_service": (
+        e.OrderCreated,
+        e.OrderConfirmed,
+        e.OrderRejected,
+        e.OrderCancelled,
+        e.OrderReadyForPickup,
+    ),
     # ReservationDeadline is inventory's timer to itself: it comes back on its own timer queue.
     "inventory_service": (
         e.StockReserved,
@@ -64,8 +80,22 @@ PUBLISHES: Mapping[str, tuple[type[Event], ...]] = {
         e.ReservationExpired,
         e.PharmacyStaffAdded,
         e.PharmacyStaffRemoved,
+        e.OrderDispensed,
     ),
-    "payment_service": (e.PaymentApproved, e.PaymentDeclined, e.PaymentRefunded),
+    "payment_service": (
+        e.PaymentApproved,
+        e.PaymentDeclined,
+        e.PaymentRefunded,
+        e.PaymentCaptured,
+        e.PaymentVoided,
+    ),
+    "delivery_service": (
+        e.DeliveryAssigned,
+        e.DeliveryPickedUp,
+        e.DeliveryCompleted,
+        e.DeliveryAttemptFailed,
+        e.DeliveryReturned,
+    ),
 }
 
 # Facts no service acts on, published for the record: the journal keeps them (who was on a
@@ -105,6 +135,8 @@ COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
         c.AddPharmacyStaff,
         c.RemovePharmacyStaff,
         c.ListPharmacyStaff,
+        c.DispenseOrder,
+        c.ListDispensingQueue,
     ),
     "payment_service": (
         c.Ping,
@@ -133,6 +165,16 @@ COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
         d.GetDocument,
     ),
     "order_service": (c.Ping, c.ListOrders, c.GetOrder, c.CancelOrder),
+    "delivery_service": (
+        c.Ping,
+        c.UpdateCourier,
+        c.ListDeliveries,
+        c.GetDelivery,
+        c.GetDeliveryPin,
+        c.PickUpDelivery,
+        c.CompleteDelivery,
+        c.FailDelivery,
+    ),
 }
 
 
