@@ -615,6 +615,8 @@ class OrderView(Frozen):
     delivery_fee_cents: int = 0
     dispensed_by: str | None = None
     delivery: OrderDelivery | None = None
+    # What was taken from the card (at pickup); authorised amounts are not taken until then.
+    captured_cents: int = 0
 
 
 # --- delivery_service ----------------------------------------------------------------------------
