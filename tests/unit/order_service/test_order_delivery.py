@@ -69,7 +69,7 @@ def confirmed(lines: tuple[PrescribedLine, ...] = LINES[:1]) -> Order:
         PaymentApproved(payment_id="pay-1", order_id="order-1", patient_id="patient-1", amount_cents=1388),
         T[2],
     )
-    assert order.status == "CONFIRMED"
+    assert order.view().status == "CONFIRMED"
     return order
 
 
@@ -220,7 +220,7 @@ def test_a_failed_attempt_then_a_second_that_succeeds() -> None:
         DeliveryCompleted(delivery_id="order-1", order_id="order-1", courier_id="courier-1", proof="PIN"),
         T[7],
     )
-    assert order.status == "DELIVERED"
+    assert order.view().status == "DELIVERED"
 
 
 def test_the_last_failed_attempt_returns_it_to_the_pharmacy() -> None:
