@@ -215,9 +215,12 @@ class StockIn(Body):
 class StockOut(BaseModel):
     pharmacy_id: str
     medication_id: str
+    # For sale; held for paid orders not yet dispensed; dispensed; dispensed and brought back (never
+    # sold again: a failed delivery, a cancel after dispensing).
     quantity: int
     reserved: int
     sold: int
+    returned: int = 0
 
 
 class AvailabilityOut(BaseModel):
