@@ -356,7 +356,7 @@ def test_a_courier_sees_only_their_own_deliveries(world: World) -> None:
 
     assert answer.status_code == 200
     assert answer.json()["items"] == []
-    # What a delivery shows a courier, and hides (the lines, the price, the PIN): tests/e2e/test_delivery.py.
+    # What a delivery shows a courier, and hides (the lines, the price, the PIN): tests/e2e/test_last_mile.py.
 
 
 def test_a_role_claim_is_never_taken_from_the_client(world: World) -> None:
