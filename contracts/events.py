@@ -326,30 +326,6 @@ class PharmacyStaffRemoved(Event):
     removed_by: str | None
 
 
-ALL_EVENTS: tuple[type[Event], ...] = (
-    PrescriptionUploaded,
-    PrescriptionWithdrawn,
-    OrderCreated,
-    StockReserved,
-    StockReservationFailed,
-    ReservationDeadline,
-    ReservationExpired,
-    PaymentApproved,
-    PaymentDeclined,
-    PaymentRefunded,
-    OrderConfirmed,
-    OrderRejected,
-    OrderCancelled,
-    PharmacyStaffAdded,
-    PharmacyStaffRemoved,
-    PrescriptionVerified,
-    PrescriptionRejected,
-    PrescriptionHeld,
-    PrescriptionAnswered,
-    PrescriptionRefilled,
-)
-
-
 # --- after payment: dispensing, delivery, money taken ----------------------------------------------
 
 
@@ -466,3 +442,36 @@ class PaymentVoided(Event):
     order_id: str
     amount_cents: int
     reason: str
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    PrescriptionUploaded,
+    PrescriptionWithdrawn,
+    OrderCreated,
+    StockReserved,
+    StockReservationFailed,
+    ReservationDeadline,
+    ReservationExpired,
+    PaymentApproved,
+    PaymentDeclined,
+    PaymentRefunded,
+    OrderConfirmed,
+    OrderRejected,
+    OrderCancelled,
+    PharmacyStaffAdded,
+    PharmacyStaffRemoved,
+    PrescriptionVerified,
+    PrescriptionRejected,
+    PrescriptionHeld,
+    PrescriptionAnswered,
+    PrescriptionRefilled,
+    OrderDispensed,
+    OrderReadyForPickup,
+    DeliveryAssigned,
+    DeliveryPickedUp,
+    DeliveryCompleted,
+    DeliveryAttemptFailed,
+    DeliveryReturned,
+    PaymentCaptured,
+    PaymentVoided,
+)
