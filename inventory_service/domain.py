@@ -1,4 +1,4 @@
-"""Stock rules: where an order can be served, holding and releasing stock. No I/O."""
+"""Stock rules: where an order can be served and what it costs, holding and releasing stock. No I/O."""
 
 from __future__ import annotations
 
@@ -261,7 +261,10 @@ class Reservation(Aggregate):
     payment_method_id: str = ""
     pharmacy_id: str | None = None
     lines: list[ReservedLine] = []
+    # The lines' prices and both fees: what the card is authorised for.
     total_cents: int = 0
+    service_fee_cents: int = 0
+    delivery_fee_cents: int = 0
     shortages: list[LineShortage] = []
     created_at: datetime
 
@@ -314,13 +317,44 @@ def merge_lines(lines: Iterable[PrescribedLine]) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
+class Fees:
+    """What an order costs beyond its lines: a service fee, and delivery priced on the distance."""
+
+    service_cents: int
+    delivery_base_cents: int
+    delivery_per_km_cents: int
+
+    def delivery_cents(self, km: float) -> int:
+        """The base, and the rate for every started kilometre from the pharmacy to the patient."""
+        # To the metre first: a float a hair over a whole kilometre is not another one started.
+        return self.delivery_base_cents + self.delivery_per_km_cents * math.ceil(round(km, 3))
+
+
+@dataclass(frozen=True)
 class Plan:
     pharmacy: Pharmacy
     lines: list[ReservedLine]
+    service_fee_cents: int
+    delivery_fee_cents: int
+
+    @property
+    def lines_cents(self) -> int:
+        return sum(line.quantity * line.unit_price_cents for line in self.lines)
 
     @property
     def total_cents(self) -> int:
-        return sum(line.quantity * line.unit_price_cents for line in self.lines)
+        """What the card is authorised for: the lines and both fees."""
+        return self.lines_cents + self.service_fee_cents + self.delivery_fee_cents
+
+
+def priced_plan(pharmacy: Pharmacy, lines: Sequence[ReservedLine], destination: Location, fees: Fees) -> Plan:
+    """The order served by this pharmacy, with its fees: delivery from the pharmacy to the patient."""
+    return Plan(
+        pharmacy=pharmacy,
+        lines=list(lines),
+        service_fee_cents=fees.service_cents,
+        delivery_fee_cents=fees.delivery_cents(distance_km(pharmacy.location, destination)),
+    )
 
 
 def plan_reservation(
@@ -330,10 +364,12 @@ def plan_reservation(
     catalogue: Mapping[str, Medication],
     *,
     radius_km: float,
+    fees: Fees,
     exclude: frozenset[str] = frozenset(),
     verified: bool = False,
 ) -> Plan | list[LineShortage]:
-    """The nearest pharmacy within the radius that has every line, or why each short line is short.
+    """The nearest pharmacy within the radius that has every line, priced with its fees, or why each
+    short line is short.
 
     A prescription-only line is never held for an order whose prescription no pharmacist verified,
     whatever the order says of its lines: the catalogue decides what is prescription-only.
@@ -366,7 +402,7 @@ def plan_reservation(
                 ReservedLine(medication_id=m, quantity=q, unit_price_cents=catalogue[m].price_cents)
                 for m, q in wanted.items()
             ]
-            return Plan(pharmacy=pharmacy, lines=priced)
+            return priced_plan(pharmacy, priced, destination, fees)
     return [
         _shortage(m, q, nearby, radius_km)
         for m, q in wanted.items()

@@ -39,7 +39,7 @@ from contracts.events import (
     StockReserved,
 )
 from inventory_service import domain, store
-from inventory_service.domain import Medication, Pharmacy, Plan, Reservation
+from inventory_service.domain import Fees, Medication, Pharmacy, Plan, Reservation
 from inventory_service.store import Stores
 from service_runtime.aggregate import minted_id
 from service_runtime.clock import utc_now
@@ -57,10 +57,24 @@ class InventorySettings(RuntimeSettings):
     delivery_radius_km: float = 50.0
     # How long stock stays held for an order waiting for payment; then the reservation expires.
     reservation_hold_seconds: float = Field(default=900.0, gt=0)
+    # Added to every order's price (cents).
+    service_fee_cents: int = Field(default=199, ge=0)
+    # Delivery: a base, and a rate for every started km from the pharmacy to the patient (cents).
+    delivery_base_fee_cents: int = Field(default=299, ge=0)
+    delivery_fee_per_km_cents: int = Field(default=50, ge=0)
+
+    @property
+    def fees(self) -> Fees:
+        return Fees(
+            service_cents=self.service_fee_cents,
+            delivery_base_cents=self.delivery_base_fee_cents,
+            delivery_per_km_cents=self.delivery_fee_per_km_cents,
+        )
 
 
 def register(service: Service, s: Stores, settings: InventorySettings) -> None:
     hold = timedelta(seconds=settings.reservation_hold_seconds)
+    fees = settings.fees
 
     async def hold_at(pharmacy_id: str, order_id: str, plan: Plan) -> bool:
         try:
@@ -84,6 +98,7 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
                 await store.all_pharmacies(s),
                 catalogue,
                 radius_km=settings.delivery_radius_km,
+                fees=fees,
                 exclude=frozenset(tried),
                 verified=event.verified_by is not None,
             )
@@ -112,7 +127,9 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
         holder = None if first else await store.pharmacy_holding(s, event.order_id)
         if holder is not None:
             hold = holder.holds[event.order_id]
-            outcome: Plan | list[LineShortage] = Plan(pharmacy=holder, lines=hold.lines)
+            outcome: Plan | list[LineShortage] = domain.priced_plan(
+                holder, hold.lines, event.delivery_location, fees
+            )
         else:
             outcome = await reserve(event)
         # Step 3: record the decision and its event in one write.
@@ -130,6 +147,8 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
             reservation.pharmacy_id = outcome.pharmacy.id
             reservation.lines = outcome.lines
             reservation.total_cents = outcome.total_cents
+            reservation.service_fee_cents = outcome.service_fee_cents
+            reservation.delivery_fee_cents = outcome.delivery_fee_cents
             return [
                 StockReserved(
                     order_id=event.order_id,
@@ -138,6 +157,8 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
                     lines=tuple(outcome.lines),
                     total_cents=outcome.total_cents,
                     payment_method_id=event.payment_method_id,
+                    service_fee_cents=outcome.service_fee_cents,
+                    delivery_fee_cents=outcome.delivery_fee_cents,
                 ),
                 # The hold's end rides in the same write: the broker keeps it until it is due.
                 reservation.deadline(hold, utc_now()),

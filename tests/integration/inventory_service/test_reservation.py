@@ -43,6 +43,9 @@ Start = Callable[[Service], Awaitable[Service]]
 HERE = Location(latitude=48.8566, longitude=2.3522)
 PRICE_CENTS = 450
 ON_THE_SHELF = 10
+# The default fees: the service fee, and delivery to an address 0.4 km away (one kilometre started).
+SERVICE_FEE = 199
+DELIVERY_FEE = 299 + 50
 
 
 async def command(service: Service, message: Command) -> Any:
@@ -164,8 +167,10 @@ async def test_created_order_holds_its_stock_at_the_pharmacy(shop: Shop) -> None
         patient_id=order.patient_id,
         pharmacy_id=shop.pharmacy_id,
         lines=(line,),
-        total_cents=3 * PRICE_CENTS,
+        total_cents=3 * PRICE_CENTS + SERVICE_FEE + DELIVERY_FEE,
         payment_method_id="pm-1",
+        service_fee_cents=SERVICE_FEE,
+        delivery_fee_cents=DELIVERY_FEE,
     )
     pharmacy = await shop.pharmacy()
     assert pharmacy["stock"][shop.medication_id] == {"available": 7, "reserved": 3, "sold": 0}
@@ -173,7 +178,31 @@ async def test_created_order_holds_its_stock_at_the_pharmacy(shop: Shop) -> None
     assert pharmacy["holds"][order.order_id]["lines"] == [line.model_dump()]
     reservation = await shop.reservation(order.order_id, "RESERVED")
     assert reservation["pharmacy_id"] == shop.pharmacy_id
-    assert reservation["total_cents"] == 3 * PRICE_CENTS
+    assert reservation["total_cents"] == 3 * PRICE_CENTS + SERVICE_FEE + DELIVERY_FEE
+    assert (reservation["service_fee_cents"], reservation["delivery_fee_cents"]) == (
+        SERVICE_FEE,
+        DELIVERY_FEE,
+    )
+
+
+async def test_the_fees_come_from_the_settings(
+    namespace: Namespace, probe: EventProbe, running: Start
+) -> None:
+    shop = await open_shop(
+        namespace,
+        probe,
+        running,
+        service_fee_cents=0,
+        delivery_base_fee_cents=500,
+        delivery_fee_per_km_cents=100,
+    )
+    order = order_created((shop.medication_id, 1))
+
+    reserved = await reserve(shop, order)
+
+    # The address is 0.4 km from the pharmacy: one kilometre started.
+    assert (reserved.service_fee_cents, reserved.delivery_fee_cents) == (0, 600)
+    assert reserved.total_cents == PRICE_CENTS + 600
 
 
 async def test_not_enough_stock_fails_with_a_reason_per_line_and_moves_nothing(shop: Shop) -> None:
