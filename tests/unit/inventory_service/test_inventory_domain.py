@@ -355,7 +355,8 @@ def levels(p: Pharmacy, medication_id: str) -> tuple[int, int, int]:
 
 
 def on_hand(p: Pharmacy, medication_id: str) -> int:
-    return sum(levels(p, medication_id))
+    """Every unit the pharmacy ever had of it: for sale, held, sold, or come back."""
+    return sum(levels(p, medication_id)) + p.stock[medication_id].returned
 
 
 def reserved_lines(**quantities: int) -> list[ReservedLine]:
@@ -473,6 +474,12 @@ def hold_then(*steps: Callable[[Pharmacy], None]) -> Pharmacy:
         (lambda p: p.release("order-1"), lambda p: p.sell("order-1")),
         (lambda p: p.sell("order-1"), lambda p: p.take_back("order-1", reserved_lines(ibuprofen=4))),
         (lambda p: p.hold("order-2", reserved_lines(ibuprofen=6), NOW), lambda p: p.sell("order-2")),
+        (lambda p: p.sell("order-1"), lambda p: p.take_in_return("order-1", reserved_lines(ibuprofen=4))),
+        (
+            lambda p: p.sell("order-1"),
+            lambda p: p.take_in_return("order-1", reserved_lines(ibuprofen=4)),
+            lambda p: p.take_back("order-1", reserved_lines(ibuprofen=4)),
+        ),
     ],
     ids=[
         "held",
@@ -482,6 +489,8 @@ def hold_then(*steps: Callable[[Pharmacy], None]) -> Pharmacy:
         "released-then-sold",
         "taken-back",
         "second-order",
+        "returned",
+        "returned-then-taken-back",
     ],
 )
 def test_stock_moves_never_create_or_lose_units(steps: tuple[Callable[[Pharmacy], None], ...]) -> None:
@@ -489,6 +498,7 @@ def test_stock_moves_never_create_or_lose_units(steps: tuple[Callable[[Pharmacy]
 
     assert on_hand(p, "ibuprofen") == 10
     assert min(levels(p, "ibuprofen")) >= 0
+    assert p.stock["ibuprofen"].returned >= 0
 
 
 # --- a hold that is not paid for in time expires ----------------------------------------------------
@@ -533,7 +543,9 @@ def test_an_unpaid_reservation_expires_once_and_says_why() -> None:
     assert r.state == "EXPIRED"
 
 
-@pytest.mark.parametrize("state", ["RESERVING", "FAILED", "SOLD", "RELEASED", "RETURNED", "EXPIRED"])
+@pytest.mark.parametrize(
+    "state", ["RESERVING", "FAILED", "PAID", "DISPENSED", "SOLD", "RELEASED", "RETURNED", "EXPIRED"]
+)
 def test_a_deadline_for_a_reservation_no_longer_waiting_for_payment_changes_nothing(
     state: ReservationState,
 ) -> None:
