@@ -472,7 +472,7 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
         pharmacy = await _pharmacy(reservation.pharmacy_id)
         now = utc_now()
         try:
-            # Who asks before what they ask about: a stranger learns nothing of the order's state.
+            # Who asks before the order's state: someone off the staff learns nothing of where it is.
             pharmacy.check_staff(
                 command.actor_id, actor_is_admin=command.actor_is_admin, to="dispense its orders"
             )
