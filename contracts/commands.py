@@ -207,6 +207,16 @@ class StockView(Frozen):
     returned: int = 0
 
 
+class GetStock(Command):
+    """A medication's stock at a pharmacy, for its staff or an admin: for sale, held, sold, returned."""
+
+    TYPE = "GetStock"
+    pharmacy_id: str
+    medication_id: str
+    actor_id: str
+    actor_is_admin: bool = False
+
+
 class DispenseOrder(Command):
     """A pharmacist of the order's pharmacy (or an admin) made the final check: its stock is sold."""
 

@@ -137,6 +137,7 @@ COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
         c.ListPharmacyStaff,
         c.DispenseOrder,
         c.ListDispensingQueue,
+        c.GetStock,
     ),
     "payment_service": (
         c.Ping,

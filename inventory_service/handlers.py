@@ -18,6 +18,7 @@ from contracts.commands import (
     DispensingView,
     GetAvailability,
     GetMedication,
+    GetStock,
     ListDispensingQueue,
     ListMedications,
     ListPharmacies,
@@ -432,6 +433,16 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
             pharmacy = await service.change(s.pharmacies, command.pharmacy_id, apply, cause=None)
         except domain.NotOnStaff as exc:
             raise CommandRefused("forbidden", str(exc)) from exc
+        return pharmacy.stock_view(command.medication_id)
+
+    @service.commands.on(GetStock)
+    async def get_stock(command: GetStock) -> StockView:
+        pharmacy = await _pharmacy(command.pharmacy_id)
+        if not command.actor_is_admin and command.actor_id not in pharmacy.staff:
+            raise CommandRefused(
+                "forbidden", f"only the staff of pharmacy {pharmacy.id} or an admin see its stock"
+            )
+        await _medication(command.medication_id)
         return pharmacy.stock_view(command.medication_id)
 
     @service.commands.on(AddPharmacyStaff)

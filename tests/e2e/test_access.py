@@ -157,6 +157,7 @@ TABLE: dict[tuple[str, str], Operation] = {
         {"admin"}, 204, staff_member=True, changes=True
     ),
     ("GET", "/pharmacies/{pharmacy_id}/staff"): op(STAFF, 200),
+    ("GET", "/pharmacies/{pharmacy_id}/stock/{medication_id}"): op(STAFF, 200),
     ("POST", "/medications"): op(STAFF, 201, json=_medication),
     ("GET", "/medications"): op(SIGNED_IN, 200),
     ("GET", "/medications/{medication_id}"): op(SIGNED_IN, 200),
