@@ -214,6 +214,59 @@ async def test_couriers_racing_deliveries_each_carry_one_and_the_rest_wait(dispa
     assert (await dispatch.assigned(oldest["_id"])).courier_id == done["courier_id"]
 
 
+async def test_two_replicas_racing_for_couriers_never_give_one_two_deliveries(
+    namespace: Namespace, probe: EventProbe, running: Start
+) -> None:
+    def replica(index: int) -> Settings:
+        return namespace.settings(Settings, replica_index=index, replica_count=2, standby_after_seconds=60)
+
+    # Each replica consumes half the partitions, with its own locks and its own store connections:
+    # only the version-conditional saves stand between two claims of one courier.
+    first = await running(build(replica(0)))
+    await running(build(replica(1)))
+    async with rpc_client(replica(0)) as rpc:
+        couriers = [f"courier-{k}-{uuid4().hex[:6]}" for k in range(4)]
+        for k, courier_id in enumerate(couriers):
+            update = UpdateCourier(courier_id=courier_id, available=True, location=north_of_pharmacy(k))
+            await rpc.ask(update, CourierView)
+        events = [
+            OrderReadyForPickup(
+                order_id=str(uuid4()),
+                patient_id="patient-1",
+                pharmacy_id="pharmacy-1",
+                pharmacy_location=PHARMACY,
+                delivery_location=PATIENT,
+                total_cents=2_500,
+                controlled=False,
+            )
+            for _ in range(16)
+        ]
+        await asyncio.gather(*(probe.publish(e, correlation_id=e.order_id) for e in events))
+        deliveries = first.db["deliveries"]
+
+        async def statuses() -> list[str]:
+            return [
+                d["status"]
+                async for d in deliveries.find({"order_id": {"$in": [e.order_id for e in events]}})
+            ]
+
+        await eventually(
+            statuses, lambda found: len(found) == 16 and found.count("ASSIGNED") >= 4, what="4 assigned"
+        )
+        await asyncio.sleep(1.0)  # anything still racing lands now
+        await probe.caught_up()
+
+    found = await statuses()
+    assert (found.count("ASSIGNED"), found.count("WAITING_FOR_COURIER")) == (4, 12)
+    carried = [d async for d in deliveries.find({"status": "ASSIGNED"})]
+    assert sorted(d["courier_id"] for d in carried) == sorted(couriers)
+    for d in carried:
+        courier = await first.db["couriers"].find_one({"_id": d["courier_id"]})
+        assert courier is not None
+        assert courier["delivery_id"] == d["_id"]
+    assert len(probe.of_type(DeliveryAssigned)) == 4
+
+
 async def test_a_delivery_and_a_courier_coming_free_at_once_find_each_other(dispatch: Dispatch) -> None:
     for _ in range(5):
         courier_id = await dispatch.courier(available=False)
