@@ -19,9 +19,12 @@ released, so the claim a step 2 has seen still stands when it writes: no courier
 A crash between the two writes leaves a half-done claim: a courier naming a waiting delivery. The
 message that was being handled is delivered again (it was not acknowledged) and runs the same steps,
 which start from what is stored: a delivery's dispatch first finishes the claims that name it, a
-courier's settling first finishes (or drops) the claim it holds. Every path ends by releasing the
+courier's settling first finishes (or drops) the claim it holds. A half-done claim is finished even
+if the courier went off duty since: the delivery was theirs first. Every path ends by releasing the
 claims its delivery no longer needs and settling those couriers, so a courier claimed for a delivery
-another courier got is free again, and takes the next waiting delivery.
+another courier got is free again, and takes the next waiting delivery. A claim no redelivery comes
+back to (its message dead-lettered) is settled by the courier's next UpdateCourier, or released once
+the next courier who comes free takes the delivery it names.
 
 No wake-up is lost: a new delivery is stored as waiting before it looks for idle couriers, and a
 courier is stored as idle before it looks for waiting deliveries, so of the two searches racing, at
@@ -68,9 +71,10 @@ class Dispatcher:
             todo += await self._settle(todo.pop())
 
     async def _find_courier(self, delivery: Delivery) -> None:
-        for claimed in await store.claiming(self.s, delivery.id):
+        claims = await store.claiming(self.s, delivery.id)
+        if claims:
             # Half done by a crashed attempt (or racing with one now): finish it.
-            await self._assign(delivery.id, claimed.id)
+            await self._assign(delivery.id, claims[0].id)
             return
         passed: set[str] = set()
         while True:
