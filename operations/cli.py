@@ -372,8 +372,8 @@ def rebuild(
     idempotent, so rebuilding twice, or over a restored backup, changes nothing more. The journal must
     reach back to the first event (JOURNAL_RETENTION_DAYS), or to the backup given with --since.
 
-    inventory_service and payment_service keep what only commands bring (catalogue, stock, payment
-    methods): restore those from a backup.
+    inventory_service, payment_service and delivery_service keep what only commands bring (catalogue,
+    stock, payment methods, couriers): restore those from a backup.
     """
     if service not in topology.REBUILT_FROM_OWN:
         console.print(
