@@ -466,3 +466,18 @@ class PaymentVoided(Event):
     order_id: str
     amount_cents: int
     reason: str
+
+
+# The last mile's events, routed and journalled like the others.
+ALL_EVENTS = (
+    *ALL_EVENTS,
+    OrderDispensed,
+    OrderReadyForPickup,
+    DeliveryAssigned,
+    DeliveryPickedUp,
+    DeliveryCompleted,
+    DeliveryAttemptFailed,
+    DeliveryReturned,
+    PaymentCaptured,
+    PaymentVoided,
+)
