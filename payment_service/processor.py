@@ -152,10 +152,3 @@ class CardProcessor:
             )
             if moved.matched_count == 1:
                 return Outcome(target, done=True)
-
-    async def charge(self, token: str, amount_cents: int, *, idempotency_key: str) -> Authorisation:
-        """A charge in full, as before authorisations: what is still in use until the saga moves on."""
-        held = await self.authorise(token, amount_cents, idempotency_key=idempotency_key)
-        if held.approved:
-            await self.capture(idempotency_key=idempotency_key)
-        return held
