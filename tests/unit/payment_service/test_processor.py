@@ -38,6 +38,26 @@ async def charge(processor: CardProcessor, key: str = KEY) -> dict[str, Any]:
     return found
 
 
+class ReadTogether:
+    """The charges collection, where the first `readers` reads all finish before any of them goes on: callers
+    that all saw the charge as it was (or absent) before any of them writes, as two replicas could."""
+
+    def __init__(self, charges: Any, readers: int) -> None:
+        self.charges = charges
+        self.together = asyncio.Barrier(readers)
+        self.waiting = readers
+
+    async def find_one(self, *args: Any, **kwargs: Any) -> Any:
+        found = await self.charges.find_one(*args, **kwargs)
+        if self.waiting > 0:
+            self.waiting -= 1
+            await self.together.wait()
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.charges, name)
+
+
 async def authorised(processor: CardProcessor, key: str = KEY, amount_cents: int = 1850) -> dict[str, Any]:
     token = await processor.tokenize(GOOD_CARD, 12, NEXT_YEAR)
     held = await processor.authorise(token, amount_cents, idempotency_key=key)
@@ -64,6 +84,7 @@ async def test_a_good_card_is_authorised_and_nothing_is_taken(processor: CardPro
         ("4000000000009995", 12, NEXT_YEAR, "insufficient funds"),
         (GOOD_CARD, 1, 2020, "expired card"),
     ],
+    ids=["declined", "insufficient-funds", "expired"],
 )
 async def test_test_cards_are_declined_at_authorisation(
     processor: CardProcessor, number: str, month: int, year: int, reason: str
@@ -95,8 +116,9 @@ async def test_an_authorisation_asked_again_answers_the_first_and_holds_once(
     assert await charge(processor) == first
 
 
-async def test_concurrent_authorisations_of_one_key_hold_once(processor: CardProcessor) -> None:
+async def test_authorisations_of_one_key_read_at_once_hold_once(processor: CardProcessor) -> None:
     token = await processor.tokenize(GOOD_CARD, 12, NEXT_YEAR)
+    processor.charges = ReadTogether(processor.charges, readers=4)  # type: ignore[assignment]
 
     answers = await asyncio.gather(*(processor.authorise(token, 1850, idempotency_key=KEY) for _ in range(4)))
 
@@ -190,8 +212,9 @@ async def test_nothing_authorised_under_the_key_is_refused(processor: CardProces
     assert await processor.charges.count_documents({}) == 0
 
 
-async def test_of_a_capture_and_a_void_at_once_exactly_one_happens(processor: CardProcessor) -> None:
+async def test_of_a_capture_and_a_void_read_at_once_exactly_one_happens(processor: CardProcessor) -> None:
     await authorised(processor)
+    processor.charges = ReadTogether(processor.charges, readers=2)  # type: ignore[assignment]
 
     captured, voided = await asyncio.gather(
         processor.capture(idempotency_key=KEY), processor.void(idempotency_key=KEY)
