@@ -336,6 +336,9 @@ class PaymentView(Frozen):
     decline_reason: str | None = None
     created_at: datetime
     refunded_at: datetime | None = None
+    # When the courier's pickup took the authorised amount, and when a hold was released instead.
+    captured_at: datetime | None = None
+    voided_at: datetime | None = None
 
 
 # --- prescription_service ------------------------------------------------------------------------
