@@ -38,7 +38,6 @@ SUBSCRIPTIONS: Mapping[str, tuple[type[Event], ...]] = {
         e.DeliveryAttemptFailed,
         e.DeliveryReturned,
         e.PaymentCaptured,
-        e.PaymentVoided,
     ),
     # A Timer (ReservationDeadline) is bound to the service's timer queue, not to its event queue.
     "inventory_service": (
@@ -99,9 +98,10 @@ PUBLISHES: Mapping[str, tuple[type[Event], ...]] = {
 }
 
 # Facts no service acts on, published for the record: the journal keeps them (who was on a
-# pharmacy's staff, when, added by whom). Every service declares the journal's queue bound to them, so
-# they are routable (published mandatory) before the archiver first starts, and wait there for it.
-JOURNALLED_ONLY: tuple[type[Event], ...] = (e.PharmacyStaffAdded, e.PharmacyStaffRemoved)
+# pharmacy's staff, when, added by whom; an authorisation released, never charged). Every service
+# declares the journal's queue bound to them, so they are routable (published mandatory) before the
+# archiver first starts, and wait there for it.
+JOURNALLED_ONLY: tuple[type[Event], ...] = (e.PharmacyStaffAdded, e.PharmacyStaffRemoved, e.PaymentVoided)
 
 # A service whose database is lost is rebuilt by replaying the journal into it (`pharmacy-ops rebuild`):
 # the events it subscribes to, and these of its own. They record what it decided on a command (an upload,

@@ -25,7 +25,6 @@ from contracts.events import (
     PaymentCaptured,
     PaymentDeclined,
     PaymentRefunded,
-    PaymentVoided,
     PrescribedLine,
     PrescriptionAnswered,
     PrescriptionHeld,
@@ -306,12 +305,6 @@ def record_refund(order: Order, refunded: PaymentRefunded) -> list[Event]:
 
 def record_capture(order: Order, captured: PaymentCaptured) -> list[Event]:
     order.captured_cents = captured.amount_cents
-    return []
-
-
-def record_void(order: Order, voided: PaymentVoided, now: datetime) -> list[Event]:
-    """The authorisation was released: the history says the patient was never charged."""
-    order._move(order.status, now, f"card authorisation of {voided.amount_cents} cents released: not charged")
     return []
 
 

@@ -16,7 +16,6 @@ from contracts.events import (
     PaymentCaptured,
     PaymentDeclined,
     PaymentRefunded,
-    PaymentVoided,
     PrescriptionAnswered,
     PrescriptionHeld,
     PrescriptionRefilled,
@@ -150,15 +149,6 @@ def register(service: Service, orders: Repository[Order]) -> None:
     async def payment_captured(event: PaymentCaptured, envelope: Envelope) -> None:
         await service.change(
             orders, event.order_id, lambda o: domain.record_capture(o, event), cause=envelope
-        )
-
-    @service.events.on(PaymentVoided)
-    async def payment_voided(event: PaymentVoided, envelope: Envelope) -> None:
-        await service.change(
-            orders,
-            event.order_id,
-            lambda o: domain.record_void(o, event, envelope.occurred_at),
-            cause=envelope,
         )
 
     @service.events.on(OrderDispensed)
