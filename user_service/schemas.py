@@ -286,6 +286,8 @@ class PaymentOut(BaseModel):
     last4: str
     decline_reason: str | None
     created_at: datetime
+    captured_at: datetime | None = None
+    voided_at: datetime | None = None
     refunded_at: datetime | None
 
     @classmethod
@@ -301,6 +303,8 @@ class PaymentOut(BaseModel):
             last4=v.last4,
             decline_reason=v.decline_reason,
             created_at=v.created_at,
+            captured_at=v.captured_at,
+            voided_at=v.voided_at,
             refunded_at=v.refunded_at,
         )
 
