@@ -50,7 +50,9 @@ SUBSCRIPTIONS: Mapping[str, tuple[type[Event], ...]] = {
     ),
     "payment_service": (e.StockReserved, e.OrderCancelled, e.DeliveryPickedUp, e.DeliveryReturned),
     "prescription_service": (e.OrderCreated, e.OrderConfirmed, e.OrderRejected, e.OrderCancelled),
-    "delivery_service": (e.OrderReadyForPickup, e.OrderCancelled),
+    # Its own hand-overs and returns too: each frees its courier, also when the command that made it
+    # lost its follow-up (see delivery_service/handlers.py).
+    "delivery_service": (e.OrderReadyForPickup, e.OrderCancelled, e.DeliveryCompleted, e.DeliveryReturned),
 }
 
 # Who publishes each event: every event has exactly one publisher, the service whose domain creates it.

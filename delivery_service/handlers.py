@@ -18,7 +18,7 @@ from contracts.commands import (
     PickUpDelivery,
     UpdateCourier,
 )
-from contracts.events import OrderCancelled, OrderReadyForPickup
+from contracts.events import DeliveryCompleted, DeliveryReturned, OrderCancelled, OrderReadyForPickup
 from delivery_service import domain, store
 from delivery_service.dispatch import Dispatcher
 from delivery_service.domain import Delivery, PinKey, Rules
@@ -64,6 +64,18 @@ def register(service: Service, s: Stores, dispatcher: Dispatcher, pins: PinKey, 
                 at=now,
             )
         await dispatcher.dispatch(event.order_id)
+
+    # A hand-over or a return frees its courier. The command that made it does so at once, in its
+    # follow-up; but when the broker goes away mid-command, the write stands and the follow-up dies
+    # with the handler, and the redelivered command, past its caller's wait, is dropped unread. The
+    # event, published from the delivery's outbox, always comes back: it frees the courier then.
+    @service.events.on(DeliveryCompleted)
+    async def courier_free_after_hand_over(event: DeliveryCompleted, envelope: Envelope) -> None:
+        await dispatcher.dispatch(event.delivery_id)
+
+    @service.events.on(DeliveryReturned)
+    async def courier_free_after_return(event: DeliveryReturned, envelope: Envelope) -> None:
+        await dispatcher.dispatch(event.delivery_id)
 
     # --- commands from the gateway (it checked the caller is the courier, or an admin) ------------
 

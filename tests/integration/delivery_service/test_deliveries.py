@@ -328,6 +328,33 @@ async def test_a_claim_left_by_a_crash_is_finished_and_a_stale_one_released(disp
     assert dispatch.count(DeliveryAssigned, event.order_id) == 1
 
 
+async def test_a_hand_over_whose_command_lost_its_follow_up_frees_the_courier_on_its_event(
+    dispatch: Dispatch,
+) -> None:
+    # Seen in the fault suite: the broker went away while CompleteDelivery was carried out. The
+    # hand-over was stored, the handler (and the courier's release after it) was cut off, and the
+    # redelivered command, past its caller's wait, was dropped. Here: the stored state that leaves.
+    event, courier_id = await dispatch.out_for_delivery()
+    await dispatch.settled()
+    deliveries = dispatch.service.db["deliveries"]
+    await deliveries.update_one(
+        {"_id": event.order_id}, {"$set": {"status": "DELIVERED"}, "$inc": {"version": 1}}
+    )
+    assert (await dispatch.courier_doc(courier_id))["delivery_id"] == event.order_id
+    waiting = await dispatch.ready()
+    await dispatch.delivery(waiting.order_id, "WAITING_FOR_COURIER")
+
+    # The DeliveryCompleted its outbox published: it reaches delivery_service too.
+    completed = DeliveryCompleted(
+        delivery_id=event.order_id, order_id=event.order_id, courier_id=courier_id, proof="NAME"
+    )
+    await dispatch.publish(completed, event.order_id)
+
+    # Freed, and so the next delivery waiting within reach is theirs.
+    assert (await dispatch.assigned(waiting.order_id)).courier_id == courier_id
+    assert (await dispatch.courier_doc(courier_id))["delivery_id"] == waiting.order_id
+
+
 # --- at the door ------------------------------------------------------------------------------------
 
 
