@@ -212,7 +212,12 @@ def test_two_failed_attempts_return_the_order_and_refund_it(api: Api, admin: dic
     assigned_to(api, courier, order["id"])
     assert api.http.post(f"/deliveries/{order['id']}/pickup", headers=courier).status_code == 200
 
-    first = api.http.post(f"/deliveries/{order['id']}/fail", headers=courier, json={"reason": "NO_ONE_HOME"})
+    # Sent twice with one Idempotency-Key (an answer lost, the request retried): one attempt, not two.
+    keyed = {**courier, "Idempotency-Key": "first-visit"}
+    first = api.http.post(f"/deliveries/{order['id']}/fail", headers=keyed, json={"reason": "NO_ONE_HOME"})
+    retried = api.http.post(f"/deliveries/{order['id']}/fail", headers=keyed, json={"reason": "NO_ONE_HOME"})
+    assert retried.status_code == 200, retried.text
+    assert len(retried.json()["attempts"]) == 1
     second = api.http.post(
         f"/deliveries/{order['id']}/fail", headers=courier, json={"reason": "NO_ONE_HOME", "note": "again"}
     )

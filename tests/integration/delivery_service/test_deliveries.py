@@ -358,6 +358,21 @@ async def test_a_hand_over_whose_command_lost_its_follow_up_frees_the_courier_on
 # --- at the door ------------------------------------------------------------------------------------
 
 
+async def test_a_failed_attempt_sent_again_with_its_request_id_is_counted_once(dispatch: Dispatch) -> None:
+    event, courier_id = await dispatch.out_for_delivery()
+    fail = FailDelivery(
+        delivery_id=event.order_id, courier_id=courier_id, reason="NO_ONE_HOME", request_id=uuid4().hex
+    )
+
+    first = await dispatch.ask(fail, DeliveryView)
+    again = await dispatch.ask(fail, DeliveryView)  # its answer was lost: the client sends it again
+    await dispatch.settled()
+
+    assert (first.status, len(first.attempts)) == ("ATTEMPT_FAILED", 1)
+    assert (again.status, len(again.attempts)) == ("ATTEMPT_FAILED", 1)
+    assert dispatch.count(DeliveryAttemptFailed, event.order_id) == 1
+
+
 async def test_a_redelivered_pickup_publishes_delivery_picked_up_once(dispatch: Dispatch) -> None:
     courier_id = await dispatch.courier()
     event = await dispatch.ready()
