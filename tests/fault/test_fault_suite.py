@@ -659,8 +659,13 @@ def move_on(
     """One step of one delivery, decided on it as just read: a retried request may have landed twice,
     so every decision counts what the delivery shows (its attempts, its wrong PINs), not what was sent."""
     url = f"/deliveries/{delivery['id']}"
+
+    def keyed(step: str) -> dict[str, str]:
+        # One key per intended step: a retry through a fault is the same request, carried out once.
+        return {**courier, "Idempotency-Key": f"{step}-{delivery['id']}-{len(delivery['attempts'])}"}
+
     if delivery["status"] == "ASSIGNED":
-        if rounds.answered("pickup", gateway.call("POST", f"{url}/pickup", headers=courier)):
+        if rounds.answered("pickup", gateway.call("POST", f"{url}/pickup", headers=keyed("pickup"))):
             rounds.count("picked_up")
         return
     recipient = load.recipient(delivery["order_id"])
@@ -669,7 +674,7 @@ def move_on(
         return
     if len(delivery["attempts"]) < recipient.fails:
         body = {"reason": "NO_ONE_HOME", "note": f"visit {len(delivery['attempts']) + 1}"}
-        if rounds.answered("fail", gateway.call("POST", f"{url}/fail", headers=courier, json=body)):
+        if rounds.answered("fail", gateway.call("POST", f"{url}/fail", headers=keyed("fail"), json=body)):
             with rounds.lock:
                 rounds.fails[delivery["order_id"]] += 1
         return
@@ -684,12 +689,14 @@ def move_on(
             return
         if recipient.wrong_pin and delivery["wrong_pins"] == 0:
             wrong = {"pin": f"{(int(pin) + 1) % 10_000:04d}"}
-            refused = gateway.call("POST", f"{url}/deliver", headers=courier, json=wrong)
+            refused = gateway.call("POST", f"{url}/deliver", headers=keyed("wrong-pin"), json=wrong)
             if rounds.answered("wrong PIN", refused, expected=422):
                 rounds.count("wrong_pins_refused")
             return
         proof = {"pin": pin}
-    if rounds.answered("deliver", gateway.call("POST", f"{url}/deliver", headers=courier, json=proof)):
+    if rounds.answered(
+        "deliver", gateway.call("POST", f"{url}/deliver", headers=keyed("deliver"), json=proof)
+    ):
         rounds.count("delivered")
 
 
@@ -1163,9 +1170,16 @@ def last_mile(
     )
 
     failed = Counter(order_of(e) for e in tap.of_type(DeliveryAttemptFailed.TYPE))
-    # Recorded more often than the courier was told so: an answer lost in a fault, and the request
-    # retried. The courier's routes take no Idempotency-Key, so the retry is a second failed attempt.
+    # Recorded more often than the courier meant: an answer lost in a fault and the request retried
+    # would be a second attempt, but each move carries its Idempotency-Key, so it must not happen.
     twice = sorted(order_id for order_id, n in failed.items() if n > rounds.fails[order_id])
+    checks.append(
+        Check(
+            "every failed attempt recorded once",
+            not twice,
+            ", ".join(twice[:5]) or f"{sum(failed.values())} recorded, as many as the couriers reported",
+        )
+    )
     summary = (
         f"last mile: {len(tap.of_type(OrderDispensed.TYPE))} dispensed, {rounds.picked_up} picked up, "
         f"{len(completed)} delivered ({proofs['PIN, controlled'] + proofs['PIN, over value']} on a PIN), "
