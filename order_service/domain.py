@@ -40,17 +40,20 @@ from contracts.events import (
 from service_runtime.aggregate import Aggregate
 
 TERMINAL: frozenset[OrderStatus] = frozenset({"DELIVERED", "RETURNED", "REJECTED", "CANCELLED"})
-# Until a courier has it: a cancel then voids the card's authorisation, nothing is taken. Stock held
-# goes back to the shelf; dispensed stock is recorded returned (inventory), never sold again.
+# Until its pharmacy dispenses it: a cancel then voids the card's authorisation, nothing is taken, and
+# the held stock goes back on the shelf (or, when the dispensing raced the cancel, is recorded
+# returned). Not after: once an order is READY_FOR_PICKUP, delivery_service and its courier move it,
+# and a cancel decided here from a view that has not heard of the pickup yet would refund a delivered
+# order. A dispensed order the patient does not want is refused at the door (RETURNED, refunded).
 CANCELLABLE: frozenset[OrderStatus] = frozenset(
-    {"AWAITING_VERIFICATION", "PENDING", "STOCK_RESERVED", "CONFIRMED", "READY_FOR_PICKUP"}
+    {"AWAITING_VERIFICATION", "PENDING", "STOCK_RESERVED", "CONFIRMED"}
 )
 # Where a courier's news about the order applies: after it is dispensed and before it ends.
 IN_DELIVERY: frozenset[OrderStatus] = frozenset({"READY_FOR_PICKUP", "OUT_FOR_DELIVERY", "DELIVERY_FAILED"})
 
 
 class OrderNotCancellable(Exception):
-    """A courier has the order, or it has ended: cancelling it now would lose money or medicine."""
+    """The order is dispensed, or has ended: a cancel now could lose money or medicine."""
 
 
 class Order(Aggregate):
@@ -273,11 +276,11 @@ def cancel_for_expired_reservation(order: Order, expired: ReservationExpired, no
 
 
 def cancel(order: Order, reason: str, now: datetime) -> list[Event]:
-    """A customer or staff cancels an order no courier has yet: nothing is taken from the card."""
+    """A customer or staff cancels an order its pharmacy has not dispensed: nothing is taken from the card."""
     if order.status not in CANCELLABLE:
         raise OrderNotCancellable(
-            f"order is {order.status}: an order is cancelled only until a courier picks it up "
-            "(AWAITING_VERIFICATION, PENDING, STOCK_RESERVED, CONFIRMED or READY_FOR_PICKUP)"
+            f"order is {order.status}: an order is cancelled only until its pharmacy dispenses it "
+            "(AWAITING_VERIFICATION, PENDING, STOCK_RESERVED or CONFIRMED); after that, refuse it at the door"
         )
     return _cancel(order, reason, now)
 

@@ -244,15 +244,11 @@ def test_two_failed_attempts_return_the_order_and_refund_it(api: Api, admin: dic
     assert (stock["quantity"], stock["sold"], stock["returned"]) == (8, 0, 2)
 
 
-def test_a_cancel_before_pickup_voids_the_authorisation_and_never_charges(
+def test_a_cancel_before_dispensing_voids_the_authorisation_and_never_charges(
     api: Api, admin: dict[str, str]
 ) -> None:
     shop, patient, order = paid_order(api, admin)
     pharmacist = staff_of(api, admin, shop)
-    _, courier = new_courier(api, admin)
-    available(api, courier, shop, north_km=1)
-    dispensed(api, pharmacist, shop, order["id"])
-    assigned_to(api, courier, order["id"])
 
     cancelled = api.http.delete(f"/orders/{order['id']}", headers=patient)
 
@@ -260,15 +256,30 @@ def test_a_cancel_before_pickup_voids_the_authorisation_and_never_charges(
     assert cancelled.json()["status"] == "CANCELLED"
     voided = eventually(lambda: payment_of(api, patient, order["id"]), lambda p: p["status"] == "VOIDED")
     assert voided["status"] == "VOIDED"
-    delivery = eventually(
-        lambda: api.http.get(f"/deliveries/{order['id']}", headers=courier).json(),
-        lambda d: d["status"] == "CANCELLED",
+    stock = eventually(
+        lambda: api.http.get(
+            f"/pharmacies/{shop.pharmacy_id}/stock/{shop.medication_id}", headers=pharmacist
+        ).json(),
+        lambda s: s["reserved"] == 0,
     )
-    assert delivery["status"] == "CANCELLED"
-    assert available(api, courier, shop, north_km=1)["delivery_id"] is None
-    assert api.http.post(f"/deliveries/{order['id']}/pickup", headers=courier).status_code == 409
+    assert (stock["quantity"], stock["reserved"], stock["sold"]) == (10, 0, 0)  # back on sale, never sold
+    late = api.http.post(f"/orders/{order['id']}/dispense", headers=pharmacist)
+    assert late.status_code == 409, late.text
     final = order_of(api, patient, order["id"])
     assert (final["captured"], final["status"]) == (0, "CANCELLED")
+
+
+def test_a_dispensed_order_is_not_cancelled_any_more(api: Api, admin: dict[str, str]) -> None:
+    # From READY_FOR_PICKUP the courier's side moves the order: refused at the door, it is RETURNED.
+    shop, patient, order = paid_order(api, admin)
+    dispensed(api, staff_of(api, admin, shop), shop, order["id"])
+    api.wait_for_status(order["id"], patient, {"READY_FOR_PICKUP"})
+
+    refused = api.http.delete(f"/orders/{order['id']}", headers=patient)
+
+    assert refused.status_code == 409, refused.text
+    assert "READY_FOR_PICKUP" in refused.json()["detail"]
+    assert payment_of(api, patient, order["id"])["status"] == "AUTHORISED"
 
 
 def test_a_pharmacist_of_another_pharmacy_neither_sees_the_queue_nor_dispenses(
