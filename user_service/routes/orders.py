@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter
 
 from contracts import commands as c
+from service_runtime.errors import CommandRefused, ServiceUnavailable
+from service_runtime.messaging import RpcClient
 from user_service.audit import audited
 from user_service.deps import CurrentUser, Paging, ResourceId, Rpc, UserFilter
 from user_service.domain import owner_scope
 from user_service.schemas import OrderOut, Page
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["orders"])
 
 # While the PIN can still be asked for at the door.
@@ -39,8 +44,21 @@ async def get_order(order_id: ResourceId, user: CurrentUser, rpc: Rpc) -> OrderO
         and order.delivery
         and order.delivery.proof == "PIN"
     ):
-        pin = (await rpc.ask(c.GetDeliveryPin(order_id=order.id, patient_id=user.id), c.DeliveryPinView)).pin
+        pin = await _pin(rpc, order.id, user.id)
     return OrderOut.of(order, pin)
+
+
+async def _pin(rpc: RpcClient, order_id: str, patient_id: str) -> str | None:
+    """The hand-over PIN, or None while delivery_service cannot say it: the order is shown without it
+    (the patient asks again) rather than not at all."""
+    try:
+        answer: c.DeliveryPinView = await rpc.ask(
+            c.GetDeliveryPin(order_id=order_id, patient_id=patient_id), c.DeliveryPinView
+        )
+    except (CommandRefused, ServiceUnavailable) as exc:
+        log.warning("no PIN for order %s: %s", order_id, exc)
+        return None
+    return answer.pin
 
 
 @router.delete(
