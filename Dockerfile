@@ -1,4 +1,4 @@
-# One image for all five services; compose picks the service with `command: python -m <package>`.
+# One image for all six services; compose picks the service with `command: python -m <package>`.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -25,6 +25,7 @@ COPY prescription_service ./prescription_service
 COPY order_service ./order_service
 COPY payment_service ./payment_service
 COPY inventory_service ./inventory_service
+COPY delivery_service ./delivery_service
 COPY operations ./operations
 
 # The same pinned versions as the venv and CI; build leftovers are removed so only the installed copy matters.

@@ -15,11 +15,14 @@ from contracts.base import Command, Frozen
 from contracts.codes import Code, Schedule
 from contracts.documents import ScanDraftView
 from contracts.events import (
+    DeliveryFailure,
+    DeliveryWindow,
     LineShortage,
     Location,
     PrescribedLine,
     Prescriber,
     PrescriptionSource,
+    ProofKind,
     RejectionReason,
     ReservedLine,
 )
@@ -200,6 +203,50 @@ class StockView(Frozen):
     quantity: int
     reserved: int
     sold: int
+    # Dispensed, then brought back (a failed delivery, a cancel after dispensing): never sold again.
+    returned: int = 0
+
+
+class GetStock(Command):
+    """A medication's stock at a pharmacy, for its staff or an admin: for sale, held, sold, returned."""
+
+    TYPE = "GetStock"
+    pharmacy_id: str
+    medication_id: str
+    actor_id: str
+    actor_is_admin: bool = False
+
+
+class DispenseOrder(Command):
+    """A pharmacist of the order's pharmacy (or an admin) made the final check: its stock is sold."""
+
+    TYPE = "DispenseOrder"
+    WRITE = True
+    # In order with the order's events at inventory (its payment, its cancel).
+    PARTITION_BY = "order_id"
+    order_id: str
+    actor_id: str
+    actor_is_admin: bool = False
+
+
+class ListDispensingQueue(Command):
+    """The paid orders waiting at a pharmacy for their final check, oldest first (its staff, admins)."""
+
+    TYPE = "ListDispensingQueue"
+    pharmacy_id: str
+    actor_id: str
+    actor_is_admin: bool = False
+    page: Page = Page()
+
+
+class DispensingView(Frozen):
+    order_id: str
+    pharmacy_id: str
+    lines: tuple[ReservedLine, ...]
+    total_cents: int
+    paid_at: datetime | None
+    # The pharmacist who verified its prescription-only lines; None when none needed it.
+    verified_by: str | None = None
 
 
 class GetAvailability(Command):
@@ -272,7 +319,9 @@ class HidePayment(Command):
     hidden_by: str
 
 
-PaymentStatus = Literal["APPROVED", "DECLINED", "REFUNDED"]
+# AUTHORISED: held on the card, nothing taken; CAPTURED: taken (at pickup); VOIDED: the hold released,
+# never charged; REFUNDED: taken, then given back. APPROVED: charged at once, before authorisations.
+PaymentStatus = Literal["AUTHORISED", "CAPTURED", "VOIDED", "APPROVED", "DECLINED", "REFUNDED"]
 
 
 class PaymentView(Frozen):
@@ -287,6 +336,9 @@ class PaymentView(Frozen):
     decline_reason: str | None = None
     created_at: datetime
     refunded_at: datetime | None = None
+    # When the courier's pickup took the authorised amount, and when a hold was released instead.
+    captured_at: datetime | None = None
+    voided_at: datetime | None = None
 
 
 # --- prescription_service ------------------------------------------------------------------------
@@ -306,6 +358,7 @@ class UploadPrescription(Command):
     valid_until: date | None = None
     repeats_allowed: int = Field(default=0, ge=0, le=99)
     prescriber: Prescriber | None = None
+    delivery_window: DeliveryWindow | None = None
 
 
 class CatalogueEntry(Frozen):
@@ -498,7 +551,18 @@ class VerificationEntry(Frozen):
 
 
 OrderStatus = Literal[
-    "PENDING", "STOCK_RESERVED", "CONFIRMED", "REJECTED", "CANCELLED", "AWAITING_VERIFICATION"
+    "PENDING",
+    "STOCK_RESERVED",
+    "CONFIRMED",
+    "REJECTED",
+    "CANCELLED",
+    "AWAITING_VERIFICATION",
+    # After payment (authorised): dispensed, carried, handed over or brought back.
+    "READY_FOR_PICKUP",
+    "OUT_FOR_DELIVERY",
+    "DELIVERED",
+    "DELIVERY_FAILED",
+    "RETURNED",
 ]
 
 
@@ -531,6 +595,18 @@ class StatusChange(Frozen):
     reason: str | None = None
 
 
+class OrderDelivery(Frozen):
+    """What the order knows of its delivery, from delivery_service's events (never the PIN)."""
+
+    courier_id: str | None = None
+    eta: datetime | None = None
+    proof: ProofKind | None = None
+    failed_attempts: int = 0
+    last_failure: DeliveryFailure | None = None
+    recipient_name: str | None = None
+    delivered_at: datetime | None = None
+
+
 class OrderView(Frozen):
     id: str
     prescription_id: str
@@ -547,3 +623,130 @@ class OrderView(Frozen):
     # Where the medicine goes. None only from a service older than this field.
     delivery_location: Location | None = None
     verified_by: str | None = None
+    delivery_window: DeliveryWindow | None = None
+    service_fee_cents: int = 0
+    delivery_fee_cents: int = 0
+    dispensed_by: str | None = None
+    delivery: OrderDelivery | None = None
+    # What was taken from the card (at pickup); authorised amounts are not taken until then.
+    captured_cents: int = 0
+
+
+# --- delivery_service ----------------------------------------------------------------------------
+
+# WAITING_FOR_COURIER: ready at the pharmacy, no courier free within reach yet. ASSIGNED: a courier is
+# on the way to the pharmacy. ATTEMPT_FAILED: the courier still has it, another attempt follows.
+DeliveryStatus = Literal[
+    "WAITING_FOR_COURIER",
+    "ASSIGNED",
+    "OUT_FOR_DELIVERY",
+    "ATTEMPT_FAILED",
+    "DELIVERED",
+    "RETURNED",
+    "CANCELLED",
+]
+
+
+class UpdateCourier(Command):
+    """A courier says whether they take deliveries, and where they are."""
+
+    TYPE = "UpdateCourier"
+    WRITE = True
+    PARTITION_BY = "courier_id"
+    courier_id: str
+    available: bool
+    location: Location
+
+
+class CourierView(Frozen):
+    id: str
+    available: bool
+    location: Location
+    # The delivery they carry now, if any.
+    delivery_id: str | None = None
+    updated_at: datetime
+
+
+class ListDeliveries(Command):
+    """A courier's deliveries (courier_id), or every one (None: admins, dispatch), newest first."""
+
+    TYPE = "ListDeliveries"
+    courier_id: str | None
+    status: DeliveryStatus | None = None
+    page: Page = Page()
+
+
+class GetDelivery(Command):
+    """One delivery: its courier's, or anyone's (courier_id None: the gateway checked the caller)."""
+
+    TYPE = "GetDelivery"
+    delivery_id: str
+    courier_id: str | None = None
+
+
+class GetDeliveryPin(Command):
+    """The PIN of an order's hand-over, for its patient only."""
+
+    TYPE = "GetDeliveryPin"
+    order_id: str
+    patient_id: str
+
+
+class DeliveryPinView(Frozen):
+    order_id: str
+    pin: str | None  # None: this delivery takes the recipient's name, no PIN
+
+
+class PickUpDelivery(Command):
+    TYPE = "PickUpDelivery"
+    WRITE = True
+    # A delivery's id is its order's: its commands queue in order with the order's events.
+    PARTITION_BY = "delivery_id"
+    delivery_id: str
+    courier_id: str
+
+
+class CompleteDelivery(Command):
+    """Handed over, with the proof the delivery asks for: the patient's PIN, or the recipient's name."""
+
+    TYPE = "CompleteDelivery"
+    WRITE = True
+    PARTITION_BY = "delivery_id"
+    delivery_id: str
+    courier_id: str
+    pin: str | None = Field(default=None, max_length=8)
+    recipient_name: str | None = Field(default=None, max_length=200)
+
+
+class FailDelivery(Command):
+    TYPE = "FailDelivery"
+    WRITE = True
+    PARTITION_BY = "delivery_id"
+    delivery_id: str
+    courier_id: str
+    reason: DeliveryFailure
+    note: str | None = Field(default=None, max_length=500)
+
+
+class DeliveryAttemptView(Frozen):
+    reason: DeliveryFailure
+    note: str | None = None
+    at: datetime
+
+
+class DeliveryView(Frozen):
+    id: str
+    order_id: str
+    status: DeliveryStatus
+    pharmacy_id: str
+    pickup_location: Location
+    delivery_location: Location
+    delivery_window: DeliveryWindow | None = None
+    courier_id: str | None = None
+    eta: datetime | None = None
+    proof: ProofKind
+    attempts: tuple[DeliveryAttemptView, ...] = ()
+    wrong_pins: int = 0
+    recipient_name: str | None = None
+    delivered_at: datetime | None = None
+    created_at: datetime

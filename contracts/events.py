@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Literal
+from datetime import date, datetime
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from contracts.base import Event, Frozen, Timer
 from contracts.codes import Schedule
@@ -37,6 +37,26 @@ class PrescribedLine(Frozen):
     # What the catalogue said of the medication when the line was taken (defaults: events from before).
     prescription_only: bool = False
     schedule: Schedule | None = None
+
+
+class DeliveryWindow(Frozen):
+    """When the patient wants the medicine brought: a courier arrives between start and end."""
+
+    start: AwareDatetime
+    end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.end <= self.start:
+            raise ValueError("a delivery window ends after it starts")
+        return self
+
+
+# How a delivery is proven: a 4-digit PIN the patient tells the courier (controlled drugs, orders over
+# a set value), or the name of whoever took it.
+ProofKind = Literal["PIN", "NAME"]
+# Why a courier could not hand an order over, coded so it can be counted and acted on.
+DeliveryFailure = Literal["NO_ONE_HOME", "WRONG_ADDRESS", "REFUSED", "ID_CHECK_FAILED", "OTHER"]
 
 
 class Prescriber(Frozen):
@@ -76,6 +96,7 @@ class PrescriptionUploaded(Event):
     valid_until: date | None = None
     repeats_allowed: int = 0
     prescriber: Prescriber | None = None
+    delivery_window: DeliveryWindow | None = None
 
 
 class PrescriptionWithdrawn(Event):
@@ -168,6 +189,7 @@ class OrderCreated(Event):
     payment_method_id: str
     # The pharmacist who verified the prescription; None when no line needed one (or from before).
     verified_by: str | None = None
+    delivery_window: DeliveryWindow | None = None
 
 
 class StockReserved(Event):
@@ -178,8 +200,11 @@ class StockReserved(Event):
     patient_id: str
     pharmacy_id: str
     lines: tuple[ReservedLine, ...]
+    # The lines' prices plus both fees: what is authorised on the card.
     total_cents: int
     payment_method_id: str
+    service_fee_cents: int = 0
+    delivery_fee_cents: int = 0
 
 
 class StockReservationFailed(Event):
@@ -214,6 +239,9 @@ class ReservationExpired(Event):
 
 
 class PaymentApproved(Event):
+    """The card was authorised for the amount: nothing is taken until the courier picks the order up
+    (PaymentCaptured). Before authorisations (events from before), it was charged at once."""
+
     TYPE = "PaymentApproved"
     ROUTING_KEY = "payment.approved"
 
@@ -298,6 +326,124 @@ class PharmacyStaffRemoved(Event):
     removed_by: str | None
 
 
+# --- after payment: dispensing, delivery, money taken ----------------------------------------------
+
+
+class OrderDispensed(Event):
+    """A pharmacist of the pharmacy made the final check and packed the order: its stock is sold."""
+
+    TYPE = "OrderDispensed"
+    ROUTING_KEY = "stock.dispensed"
+
+    order_id: str
+    pharmacy_id: str
+    pharmacist_id: str
+    lines: tuple[ReservedLine, ...]
+    # Where the courier collects it.
+    pharmacy_location: Location
+
+
+class OrderReadyForPickup(Event):
+    """The order waits at its pharmacy for a courier: everything delivery needs, in one fact."""
+
+    TYPE = "OrderReadyForPickup"
+    ROUTING_KEY = "order.ready_for_pickup"
+
+    order_id: str
+    patient_id: str
+    pharmacy_id: str
+    pharmacy_location: Location
+    delivery_location: Location
+    delivery_window: DeliveryWindow | None = None
+    total_cents: int
+    # A controlled drug is among its lines: the hand-over needs the patient's PIN.
+    controlled: bool
+
+
+class DeliveryAssigned(Event):
+    TYPE = "DeliveryAssigned"
+    ROUTING_KEY = "delivery.assigned"
+
+    delivery_id: str
+    order_id: str
+    courier_id: str
+    eta: datetime
+    proof: ProofKind
+
+
+class DeliveryPickedUp(Event):
+    """The courier has the order: the payment is captured now."""
+
+    TYPE = "DeliveryPickedUp"
+    ROUTING_KEY = "delivery.picked_up"
+
+    delivery_id: str
+    order_id: str
+    courier_id: str
+    eta: datetime
+
+
+class DeliveryCompleted(Event):
+    TYPE = "DeliveryCompleted"
+    ROUTING_KEY = "delivery.completed"
+
+    delivery_id: str
+    order_id: str
+    courier_id: str
+    proof: ProofKind
+    # Who took it, as the courier recorded it (with a PIN proof too, when given).
+    recipient_name: str | None = None
+
+
+class DeliveryAttemptFailed(Event):
+    TYPE = "DeliveryAttemptFailed"
+    ROUTING_KEY = "delivery.attempt_failed"
+
+    delivery_id: str
+    order_id: str
+    courier_id: str
+    reason: DeliveryFailure
+    note: str | None = None
+    attempt: int  # 1 for the first failed attempt
+    # Another attempt follows; otherwise DeliveryReturned comes next.
+    retrying: bool
+
+
+class DeliveryReturned(Event):
+    """After its last failed attempt the order went back to its pharmacy: refunded, not resold."""
+
+    TYPE = "DeliveryReturned"
+    ROUTING_KEY = "delivery.returned"
+
+    delivery_id: str
+    order_id: str
+    pharmacy_id: str
+    reason: str
+
+
+class PaymentCaptured(Event):
+    """The authorised amount was taken from the card (when the courier picked the order up)."""
+
+    TYPE = "PaymentCaptured"
+    ROUTING_KEY = "payment.captured"
+
+    payment_id: str
+    order_id: str
+    amount_cents: int
+
+
+class PaymentVoided(Event):
+    """The authorisation was released before anything was taken: the patient was never charged."""
+
+    TYPE = "PaymentVoided"
+    ROUTING_KEY = "payment.voided"
+
+    payment_id: str
+    order_id: str
+    amount_cents: int
+    reason: str
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     PrescriptionUploaded,
     PrescriptionWithdrawn,
@@ -319,4 +465,13 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     PrescriptionHeld,
     PrescriptionAnswered,
     PrescriptionRefilled,
+    OrderDispensed,
+    OrderReadyForPickup,
+    DeliveryAssigned,
+    DeliveryPickedUp,
+    DeliveryCompleted,
+    DeliveryAttemptFailed,
+    DeliveryReturned,
+    PaymentCaptured,
+    PaymentVoided,
 )

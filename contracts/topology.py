@@ -31,6 +31,13 @@ SUBSCRIPTIONS: Mapping[str, tuple[type[Event], ...]] = {
         e.PrescriptionHeld,
         e.PrescriptionAnswered,
         e.PrescriptionRefilled,
+        e.OrderDispensed,
+        e.DeliveryAssigned,
+        e.DeliveryPickedUp,
+        e.DeliveryCompleted,
+        e.DeliveryAttemptFailed,
+        e.DeliveryReturned,
+        e.PaymentCaptured,
     ),
     # A Timer (ReservationDeadline) is bound to the service's timer queue, not to its event queue.
     "inventory_service": (
@@ -39,9 +46,13 @@ SUBSCRIPTIONS: Mapping[str, tuple[type[Event], ...]] = {
         e.PaymentDeclined,
         e.OrderCancelled,
         e.ReservationDeadline,
+        e.DeliveryReturned,
     ),
-    "payment_service": (e.StockReserved, e.OrderCancelled),
+    "payment_service": (e.StockReserved, e.OrderCancelled, e.DeliveryPickedUp, e.DeliveryReturned),
     "prescription_service": (e.OrderCreated, e.OrderConfirmed, e.OrderRejected, e.OrderCancelled),
+    # Its own hand-overs and returns too: each frees its courier, also when the command that made it
+    # lost its follow-up (see delivery_service/handlers.py).
+    "delivery_service": (e.OrderReadyForPickup, e.OrderCancelled, e.DeliveryCompleted, e.DeliveryReturned),
 }
 
 # Who publishes each event: every event has exactly one publisher, the service whose domain creates it.
@@ -55,7 +66,13 @@ PUBLISHES: Mapping[str, tuple[type[Event], ...]] = {
         e.PrescriptionAnswered,
         e.PrescriptionRefilled,
     ),
-    "order_service": (e.OrderCreated, e.OrderConfirmed, e.OrderRejected, e.OrderCancelled),
+    "order_service": (
+        e.OrderCreated,
+        e.OrderConfirmed,
+        e.OrderRejected,
+        e.OrderCancelled,
+        e.OrderReadyForPickup,
+    ),
     # ReservationDeadline is inventory's timer to itself: it comes back on its own timer queue.
     "inventory_service": (
         e.StockReserved,
@@ -64,14 +81,29 @@ PUBLISHES: Mapping[str, tuple[type[Event], ...]] = {
         e.ReservationExpired,
         e.PharmacyStaffAdded,
         e.PharmacyStaffRemoved,
+        e.OrderDispensed,
     ),
-    "payment_service": (e.PaymentApproved, e.PaymentDeclined, e.PaymentRefunded),
+    "payment_service": (
+        e.PaymentApproved,
+        e.PaymentDeclined,
+        e.PaymentRefunded,
+        e.PaymentCaptured,
+        e.PaymentVoided,
+    ),
+    "delivery_service": (
+        e.DeliveryAssigned,
+        e.DeliveryPickedUp,
+        e.DeliveryCompleted,
+        e.DeliveryAttemptFailed,
+        e.DeliveryReturned,
+    ),
 }
 
 # Facts no service acts on, published for the record: the journal keeps them (who was on a
-# pharmacy's staff, when, added by whom). Every service declares the journal's queue bound to them, so
-# they are routable (published mandatory) before the archiver first starts, and wait there for it.
-JOURNALLED_ONLY: tuple[type[Event], ...] = (e.PharmacyStaffAdded, e.PharmacyStaffRemoved)
+# pharmacy's staff, when, added by whom; an authorisation released, never charged). Every service
+# declares the journal's queue bound to them, so they are routable (published mandatory) before the
+# archiver first starts, and wait there for it.
+JOURNALLED_ONLY: tuple[type[Event], ...] = (e.PharmacyStaffAdded, e.PharmacyStaffRemoved, e.PaymentVoided)
 
 # A service whose database is lost is rebuilt by replaying the journal into it (`pharmacy-ops rebuild`):
 # the events it subscribes to, and these of its own. They record what it decided on a command (an upload,
@@ -105,6 +137,9 @@ COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
         c.AddPharmacyStaff,
         c.RemovePharmacyStaff,
         c.ListPharmacyStaff,
+        c.DispenseOrder,
+        c.ListDispensingQueue,
+        c.GetStock,
     ),
     "payment_service": (
         c.Ping,
@@ -133,6 +168,16 @@ COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
         d.GetDocument,
     ),
     "order_service": (c.Ping, c.ListOrders, c.GetOrder, c.CancelOrder),
+    "delivery_service": (
+        c.Ping,
+        c.UpdateCourier,
+        c.ListDeliveries,
+        c.GetDelivery,
+        c.GetDeliveryPin,
+        c.PickUpDelivery,
+        c.CompleteDelivery,
+        c.FailDelivery,
+    ),
 }
 
 

@@ -1,4 +1,5 @@
-"""Stock rules: where an order can be served, holding and releasing stock. No I/O."""
+"""Stock rules: where an order can be served and what it costs; holding, dispensing, releasing and taking
+back stock. No I/O."""
 
 from __future__ import annotations
 
@@ -13,10 +14,17 @@ from pydantic import BaseModel
 
 from contracts.base import Event
 from contracts.codes import CLASSIFYING_SYSTEMS, SYSTEM_LABELS, Code, Schedule, code_problem
-from contracts.commands import AvailabilityView, MedicationView, PharmacyView, StockView
+from contracts.commands import (
+    AvailabilityView,
+    DispensingView,
+    MedicationView,
+    PharmacyView,
+    StockView,
+)
 from contracts.events import (
     LineShortage,
     Location,
+    OrderDispensed,
     PharmacyStaffAdded,
     PharmacyStaffRemoved,
     PrescribedLine,
@@ -34,7 +42,11 @@ class OutOfStock(Exception):
 
 
 class NotOnStaff(Exception):
-    """Only a pharmacy's own staff, or an admin, may change its stock."""
+    """Only a pharmacy's own staff, or an admin, may change its stock, dispense or see its orders."""
+
+
+class NotDispensable(Exception):
+    """The order cannot be dispensed as it stands: not paid for, or dispensed by another pharmacist."""
 
 
 class Medication(Aggregate):
@@ -134,6 +146,8 @@ class StockLevel(BaseModel):
     available: int = 0
     reserved: int = 0
     sold: int = 0
+    # Dispensed, then brought back (a failed delivery, a cancel after dispensing): never for sale again.
+    returned: int = 0
 
 
 class Hold(BaseModel):
@@ -149,7 +163,8 @@ class Pharmacy(Aggregate):
     location: Location
     stock: dict[str, StockLevel] = {}
     holds: dict[str, Hold] = {}
-    # Orders whose sold stock came back (cancelled after a late payment): guards against doing it twice.
+    # Orders whose sold stock came back, to the shelf (a legacy sale cancelled) or to the returned units
+    # (dispensed, then cancelled or not delivered): guards against doing either twice.
     returns: list[str] = []
     # Its pharmacists' user ids, in the order they joined: who may change its stock, besides admins.
     staff: list[str] = []
@@ -162,12 +177,16 @@ class Pharmacy(Aggregate):
     def set_available(self, medication_id: str, quantity: int) -> None:
         self.stock.setdefault(medication_id, StockLevel()).available = quantity
 
+    def check_staff(self, actor_id: str | None, *, actor_is_admin: bool, to: str) -> None:
+        """Let its own pharmacists and admins through; anyone else is refused (NotOnStaff), saying `to`."""
+        if not actor_is_admin and (actor_id is None or actor_id not in self.staff):
+            raise NotOnStaff(f"only the staff of pharmacy {self.id} or an admin may {to}")
+
     def restock(
         self, medication_id: str, quantity: int, *, actor_id: str | None, actor_is_admin: bool
     ) -> None:
         """Set the units for sale of a medication, as its staff or an admin asks; anyone else is refused."""
-        if not actor_is_admin and (actor_id is None or actor_id not in self.staff):
-            raise NotOnStaff(f"only the staff of pharmacy {self.id} or an admin may change its stock")
+        self.check_staff(actor_id, actor_is_admin=actor_is_admin, to="change its stock")
         self.set_available(medication_id, quantity)
 
     def add_staff(self, user_id: str, *, added_by: str | None) -> list[Event]:
@@ -209,21 +228,36 @@ class Pharmacy(Aggregate):
             level.available += line.quantity
 
     def sell(self, order_id: str) -> None:
-        """The order is paid: its held stock is sold."""
+        """The order's held stock is sold (dispensed; before authorisations, paid), once."""
         hold = self.holds.pop(order_id, None)
         for line in hold.lines if hold else ():
             level = self.stock[line.medication_id]
             level.reserved -= line.quantity
             level.sold += line.quantity
 
+    def dispense(self, order_id: str, *, actor_id: str, actor_is_admin: bool) -> None:
+        """Its pharmacist (or an admin) made the final check: the order's held stock is sold, once."""
+        self.check_staff(actor_id, actor_is_admin=actor_is_admin, to="dispense its orders")
+        self.sell(order_id)
+
     def take_back(self, order_id: str, lines: Sequence[ReservedLine]) -> None:
-        """Sold stock of an order cancelled after payment returns to the shelf, once."""
+        """Sold stock of a legacy sale (paid, sold at once) cancelled returns to the shelf, once."""
         if order_id in self.returns:
             return
         for line in lines:
             level = self.stock[line.medication_id]
             level.sold -= line.quantity
             level.available += line.quantity
+        self.returns.append(order_id)
+
+    def take_in_return(self, order_id: str, lines: Sequence[ReservedLine]) -> None:
+        """Dispensed stock that came back is counted as returned, once: it left the shelf for good."""
+        if order_id in self.returns:
+            return
+        for line in lines:
+            level = self.stock[line.medication_id]
+            level.sold -= line.quantity
+            level.returned += line.quantity
         self.returns.append(order_id)
 
     def view(self) -> PharmacyView:
@@ -237,6 +271,7 @@ class Pharmacy(Aggregate):
             quantity=level.available,
             reserved=level.reserved,
             sold=level.sold,
+            returned=level.returned,
         )
 
 
@@ -249,8 +284,23 @@ def open_pharmacy(
     return pharmacy, events
 
 
-# EXPIRED: held for the order but not paid for in time; the stock went back and will not be sold.
-ReservationState = Literal["RESERVING", "RESERVED", "FAILED", "SOLD", "RELEASED", "RETURNED", "EXPIRED"]
+# RESERVED: held, waiting for payment. PAID: the card is authorised; the stock stays held (reserved)
+# until a pharmacist dispenses it, and no deadline ends it. DISPENSED: checked and packed, its stock
+# sold. RETURNED: sold stock came back: dispensed, then cancelled or not delivered (counted as returned,
+# never resold), or a SOLD order cancelled (back on the shelf). EXPIRED: held but not paid for in time;
+# the stock went back and will not be sold. SOLD: paid and sold at once, before authorisations; kept for
+# reservations stored then.
+ReservationState = Literal[
+    "RESERVING",
+    "RESERVED",
+    "FAILED",
+    "PAID",
+    "DISPENSED",
+    "SOLD",
+    "RELEASED",
+    "RETURNED",
+    "EXPIRED",
+]
 
 
 class Reservation(Aggregate):
@@ -261,8 +311,20 @@ class Reservation(Aggregate):
     payment_method_id: str = ""
     pharmacy_id: str | None = None
     lines: list[ReservedLine] = []
+    # The lines' prices and both fees: what the card is authorised for.
     total_cents: int = 0
+    service_fee_cents: int = 0
+    delivery_fee_cents: int = 0
     shortages: list[LineShortage] = []
+    # The pharmacist who verified the order's prescription; None when no line needed one.
+    verified_by: str | None = None
+    # When the payment was authorised: the dispensing queue is served oldest first (indexed).
+    paid_at: datetime | None = None
+    dispensed_by: str | None = None
+    dispensed_at: datetime | None = None
+    # Why its sold stock came back: the cancel's reason, or the failed delivery's.
+    return_reason: str | None = None
+    returned_at: datetime | None = None
     created_at: datetime
 
     def deadline(self, hold: timedelta, now: datetime) -> ReservationDeadline:
@@ -286,6 +348,94 @@ class Reservation(Aggregate):
                 reservation_id=self.id, order_id=self.id, pharmacy_id=self.pharmacy_id, reason=reason
             )
         ]
+
+    def pay(self, at: datetime) -> None:
+        """The card was authorised: a RESERVED reservation is PAID, its stock still held for dispensing.
+
+        Any other state is left alone: a reservation released or expired meanwhile holds nothing to pay
+        for (payment_service voids or refunds once the order is cancelled).
+        """
+        if self.state == "RESERVED":
+            self.state = "PAID"
+            self.paid_at = at
+
+    def check_dispensable(self, pharmacist_id: str) -> bool:
+        """Whether dispensing is still to do (PAID), False when this pharmacist already did it (a command
+        delivered again); NotDispensable for any other state, or when another pharmacist did it."""
+        if self.state == "DISPENSED":
+            if self.dispensed_by == pharmacist_id:
+                return False
+            raise NotDispensable(f"order {self.id} was dispensed already, by {self.dispensed_by}")
+        if self.state != "PAID":
+            why = "is not paid for yet" if self.state in ("RESERVING", "RESERVED") else "cannot be dispensed"
+            raise NotDispensable(f"order {self.id} {why} (its reservation is {self.state})")
+        return True
+
+    def dispense(self, pharmacist_id: str, at: datetime, pharmacy_location: Location) -> list[Event]:
+        """A PAID order was checked and packed: DISPENSED, announced once with where to collect it."""
+        if not self.check_dispensable(pharmacist_id):
+            return []
+        assert self.pharmacy_id is not None
+        self.state = "DISPENSED"
+        self.dispensed_by = pharmacist_id
+        self.dispensed_at = at
+        return [
+            OrderDispensed(
+                order_id=self.id,
+                pharmacy_id=self.pharmacy_id,
+                pharmacist_id=pharmacist_id,
+                lines=tuple(self.lines),
+                pharmacy_location=pharmacy_location,
+            )
+        ]
+
+    def end(self, reason: str, at: datetime) -> None:
+        """The order was cancelled (or its payment declined): what is held is RELEASED; what was sold
+        (dispensed, or a legacy sale) is RETURNED. Other states are final already."""
+        if self.state in ("RESERVING", "RESERVED", "PAID"):
+            self.state = "RELEASED"
+        elif self.state == "SOLD":
+            self.state = "RETURNED"
+        elif self.state == "DISPENSED":
+            self._returned(reason, at)
+
+    def bring_back(self, reason: str, at: datetime) -> None:
+        """The courier brought the order back after the last failed attempt: its sold stock is RETURNED.
+        Only what was sold can have gone out; anything else is left alone."""
+        if self.state in ("DISPENSED", "SOLD"):
+            self._returned(reason, at)
+
+    def _returned(self, reason: str, at: datetime) -> None:
+        self.state = "RETURNED"
+        self.return_reason = reason
+        self.returned_at = at
+
+    def queue_view(self) -> DispensingView:
+        assert self.pharmacy_id is not None
+        return DispensingView(
+            order_id=self.id,
+            pharmacy_id=self.pharmacy_id,
+            lines=tuple(self.lines),
+            total_cents=self.total_cents,
+            paid_at=self.paid_at,
+            verified_by=self.verified_by,
+        )
+
+
+# The states in which an order has stock at its pharmacy: held for it, or sold to it.
+HAS_STOCK: frozenset[ReservationState] = frozenset({"RESERVING", "RESERVED", "PAID", "DISPENSED", "SOLD"})
+
+
+def give_back(pharmacy: Pharmacy, reservation: Reservation) -> None:
+    """What an order's end does to its stock at the pharmacy, by how far the order got: a hold (reserved
+    or paid) goes back on the shelf; a legacy sale goes back on the shelf; a dispensed order's stock is
+    counted as returned, never to be sold again. Each at most once."""
+    if reservation.state in ("RESERVING", "RESERVED", "PAID"):
+        pharmacy.release(reservation.id)
+    elif reservation.state == "SOLD":
+        pharmacy.take_back(reservation.id, reservation.lines)
+    elif reservation.state == "DISPENSED":
+        pharmacy.take_in_return(reservation.id, reservation.lines)
 
 
 def unpaid_reason(hold: timedelta) -> str:
@@ -314,13 +464,44 @@ def merge_lines(lines: Iterable[PrescribedLine]) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
+class Fees:
+    """What an order costs beyond its lines: a service fee, and delivery priced on the distance."""
+
+    service_cents: int
+    delivery_base_cents: int
+    delivery_per_km_cents: int
+
+    def delivery_cents(self, km: float) -> int:
+        """The base, and the rate for every started kilometre from the pharmacy to the patient."""
+        # To the metre first: a float a hair over a whole kilometre is not another one started.
+        return self.delivery_base_cents + self.delivery_per_km_cents * math.ceil(round(km, 3))
+
+
+@dataclass(frozen=True)
 class Plan:
     pharmacy: Pharmacy
     lines: list[ReservedLine]
+    service_fee_cents: int
+    delivery_fee_cents: int
+
+    @property
+    def lines_cents(self) -> int:
+        return sum(line.quantity * line.unit_price_cents for line in self.lines)
 
     @property
     def total_cents(self) -> int:
-        return sum(line.quantity * line.unit_price_cents for line in self.lines)
+        """What the card is authorised for: the lines and both fees."""
+        return self.lines_cents + self.service_fee_cents + self.delivery_fee_cents
+
+
+def priced_plan(pharmacy: Pharmacy, lines: Sequence[ReservedLine], destination: Location, fees: Fees) -> Plan:
+    """The order served by this pharmacy, with its fees: delivery from the pharmacy to the patient."""
+    return Plan(
+        pharmacy=pharmacy,
+        lines=list(lines),
+        service_fee_cents=fees.service_cents,
+        delivery_fee_cents=fees.delivery_cents(distance_km(pharmacy.location, destination)),
+    )
 
 
 def plan_reservation(
@@ -330,10 +511,12 @@ def plan_reservation(
     catalogue: Mapping[str, Medication],
     *,
     radius_km: float,
+    fees: Fees,
     exclude: frozenset[str] = frozenset(),
     verified: bool = False,
 ) -> Plan | list[LineShortage]:
-    """The nearest pharmacy within the radius that has every line, or why each short line is short.
+    """The nearest pharmacy within the radius that has every line, priced with its fees, or why each
+    short line is short.
 
     A prescription-only line is never held for an order whose prescription no pharmacist verified,
     whatever the order says of its lines: the catalogue decides what is prescription-only.
@@ -366,7 +549,7 @@ def plan_reservation(
                 ReservedLine(medication_id=m, quantity=q, unit_price_cents=catalogue[m].price_cents)
                 for m, q in wanted.items()
             ]
-            return Plan(pharmacy=pharmacy, lines=priced)
+            return priced_plan(pharmacy, priced, destination, fees)
     return [
         _shortage(m, q, nearby, radius_km)
         for m, q in wanted.items()

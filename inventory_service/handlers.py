@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import Field
 
@@ -14,8 +14,12 @@ from contracts.commands import (
     CreateMedication,
     CreatePharmacy,
     DiscontinueMedication,
+    DispenseOrder,
+    DispensingView,
     GetAvailability,
     GetMedication,
+    GetStock,
+    ListDispensingQueue,
     ListMedications,
     ListPharmacies,
     ListPharmacyStaff,
@@ -28,6 +32,7 @@ from contracts.commands import (
     UpdateMedication,
 )
 from contracts.events import (
+    DeliveryReturned,
     LineShortage,
     OrderCancelled,
     OrderCreated,
@@ -39,7 +44,7 @@ from contracts.events import (
     StockReserved,
 )
 from inventory_service import domain, store
-from inventory_service.domain import Medication, Pharmacy, Plan, Reservation
+from inventory_service.domain import Fees, Medication, Pharmacy, Plan, Reservation
 from inventory_service.store import Stores
 from service_runtime.aggregate import minted_id
 from service_runtime.clock import utc_now
@@ -57,10 +62,24 @@ class InventorySettings(RuntimeSettings):
     delivery_radius_km: float = 50.0
     # How long stock stays held for an order waiting for payment; then the reservation expires.
     reservation_hold_seconds: float = Field(default=900.0, gt=0)
+    # Added to every order's price (cents).
+    service_fee_cents: int = Field(default=199, ge=0)
+    # Delivery: a base, and a rate for every started km from the pharmacy to the patient (cents).
+    delivery_base_fee_cents: int = Field(default=299, ge=0)
+    delivery_fee_per_km_cents: int = Field(default=50, ge=0)
+
+    @property
+    def fees(self) -> Fees:
+        return Fees(
+            service_cents=self.service_fee_cents,
+            delivery_base_cents=self.delivery_base_fee_cents,
+            delivery_per_km_cents=self.delivery_fee_per_km_cents,
+        )
 
 
 def register(service: Service, s: Stores, settings: InventorySettings) -> None:
     hold = timedelta(seconds=settings.reservation_hold_seconds)
+    fees = settings.fees
 
     async def hold_at(pharmacy_id: str, order_id: str, plan: Plan) -> bool:
         try:
@@ -84,6 +103,7 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
                 await store.all_pharmacies(s),
                 catalogue,
                 radius_km=settings.delivery_radius_km,
+                fees=fees,
                 exclude=frozenset(tried),
                 verified=event.verified_by is not None,
             )
@@ -99,6 +119,7 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
             state="RESERVING",
             patient_id=event.patient_id,
             payment_method_id=event.payment_method_id,
+            verified_by=event.verified_by,
             created_at=utc_now(),
         )
         first = await s.reservations.add(started)
@@ -112,7 +133,9 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
         holder = None if first else await store.pharmacy_holding(s, event.order_id)
         if holder is not None:
             hold = holder.holds[event.order_id]
-            outcome: Plan | list[LineShortage] = Plan(pharmacy=holder, lines=hold.lines)
+            outcome: Plan | list[LineShortage] = domain.priced_plan(
+                holder, hold.lines, event.delivery_location, fees
+            )
         else:
             outcome = await reserve(event)
         # Step 3: record the decision and its event in one write.
@@ -130,6 +153,8 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
             reservation.pharmacy_id = outcome.pharmacy.id
             reservation.lines = outcome.lines
             reservation.total_cents = outcome.total_cents
+            reservation.service_fee_cents = outcome.service_fee_cents
+            reservation.delivery_fee_cents = outcome.delivery_fee_cents
             return [
                 StockReserved(
                     order_id=event.order_id,
@@ -138,6 +163,8 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
                     lines=tuple(outcome.lines),
                     total_cents=outcome.total_cents,
                     payment_method_id=event.payment_method_id,
+                    service_fee_cents=outcome.service_fee_cents,
+                    delivery_fee_cents=outcome.delivery_fee_cents,
                 ),
                 # The hold's end rides in the same write: the broker keeps it until it is due.
                 reservation.deadline(hold, utc_now()),
@@ -146,67 +173,91 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
         reservation.shortages = outcome
         return [StockReservationFailed(order_id=event.order_id, shortages=tuple(outcome))]
 
-    async def release(order_id: str, envelope: Envelope) -> None:
-        """Give the order's stock back, whatever step it reached; remember it if it never got stock."""
+    async def release(order_id: str, reason: str, envelope: Envelope) -> None:
+        """End the order's hold of stock, whatever step it reached (domain.give_back says what goes where);
+        remember the order if it never got stock."""
         tombstone = Reservation(id=order_id, state="RELEASED", created_at=utc_now())
         if await s.reservations.add(tombstone, caused_by=str(envelope.event_id)):
             return  # cancelled before OrderCreated reached us: the reservation will not be made
         reservation = await s.reservations.get(order_id)
         assert reservation is not None
-        if reservation.state in ("RESERVED", "RESERVING"):
+        if reservation.state == "RESERVING":
+            # A crashed attempt may have held stock before it recorded where.
             holder = await store.pharmacy_holding(s, order_id)
-            if holder is not None:
-                await service.change(s.pharmacies, holder.id, lambda p: _release(p, order_id), cause=None)
-        elif reservation.state == "SOLD" and reservation.pharmacy_id:
-            # Paid and cancelled at once: the refund is payment_service's, the stock comes back here.
-            lines = reservation.lines
-            await service.change(
-                s.pharmacies, reservation.pharmacy_id, lambda p: _take_back(p, order_id, lines), cause=None
-            )
-        await service.change(s.reservations, order_id, _mark_released, cause=envelope)
+            pharmacy_id = holder.id if holder is not None else None
+        else:
+            pharmacy_id = reservation.pharmacy_id if reservation.state in domain.HAS_STOCK else None
+        # The stock first, the reservation second: a crash in between is finished by the redelivery,
+        # which finds the reservation as it was (each move on the pharmacy happens once).
+        if pharmacy_id is not None:
+            await service.change(s.pharmacies, pharmacy_id, lambda p: _give_back(p, reservation), cause=None)
+        now = utc_now()
+        await service.change(s.reservations, order_id, lambda r: _end(r, reason, now), cause=envelope)
+
+    def _give_back(pharmacy: Pharmacy, reservation: Reservation) -> list[Event]:
+        domain.give_back(pharmacy, reservation)
+        return []
+
+    def _end(reservation: Reservation, reason: str, at: datetime) -> list[Event]:
+        reservation.end(reason, at)
+        return []
 
     def _release(pharmacy: Pharmacy, order_id: str) -> list[Event]:
         pharmacy.release(order_id)
         return []
 
-    def _take_back(pharmacy: Pharmacy, order_id: str, lines: list[ReservedLine]) -> list[Event]:
-        pharmacy.take_back(order_id, lines)
-        return []
-
-    def _mark_released(reservation: Reservation) -> list[Event]:
-        if reservation.state in ("RESERVED", "RESERVING"):
-            reservation.state = "RELEASED"
-        elif reservation.state == "SOLD":
-            reservation.state = "RETURNED"
-        return []
-
     @service.events.on(PaymentDeclined)
     async def release_declined(event: PaymentDeclined, envelope: Envelope) -> None:
-        await release(event.order_id, envelope)
+        await release(event.order_id, event.reason, envelope)
 
     @service.events.on(OrderCancelled)
     async def release_cancelled(event: OrderCancelled, envelope: Envelope) -> None:
-        await release(event.order_id, envelope)
+        await release(event.order_id, event.reason, envelope)
 
     @service.events.on(PaymentApproved)
-    async def sell_reserved(event: PaymentApproved, envelope: Envelope) -> None:
-        reservation = await s.reservations.get(event.order_id)
-        if reservation is None or reservation.state != "RESERVED" or reservation.pharmacy_id is None:
-            # Released (cancelled) or expired meanwhile: nothing is sold; payment_service refunds once
-            # order_service cancels the order.
-            return
+    async def hold_paid(event: PaymentApproved, envelope: Envelope) -> None:
+        """The card is authorised: the reservation is PAID and keeps its hold until it is dispensed."""
+        if await s.reservations.get(event.order_id) is None:
+            return  # never reserved here: nothing is held for it
+        # Released (cancelled) or expired meanwhile: nothing changes; payment_service voids or refunds
+        # once order_service cancels the order.
         await service.change(
-            s.pharmacies, reservation.pharmacy_id, lambda p: _sell(p, event.order_id), cause=None
+            s.reservations, event.order_id, lambda r: _pay(r, envelope.occurred_at), cause=envelope
         )
-        await service.change(s.reservations, event.order_id, _mark_sold, cause=envelope)
 
-    def _sell(pharmacy: Pharmacy, order_id: str) -> list[Event]:
-        pharmacy.sell(order_id)
+    def _pay(reservation: Reservation, at: datetime) -> list[Event]:
+        reservation.pay(at)
         return []
 
-    def _mark_sold(reservation: Reservation) -> list[Event]:
-        if reservation.state == "RESERVED":
-            reservation.state = "SOLD"
+    @service.events.on(DeliveryReturned)
+    async def take_in_return(event: DeliveryReturned, envelope: Envelope) -> None:
+        """The courier brought a dispensed order back: its stock is counted as returned, never resold."""
+        reservation = await s.reservations.get(event.order_id)
+        if reservation is None or reservation.state not in ("DISPENSED", "SOLD"):
+            # Returned already (a redelivery, or cancelled after dispensing), or never sent out.
+            log.info(
+                "order %s was not out for delivery (%s): nothing comes back",
+                event.order_id,
+                reservation.state if reservation else "unknown",
+            )
+            return
+        lines, pharmacy_id = reservation.lines, reservation.pharmacy_id
+        assert pharmacy_id is not None
+        # As `release`: the stock first, guarded on the pharmacy (`returns`), then the reservation.
+        await service.change(
+            s.pharmacies, pharmacy_id, lambda p: _take_in_return(p, event.order_id, lines), cause=None
+        )
+        now = utc_now()
+        await service.change(
+            s.reservations, event.order_id, lambda r: _bring_back(r, event.reason, now), cause=envelope
+        )
+
+    def _take_in_return(pharmacy: Pharmacy, order_id: str, lines: list[ReservedLine]) -> list[Event]:
+        pharmacy.take_in_return(order_id, lines)
+        return []
+
+    def _bring_back(reservation: Reservation, reason: str, at: datetime) -> list[Event]:
+        reservation.bring_back(reason, at)
         return []
 
     @service.events.on(ReservationDeadline)
@@ -384,6 +435,16 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
             raise CommandRefused("forbidden", str(exc)) from exc
         return pharmacy.stock_view(command.medication_id)
 
+    @service.commands.on(GetStock)
+    async def get_stock(command: GetStock) -> StockView:
+        pharmacy = await _pharmacy(command.pharmacy_id)
+        if not command.actor_is_admin and command.actor_id not in pharmacy.staff:
+            raise CommandRefused(
+                "forbidden", f"only the staff of pharmacy {pharmacy.id} or an admin see its stock"
+            )
+        await _medication(command.medication_id)
+        return pharmacy.stock_view(command.medication_id)
+
     @service.commands.on(AddPharmacyStaff)
     async def add_staff(command: AddPharmacyStaff) -> PharmacyStaffView:
         await _pharmacy(command.pharmacy_id)
@@ -408,6 +469,62 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
     async def list_staff(command: ListPharmacyStaff) -> PharmacyStaffView:
         pharmacy = await _pharmacy(command.pharmacy_id)
         return PharmacyStaffView(pharmacy_id=pharmacy.id, staff=tuple(pharmacy.staff))
+
+    # --- dispensing -------------------------------------------------------------------------------
+
+    @service.commands.on(DispenseOrder)
+    async def dispense_order(command: DispenseOrder) -> DispensingView:
+        """The final check of a paid order: its stock is sold, and OrderDispensed announced once."""
+        reservation = await s.reservations.get(command.order_id)
+        if reservation is None or reservation.pharmacy_id is None:
+            raise CommandRefused("not_found", f"order {command.order_id} not found")
+        if reservation.state == "DISPENSED" and reservation.dispensed_by == command.actor_id:
+            return reservation.queue_view()  # delivered again after it was carried out
+        pharmacy = await _pharmacy(reservation.pharmacy_id)
+        now = utc_now()
+        try:
+            # Who asks before the order's state: someone off the staff learns nothing of where it is.
+            pharmacy.check_staff(
+                command.actor_id, actor_is_admin=command.actor_is_admin, to="dispense its orders"
+            )
+            reservation.check_dispensable(command.actor_id)
+            # The stock first, decided on the pharmacy as it is now (its staff as of this very write);
+            # then the reservation with its event. A crash in between leaves it PAID, in the queue: the
+            # redelivered (or repeated) command sells nothing twice and finishes it.
+            pharmacy = await service.change(
+                s.pharmacies, pharmacy.id, lambda p: _dispense(p, command), cause=None
+            )
+            location = pharmacy.location
+            dispensed = await service.change(
+                s.reservations,
+                command.order_id,
+                lambda r: r.dispense(command.actor_id, now, location),
+                cause=None,
+                at=now,
+            )
+        except domain.NotOnStaff as exc:
+            raise CommandRefused("forbidden", str(exc)) from exc
+        except domain.NotDispensable as exc:
+            raise CommandRefused("conflict", str(exc)) from exc
+        return dispensed.queue_view()
+
+    def _dispense(pharmacy: Pharmacy, command: DispenseOrder) -> list[Event]:
+        pharmacy.dispense(command.order_id, actor_id=command.actor_id, actor_is_admin=command.actor_is_admin)
+        return []
+
+    @service.commands.on(ListDispensingQueue)
+    async def list_dispensing_queue(command: ListDispensingQueue) -> list[DispensingView]:
+        pharmacy = await _pharmacy(command.pharmacy_id)
+        try:
+            pharmacy.check_staff(
+                command.actor_id, actor_is_admin=command.actor_is_admin, to="see its dispensing queue"
+            )
+        except domain.NotOnStaff as exc:
+            raise CommandRefused("forbidden", str(exc)) from exc
+        waiting = await store.dispensing_queue(
+            s, pharmacy.id, limit=command.page.limit, offset=command.page.offset
+        )
+        return [r.queue_view() for r in waiting]
 
     @service.commands.on(GetAvailability)
     async def get_availability(command: GetAvailability) -> list[AvailabilityView]:

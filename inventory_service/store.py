@@ -24,8 +24,17 @@ def stores(service: Service) -> Stores:
         # An order's lines, held at a pharmacy or reserved for a patient, are that patient's medication.
         pharmacies=service.repository("pharmacies", Pharmacy, sealed=("holds.*",)),
         medications=service.repository("medications", Medication),
-        reservations=service.repository("reservations", Reservation, sealed=("lines", "shortages")),
+        # Why stock came back may be in the patient's words (a cancel's reason).
+        reservations=service.repository(
+            "reservations", Reservation, sealed=("lines", "shortages", "return_reason")
+        ),
     )
+
+
+# A pharmacy's dispensing queue: the equal fields, then the one it is sorted by (FerretDB's patch reads a
+# sorted page from such an index; MongoDB does anyway).
+DISPENSING_QUEUE_INDEX = [("pharmacy_id", ASCENDING), ("state", ASCENDING), ("paid_at", ASCENDING)]
+DISPENSING_ORDER = [("paid_at", ASCENDING), ("_id", ASCENDING)]
 
 
 async def ensure_indexes(s: Stores) -> None:
@@ -34,6 +43,20 @@ async def ensure_indexes(s: Stores) -> None:
     await s.medications.collection.create_index([("discontinued", ASCENDING), ("catalogue_key", ASCENDING)])
     # Not unique: a discontinued entry keeps its codes, and a new one may carry them.
     await s.medications.collection.create_index([("code_keys", ASCENDING)])
+    # A pharmacy's dispensing queue: its paid orders, a page read from the index, oldest payment first.
+    await s.reservations.collection.create_index(DISPENSING_QUEUE_INDEX)
+
+
+def dispensing_queue_filter(pharmacy_id: str) -> dict[str, object]:
+    """Equality on the index's leading fields only, so the store reads the page from the index."""
+    return {"pharmacy_id": pharmacy_id, "state": "PAID"}
+
+
+async def dispensing_queue(s: Stores, pharmacy_id: str, *, limit: int, offset: int) -> list[Reservation]:
+    """The pharmacy's PAID reservations, oldest payment first (ties by order id), one page."""
+    return await s.reservations.find(
+        dispensing_queue_filter(pharmacy_id), sort=DISPENSING_ORDER, skip=offset, limit=limit
+    )
 
 
 async def all_pharmacies(s: Stores) -> list[Pharmacy]:

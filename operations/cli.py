@@ -245,17 +245,36 @@ def list_events(
     console.print(f"{len(found)} event{'' if len(found) == 1 else 's'}.")
 
 
-TERMINAL = {"OrderConfirmed": "CONFIRMED", "OrderRejected": "REJECTED", "OrderCancelled": "CANCELLED"}
+# The events an order's saga ends with, and its status then.
+TERMINAL = {
+    "OrderRejected": "REJECTED",
+    "OrderCancelled": "CANCELLED",
+    "DeliveryCompleted": "DELIVERED",
+    "DeliveryReturned": "RETURNED",
+}
+# Where a saga not ended waits, after its last event, when people (not services) move it on.
+WAITING = {
+    "OrderConfirmed": "paid, waiting for its pharmacy to dispense it",
+    "OrderReadyForPickup": "dispensed, waiting for a courier",
+    "DeliveryAssigned": "a courier is on the way to the pharmacy",
+    "DeliveryPickedUp": "out for delivery",
+    "PaymentCaptured": "out for delivery",
+    "DeliveryAttemptFailed": "a delivery attempt failed, another follows",
+}
 
 
 def _detail(payload: dict[str, Any]) -> str:
-    """The one thing worth seeing about a step: why it went so, or what money it moved and where."""
+    """The one thing worth seeing about a step: why it went so, or what money it moved and where,
+    or who carries it and with what proof."""
     if payload.get("reason"):
-        return str(payload["reason"])
+        attempt = f"attempt {payload['attempt']}: " if payload.get("attempt") else ""
+        return f"{attempt}{payload['reason']}"
     cents = payload.get("total_cents", payload.get("amount_cents"))
     money = f"{cents / 100:.2f}" if isinstance(cents, int) else ""
     where = f"pharmacy {str(payload['pharmacy_id'])[:8]}" if payload.get("pharmacy_id") else ""
-    return ", ".join(part for part in (money, where) if part)
+    courier = f"courier {str(payload['courier_id'])[:8]}" if payload.get("courier_id") else ""
+    proof = f"proof {payload['proof']}" if payload.get("proof") else ""
+    return ", ".join(part for part in (money, where, courier, proof) if part)
 
 
 @app.command("timeline")
@@ -286,7 +305,9 @@ def timeline(
     if ended:
         console.print(f"Ended {ended[-1]} after {total_ms:.0f} ms.")
     else:
-        console.print(f"Not ended: the saga stopped after {found[-1]['type']} ({total_ms:.0f} ms so far).")
+        last = found[-1]["type"]
+        waits = f"{WAITING[last]}; " if last in WAITING else ""
+        console.print(f"Not ended: the saga stopped after {last} ({waits}{total_ms:.0f} ms so far).")
 
 
 @app.command("replay")
@@ -372,8 +393,8 @@ def rebuild(
     idempotent, so rebuilding twice, or over a restored backup, changes nothing more. The journal must
     reach back to the first event (JOURNAL_RETENTION_DAYS), or to the backup given with --since.
 
-    inventory_service and payment_service keep what only commands bring (catalogue, stock, payment
-    methods): restore those from a backup.
+    inventory_service, payment_service and delivery_service keep what only commands bring (catalogue,
+    stock, payment methods, couriers): restore those from a backup.
     """
     if service not in topology.REBUILT_FROM_OWN:
         console.print(

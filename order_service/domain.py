@@ -5,15 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 
 from contracts.base import Event
-from contracts.commands import OrderStatus, OrderView, StatusChange
+from contracts.commands import OrderDelivery, OrderStatus, OrderView, StatusChange
 from contracts.events import (
+    DeliveryAssigned,
+    DeliveryAttemptFailed,
+    DeliveryCompleted,
+    DeliveryPickedUp,
+    DeliveryReturned,
+    DeliveryWindow,
     LineShortage,
     Location,
     OrderCancelled,
     OrderConfirmed,
     OrderCreated,
+    OrderDispensed,
+    OrderReadyForPickup,
     OrderRejected,
     PaymentApproved,
+    PaymentCaptured,
     PaymentDeclined,
     PaymentRefunded,
     PrescribedLine,
@@ -30,12 +39,21 @@ from contracts.events import (
 )
 from service_runtime.aggregate import Aggregate
 
-TERMINAL: frozenset[OrderStatus] = frozenset({"CONFIRMED", "REJECTED", "CANCELLED"})
-CANCELLABLE: frozenset[OrderStatus] = frozenset({"AWAITING_VERIFICATION", "PENDING", "STOCK_RESERVED"})
+TERMINAL: frozenset[OrderStatus] = frozenset({"DELIVERED", "RETURNED", "REJECTED", "CANCELLED"})
+# Until its pharmacy dispenses it: a cancel then voids the card's authorisation, nothing is taken, and
+# the held stock goes back on the shelf (or, when the dispensing raced the cancel, is recorded
+# returned). Not after: once an order is READY_FOR_PICKUP, delivery_service and its courier move it,
+# and a cancel decided here from a view that has not heard of the pickup yet would refund a delivered
+# order. A dispensed order the patient does not want is refused at the door (RETURNED, refunded).
+CANCELLABLE: frozenset[OrderStatus] = frozenset(
+    {"AWAITING_VERIFICATION", "PENDING", "STOCK_RESERVED", "CONFIRMED"}
+)
+# Where a courier's news about the order applies: after it is dispensed and before it ends.
+IN_DELIVERY: frozenset[OrderStatus] = frozenset({"READY_FOR_PICKUP", "OUT_FOR_DELIVERY", "DELIVERY_FAILED"})
 
 
 class OrderNotCancellable(Exception):
-    """The order is already paid or finished: cancelling it now would lose money or stock."""
+    """The order is dispensed, or has ended: a cancel now could lose money or medicine."""
 
 
 class Order(Aggregate):
@@ -55,6 +73,14 @@ class Order(Aggregate):
     created_at: datetime
     # The pharmacist who verified its prescription-only lines; None when none needed it.
     verified_by: str | None = None
+    delivery_window: DeliveryWindow | None = None
+    service_fee_cents: int = 0
+    delivery_fee_cents: int = 0
+    # The pharmacist who made the final check, and where the courier collects it.
+    dispensed_by: str | None = None
+    pharmacy_location: Location | None = None
+    delivery: OrderDelivery | None = None
+    captured_cents: int = 0
 
     def _move(self, status: OrderStatus, at: datetime, reason: str | None = None) -> None:
         self.status = status
@@ -76,7 +102,18 @@ class Order(Aggregate):
             created_at=self.created_at,
             delivery_location=self.delivery_location,
             verified_by=self.verified_by,
+            delivery_window=self.delivery_window,
+            service_fee_cents=self.service_fee_cents,
+            delivery_fee_cents=self.delivery_fee_cents,
+            dispensed_by=self.dispensed_by,
+            delivery=self.delivery,
+            captured_cents=self.captured_cents,
         )
+
+    @property
+    def controlled(self) -> bool:
+        """A controlled drug is among its lines: its hand-over needs the patient's PIN."""
+        return any(line.schedule is not None for line in self.lines)
 
 
 def open_order(uploaded: PrescriptionUploaded, now: datetime) -> tuple[Order, list[Event]]:
@@ -94,6 +131,7 @@ def open_order(uploaded: PrescriptionUploaded, now: datetime) -> tuple[Order, li
         payment_method_id=uploaded.payment_method_id,
         history=[StatusChange(status=status, at=now)],
         created_at=now,
+        delivery_window=uploaded.delivery_window,
     )
     return order, [] if waits else [_created(order)]
 
@@ -124,6 +162,7 @@ def _created(order: Order) -> OrderCreated:
         delivery_location=order.delivery_location,
         payment_method_id=order.payment_method_id,
         verified_by=order.verified_by,
+        delivery_window=order.delivery_window,
     )
 
 
@@ -175,6 +214,8 @@ def record_reservation(order: Order, reserved: StockReserved, now: datetime) -> 
     order.pharmacy_id = reserved.pharmacy_id
     order.priced_lines = list(reserved.lines)
     order.total_cents = reserved.total_cents
+    order.service_fee_cents = reserved.service_fee_cents
+    order.delivery_fee_cents = reserved.delivery_fee_cents
     order._move("STOCK_RESERVED", now)
     return []
 
@@ -197,10 +238,10 @@ def reject_for_shortage(order: Order, failed: StockReservationFailed, now: datet
 
 
 def confirm_paid(order: Order, approved: PaymentApproved, now: datetime) -> list[Event]:
-    """Payment went through for reserved stock: the order is CONFIRMED."""
+    """The card was authorised for reserved stock: the order is CONFIRMED and waits for its pharmacy."""
     order.payment_id = approved.payment_id
     if order.status != "STOCK_RESERVED":
-        # Cancelled before the charge landed: payment_service refunds on OrderCancelled.
+        # Cancelled before the authorisation landed: payment_service voids it on OrderCancelled.
         return []
     order._move("CONFIRMED", now)
     return [
@@ -227,26 +268,27 @@ def cancel_for_expired_reservation(order: Order, expired: ReservationExpired, no
 
     Inventory announces an expiry only for stock it never sold and never will. So an order CONFIRMED
     meanwhile (its payment lost the race with the deadline at inventory) is cancelled too: otherwise
-    the patient paid for stock nobody holds. Either way payment_service refunds on OrderCancelled.
+    the patient paid for stock nobody holds. Either way payment_service voids on OrderCancelled.
     """
-    if order.status not in CANCELLABLE and order.status != "CONFIRMED":
+    if order.status not in ("AWAITING_VERIFICATION", "PENDING", "STOCK_RESERVED", "CONFIRMED"):
         return []
     return _cancel(order, f"reservation expired: {expired.reason}", now)
 
 
 def cancel(order: Order, reason: str, now: datetime) -> list[Event]:
-    """A customer or staff cancels an order that is not yet paid."""
+    """A customer or staff cancels an order its pharmacy has not dispensed: nothing is taken from the card."""
     if order.status not in CANCELLABLE:
         raise OrderNotCancellable(
-            f"order is {order.status}: only orders not yet paid (AWAITING_VERIFICATION, PENDING or "
-            "STOCK_RESERVED) can be cancelled"
+            f"order is {order.status}: an order is cancelled only until its pharmacy dispenses it "
+            "(AWAITING_VERIFICATION, PENDING, STOCK_RESERVED or CONFIRMED); after that, refuse it at the door"
         )
     return _cancel(order, reason, now)
 
 
 def cancel_if_open(order: Order, reason: str, now: datetime) -> list[Event]:
-    """Cancel when still possible (the prescription was withdrawn); a paid order stands."""
-    return _cancel(order, reason, now) if order.status in CANCELLABLE else []
+    """Cancel when the order is not paid yet (the prescription was withdrawn); a paid order stands."""
+    unpaid = ("AWAITING_VERIFICATION", "PENDING", "STOCK_RESERVED")
+    return _cancel(order, reason, now) if order.status in unpaid else []
 
 
 def restore_cancel(order: Order, cancelled: OrderCancelled, at: datetime) -> list[Event]:
@@ -261,6 +303,88 @@ def restore_cancel(order: Order, cancelled: OrderCancelled, at: datetime) -> lis
 
 def record_refund(order: Order, refunded: PaymentRefunded) -> list[Event]:
     order.refunded_cents += refunded.amount_cents
+    return []
+
+
+def record_capture(order: Order, captured: PaymentCaptured) -> list[Event]:
+    order.captured_cents = captured.amount_cents
+    return []
+
+
+# --- after payment: dispensing and delivery -------------------------------------------------------
+
+
+def ready_for_pickup(order: Order, dispensed: OrderDispensed, now: datetime) -> list[Event]:
+    """Its pharmacy dispensed it: it waits for a courier, and delivery_service hears all it needs."""
+    if order.status != "CONFIRMED":
+        return []  # cancelled meanwhile: inventory records the dispensed stock returned
+    order.dispensed_by = dispensed.pharmacist_id
+    order.pharmacy_location = dispensed.pharmacy_location
+    order.delivery = OrderDelivery()
+    order._move("READY_FOR_PICKUP", now, "dispensed by a pharmacist")
+    return [
+        OrderReadyForPickup(
+            order_id=order.id,
+            patient_id=order.patient_id,
+            pharmacy_id=dispensed.pharmacy_id,
+            pharmacy_location=dispensed.pharmacy_location,
+            delivery_location=order.delivery_location,
+            delivery_window=order.delivery_window,
+            total_cents=order.total_cents or 0,
+            controlled=order.controlled,
+        )
+    ]
+
+
+def _delivery(order: Order) -> OrderDelivery:
+    return order.delivery or OrderDelivery()
+
+
+def courier_assigned(order: Order, assigned: DeliveryAssigned, now: datetime) -> list[Event]:
+    if order.status != "READY_FOR_PICKUP":
+        return []
+    order.delivery = _delivery(order).model_copy(
+        update={"courier_id": assigned.courier_id, "eta": assigned.eta, "proof": assigned.proof}
+    )
+    order._move("READY_FOR_PICKUP", now, "a courier is on the way to the pharmacy")
+    return []
+
+
+def picked_up(order: Order, picked: DeliveryPickedUp, now: datetime) -> list[Event]:
+    if order.status != "READY_FOR_PICKUP":
+        return []  # cancelled as the courier took it: delivery_service brings it back
+    order.delivery = _delivery(order).model_copy(update={"courier_id": picked.courier_id, "eta": picked.eta})
+    order._move("OUT_FOR_DELIVERY", now)
+    return []
+
+
+def delivered(order: Order, completed: DeliveryCompleted, now: datetime) -> list[Event]:
+    if order.status not in IN_DELIVERY:
+        return []
+    order.delivery = _delivery(order).model_copy(
+        update={"proof": completed.proof, "recipient_name": completed.recipient_name, "delivered_at": now}
+    )
+    proof = "the patient's PIN" if completed.proof == "PIN" else "the recipient's name"
+    order._move("DELIVERED", now, f"handed over with {proof}")
+    return []
+
+
+def attempt_failed(order: Order, failed: DeliveryAttemptFailed, now: datetime) -> list[Event]:
+    if order.status not in IN_DELIVERY:
+        return []
+    order.delivery = _delivery(order).model_copy(
+        update={"failed_attempts": failed.attempt, "last_failure": failed.reason}
+    )
+    then = "another attempt follows" if failed.retrying else "it goes back to the pharmacy"
+    note = f" ({failed.note})" if failed.note else ""
+    order._move("DELIVERY_FAILED", now, f"attempt {failed.attempt} failed: {failed.reason}{note}; {then}")
+    return []
+
+
+def returned(order: Order, back: DeliveryReturned, now: datetime) -> list[Event]:
+    if order.status not in IN_DELIVERY:
+        return []
+    order._move("RETURNED", now, f"returned to the pharmacy: {back.reason}")
     return []
 
 

@@ -5,8 +5,15 @@ from __future__ import annotations
 from contracts.base import Envelope
 from contracts.commands import CancelOrder, GetOrder, ListOrders, OrderView
 from contracts.events import (
+    DeliveryAssigned,
+    DeliveryAttemptFailed,
+    DeliveryCompleted,
+    DeliveryPickedUp,
+    DeliveryReturned,
     OrderCancelled,
+    OrderDispensed,
     PaymentApproved,
+    PaymentCaptured,
     PaymentDeclined,
     PaymentRefunded,
     PrescriptionAnswered,
@@ -136,6 +143,57 @@ def register(service: Service, orders: Repository[Order]) -> None:
             event.order_id,
             lambda o: domain.cancel_if_open(o, reason, envelope.occurred_at),
             cause=envelope,
+        )
+
+    @service.events.on(PaymentCaptured)
+    async def payment_captured(event: PaymentCaptured, envelope: Envelope) -> None:
+        await service.change(
+            orders, event.order_id, lambda o: domain.record_capture(o, event), cause=envelope
+        )
+
+    @service.events.on(OrderDispensed)
+    async def order_dispensed(event: OrderDispensed, envelope: Envelope) -> None:
+        await service.change(
+            orders,
+            event.order_id,
+            lambda o: domain.ready_for_pickup(o, event, envelope.occurred_at),
+            cause=envelope,
+        )
+
+    @service.events.on(DeliveryAssigned)
+    async def delivery_assigned(event: DeliveryAssigned, envelope: Envelope) -> None:
+        await service.change(
+            orders,
+            event.order_id,
+            lambda o: domain.courier_assigned(o, event, envelope.occurred_at),
+            cause=envelope,
+        )
+
+    @service.events.on(DeliveryPickedUp)
+    async def delivery_picked_up(event: DeliveryPickedUp, envelope: Envelope) -> None:
+        await service.change(
+            orders, event.order_id, lambda o: domain.picked_up(o, event, envelope.occurred_at), cause=envelope
+        )
+
+    @service.events.on(DeliveryCompleted)
+    async def delivery_completed(event: DeliveryCompleted, envelope: Envelope) -> None:
+        await service.change(
+            orders, event.order_id, lambda o: domain.delivered(o, event, envelope.occurred_at), cause=envelope
+        )
+
+    @service.events.on(DeliveryAttemptFailed)
+    async def delivery_attempt_failed(event: DeliveryAttemptFailed, envelope: Envelope) -> None:
+        await service.change(
+            orders,
+            event.order_id,
+            lambda o: domain.attempt_failed(o, event, envelope.occurred_at),
+            cause=envelope,
+        )
+
+    @service.events.on(DeliveryReturned)
+    async def delivery_returned(event: DeliveryReturned, envelope: Envelope) -> None:
+        await service.change(
+            orders, event.order_id, lambda o: domain.returned(o, event, envelope.occurred_at), cause=envelope
         )
 
     @service.events.on_own(OrderCancelled)

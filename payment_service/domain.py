@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import NAMESPACE_URL, uuid5
 
+from pydantic import model_validator
+
+from contracts.base import Event
 from contracts.commands import PaymentMethodView, PaymentView
+from contracts.events import (
+    PaymentApproved,
+    PaymentCaptured,
+    PaymentDeclined,
+    PaymentRefunded,
+    PaymentVoided,
+    StockReserved,
+)
 from service_runtime.aggregate import Aggregate
 
 
@@ -103,7 +114,15 @@ class PaymentMethod(Aggregate):
         )
 
 
-PaymentState = Literal["APPROVED", "DECLINED", "REFUNDED", "VOIDED"]
+# AUTHORISED: held on the card, nothing taken. CAPTURED: taken, when the courier picked the order up.
+# VOIDED: the hold released, never charged. REFUNDED: taken, then given back. DECLINED: never held.
+# APPROVED: charged in full at once, stored before authorisations; it is refunded as CAPTURED is.
+# FORGONE: a tombstone, not a payment: the order was cancelled before its StockReserved came, which
+# then authorises nothing. Never shown. Before voids existed it was stored as VOIDED, and a stored
+# VOIDED without `voided_at` (which every void stamps) still loads as FORGONE.
+PaymentState = Literal["AUTHORISED", "CAPTURED", "VOIDED", "APPROVED", "DECLINED", "REFUNDED", "FORGONE"]
+# What a move asks of the card processor before it is recorded.
+ProcessorStep = Literal["capture", "void", "refund"]
 
 
 def payment_id_for(order_id: str) -> str:
@@ -112,7 +131,7 @@ def payment_id_for(order_id: str) -> str:
 
 
 class Payment(Aggregate):
-    """One charge attempt for one order. VOIDED: the order was cancelled before any charge."""
+    """The money of one order: authorised on StockReserved, captured at pickup, voided or refunded."""
 
     order_id: str
     patient_id: str = ""
@@ -126,14 +145,23 @@ class Payment(Aggregate):
     hidden_at: datetime | None = None
     hidden_by: str | None = None
     created_at: datetime
+    captured_at: datetime | None = None
+    voided_at: datetime | None = None
     refunded_at: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tombstone_of_before(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("status") == "VOIDED" and data.get("voided_at") is None:
+            return {**data, "status": "FORGONE"}
+        return data
 
     @property
     def visible(self) -> bool:
-        return self.status != "VOIDED" and self.hidden_at is None
+        return self.status != "FORGONE" and self.hidden_at is None
 
     def view(self) -> PaymentView:
-        assert self.status != "VOIDED"
+        assert self.status != "FORGONE", "a tombstone is no payment"
         return PaymentView(
             id=self.id,
             order_id=self.order_id,
@@ -145,5 +173,128 @@ class Payment(Aggregate):
             last4=self.last4,
             decline_reason=self.decline_reason,
             created_at=self.created_at,
+            captured_at=self.captured_at,
+            voided_at=self.voided_at,
             refunded_at=self.refunded_at,
         )
+
+
+def forgone(order_id: str, now: datetime) -> Payment:
+    """The tombstone of an order cancelled before its stock reservation came: that authorises nothing."""
+    return Payment(id=payment_id_for(order_id), order_id=order_id, status="FORGONE", created_at=now)
+
+
+def authorising(reserved: StockReserved, method: PaymentMethod, now: datetime) -> Payment:
+    """The payment of reserved stock, about to be authorised on the patient's card for the total."""
+    return Payment(
+        id=payment_id_for(reserved.order_id),
+        order_id=reserved.order_id,
+        patient_id=reserved.patient_id,
+        payment_method_id=reserved.payment_method_id,
+        amount_cents=reserved.total_cents,
+        status="AUTHORISED",
+        brand=method.brand,
+        last4=method.last4,
+        created_at=now,
+    )
+
+
+def declined_payment(reserved: StockReserved, reason: str, now: datetime) -> tuple[Payment, list[Event]]:
+    """No usable card: the payment is DECLINED and the order hears why."""
+    payment = Payment(
+        id=payment_id_for(reserved.order_id),
+        order_id=reserved.order_id,
+        patient_id=reserved.patient_id,
+        payment_method_id=reserved.payment_method_id,
+        amount_cents=reserved.total_cents,
+        status="DECLINED",
+        decline_reason=reason,
+        created_at=now,
+    )
+    return payment, [_declined(payment)]
+
+
+def record_authorisation(
+    payment: Payment, *, charge_id: str, approved: bool, charged_in_full: bool, reason: str | None
+) -> list[Event]:
+    """Authorised: AUTHORISED (APPROVED for a charge in full made before), PaymentApproved; otherwise
+    DECLINED with the processor's reason, PaymentDeclined."""
+    payment.charge_id = charge_id
+    if not approved:
+        payment.status, payment.decline_reason = "DECLINED", reason or "declined"
+        return [_declined(payment)]
+    payment.status = "APPROVED" if charged_in_full else "AUTHORISED"
+    return [
+        PaymentApproved(
+            payment_id=payment.id,
+            order_id=payment.order_id,
+            patient_id=payment.patient_id,
+            amount_cents=payment.amount_cents,
+        )
+    ]
+
+
+def _declined(payment: Payment) -> PaymentDeclined:
+    return PaymentDeclined(
+        payment_id=payment.id,
+        order_id=payment.order_id,
+        patient_id=payment.patient_id,
+        amount_cents=payment.amount_cents,
+        reason=payment.decline_reason or "declined",
+    )
+
+
+# The moves, state x event -> state (event published); every other pair changes nothing:
+#   no payment  StockReserved                    -> AUTHORISED (PaymentApproved) | DECLINED (PaymentDeclined)
+#   no payment  OrderCancelled                   -> FORGONE (none)
+#   AUTHORISED  DeliveryPickedUp                 -> CAPTURED (PaymentCaptured)
+#   AUTHORISED  OrderCancelled, DeliveryReturned -> VOIDED (PaymentVoided)
+#   CAPTURED    OrderCancelled, DeliveryReturned -> REFUNDED (PaymentRefunded)
+#   APPROVED    OrderCancelled, DeliveryReturned -> REFUNDED (PaymentRefunded)
+
+
+def step_at_pickup(payment: Payment) -> ProcessorStep | None:
+    """The courier has the order: an AUTHORISED payment is captured. Voided meanwhile (cancelled), or
+    charged in full before authorisations (APPROVED), nothing is taken now."""
+    return "capture" if payment.status == "AUTHORISED" else None
+
+
+def step_at_cancel(payment: Payment) -> ProcessorStep | None:
+    """The order is cancelled, or came back undelivered: a hold is voided, money taken is refunded."""
+    if payment.status == "AUTHORISED":
+        return "void"
+    if payment.status in ("CAPTURED", "APPROVED"):
+        return "refund"
+    return None
+
+
+# A delivery brought back after its last attempt ends the payment as a cancel does.
+step_at_return = step_at_cancel
+
+
+def take_step(payment: Payment, step: ProcessorStep, reason: str, now: datetime) -> list[Event]:
+    """Record what the processor did: CAPTURED (PaymentCaptured), VOIDED (PaymentVoided with the reason)
+    or REFUNDED (PaymentRefunded with the reason)."""
+    if step == "capture":
+        payment.status, payment.captured_at = "CAPTURED", now
+        return [
+            PaymentCaptured(
+                payment_id=payment.id, order_id=payment.order_id, amount_cents=payment.amount_cents
+            )
+        ]
+    if step == "void":
+        payment.status, payment.voided_at = "VOIDED", now
+        return [
+            PaymentVoided(
+                payment_id=payment.id,
+                order_id=payment.order_id,
+                amount_cents=payment.amount_cents,
+                reason=reason,
+            )
+        ]
+    payment.status, payment.refunded_at = "REFUNDED", now
+    return [
+        PaymentRefunded(
+            payment_id=payment.id, order_id=payment.order_id, amount_cents=payment.amount_cents, reason=reason
+        )
+    ]

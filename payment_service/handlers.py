@@ -1,6 +1,8 @@
-"""One thin function per message: charge reserved orders, void or refund cancelled ones."""
+"""One thin function per message: authorise reserved orders, capture at pickup, void or refund the rest."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 from contracts.base import Envelope, Event
 from contracts.commands import (
@@ -13,99 +15,93 @@ from contracts.commands import (
     PaymentMethodView,
     PaymentView,
 )
-from contracts.events import OrderCancelled, PaymentApproved, PaymentDeclined, PaymentRefunded, StockReserved
+from contracts.events import DeliveryPickedUp, DeliveryReturned, OrderCancelled, StockReserved
 from payment_service import domain, store
 from payment_service.domain import CardDetails, Payment, PaymentMethod
-from payment_service.processor import CardProcessor
+from payment_service.processor import CardProcessor, Outcome
 from payment_service.store import Stores
 from service_runtime.aggregate import minted_id
 from service_runtime.clock import utc_now
-from service_runtime.errors import CommandRefused
+from service_runtime.errors import CommandRefused, PermanentFailure
 from service_runtime.service import Service, wrap
 
 
 def register(service: Service, s: Stores, processor: CardProcessor) -> None:
+    steps: dict[domain.ProcessorStep, Callable[..., Awaitable[Outcome]]] = {
+        "capture": processor.capture,
+        "void": processor.void,
+        "refund": processor.refund,
+    }
+
     @service.events.on(StockReserved)
-    async def charge_for_reserved_stock(event: StockReserved, envelope: Envelope) -> None:
+    async def authorise_reserved_stock(event: StockReserved, envelope: Envelope) -> None:
         payment_id = domain.payment_id_for(event.order_id)
         async with service.locks.hold(f"payments/{payment_id}"):
+            # Found: authorised before (a redelivery), or cancelled first (FORGONE): nothing to do.
             if await s.payments.get(payment_id) is None:
-                payment, events = await _charge(event, payment_id)
+                payment, events = await _authorise(event)
                 await s.payments.add(
                     payment, wrap(events, envelope, event.order_id), caused_by=str(envelope.event_id)
                 )
         await service.publish_pending(s.payments, payment_id)
 
-    async def _charge(event: StockReserved, payment_id: str) -> tuple[Payment, list[Event]]:
+    async def _authorise(event: StockReserved) -> tuple[Payment, list[Event]]:
         method = await s.methods.get(event.payment_method_id)
-        payment = Payment(
-            id=payment_id,
-            order_id=event.order_id,
-            patient_id=event.patient_id,
-            payment_method_id=event.payment_method_id,
-            amount_cents=event.total_cents,
-            status="DECLINED",
-            created_at=utc_now(),
-        )
         if method is None or method.owner_id != event.patient_id:
-            payment.decline_reason = "payment method not found"
-        else:
-            payment.brand, payment.last4 = method.brand, method.last4
-            # The order id is the idempotency key: a retry after a crash gets the same charge back.
-            result = await processor.charge(method.token, event.total_cents, idempotency_key=event.order_id)
-            payment.charge_id = result.charge_id
-            payment.status = "APPROVED" if result.approved else "DECLINED"
-            payment.decline_reason = result.reason
-        if payment.status == "APPROVED":
-            return payment, [
-                PaymentApproved(
-                    payment_id=payment.id,
-                    order_id=event.order_id,
-                    patient_id=event.patient_id,
-                    amount_cents=event.total_cents,
-                )
-            ]
-        return payment, [
-            PaymentDeclined(
-                payment_id=payment.id,
-                order_id=event.order_id,
-                patient_id=event.patient_id,
-                amount_cents=event.total_cents,
-                reason=payment.decline_reason or "declined",
-            )
-        ]
+            # Only the patient's own card is ever tried.
+            return domain.declined_payment(event, "payment method not found", utc_now())
+        payment = domain.authorising(event, method, utc_now())
+        # The order id is the idempotency key: a retry after a crash gets the same authorisation back.
+        held = await processor.authorise(method.token, event.total_cents, idempotency_key=event.order_id)
+        events = domain.record_authorisation(
+            payment,
+            charge_id=held.charge_id,
+            approved=held.approved,
+            charged_in_full=held.state == "CAPTURED",
+            reason=held.reason,
+        )
+        return payment, events
+
+    @service.events.on(DeliveryPickedUp)
+    async def capture_at_pickup(event: DeliveryPickedUp, envelope: Envelope) -> None:
+        await _move_money(event.order_id, domain.step_at_pickup, "picked up", envelope)
 
     @service.events.on(OrderCancelled)
     async def void_or_refund(event: OrderCancelled, envelope: Envelope) -> None:
-        payment_id = domain.payment_id_for(event.order_id)
-        voided = Payment(id=payment_id, order_id=event.order_id, status="VOIDED", created_at=utc_now())
-        async with service.locks.hold(f"payments/{payment_id}"):
-            # Not charged yet: a VOIDED record makes the coming StockReserved charge nothing.
-            inserted = await s.payments.add(voided, caused_by=str(envelope.event_id))
-        if inserted:
-            return
-        payment = await s.payments.get(payment_id)
-        if (
-            payment is not None
-            and payment.status == "APPROVED"
-            and not payment.has_processed(str(envelope.event_id))
-        ):
-            await processor.refund(idempotency_key=event.order_id)
-        await service.change(s.payments, payment_id, lambda p: _refund(p, event.reason), cause=envelope)
+        forgone = domain.forgone(event.order_id, utc_now())
+        async with service.locks.hold(f"payments/{forgone.id}"):
+            # Nothing authorised yet: the tombstone makes the coming StockReserved authorise nothing.
+            inserted = await s.payments.add(forgone, caused_by=str(envelope.event_id))
+        if not inserted:
+            await _move_money(event.order_id, domain.step_at_cancel, event.reason, envelope)
 
-    def _refund(payment: Payment, reason: str) -> list[Event]:
-        if payment.status != "APPROVED":
-            return []
-        payment.status = "REFUNDED"
-        payment.refunded_at = utc_now()
-        return [
-            PaymentRefunded(
-                payment_id=payment.id,
-                order_id=payment.order_id,
-                amount_cents=payment.amount_cents,
-                reason=reason,
-            )
-        ]
+    @service.events.on(DeliveryReturned)
+    async def refund_returned(event: DeliveryReturned, envelope: Envelope) -> None:
+        await _move_money(event.order_id, domain.step_at_return, event.reason, envelope)
+
+    async def _move_money(
+        order_id: str,
+        step_for: Callable[[Payment], domain.ProcessorStep | None],
+        reason: str,
+        cause: Envelope,
+    ) -> None:
+        """Ask the processor first, then record it: a crash between the two asks again on redelivery,
+        and the processor, idempotent by the order's id, answers what it did without doing it twice."""
+        payment_id = domain.payment_id_for(order_id)
+        payment = await s.payments.get(payment_id)
+        step = None if payment is None else step_for(payment)
+        if payment is not None and step is not None and not payment.has_processed(str(cause.event_id)):
+            outcome = await steps[step](idempotency_key=order_id)
+            if not outcome.done:
+                # The processor and our record disagree: an operator's to look at, with its reason.
+                raise PermanentFailure(f"payment {payment_id}: {outcome.refused}")
+
+        def record(p: Payment) -> list[Event]:
+            # One message of an order at a time: the step read above is still the one to record.
+            return domain.take_step(p, step, reason, utc_now()) if step and step_for(p) == step else []
+
+        # No payment yet (RetryLater): a pickup or a return never comes before its authorisation.
+        await service.change(s.payments, payment_id, record, cause=cause)
 
     # --- commands from the gateway ---------------------------------------------------------------
 

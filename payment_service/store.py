@@ -31,7 +31,9 @@ async def ensure_indexes(s: Stores) -> None:
 
 
 async def list_payments(s: Stores, *, owner_id: str | None, limit: int, offset: int) -> list[Payment]:
-    query: dict[str, object] = {"status": {"$ne": "VOIDED"}, "hidden_at": None}
+    # Tombstones are no payments: FORGONE, or as stored before voids existed (see domain.PaymentState).
+    tombstones = [{"status": "FORGONE"}, {"status": "VOIDED", "voided_at": None}]
+    query: dict[str, object] = {"$nor": tombstones, "hidden_at": None}
     if owner_id is not None:
         query["patient_id"] = owner_id
     return await s.payments.find(

@@ -317,6 +317,7 @@ def take_in(
         valid_until=command.valid_until,
         repeats_allowed=command.repeats_allowed,
         prescriber=command.prescriber,
+        delivery_window=command.delivery_window,
     )
     prescription = restore_upload(uploaded, now)
     prescription.fingerprint = upload_fingerprint(command)
@@ -326,7 +327,14 @@ def take_in(
 
 
 _ASKED = {"patient_id", "lines", "delivery_location", "payment_method_id"}
-_ASKED_SINCE_VERIFICATION = {"document_id", "issued_on", "valid_until", "repeats_allowed", "prescriber"}
+_ASKED_SINCE_VERIFICATION = {
+    "document_id",
+    "issued_on",
+    "valid_until",
+    "repeats_allowed",
+    "prescriber",
+    "delivery_window",
+}
 
 
 def upload_fingerprint(upload: UploadPrescription | PrescriptionUploaded) -> str:

@@ -34,6 +34,7 @@ printf '%s' "$store_password" >secrets/mongodb_root_password
 printf 'mongodb://pharmacy:%s@mongodb:27017/?tls=true&authSource=admin' "$store_password" >secrets/mongodb_url
 openssl rand -hex 32 | tr -d '\n' >secrets/secret_key
 openssl rand -hex 32 | tr -d '\n' >secrets/email_index_key
+openssl rand -hex 32 | tr -d '\n' >secrets/delivery_pin_key
 openssl rand -hex 16 | tr -d '\n' >secrets/admin_password
 printf 'k1:%s' "$(openssl rand -base64 32)" >secrets/field_encryption_keys
 

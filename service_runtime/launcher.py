@@ -1,4 +1,4 @@
-"""Start the five services as processes, wait until the gateway says all are healthy, supervise them.
+"""Start the six services as processes, wait until the gateway says all are healthy, supervise them.
 
 Used by `make run` (python -m service_runtime.launcher), by the end-to-end tests and by the benchmark.
 """
@@ -26,7 +26,14 @@ from contracts import topology
 from service_runtime.crypto import new_key
 
 # Back-end services first, so the gateway finds their RPC queues when it starts answering.
-SERVICES = ("inventory_service", "payment_service", "order_service", "prescription_service", "user_service")
+SERVICES = (
+    "inventory_service",
+    "payment_service",
+    "order_service",
+    "prescription_service",
+    "delivery_service",
+    "user_service",
+)
 # Besides the services: the archiver of the event journal (operations/journal.py), started first.
 ARCHIVER = "journal"
 MODULES = {ARCHIVER: "operations.journal"}
@@ -36,6 +43,7 @@ DATABASES = {
     "payment_service": "payments",
     "order_service": "orders",
     "prescription_service": "prescriptions",
+    "delivery_service": "deliveries",
     "user_service": "users",
 }
 
@@ -289,7 +297,7 @@ async def drop_databases(mongodb_url: str, prefix: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Run the five pharmacy services until interrupted.")
+    parser = argparse.ArgumentParser(description="Run the six pharmacy services until interrupted.")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--log-dir", type=Path, default=Path(".run/logs"))
     parser.add_argument(

@@ -28,6 +28,7 @@ from user_service.routes import (
     audit,
     auth,
     catalogue,
+    deliveries,
     documents,
     health,
     orders,
@@ -170,6 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         prescriptions,
         verifications,
         orders,
+        deliveries,
         audit,
         health,
     ):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -20,7 +21,7 @@ from pydantic_core import PydanticCustomError
 from contracts import commands as c
 from contracts.codes import Code, Schedule, code_problem
 from contracts.documents import ScanDraftView
-from contracts.events import RejectionReason
+from contracts.events import DeliveryFailure, DeliveryWindow, RejectionReason
 from user_service.domain import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, Role, User
 
 T = TypeVar("T")
@@ -214,9 +215,12 @@ class StockIn(Body):
 class StockOut(BaseModel):
     pharmacy_id: str
     medication_id: str
+    # For sale; held for paid orders not yet dispensed; dispensed; dispensed and brought back (never
+    # sold again: a failed delivery, a cancel after dispensing).
     quantity: int
     reserved: int
     sold: int
+    returned: int = 0
 
 
 class AvailabilityOut(BaseModel):
@@ -282,6 +286,8 @@ class PaymentOut(BaseModel):
     last4: str
     decline_reason: str | None
     created_at: datetime
+    captured_at: datetime | None = None
+    voided_at: datetime | None = None
     refunded_at: datetime | None
 
     @classmethod
@@ -297,6 +303,8 @@ class PaymentOut(BaseModel):
             last4=v.last4,
             decline_reason=v.decline_reason,
             created_at=v.created_at,
+            captured_at=v.captured_at,
+            voided_at=v.voided_at,
             refunded_at=v.refunded_at,
         )
 
@@ -319,9 +327,46 @@ class PrescriberIn(Body):
     licence_number: str = Field(min_length=1, max_length=64)
 
 
+# How far ahead a patient may ask for a delivery window.
+WINDOW_AHEAD = timedelta(days=14)
+
+
+class DeliveryWindowIn(Body):
+    """When to bring it: a courier arrives between start and end (times with their UTC offset)."""
+
+    start: AwareDatetime
+    end: AwareDatetime
+
+    @field_validator("start")
+    @classmethod
+    def _not_too_far(cls, start: datetime) -> datetime:
+        if start > datetime.now(UTC) + WINDOW_AHEAD:
+            raise ValueError(f"a delivery window starts within {WINDOW_AHEAD.days} days")
+        return start
+
+    @field_validator("end")
+    @classmethod
+    def _after_start_and_ahead(cls, end: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start")
+        if start is not None and end <= start:
+            raise ValueError("a delivery window ends after it starts")
+        if end <= datetime.now(UTC):
+            raise ValueError("a delivery window ends in the future")
+        return end
+
+    def contract(self) -> DeliveryWindow:
+        return DeliveryWindow(start=self.start, end=self.end)
+
+
+class DeliveryWindowOut(BaseModel):
+    start: datetime
+    end: datetime
+
+
 class PrescriptionIn(Body):
     lines: list[LineIn] = Field(min_length=1, max_length=50)
     delivery_location: LocationIn
+    delivery_window: DeliveryWindowIn | None = None
     payment_method_id: str = Field(min_length=1, max_length=64)
     # The scan these lines were read from (POST /prescriptions/scan): needed for prescription-only lines.
     document_id: str | None = Field(default=None, min_length=1, max_length=64)
@@ -515,6 +560,23 @@ class StatusChangeOut(BaseModel):
     reason: str | None
 
 
+class OrderDeliveryOut(BaseModel):
+    """The order's delivery as its patient and staff see it. `pin` only ever to the order's patient."""
+
+    courier_id: str | None
+    eta: datetime | None
+    proof: Literal["PIN", "NAME"] | None
+    failed_attempts: int
+    last_failure: DeliveryFailure | None
+    recipient_name: str | None
+    delivered_at: datetime | None
+    pin: str | None = None
+
+    @classmethod
+    def of(cls, v: c.OrderDelivery, pin: str | None = None) -> OrderDeliveryOut:
+        return cls(**v.model_dump(), pin=pin)
+
+
 class OrderOut(BaseModel):
     id: str
     prescription_id: str
@@ -522,15 +584,22 @@ class OrderOut(BaseModel):
     pharmacy_id: str | None
     status: str
     lines: list[OrderLineOut]
+    # The lines' prices plus both fees: what is authorised on the card, and taken at pickup.
     total: float | None
+    service_fee: float
+    delivery_fee: float
+    captured: float
     refunded: float
     shortages: list[ShortageOut]
     history: list[StatusChangeOut]
     created_at: datetime
     verified_by: str | None = None
+    delivery_window: DeliveryWindowOut | None = None
+    dispensed_by: str | None = None
+    delivery: OrderDeliveryOut | None = None
 
     @classmethod
-    def of(cls, v: c.OrderView) -> OrderOut:
+    def of(cls, v: c.OrderView, pin: str | None = None) -> OrderOut:
         prices = {line.medication_id: line.unit_price_cents for line in v.priced_lines}
         return cls(
             id=v.id,
@@ -547,28 +616,135 @@ class OrderOut(BaseModel):
                 for line in v.lines
             ],
             total=None if v.total_cents is None else money(v.total_cents),
+            service_fee=money(v.service_fee_cents),
+            delivery_fee=money(v.delivery_fee_cents),
+            captured=money(v.captured_cents),
             refunded=money(v.refunded_cents),
             shortages=[ShortageOut(**s.model_dump()) for s in v.shortages],
             history=[StatusChangeOut(status=h.status, at=h.at, reason=h.reason) for h in v.history],
             created_at=v.created_at,
             verified_by=v.verified_by,
+            delivery_window=None
+            if v.delivery_window is None
+            else DeliveryWindowOut(start=v.delivery_window.start, end=v.delivery_window.end),
+            dispensed_by=v.dispensed_by,
+            delivery=None if v.delivery is None else OrderDeliveryOut.of(v.delivery, pin),
         )
 
 
-class DeliveryOut(BaseModel):
-    """An order for a courier: where to collect it and where to take it; nothing of what is inside."""
+# --- dispensing and delivery ---
 
+
+class DeliveryAttemptOut(BaseModel):
+    reason: DeliveryFailure
+    note: str | None
+    at: datetime
+
+
+class DeliveryOut(BaseModel):
+    """A delivery for its courier: where to collect it and where to take it; nothing of what is inside,
+    never the PIN."""
+
+    id: str
     order_id: str
-    pharmacy_id: str | None
-    delivery_location: LocationOut | None
-    confirmed_at: datetime | None
+    status: c.DeliveryStatus
+    pharmacy_id: str
+    pickup_location: LocationOut
+    delivery_location: LocationOut
+    delivery_window: DeliveryWindowOut | None
+    courier_id: str | None
+    eta: datetime | None
+    proof: Literal["PIN", "NAME"]
+    attempts: list[DeliveryAttemptOut]
+    wrong_pins: int
+    recipient_name: str | None
+    delivered_at: datetime | None
+    created_at: datetime
 
     @classmethod
-    def of(cls, v: c.OrderView) -> DeliveryOut:
-        where = v.delivery_location
+    def of(cls, v: c.DeliveryView) -> DeliveryOut:
+        window = v.delivery_window
         return cls(
-            order_id=v.id,
+            id=v.id,
+            order_id=v.order_id,
+            status=v.status,
             pharmacy_id=v.pharmacy_id,
-            delivery_location=None if where is None else LocationOut(**where.model_dump()),
-            confirmed_at=next((h.at for h in v.history if h.status == "CONFIRMED"), None),
+            pickup_location=LocationOut(**v.pickup_location.model_dump()),
+            delivery_location=LocationOut(**v.delivery_location.model_dump()),
+            delivery_window=None if window is None else DeliveryWindowOut(start=window.start, end=window.end),
+            courier_id=v.courier_id,
+            eta=v.eta,
+            proof=v.proof,
+            attempts=[DeliveryAttemptOut(**a.model_dump()) for a in v.attempts],
+            wrong_pins=v.wrong_pins,
+            recipient_name=v.recipient_name,
+            delivered_at=v.delivered_at,
+            created_at=v.created_at,
+        )
+
+
+class CourierIn(Body):
+    available: bool
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+
+
+class CourierOut(BaseModel):
+    id: str
+    available: bool
+    latitude: float
+    longitude: float
+    delivery_id: str | None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, v: c.CourierView) -> CourierOut:
+        return cls(
+            id=v.id,
+            available=v.available,
+            latitude=v.location.latitude,
+            longitude=v.location.longitude,
+            delivery_id=v.delivery_id,
+            updated_at=v.updated_at,
+        )
+
+
+class DeliverIn(Body):
+    """The proof the delivery asks for (its `proof`): the PIN the patient tells you, or who took it."""
+
+    pin: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")] | None = None
+    recipient_name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class FailIn(Body):
+    reason: DeliveryFailure
+    note: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+class DispensingOut(BaseModel):
+    """A paid order waiting at the pharmacy for its final check."""
+
+    order_id: str
+    pharmacy_id: str
+    lines: list[OrderLineOut]
+    total: float
+    paid_at: datetime | None
+    verified_by: str | None
+
+    @classmethod
+    def of(cls, v: c.DispensingView) -> DispensingOut:
+        return cls(
+            order_id=v.order_id,
+            pharmacy_id=v.pharmacy_id,
+            lines=[
+                OrderLineOut(
+                    medication_id=line.medication_id,
+                    quantity=line.quantity,
+                    unit_price=money(line.unit_price_cents),
+                )
+                for line in v.lines
+            ],
+            total=money(v.total_cents),
+            paid_at=v.paid_at,
+            verified_by=v.verified_by,
         )

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 TERMINAL = {"CONFIRMED", "REJECTED", "CANCELLED"}
 
 
-def test_prescription_becomes_confirmed_order_and_stock_is_sold(api: Api, admin: dict[str, str]) -> None:
+def test_prescription_becomes_confirmed_order_and_stock_is_held(api: Api, admin: dict[str, str]) -> None:
     shop = open_shop(api, admin, quantity=10)
     _, patient = api.new_patient()
     prescription = upload(api, patient, shop, add_card(api, patient), quantity=3)
@@ -25,12 +25,12 @@ def test_prescription_becomes_confirmed_order_and_stock_is_sold(api: Api, admin:
     assert order["status"] == "CONFIRMED"
     assert order["pharmacy_id"] == shop.pharmacy_id
     assert order["prescription_id"] == prescription["id"]
-    assert order["total"] == pytest.approx(3 * shop.price)
+    assert order["total"] == pytest.approx(3 * shop.price + order["service_fee"] + order["delivery_fee"])
     assert [h["status"] for h in order["history"]] == ["PENDING", "STOCK_RESERVED", "CONFIRMED"]
     assert stock_left(api, patient, shop) == 7
     payments = api.http.get("/payments", headers=patient).json()["items"]
     assert [(p["order_id"], p["status"], p["amount"]) for p in payments] == [
-        (order["id"], "APPROVED", order["total"])
+        (order["id"], "AUTHORISED", order["total"])  # taken when a courier picks it up
     ]
     assert api.http.get(f"/prescriptions/{prescription['id']}", headers=patient).json()["status"] == "FILLED"
 
@@ -95,36 +95,40 @@ def test_cancelling_an_unpaid_order_puts_the_stock_back_and_charges_nothing_net(
         platform.start_service("payment_service")
         platform.wait_healthy(60)
 
-    # payment_service now sees StockReserved, then OrderCancelled: what it charged, it refunds.
+    # payment_service now sees StockReserved, then OrderCancelled: what it authorised, it voids.
     seen: list[Any] = []
 
-    def refunded() -> bool:
+    def voided() -> bool:
         seen[:] = api.http.get("/payments", headers=patient).json()["items"]
-        return [p["status"] for p in seen] == ["REFUNDED"]
+        return [p["status"] for p in seen] == ["VOIDED"]
 
-    api.wait_until(refunded, "the charge refunded", lambda: f"payments: {seen}")
+    api.wait_until(voided, "the authorisation voided", lambda: f"payments: {seen}")
     order = api.http.get(f"/orders/{reserved['id']}", headers=patient).json()
     assert order["status"] == "CANCELLED"
-    api.wait_until(
-        lambda: (
-            api.http.get(f"/orders/{reserved['id']}", headers=patient).json()["refunded"] == order["total"]
-        ),
-        "the refund recorded on the order",
-    )
+    assert (order["captured"], order["refunded"]) == (0, 0)  # never charged, nothing to give back
     assert stock_left(api, patient, shop) == 6
 
 
-def test_a_paid_order_cannot_be_cancelled(api: Api, admin: dict[str, str]) -> None:
+def test_a_paid_order_is_cancelled_before_dispensing_and_nothing_is_taken(
+    api: Api, admin: dict[str, str]
+) -> None:
     shop = open_shop(api, admin, quantity=3)
     _, patient = api.new_patient()
     prescription = upload(api, patient, shop, add_card(api, patient), quantity=1)
     api.wait_for_status(prescription["order_id"], patient, {"CONFIRMED"})
+    assert stock_left(api, patient, shop) == 2
 
     answer = api.http.delete(f"/orders/{prescription['order_id']}", headers=patient)
 
-    assert answer.status_code == 409
-    assert answer.headers["content-type"] == "application/problem+json"
-    assert "CONFIRMED" in answer.json()["detail"]
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "CANCELLED"
+    api.wait_until(lambda: stock_left(api, patient, shop) == 3, "the held stock back on sale")
+    api.wait_until(
+        lambda: (
+            [p["status"] for p in api.http.get("/payments", headers=patient).json()["items"]] == ["VOIDED"]
+        ),
+        "the authorisation voided",
+    )
 
 
 def test_another_patients_records_answer_not_found(api: Api, admin: dict[str, str]) -> None:

@@ -60,7 +60,13 @@ def resolve(doc: Json, ref: str) -> Any:
 
 
 def test_the_back_end_services_are_documented() -> None:
-    assert set(SERVICES) == {"inventory_service", "order_service", "payment_service", "prescription_service"}
+    assert set(SERVICES) == {
+        "inventory_service",
+        "order_service",
+        "payment_service",
+        "prescription_service",
+        "delivery_service",
+    }
     assert set(SERVICES) == set(topology.SUBSCRIPTIONS) == set(topology.PUBLISHES) == set(topology.COMMANDS)
 
 

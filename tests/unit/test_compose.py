@@ -27,6 +27,7 @@ import yaml  # type: ignore[import-untyped]
 from pydantic import TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings
 
+from delivery_service.app import Settings as DeliverySettings
 from inventory_service.handlers import InventorySettings
 from operations.journal import JournalSettings
 from order_service.app import Settings as OrderSettings
@@ -45,6 +46,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "order_service": OrderSettings,
     "payment_service": PaymentSettings,
     "inventory_service": InventorySettings,
+    "delivery_service": DeliverySettings,
     "operations.journal": JournalSettings,
 }
 # The compose service that runs a module, where its name is not the module's.
@@ -58,6 +60,8 @@ BOOTSTRAP_VARIABLES = {"SECRETS_DIR"}
 # compose.production.yaml: the settings each service reads from a secret file, never the environment.
 PRODUCTION_SECRETS = ("rabbitmq_url", "mongodb_url", "field_encryption_keys")
 GATEWAY_SECRETS = (*PRODUCTION_SECRETS, "secret_key", "email_index_key", "admin_password")
+# Besides the ones every service reads: the secrets of one service alone.
+OWN_SECRETS = {GATEWAY: GATEWAY_SECRETS, "delivery_service": (*PRODUCTION_SECRETS, "delivery_pin_key")}
 
 Service = dict[str, Any]
 
@@ -218,6 +222,16 @@ def gateway_problems(project: Project) -> list[str]:
     return problems
 
 
+def pin_key_problems(project: Project) -> list[str]:
+    """Production refuses the development PIN key: compose.yaml must demand one from the shell."""
+    delivery = services(project).get("delivery_service")
+    if delivery is None:
+        return ["no service delivery_service"]
+    if not str(environment(delivery).get("DELIVERY_PIN_KEY")).startswith("${DELIVERY_PIN_KEY:?"):
+        return ["DELIVERY_PIN_KEY is not required from the shell with ${DELIVERY_PIN_KEY:?...}"]
+    return []
+
+
 def volume_problems(project: Project) -> list[str]:
     declared = set(project.compose.get("volumes") or {})
     problems = []
@@ -301,7 +315,7 @@ def secret_problems(project: Project) -> list[str]:
         if env.get("SECRETS_DIR") != "/run/secrets":
             problems.append(f"{name}: SECRETS_DIR is not /run/secrets")
         used = [s if isinstance(s, str) else s["source"] for s in service.get("secrets") or []]
-        wanted = GATEWAY_SECRETS if name == GATEWAY else PRODUCTION_SECRETS
+        wanted = OWN_SECRETS.get(name, PRODUCTION_SECRETS)
         problems.extend(f"{name}: no secret {secret}" for secret in wanted if secret not in used)
         # The environment wins over a secret file: a variable of the same name would shadow it.
         problems.extend(f"{name}: {s.upper()} set in the environment" for s in used if s.upper() in env)
@@ -363,7 +377,7 @@ def production() -> Project:
     return read_project("compose.production.yaml")
 
 
-def test_compose_runs_the_five_services_with_rabbitmq_and_mongodb(project: Project) -> None:
+def test_compose_runs_the_six_services_with_rabbitmq_and_mongodb(project: Project) -> None:
     assert missing_services(project) == []
 
 
@@ -385,6 +399,10 @@ def test_every_service_owns_its_database(project: Project) -> None:
 
 def test_gateway_publishes_its_port_probes_its_health_and_requires_a_secret(project: Project) -> None:
     assert gateway_problems(project) == []
+
+
+def test_delivery_requires_its_pin_key_from_the_shell(project: Project) -> None:
+    assert pin_key_problems(project) == []
 
 
 def test_plaintext_in_compose_yaml_is_declared_trusted_so_production_settings_start(project: Project) -> None:
@@ -556,6 +574,10 @@ BREAKAGES: dict[str, tuple[Callable[[Project], None], Callable[[Project], list[s
     "host left to default": (_without_env(GATEWAY, "HOST"), gateway_problems),
     "healthcheck elsewhere": (_set(GATEWAY, "healthcheck", {"test": ["CMD", "true"]}), gateway_problems),
     "secret with default": (_set_env(GATEWAY, "SECRET_KEY", "${SECRET_KEY:-change-me}"), gateway_problems),
+    "pin key with default": (
+        _set_env("delivery_service", "DELIVERY_PIN_KEY", "${DELIVERY_PIN_KEY:-change-me}"),
+        pin_key_problems,
+    ),
     "undeclared volume": (lambda p: p.compose["volumes"].pop("mongodb-data"), volume_problems),
     "unknown dependency": (
         _set("order_service", "depends_on", {"redis": {"condition": "service_healthy"}}),
@@ -597,6 +619,14 @@ PRODUCTION_BREAKAGES: dict[str, tuple[Callable[[Project], None], Callable[[Proje
         literal_secret_problems,
     ),
     "key in the file": (_set_env(GATEWAY, "EMAIL_INDEX_KEY", "x" * 40), literal_secret_problems),
+    "pin key missing": (
+        _set("delivery_service", "secrets", ["rabbitmq_url", "mongodb_url", "field_encryption_keys"]),
+        secret_problems,
+    ),
+    "pin key in the file": (
+        _set_env("delivery_service", "DELIVERY_PIN_KEY", "x" * 40),
+        literal_secret_problems,
+    ),
     "CA not mounted": (_set("journal", "volumes", []), tls_problems),
     "CA not named": (_without_env("payment_service", "MONGODB_TLS_CA_FILE"), tls_problems),
     "store without TLS": (_set("mongodb", "command", ["mongod"]), tls_problems),

@@ -77,6 +77,23 @@ async def set_stock(
     return StockOut(**(await rpc.ask(command, c.StockView)).model_dump())
 
 
+@router.get(
+    "/pharmacies/{pharmacy_id}/stock/{medication_id}",
+    response_model=StockOut,
+    dependencies=[audited("stock.read", subject="pharmacy_id")],
+)
+async def get_stock(pharmacy_id: ResourceId, medication_id: ResourceId, staff: Staff, rpc: Rpc) -> StockOut:
+    """A medication's stock at this pharmacy: for sale, held for paid orders, dispensed, and dispensed
+    then brought back (never sold again). Its own staff or an admin (403 to another pharmacy's)."""
+    command = c.GetStock(
+        pharmacy_id=pharmacy_id,
+        medication_id=medication_id,
+        actor_id=staff.id,
+        actor_is_admin=staff.role == "admin",
+    )
+    return StockOut(**(await rpc.ask(command, c.StockView)).model_dump())
+
+
 @router.post(
     "/medications",
     status_code=201,

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter
 
 from contracts import commands as c
+from service_runtime.errors import CommandRefused, ServiceUnavailable
+from service_runtime.messaging import RpcClient
 from user_service.audit import audited
-from user_service.deps import CurrentUser, Dispatcher, Paging, ResourceId, Rpc, UserFilter
+from user_service.deps import CurrentUser, Paging, ResourceId, Rpc, UserFilter
 from user_service.domain import owner_scope
-from user_service.schemas import DeliveryOut, OrderOut, Page
+from user_service.schemas import OrderOut, Page
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["orders"])
+
+# While the PIN can still be asked for at the door.
+PIN_SHOWN = frozenset({"READY_FOR_PICKUP", "OUT_FOR_DELIVERY", "DELIVERY_FAILED"})
 
 
 @router.get("/orders", response_model=Page[OrderOut], dependencies=[audited("order.list", subject="user_id")])
@@ -25,33 +33,41 @@ async def list_orders(
     "/orders/{order_id}", response_model=OrderOut, dependencies=[audited("order.read", subject="order_id")]
 )
 async def get_order(order_id: ResourceId, user: CurrentUser, rpc: Rpc) -> OrderOut:
-    """Status, lines, pharmacy, total, and every status the order went through with its time."""
-    return OrderOut.of(
-        await rpc.ask(c.GetOrder(owner_id=owner_scope(user, None), order_id=order_id), c.OrderView)
-    )
+    """Status, lines, pharmacy, price with its fees, every status the order went through with its
+    time, and its delivery. The order's patient also sees the PIN to tell the courier, while a
+    courier is on the way with an order that needs one; nobody else ever does."""
+    order = await rpc.ask(c.GetOrder(owner_id=owner_scope(user, None), order_id=order_id), c.OrderView)
+    pin = None
+    if (
+        user.id == order.patient_id
+        and order.status in PIN_SHOWN
+        and order.delivery
+        and order.delivery.proof == "PIN"
+    ):
+        pin = await _pin(rpc, order.id, user.id)
+    return OrderOut.of(order, pin)
+
+
+async def _pin(rpc: RpcClient, order_id: str, patient_id: str) -> str | None:
+    """The hand-over PIN, or None while delivery_service cannot say it: the order is shown without it
+    (the patient asks again) rather than not at all."""
+    try:
+        answer: c.DeliveryPinView = await rpc.ask(
+            c.GetDeliveryPin(order_id=order_id, patient_id=patient_id), c.DeliveryPinView
+        )
+    except (CommandRefused, ServiceUnavailable) as exc:
+        log.warning("no PIN for order %s: %s", order_id, exc)
+        return None
+    return answer.pin
 
 
 @router.delete(
     "/orders/{order_id}", response_model=OrderOut, dependencies=[audited("order.cancel", subject="order_id")]
 )
 async def cancel_order(order_id: ResourceId, user: CurrentUser, rpc: Rpc) -> OrderOut:
-    """Cancel an order not yet paid (AWAITING_VERIFICATION, PENDING, STOCK_RESERVED); 409 otherwise.
+    """Cancel an order no courier has picked up yet (up to READY_FOR_PICKUP); 409 after that.
 
-    Its stock goes back."""
+    Nothing is taken from the card (its authorisation is voided); held stock goes back on sale,
+    dispensed stock is recorded returned."""
     command = c.CancelOrder(owner_id=owner_scope(user, None), order_id=order_id)
     return OrderOut.of(await rpc.ask(command, c.OrderView))
-
-
-@router.get(
-    "/deliveries",
-    response_model=Page[DeliveryOut],
-    tags=["deliveries"],
-    dependencies=[audited("delivery.list")],
-)
-async def list_deliveries(courier: Dispatcher, rpc: Rpc, page: Paging) -> Page[DeliveryOut]:
-    """Paid orders waiting to be taken to the patient, newest first: the pharmacy to collect from and
-    where to deliver. A courier sees no medication, no price and no prescription.
-    """
-    command = c.ListOrders(owner_id=None, status="CONFIRMED", page=page)
-    found = await rpc.ask(command, list[c.OrderView])
-    return Page(items=[DeliveryOut.of(o) for o in found], limit=page.limit, offset=page.offset)

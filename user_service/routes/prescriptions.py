@@ -152,6 +152,7 @@ async def _upload_typed(
         valid_until=body.valid_until,
         repeats_allowed=body.repeats_allowed,
         prescriber=None if body.prescriber is None else Prescriber(**body.prescriber.model_dump()),
+        delivery_window=None if body.delivery_window is None else body.delivery_window.contract(),
         request_id=request_id,
     )
     view: c.PrescriptionView = await rpc.ask(command, c.PrescriptionView)

@@ -1,4 +1,6 @@
-"""inventory_service on a real broker and store: holding, selling and releasing a pharmacy's stock."""
+"""inventory_service on a real broker and store: holding, paying for and releasing a pharmacy's stock.
+
+Dispensing, and stock that comes back after it, are in test_dispensing.py."""
 
 from __future__ import annotations
 
@@ -43,6 +45,9 @@ Start = Callable[[Service], Awaitable[Service]]
 HERE = Location(latitude=48.8566, longitude=2.3522)
 PRICE_CENTS = 450
 ON_THE_SHELF = 10
+# The default fees: the service fee, and delivery to an address 0.4 km away (one kilometre started).
+SERVICE_FEE = 199
+DELIVERY_FEE = 299 + 50
 
 
 async def command(service: Service, message: Command) -> Any:
@@ -164,16 +169,42 @@ async def test_created_order_holds_its_stock_at_the_pharmacy(shop: Shop) -> None
         patient_id=order.patient_id,
         pharmacy_id=shop.pharmacy_id,
         lines=(line,),
-        total_cents=3 * PRICE_CENTS,
+        total_cents=3 * PRICE_CENTS + SERVICE_FEE + DELIVERY_FEE,
         payment_method_id="pm-1",
+        service_fee_cents=SERVICE_FEE,
+        delivery_fee_cents=DELIVERY_FEE,
     )
     pharmacy = await shop.pharmacy()
-    assert pharmacy["stock"][shop.medication_id] == {"available": 7, "reserved": 3, "sold": 0}
+    assert pharmacy["stock"][shop.medication_id] == {"available": 7, "reserved": 3, "sold": 0, "returned": 0}
     assert list(pharmacy["holds"]) == [order.order_id]
     assert pharmacy["holds"][order.order_id]["lines"] == [line.model_dump()]
     reservation = await shop.reservation(order.order_id, "RESERVED")
     assert reservation["pharmacy_id"] == shop.pharmacy_id
-    assert reservation["total_cents"] == 3 * PRICE_CENTS
+    assert reservation["total_cents"] == 3 * PRICE_CENTS + SERVICE_FEE + DELIVERY_FEE
+    assert (reservation["service_fee_cents"], reservation["delivery_fee_cents"]) == (
+        SERVICE_FEE,
+        DELIVERY_FEE,
+    )
+
+
+async def test_the_fees_come_from_the_settings(
+    namespace: Namespace, probe: EventProbe, running: Start
+) -> None:
+    shop = await open_shop(
+        namespace,
+        probe,
+        running,
+        service_fee_cents=0,
+        delivery_base_fee_cents=500,
+        delivery_fee_per_km_cents=100,
+    )
+    order = order_created((shop.medication_id, 1))
+
+    reserved = await reserve(shop, order)
+
+    # The address is 0.4 km from the pharmacy: one kilometre started.
+    assert (reserved.service_fee_cents, reserved.delivery_fee_cents) == (0, 600)
+    assert reserved.total_cents == PRICE_CENTS + 600
 
 
 async def test_not_enough_stock_fails_with_a_reason_per_line_and_moves_nothing(shop: Shop) -> None:
@@ -192,24 +223,32 @@ async def test_not_enough_stock_fails_with_a_reason_per_line_and_moves_nothing(s
     assert "at most 1 available" in shortages[0].reason
     assert "has it in stock" in shortages[1].reason
     pharmacy = await shop.pharmacy()
-    assert pharmacy["stock"][shop.medication_id] == {"available": ON_THE_SHELF, "reserved": 0, "sold": 0}
-    assert pharmacy["stock"][scarce] == {"available": 1, "reserved": 0, "sold": 0}
+    assert pharmacy["stock"][shop.medication_id] == {
+        "available": ON_THE_SHELF,
+        "reserved": 0,
+        "sold": 0,
+        "returned": 0,
+    }
+    assert pharmacy["stock"][scarce] == {"available": 1, "reserved": 0, "sold": 0, "returned": 0}
     assert pharmacy["holds"] == {}
     reservation = await shop.reservation(order.order_id, "FAILED")
     assert reservation["shortages"] == [s.model_dump() for s in shortages]
     assert shop.outcomes_for(order.order_id) == [StockReservationFailed.TYPE]
 
 
-async def test_approved_payment_turns_the_reservation_into_a_sale(shop: Shop) -> None:
+async def test_an_authorised_payment_makes_the_reservation_paid_and_keeps_its_stock_held(shop: Shop) -> None:
     order = order_created((shop.medication_id, 3))
     await reserve(shop, order)
 
-    await shop.probe.publish(paid(order), correlation_id=order.order_id)
+    payment = await shop.probe.publish(paid(order), correlation_id=order.order_id)
 
-    await shop.reservation(order.order_id, "SOLD")
+    reservation = await shop.reservation(order.order_id, "PAID")
+    # When the payment was authorised (the store keeps milliseconds): the queue's order.
+    assert abs(reservation["paid_at"] - payment.occurred_at) < timedelta(milliseconds=1)
     pharmacy = await shop.pharmacy()
-    assert pharmacy["stock"][shop.medication_id] == {"available": 7, "reserved": 0, "sold": 3}
-    assert pharmacy["holds"] == {}
+    # Paid is not sold: the units stay held until the pharmacy dispenses them.
+    assert pharmacy["stock"][shop.medication_id] == {"available": 7, "reserved": 3, "sold": 0, "returned": 0}
+    assert list(pharmacy["holds"]) == [order.order_id]
 
 
 async def test_cancelled_order_gives_its_reserved_stock_back(shop: Shop) -> None:
@@ -220,7 +259,12 @@ async def test_cancelled_order_gives_its_reserved_stock_back(shop: Shop) -> None
 
     await shop.reservation(order.order_id, "RELEASED")
     pharmacy = await shop.pharmacy()
-    assert pharmacy["stock"][shop.medication_id] == {"available": ON_THE_SHELF, "reserved": 0, "sold": 0}
+    assert pharmacy["stock"][shop.medication_id] == {
+        "available": ON_THE_SHELF,
+        "reserved": 0,
+        "sold": 0,
+        "returned": 0,
+    }
     assert pharmacy["holds"] == {}
 
 
@@ -238,7 +282,7 @@ async def test_order_cancelled_before_it_was_created_reserves_nothing(shop: Shop
     assert reservation["lines"] == []
     pharmacy = await shop.pharmacy()
     assert pharmacy["holds"] == {}
-    assert pharmacy["stock"][shop.medication_id] == {"available": 10, "reserved": 0, "sold": 0}
+    assert pharmacy["stock"][shop.medication_id] == {"available": 10, "reserved": 0, "sold": 0, "returned": 0}
 
 
 async def test_redelivered_order_is_reserved_once(shop: Shop) -> None:
@@ -251,7 +295,7 @@ async def test_redelivered_order_is_reserved_once(shop: Shop) -> None:
 
     assert shop.outcomes_for(order.order_id) == [StockReserved.TYPE]
     pharmacy = await shop.pharmacy()
-    assert pharmacy["stock"][shop.medication_id] == {"available": 7, "reserved": 3, "sold": 0}
+    assert pharmacy["stock"][shop.medication_id] == {"available": 7, "reserved": 3, "sold": 0, "returned": 0}
     assert sorted(pharmacy["holds"]) == [order.order_id]
     assert pharmacy["holds"][order.order_id]["lines"][0]["quantity"] == 3
 
@@ -315,7 +359,12 @@ async def test_an_unpaid_reservation_expires_and_its_stock_comes_back(hurried_sh
     )
     await shop.reservation(order.order_id, "EXPIRED")
     pharmacy = await shelf_restored(shop)
-    assert pharmacy["stock"][shop.medication_id] == {"available": ON_THE_SHELF, "reserved": 0, "sold": 0}
+    assert pharmacy["stock"][shop.medication_id] == {
+        "available": ON_THE_SHELF,
+        "reserved": 0,
+        "sold": 0,
+        "returned": 0,
+    }
     await handled_so_far(shop)
     assert expiries_of(shop, order) == 1
 
@@ -336,7 +385,12 @@ async def test_a_deadline_delivered_twice_more_changes_nothing(hurried_shop: Sho
     reservation = await shop.reservation(order.order_id, "EXPIRED")
     assert reservation["processed_event_ids"].count(str(deadline.event_id)) == 1
     pharmacy = await shop.pharmacy()
-    assert pharmacy["stock"][shop.medication_id] == {"available": ON_THE_SHELF, "reserved": 0, "sold": 0}
+    assert pharmacy["stock"][shop.medication_id] == {
+        "available": ON_THE_SHELF,
+        "reserved": 0,
+        "sold": 0,
+        "returned": 0,
+    }
     assert pharmacy["holds"] == {}
 
 
@@ -354,12 +408,17 @@ async def test_a_payment_after_the_expiry_sells_nothing_and_a_cancel_is_a_no_op(
 
     await shop.reservation(order.order_id, "EXPIRED")
     pharmacy = await shop.pharmacy()
-    assert pharmacy["stock"][shop.medication_id] == {"available": ON_THE_SHELF, "reserved": 0, "sold": 0}
+    assert pharmacy["stock"][shop.medication_id] == {
+        "available": ON_THE_SHELF,
+        "reserved": 0,
+        "sold": 0,
+        "returned": 0,
+    }
     assert pharmacy["holds"] == {}
     assert pharmacy["returns"] == []
 
 
-async def test_a_deadline_after_the_sale_changes_nothing(
+async def test_a_deadline_after_the_payment_changes_nothing(
     namespace: Namespace, probe: EventProbe, running: Start
 ) -> None:
     # Long enough a hold that the payment is surely handled first, even on a slow machine.
@@ -368,7 +427,7 @@ async def test_a_deadline_after_the_sale_changes_nothing(
     await reserve(shop, order)
     deadline = await shop.probe.wait_for(ReservationDeadline, correlation_id=order.order_id)
     await shop.probe.publish(paid(order), correlation_id=order.order_id)
-    await shop.reservation(order.order_id, "SOLD")
+    await shop.reservation(order.order_id, "PAID")
 
     reservation = await eventually(
         lambda: shop.service.db["reservations"].find_one({"_id": order.order_id}),
@@ -378,10 +437,12 @@ async def test_a_deadline_after_the_sale_changes_nothing(
     )
     await handled_so_far(shop)
 
-    assert reservation["state"] == "SOLD"
+    # A paid order's hold has no deadline: it waits for the pharmacist, its stock still held.
+    assert reservation["state"] == "PAID"
     assert expiries_of(shop, order) == 0
     pharmacy = await shop.pharmacy()
-    assert pharmacy["stock"][shop.medication_id] == {"available": 7, "reserved": 0, "sold": 3}
+    assert pharmacy["stock"][shop.medication_id] == {"available": 7, "reserved": 3, "sold": 0, "returned": 0}
+    assert list(pharmacy["holds"]) == [order.order_id]
 
 
 async def test_a_prescription_only_line_is_never_reserved_for_an_unverified_order(

@@ -213,7 +213,8 @@ def test_an_order_through_the_gateway_is_one_trace_across_the_five_services(
         time.sleep(0.1)
     spans = receiver.received()
 
-    assert {s.service for s in spans} >= set(SERVICES)
+    # Up to CONFIRMED: delivery_service takes part from the dispensing on, which this order never reaches.
+    assert {s.service for s in spans} >= set(SERVICES) - {"delivery_service"}
     [upload] = [s for s in spans if s.name == "POST /api/v1/prescriptions"]
     assert (upload.service, upload.kind, upload.attributes["http.response.status_code"]) == (
         "user_service",

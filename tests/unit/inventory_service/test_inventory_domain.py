@@ -1,5 +1,5 @@
-"""Stock rules in inventory_service/domain.py: which pharmacy serves an order, why a line is short, and
-how holding, releasing, selling and taking back move stock without creating or losing any."""
+"""Stock rules in inventory_service/domain.py: which pharmacy serves an order, what it costs, why a line
+is short, and how holding, releasing, selling and taking back move stock without creating or losing any."""
 
 from __future__ import annotations
 
@@ -17,13 +17,16 @@ from contracts.events import (
     ReservedLine,
 )
 from inventory_service import domain
-from inventory_service.domain import Medication, Pharmacy, Plan, Reservation, ReservationState
+from inventory_service.domain import Fees, Medication, Pharmacy, Plan, Reservation, ReservationState
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 # The patient's delivery address, in Berlin Mitte; 0.01 degree of latitude is about 1.1 km.
 HOME = Location(latitude=52.52, longitude=13.405)
 MUNICH = Location(latitude=48.1351, longitude=11.5820)
 RADIUS_KM = 50
+# Where a test is not about fees: an order costs its lines.
+NO_FEES = Fees(service_cents=0, delivery_base_cents=0, delivery_per_km_cents=0)
+FEES = Fees(service_cents=199, delivery_base_cents=299, delivery_per_km_cents=50)
 
 
 def at(km_north: float) -> Location:
@@ -68,7 +71,9 @@ def line(medication_id: str, quantity: int) -> PrescribedLine:
 def plan(
     lines: list[PrescribedLine], pharmacies: list[Pharmacy], *, exclude: frozenset[str] = frozenset()
 ) -> Plan | list[LineShortage]:
-    return domain.plan_reservation(lines, HOME, pharmacies, CATALOGUE, radius_km=RADIUS_KM, exclude=exclude)
+    return domain.plan_reservation(
+        lines, HOME, pharmacies, CATALOGUE, radius_km=RADIUS_KM, fees=NO_FEES, exclude=exclude
+    )
 
 
 def chosen(outcome: Plan | list[LineShortage]) -> str:
@@ -125,7 +130,9 @@ def test_a_pharmacy_beyond_the_radius_is_never_chosen() -> None:
             reason="no pharmacy within 50 km has it in stock",
         )
     ]
-    wider = domain.plan_reservation([line("ibuprofen", 1)], HOME, [munich], CATALOGUE, radius_km=600)
+    wider = domain.plan_reservation(
+        [line("ibuprofen", 1)], HOME, [munich], CATALOGUE, radius_km=600, fees=NO_FEES
+    )
     assert chosen(wider) == "munich"
 
 
@@ -156,6 +163,64 @@ def test_planning_holds_nothing() -> None:
     assert (near.available("ibuprofen"), near.holds) == (5, {})
 
 
+# --- what an order costs -----------------------------------------------------------------------------
+
+
+def test_an_order_costs_its_lines_a_service_fee_and_delivery_by_the_started_km() -> None:
+    shop = pharmacy("shop", at(2.3), ibuprofen=10)
+
+    outcome = domain.plan_reservation(
+        [line("ibuprofen", 2)], HOME, [shop], CATALOGUE, radius_km=RADIUS_KM, fees=FEES
+    )
+
+    assert isinstance(outcome, Plan)
+    assert (outcome.lines_cents, outcome.service_fee_cents, outcome.delivery_fee_cents) == (
+        2 * 420,
+        199,
+        299 + 3 * 50,  # 2.3 km: three kilometres started
+    )
+    assert outcome.total_cents == 2 * 420 + 199 + 299 + 3 * 50
+
+
+@pytest.mark.parametrize(
+    ("km", "cents"),
+    [(0, 299), (0.01, 349), (1.0, 349), (1.2, 399), (2.0000000001, 399), (12.5, 299 + 13 * 50)],
+)
+def test_delivery_costs_the_base_and_the_rate_for_every_started_km(km: float, cents: int) -> None:
+    assert FEES.delivery_cents(km) == cents
+
+
+def test_fees_never_change_which_pharmacy_serves_the_order() -> None:
+    near = pharmacy("near", at(1), ibuprofen=5)
+    far = pharmacy("far", at(30), ibuprofen=5)
+
+    outcome = domain.plan_reservation(
+        [line("ibuprofen", 1)], HOME, [far, near], CATALOGUE, radius_km=RADIUS_KM, fees=FEES
+    )
+
+    assert chosen(outcome) == "near"
+    assert isinstance(outcome, Plan)
+    assert outcome.delivery_fee_cents == 299 + 50
+
+
+def test_a_plan_priced_again_from_its_hold_costs_what_it_first_cost() -> None:
+    # After a crash, inventory finds the hold and prices it again: the patient's total must not move.
+    shop = pharmacy("shop", at(4.5), ibuprofen=5, amoxicillin=5)
+    first = domain.plan_reservation(
+        [line("ibuprofen", 1), line("amoxicillin", 2)],
+        HOME,
+        [shop],
+        CATALOGUE,
+        radius_km=RADIUS_KM,
+        fees=FEES,
+    )
+    assert isinstance(first, Plan)
+
+    again = domain.priced_plan(shop, first.lines, HOME, FEES)
+
+    assert again == first
+
+
 # --- why a line is short ----------------------------------------------------------------------------
 
 
@@ -180,8 +245,10 @@ def test_a_prescription_only_line_of_an_unverified_order_is_never_held() -> None
     shop = pharmacy("shop", at(1), ibuprofen=10, morphine=10)
     lines = [line("ibuprofen", 1), line("morphine", 2)]
 
-    unverified = domain.plan_reservation(lines, HOME, [shop], catalogue, radius_km=RADIUS_KM)
-    verified = domain.plan_reservation(lines, HOME, [shop], catalogue, radius_km=RADIUS_KM, verified=True)
+    unverified = domain.plan_reservation(lines, HOME, [shop], catalogue, radius_km=RADIUS_KM, fees=NO_FEES)
+    verified = domain.plan_reservation(
+        lines, HOME, [shop], catalogue, radius_km=RADIUS_KM, fees=NO_FEES, verified=True
+    )
 
     assert shortages(unverified) == [
         LineShortage(medication_id="morphine", requested=2, best_available=0, reason=domain.UNVERIFIED)
@@ -195,7 +262,7 @@ def test_the_catalogue_not_the_order_says_what_is_prescription_only() -> None:
     # An order that claims its line is over the counter is still refused without a pharmacist.
     claimed = PrescribedLine(medication_id="morphine", quantity=1, prescription_only=False)
 
-    outcome = domain.plan_reservation([claimed], HOME, [shop], catalogue, radius_km=RADIUS_KM)
+    outcome = domain.plan_reservation([claimed], HOME, [shop], catalogue, radius_km=RADIUS_KM, fees=NO_FEES)
 
     assert [s.reason for s in shortages(outcome)] == [domain.UNVERIFIED]
 
@@ -288,7 +355,8 @@ def levels(p: Pharmacy, medication_id: str) -> tuple[int, int, int]:
 
 
 def on_hand(p: Pharmacy, medication_id: str) -> int:
-    return sum(levels(p, medication_id))
+    """Every unit the pharmacy ever had of it: for sale, held, sold, or come back."""
+    return sum(levels(p, medication_id)) + p.stock[medication_id].returned
 
 
 def reserved_lines(**quantities: int) -> list[ReservedLine]:
@@ -406,6 +474,12 @@ def hold_then(*steps: Callable[[Pharmacy], None]) -> Pharmacy:
         (lambda p: p.release("order-1"), lambda p: p.sell("order-1")),
         (lambda p: p.sell("order-1"), lambda p: p.take_back("order-1", reserved_lines(ibuprofen=4))),
         (lambda p: p.hold("order-2", reserved_lines(ibuprofen=6), NOW), lambda p: p.sell("order-2")),
+        (lambda p: p.sell("order-1"), lambda p: p.take_in_return("order-1", reserved_lines(ibuprofen=4))),
+        (
+            lambda p: p.sell("order-1"),
+            lambda p: p.take_in_return("order-1", reserved_lines(ibuprofen=4)),
+            lambda p: p.take_back("order-1", reserved_lines(ibuprofen=4)),
+        ),
     ],
     ids=[
         "held",
@@ -415,6 +489,8 @@ def hold_then(*steps: Callable[[Pharmacy], None]) -> Pharmacy:
         "released-then-sold",
         "taken-back",
         "second-order",
+        "returned",
+        "returned-then-taken-back",
     ],
 )
 def test_stock_moves_never_create_or_lose_units(steps: tuple[Callable[[Pharmacy], None], ...]) -> None:
@@ -422,6 +498,7 @@ def test_stock_moves_never_create_or_lose_units(steps: tuple[Callable[[Pharmacy]
 
     assert on_hand(p, "ibuprofen") == 10
     assert min(levels(p, "ibuprofen")) >= 0
+    assert p.stock["ibuprofen"].returned >= 0
 
 
 # --- a hold that is not paid for in time expires ----------------------------------------------------
@@ -466,7 +543,9 @@ def test_an_unpaid_reservation_expires_once_and_says_why() -> None:
     assert r.state == "EXPIRED"
 
 
-@pytest.mark.parametrize("state", ["RESERVING", "FAILED", "SOLD", "RELEASED", "RETURNED", "EXPIRED"])
+@pytest.mark.parametrize(
+    "state", ["RESERVING", "FAILED", "PAID", "DISPENSED", "SOLD", "RELEASED", "RETURNED", "EXPIRED"]
+)
 def test_a_deadline_for_a_reservation_no_longer_waiting_for_payment_changes_nothing(
     state: ReservationState,
 ) -> None:
@@ -551,6 +630,7 @@ def test_a_shortage_at_excluded_pharmacies_is_not_blamed_on_a_split_prescription
         [near],
         {"a": medication("a", 100)},
         radius_km=RADIUS_KM,
+        fees=NO_FEES,
         exclude=frozenset({"near"}),
     )
     assert isinstance(outcome, list)

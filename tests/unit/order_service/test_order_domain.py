@@ -239,9 +239,10 @@ def test_an_unpaid_order_can_be_cancelled_with_its_reason(status: str) -> None:
 
 @pytest.mark.parametrize(
     ("make", "status"),
-    [(confirmed_order, "CONFIRMED"), (rejected_order, "REJECTED"), (cancelled_order, "CANCELLED")],
+    [(rejected_order, "REJECTED"), (cancelled_order, "CANCELLED")],
 )
-def test_cancel_refuses_an_order_that_is_paid_or_finished(make: Callable[[], Order], status: str) -> None:
+def test_cancel_refuses_an_order_that_has_ended(make: Callable[[], Order], status: str) -> None:
+    # A courier's order (OUT_FOR_DELIVERY and after): tests/unit/order_service/test_order_delivery.py.
     order = make()
     history_before = list(order.history)
 

@@ -148,23 +148,33 @@ def test_payment_id_follows_from_the_order_so_a_redelivery_finds_it_again() -> N
 
 
 @pytest.mark.parametrize(
-    ("status", "hidden", "visible"),
+    ("status", "voided_at", "hidden", "visible"),
     [
-        ("APPROVED", False, True),
-        ("DECLINED", False, True),
-        ("REFUNDED", False, True),
-        ("VOIDED", False, False),
-        ("APPROVED", True, False),
-        ("REFUNDED", True, False),
+        ("APPROVED", None, False, True),
+        ("AUTHORISED", None, False, True),
+        ("CAPTURED", None, False, True),
+        ("DECLINED", None, False, True),
+        ("REFUNDED", None, False, True),
+        # A voided authorisation is a payment the patient sees; the tombstone of a cancel is none.
+        ("VOIDED", TODAY, False, True),
+        ("FORGONE", None, False, False),
+        # The tombstone as stored before voids existed.
+        ("VOIDED", None, False, False),
+        ("APPROVED", None, True, False),
+        ("REFUNDED", None, True, False),
+        ("VOIDED", TODAY, True, False),
     ],
 )
-def test_voided_and_hidden_payments_are_not_visible(status: str, hidden: bool, visible: bool) -> None:
+def test_tombstones_and_hidden_payments_are_not_visible(
+    status: str, voided_at: datetime | None, hidden: bool, visible: bool
+) -> None:
     payment = Payment.model_validate(
         {
             "id": "pay-1",
             "order_id": "order-1",
             "status": status,
             "created_at": TODAY,
+            "voided_at": voided_at,
             "hidden_at": TODAY if hidden else None,
         }
     )

@@ -203,6 +203,7 @@ def test_the_launcher_gives_every_back_end_process_a_metrics_port_of_its_own() -
         "order_service": "9102",
         "order_service.2": "9103",
         "prescription_service": "9104",
+        "delivery_service": "9105",
         "user_service": None,
     }
     assert platform._metrics_env("order_service.2") == {"METRICS_PORT": "9103"}  # kept on a restart

@@ -31,6 +31,7 @@ from contracts.commands import (
 )
 from contracts.events import ALL_EVENTS, Location, PaymentRefunded, ReservedLine, StockReserved
 from contracts.topology import COMMANDS, SUBSCRIPTIONS
+from delivery_service.app import build as build_deliveries
 from inventory_service.app import build as build_inventory
 from order_service.app import build as build_orders
 from payment_service.app import build as build_payments
@@ -691,6 +692,7 @@ BUILDS: list[tuple[Callable[[], Service], str]] = [
     (build_inventory, "inventory_service"),
     (build_payments, "payment_service"),
     (build_prescriptions, "prescription_service"),
+    (build_deliveries, "delivery_service"),
 ]
 
 
