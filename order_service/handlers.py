@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from contracts.base import Envelope
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from contracts.base import Envelope, Event
 from contracts.commands import CancelOrder, GetOrder, ListOrders, OrderView
 from contracts.events import (
     DeliveryAssigned,
@@ -151,50 +155,22 @@ def register(service: Service, orders: Repository[Order]) -> None:
             orders, event.order_id, lambda o: domain.record_capture(o, event), cause=envelope
         )
 
-    @service.events.on(OrderDispensed)
-    async def order_dispensed(event: OrderDispensed, envelope: Envelope) -> None:
-        await service.change(
-            orders,
-            event.order_id,
-            lambda o: domain.ready_for_pickup(o, event, envelope.occurred_at),
-            cause=envelope,
-        )
+    def after_payment(kind: type[Event], decide: Callable[[Order, Any, datetime], list[Event]]) -> None:
+        """An event of the order's last mile: one change of its order, stamped with the event's time."""
 
-    @service.events.on(DeliveryAssigned)
-    async def delivery_assigned(event: DeliveryAssigned, envelope: Envelope) -> None:
-        await service.change(
-            orders,
-            event.order_id,
-            lambda o: domain.courier_assigned(o, event, envelope.occurred_at),
-            cause=envelope,
-        )
+        async def follow(event: Any, envelope: Envelope) -> None:
+            await service.change(
+                orders, event.order_id, lambda o: decide(o, event, envelope.occurred_at), cause=envelope
+            )
 
-    @service.events.on(DeliveryPickedUp)
-    async def delivery_picked_up(event: DeliveryPickedUp, envelope: Envelope) -> None:
-        await service.change(
-            orders, event.order_id, lambda o: domain.picked_up(o, event, envelope.occurred_at), cause=envelope
-        )
+        service.events.on(kind)(follow)
 
-    @service.events.on(DeliveryCompleted)
-    async def delivery_completed(event: DeliveryCompleted, envelope: Envelope) -> None:
-        await service.change(
-            orders, event.order_id, lambda o: domain.delivered(o, event, envelope.occurred_at), cause=envelope
-        )
-
-    @service.events.on(DeliveryAttemptFailed)
-    async def delivery_attempt_failed(event: DeliveryAttemptFailed, envelope: Envelope) -> None:
-        await service.change(
-            orders,
-            event.order_id,
-            lambda o: domain.attempt_failed(o, event, envelope.occurred_at),
-            cause=envelope,
-        )
-
-    @service.events.on(DeliveryReturned)
-    async def delivery_returned(event: DeliveryReturned, envelope: Envelope) -> None:
-        await service.change(
-            orders, event.order_id, lambda o: domain.returned(o, event, envelope.occurred_at), cause=envelope
-        )
+    after_payment(OrderDispensed, domain.ready_for_pickup)
+    after_payment(DeliveryAssigned, domain.courier_assigned)
+    after_payment(DeliveryPickedUp, domain.picked_up)
+    after_payment(DeliveryCompleted, domain.delivered)
+    after_payment(DeliveryAttemptFailed, domain.attempt_failed)
+    after_payment(DeliveryReturned, domain.returned)
 
     @service.events.on_own(OrderCancelled)
     async def restore_cancel(event: OrderCancelled, envelope: Envelope) -> None:
