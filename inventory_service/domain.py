@@ -361,18 +361,22 @@ class Reservation(Aggregate):
 
     def check_dispensable(self, pharmacist_id: str) -> bool:
         """Whether dispensing is still to do (PAID), False when this pharmacist already did it (a command
-        delivered again); NotDispensable for any other state, or when another pharmacist did it."""
+        delivered again); NotDispensable for any other state, or when another pharmacist did it.
+
+        A SOLD reservation (paid before authorisations, its stock sold at once) is dispensed too, so an
+        order confirmed then goes on to its courier: the sale of its stock is simply not repeated."""
         if self.state == "DISPENSED":
             if self.dispensed_by == pharmacist_id:
                 return False
             raise NotDispensable(f"order {self.id} was dispensed already, by {self.dispensed_by}")
-        if self.state != "PAID":
+        if self.state not in ("PAID", "SOLD"):
             why = "is not paid for yet" if self.state in ("RESERVING", "RESERVED") else "cannot be dispensed"
             raise NotDispensable(f"order {self.id} {why} (its reservation is {self.state})")
         return True
 
     def dispense(self, pharmacist_id: str, at: datetime, pharmacy_location: Location) -> list[Event]:
-        """A PAID order was checked and packed: DISPENSED, announced once with where to collect it."""
+        """A PAID (or legacy SOLD) order was checked and packed: DISPENSED, announced once with where to
+        collect it."""
         if not self.check_dispensable(pharmacist_id):
             return []
         assert self.pharmacy_id is not None

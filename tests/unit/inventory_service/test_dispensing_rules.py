@@ -135,7 +135,6 @@ def test_another_pharmacist_cannot_dispense_an_order_dispensed_already() -> None
         ("EXPIRED", "cannot be dispensed"),
         ("RETURNED", "cannot be dispensed"),
         ("FAILED", "cannot be dispensed"),
-        ("SOLD", "cannot be dispensed"),
     ],
 )
 def test_only_a_paid_order_is_dispensed(state: ReservationState, why: str) -> None:
@@ -144,6 +143,21 @@ def test_only_a_paid_order_is_dispensed(state: ReservationState, why: str) -> No
     with pytest.raises(NotDispensable, match=why):
         r.dispense("anna", NOW, HERE)
     assert (r.state, r.dispensed_by) == (state, None)
+
+
+def test_an_order_sold_at_payment_before_authorisations_is_dispensed_and_sells_nothing_again() -> None:
+    # Confirmed before this change: charged in full, its stock sold at once (no hold left).
+    r = reservation("SOLD")
+    p = held("anna")
+    p.sell("order-1")
+    before = levels(p)
+
+    events = r.dispense("anna", NOW, HERE)
+    p.dispense("order-1", actor_id="anna", actor_is_admin=False)
+
+    assert r.state == "DISPENSED"
+    assert [type(e) for e in events] == [OrderDispensed]
+    assert levels(p) == before
 
 
 def test_its_pharmacist_dispensing_sells_the_held_stock_once() -> None:
