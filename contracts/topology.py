@@ -47,6 +47,8 @@ SUBSCRIPTIONS: Mapping[str, tuple[type[Event], ...]] = {
         e.OrderCancelled,
         e.ReservationDeadline,
         e.DeliveryReturned,
+        # Its own dispensing: the sale follows the decision (see inventory_service/handlers.py).
+        e.OrderDispensed,
     ),
     "payment_service": (e.StockReserved, e.OrderCancelled, e.DeliveryPickedUp, e.DeliveryReturned),
     "prescription_service": (e.OrderCreated, e.OrderConfirmed, e.OrderRejected, e.OrderCancelled),

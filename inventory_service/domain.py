@@ -251,9 +251,13 @@ class Pharmacy(Aggregate):
         self.returns.append(order_id)
 
     def take_in_return(self, order_id: str, lines: Sequence[ReservedLine]) -> None:
-        """Dispensed stock that came back is counted as returned, once: it left the shelf for good."""
+        """Dispensed stock that came back is counted as returned, once: it left the shelf for good.
+
+        A dispensing whose sale was not written yet (its OrderDispensed still on its way back here)
+        still holds the stock: it is sold first, so the return takes what was dispensed."""
         if order_id in self.returns:
             return
+        self.sell(order_id)
         for line in lines:
             level = self.stock[line.medication_id]
             level.sold -= line.quantity

@@ -36,6 +36,7 @@ from contracts.events import (
     LineShortage,
     OrderCancelled,
     OrderCreated,
+    OrderDispensed,
     PaymentApproved,
     PaymentDeclined,
     ReservationDeadline,
@@ -488,12 +489,10 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
                 command.actor_id, actor_is_admin=command.actor_is_admin, to="dispense its orders"
             )
             reservation.check_dispensable(command.actor_id)
-            # The stock first, decided on the pharmacy as it is now (its staff as of this very write);
-            # then the reservation with its event. A crash in between leaves it PAID, in the queue: the
-            # redelivered (or repeated) command sells nothing twice and finishes it.
-            pharmacy = await service.change(
-                s.pharmacies, pharmacy.id, lambda p: _dispense(p, command), cause=None
-            )
+            # The reservation first, with its OrderDispensed in the same write: the dispensing is
+            # decided and announced at once. The sale on the pharmacy follows; when a crash or an
+            # outage cuts it off, inventory's own OrderDispensed, published from the outbox, makes it
+            # (`complete_sale`), and a return or cancel meanwhile sells before it takes back.
             location = pharmacy.location
             dispensed = await service.change(
                 s.reservations,
@@ -502,15 +501,22 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
                 cause=None,
                 at=now,
             )
+            await service.change(s.pharmacies, pharmacy.id, lambda p: _sell(p, command.order_id), cause=None)
         except domain.NotOnStaff as exc:
             raise CommandRefused("forbidden", str(exc)) from exc
         except domain.NotDispensable as exc:
             raise CommandRefused("conflict", str(exc)) from exc
         return dispensed.queue_view()
 
-    def _dispense(pharmacy: Pharmacy, command: DispenseOrder) -> list[Event]:
-        pharmacy.dispense(command.order_id, actor_id=command.actor_id, actor_is_admin=command.actor_is_admin)
+    def _sell(pharmacy: Pharmacy, order_id: str) -> list[Event]:
+        pharmacy.sell(order_id)
         return []
+
+    @service.events.on(OrderDispensed)
+    async def complete_sale(event: OrderDispensed, envelope: Envelope) -> None:
+        """Our own dispensing, back from the outbox: its stock is sold, once (a no-op when the command
+        got that far; after a return or cancel, the hold is gone already)."""
+        await service.change(s.pharmacies, event.pharmacy_id, lambda p: _sell(p, event.order_id), cause=None)
 
     @service.commands.on(ListDispensingQueue)
     async def list_dispensing_queue(command: ListDispensingQueue) -> list[DispensingView]:

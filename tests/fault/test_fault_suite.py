@@ -867,6 +867,9 @@ def rightly_ignored(service: str, envelope: Envelope, status: dict[str, str]) ->
         return "returned already, by the cancel"
     if service == "delivery_service" and envelope.type == "OrderReadyForPickup" and cancelled:
         return "order cancelled before it was ready"
+    if service == "inventory_service" and envelope.type == "OrderDispensed":
+        # Its own dispensing: the sale completed on the pharmacy (a no-op when the command did), no record.
+        return "its own dispensing: the sale completed"
     if service == "delivery_service" and envelope.type in ("DeliveryCompleted", "DeliveryReturned"):
         # Its own hand-over or return: it frees the courier (a no-op when the command did), no record.
         return "its own hand-over or return: the courier freed"

@@ -249,27 +249,51 @@ async def test_a_colleague_dispensing_an_order_dispensed_already_is_told_it_was(
     assert (await counter.reservation(order.order_id, "DISPENSED"))["dispensed_by"] == "anna"
 
 
-async def test_a_dispense_cut_short_after_selling_is_finished_by_the_next_one_selling_nothing_twice(
+async def cut_short(counter: Counter, order: OrderCreated) -> OrderDispensed:
+    """As a crash after the dispensing's first write leaves it: the reservation DISPENSED with its
+    OrderDispensed published, the stock still held (the sale on the pharmacy never written)."""
+    stores = store.stores(counter.service)
+    pharmacy = await stores.pharmacies.get(counter.mitte)
+    assert pharmacy is not None
+    decided: list[Any] = []
+
+    def dispensed(r: Reservation) -> list[Any]:
+        decided.extend(r.dispense("anna", r.paid_at or r.created_at, pharmacy.location))
+        return []
+
+    await counter.service.change(stores.reservations, order.order_id, dispensed, cause=None)
+    assert await counter.stock(counter.mitte) == level(7, 3, 0, 0)
+    (event,) = decided
+    assert isinstance(event, OrderDispensed)
+    return event
+
+
+async def test_a_dispense_cut_short_before_its_sale_is_sold_by_its_own_event(counter: Counter) -> None:
+    order = await counter.reserved(MITTE)
+    await counter.paid(order)
+    event = await cut_short(counter, order)
+
+    await counter.probe.publish(event, correlation_id=order.order_id)  # what the outbox publishes
+    await handled_everything(counter.service, counter.probe)
+
+    assert await counter.stock(counter.mitte) == level(7, 0, 3, 0)
+    assert await counter.queue(counter.mitte, "anna") == []
+
+
+async def test_a_dispense_cut_short_then_cancelled_counts_what_was_dispensed_as_returned(
     counter: Counter,
 ) -> None:
     order = await counter.reserved(MITTE)
     await counter.paid(order)
-    # As a crash between the two writes leaves it: the stock sold, the reservation still PAID.
-    stores = store.stores(counter.service)
+    event = await cut_short(counter, order)
 
-    def sold(p: Pharmacy) -> list[Any]:
-        p.sell(order.order_id)
-        return []
-
-    await counter.service.change(stores.pharmacies, counter.mitte, sold, cause=None)
-    assert await counter.queue(counter.mitte, "anna") == [order.order_id]
-
-    await counter.dispense(order, "anna")
+    await counter.cancel(order)  # before the dispensing's own event is back
+    await counter.reservation(order.order_id, "RETURNED")
+    await counter.probe.publish(event, correlation_id=order.order_id)
     await handled_everything(counter.service, counter.probe)
 
-    assert len(counter.dispensed(order)) == 1
-    assert await counter.stock(counter.mitte) == level(7, 0, 3, 0)
-    assert (await counter.reservation(order.order_id, "DISPENSED"))["dispensed_by"] == "anna"
+    # Sold, then taken back as returned: nothing held, nothing back on sale, nothing sold twice.
+    assert await counter.stock(counter.mitte) == level(7, 0, 0, 3)
 
 
 async def test_a_pharmacist_of_another_pharmacy_cannot_dispense_and_an_admin_can(counter: Counter) -> None:
