@@ -54,90 +54,9 @@ def register(service: Service, orders: Repository[Order]) -> None:
         await orders.add(order, wrap(events, envelope, order.id), caused_by=str(envelope.event_id))
         await service.publish_pending(orders, order.id)
 
-    @service.events.on(PrescriptionVerified)
-    async def prescription_verified(event: PrescriptionVerified, envelope: Envelope) -> None:
-        await service.change(
-            orders,
-            event.order_id,
-            lambda o: domain.go_on_verified(o, event, envelope.occurred_at),
-            cause=envelope,
-        )
-
-    @service.events.on(PrescriptionRejected)
-    async def prescription_rejected(event: PrescriptionRejected, envelope: Envelope) -> None:
-        await service.change(
-            orders,
-            event.order_id,
-            lambda o: domain.reject_unverified(o, event, envelope.occurred_at),
-            cause=envelope,
-        )
-
-    @service.events.on(PrescriptionHeld)
-    async def prescription_held(event: PrescriptionHeld, envelope: Envelope) -> None:
-        await service.change(
-            orders,
-            event.order_id,
-            lambda o: domain.note_verification_wait(o, event, envelope.occurred_at),
-            cause=envelope,
-        )
-
-    @service.events.on(PrescriptionAnswered)
-    async def prescription_answered(event: PrescriptionAnswered, envelope: Envelope) -> None:
-        await service.change(
-            orders,
-            event.order_id,
-            lambda o: domain.note_verification_wait(o, event, envelope.occurred_at),
-            cause=envelope,
-        )
-
-    @service.events.on(StockReserved)
-    async def stock_reserved(event: StockReserved, envelope: Envelope) -> None:
-        await service.change(
-            orders,
-            event.order_id,
-            lambda o: domain.record_reservation(o, event, envelope.occurred_at),
-            cause=envelope,
-        )
-
-    @service.events.on(StockReservationFailed)
-    async def stock_unavailable(event: StockReservationFailed, envelope: Envelope) -> None:
-        await service.change(
-            orders,
-            event.order_id,
-            lambda o: domain.reject_for_shortage(o, event, envelope.occurred_at),
-            cause=envelope,
-        )
-
-    @service.events.on(PaymentApproved)
-    async def payment_approved(event: PaymentApproved, envelope: Envelope) -> None:
-        await service.change(
-            orders,
-            event.order_id,
-            lambda o: domain.confirm_paid(o, event, envelope.occurred_at),
-            cause=envelope,
-        )
-
-    @service.events.on(PaymentDeclined)
-    async def payment_declined(event: PaymentDeclined, envelope: Envelope) -> None:
-        await service.change(
-            orders,
-            event.order_id,
-            lambda o: domain.cancel_for_declined_payment(o, event, envelope.occurred_at),
-            cause=envelope,
-        )
-
     @service.events.on(PaymentRefunded)
     async def payment_refunded(event: PaymentRefunded, envelope: Envelope) -> None:
         await service.change(orders, event.order_id, lambda o: domain.record_refund(o, event), cause=envelope)
-
-    @service.events.on(ReservationExpired)
-    async def reservation_expired(event: ReservationExpired, envelope: Envelope) -> None:
-        await service.change(
-            orders,
-            event.order_id,
-            lambda o: domain.cancel_for_expired_reservation(o, event, envelope.occurred_at),
-            cause=envelope,
-        )
 
     @service.events.on(PrescriptionWithdrawn)
     async def prescription_withdrawn(event: PrescriptionWithdrawn, envelope: Envelope) -> None:
@@ -155,8 +74,8 @@ def register(service: Service, orders: Repository[Order]) -> None:
             orders, event.order_id, lambda o: domain.record_capture(o, event), cause=envelope
         )
 
-    def after_payment(kind: type[Event], decide: Callable[[Order, Any, datetime], list[Event]]) -> None:
-        """An event of the order's last mile: one change of its order, stamped with the event's time."""
+    def changes_its_order(kind: type[Event], decide: Callable[[Order, Any, datetime], list[Event]]) -> None:
+        """An event that is one decision on its order, stamped with the event's time."""
 
         async def follow(event: Any, envelope: Envelope) -> None:
             await service.change(
@@ -165,12 +84,21 @@ def register(service: Service, orders: Repository[Order]) -> None:
 
         service.events.on(kind)(follow)
 
-    after_payment(OrderDispensed, domain.ready_for_pickup)
-    after_payment(DeliveryAssigned, domain.courier_assigned)
-    after_payment(DeliveryPickedUp, domain.picked_up)
-    after_payment(DeliveryCompleted, domain.delivered)
-    after_payment(DeliveryAttemptFailed, domain.attempt_failed)
-    after_payment(DeliveryReturned, domain.returned)
+    changes_its_order(PrescriptionVerified, domain.go_on_verified)
+    changes_its_order(PrescriptionRejected, domain.reject_unverified)
+    changes_its_order(PrescriptionHeld, domain.note_verification_wait)
+    changes_its_order(PrescriptionAnswered, domain.note_verification_wait)
+    changes_its_order(StockReserved, domain.record_reservation)
+    changes_its_order(StockReservationFailed, domain.reject_for_shortage)
+    changes_its_order(PaymentApproved, domain.confirm_paid)
+    changes_its_order(PaymentDeclined, domain.cancel_for_declined_payment)
+    changes_its_order(ReservationExpired, domain.cancel_for_expired_reservation)
+    changes_its_order(OrderDispensed, domain.ready_for_pickup)
+    changes_its_order(DeliveryAssigned, domain.courier_assigned)
+    changes_its_order(DeliveryPickedUp, domain.picked_up)
+    changes_its_order(DeliveryCompleted, domain.delivered)
+    changes_its_order(DeliveryAttemptFailed, domain.attempt_failed)
+    changes_its_order(DeliveryReturned, domain.returned)
 
     @service.events.on_own(OrderCancelled)
     async def restore_cancel(event: OrderCancelled, envelope: Envelope) -> None:
