@@ -516,6 +516,9 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
     async def complete_sale(event: OrderDispensed, envelope: Envelope) -> None:
         """Our own dispensing, back from the outbox: its stock is sold, once (a no-op when the command
         got that far; after a return or cancel, the hold is gone already)."""
+        pharmacy = await s.pharmacies.get(event.pharmacy_id)
+        if pharmacy is None or event.order_id not in pharmacy.holds:
+            return  # sold already: no second write of the pharmacy, the document every order contends for
         await service.change(s.pharmacies, event.pharmacy_id, lambda p: _sell(p, event.order_id), cause=None)
 
     @service.commands.on(ListDispensingQueue)

@@ -492,12 +492,8 @@ async def test_a_delivery_brought_back_for_an_order_never_dispensed_changes_noth
     assert await counter.stock(counter.mitte) == level(7, 3, 0, 0)
 
 
-async def test_a_sale_stored_before_authorisations_is_dispensed_without_selling_again(
-    counter: Counter,
-) -> None:
-    # An order confirmed before this change (charged in full, its stock sold at once) goes on to its
-    # courier: dispensing it sells nothing twice.
-    order = await counter.reserved(MITTE)
+async def sold_before_authorisations(counter: Counter, order: OrderCreated) -> None:
+    """As inventory stored a paid order before authorisations: stock sold at once, reservation SOLD."""
     await counter.reservation(order.order_id, "RESERVED")
     stores = store.stores(counter.service)
 
@@ -511,6 +507,15 @@ async def test_a_sale_stored_before_authorisations_is_dispensed_without_selling_
 
     await counter.service.change(stores.pharmacies, counter.mitte, sold, cause=None)
     await counter.service.change(stores.reservations, order.order_id, marked, cause=None)
+
+
+async def test_a_sale_stored_before_authorisations_is_dispensed_without_selling_again(
+    counter: Counter,
+) -> None:
+    # An order confirmed before this change (charged in full, its stock sold at once) goes on to its
+    # courier: dispensing it sells nothing twice.
+    order = await counter.reserved(MITTE)
+    await sold_before_authorisations(counter, order)
 
     dispensed = await counter.dispense(order, "anna")
 
@@ -523,20 +528,7 @@ async def test_a_sale_stored_before_authorisations_cancelled_goes_back_on_the_sh
     counter: Counter,
 ) -> None:
     order = await counter.reserved(MITTE)
-    await counter.reservation(order.order_id, "RESERVED")
-    # As inventory stored a paid order before this change: the stock sold at once, the reservation SOLD.
-    stores = store.stores(counter.service)
-
-    def sold(p: Pharmacy) -> list[Any]:
-        p.sell(order.order_id)
-        return []
-
-    def marked(r: Reservation) -> list[Any]:
-        r.state = "SOLD"
-        return []
-
-    await counter.service.change(stores.pharmacies, counter.mitte, sold, cause=None)
-    await counter.service.change(stores.reservations, order.order_id, marked, cause=None)
+    await sold_before_authorisations(counter, order)
     assert await counter.stock(counter.mitte) == level(7, 0, 3, 0)
 
     await counter.cancel(order)
