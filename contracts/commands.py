@@ -148,6 +148,35 @@ class MedicationView(Frozen):
     codes: tuple[Code, ...] = ()
 
 
+class QuoteLine(Frozen):
+    medication_id: str
+    quantity: int = Field(gt=0, le=1000)
+
+
+class QuoteOrder(Command):
+    """What these lines would cost brought to this place now: priced at the pharmacy that would serve
+    them if their stock were reserved at this moment (the nearest within reach with every line), with
+    both fees. Nothing is held: the order's price is fixed when its stock is reserved."""
+
+    TYPE = "QuoteOrder"
+    lines: tuple[QuoteLine, ...] = Field(min_length=1, max_length=50)
+    destination: Location
+
+
+class OrderQuote(Frozen):
+    # The lines' medications as the catalogue has them (unknown and discontinued ones left out).
+    medications: tuple[MedicationView, ...]
+    # None when no pharmacy within reach has every line now: `shortages` says why.
+    pharmacy_id: str | None = None
+    distance_km: float | None = None
+    # Each medication once, its quantities added up, at the catalogue's price.
+    lines: tuple[ReservedLine, ...] = ()
+    service_fee_cents: int = 0
+    delivery_fee_cents: int | None = None
+    total_cents: int | None = None
+    shortages: tuple[LineShortage, ...] = ()
+
+
 class SetStock(Command):
     """Set a pharmacy's stock of a medication, as `actor_id` asks: only its staff or an admin may.
 

@@ -133,6 +133,7 @@ COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
         c.UpdateMedication,
         c.GetMedication,
         c.ListMedications,
+        c.QuoteOrder,
         c.DiscontinueMedication,
         c.SetStock,
         c.GetAvailability,

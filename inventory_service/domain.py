@@ -18,6 +18,7 @@ from contracts.commands import (
     AvailabilityView,
     DispensingView,
     MedicationView,
+    OrderQuote,
     PharmacyView,
     StockView,
 )
@@ -563,6 +564,48 @@ def plan_reservation(
         for m, q in wanted.items()
         if not any(p.available(m) >= q for p in nearby)
     ] or [_split_shortage(wanted, radius_km)]
+
+
+def quote(
+    lines: Sequence[PrescribedLine],
+    destination: Location,
+    pharmacies: Sequence[Pharmacy],
+    catalogue: Mapping[str, Medication],
+    *,
+    radius_km: float,
+    fees: Fees,
+) -> OrderQuote:
+    """What the lines would cost if their stock were reserved now: the plan a reservation would make,
+    priced, or the catalogue's prices and why no pharmacy can serve them.
+
+    Priced as if verified: a quote is about price and stock, and the pharmacist's check comes after
+    it; the reservation itself still holds no prescription-only line of an unverified order.
+    """
+    wanted = merge_lines(lines)
+    known = [catalogue[m] for m in wanted if m in catalogue and not catalogue[m].discontinued]
+    medications = tuple(m.view() for m in known)
+    outcome = plan_reservation(
+        lines, destination, pharmacies, catalogue, radius_km=radius_km, fees=fees, verified=True
+    )
+    if isinstance(outcome, Plan):
+        return OrderQuote(
+            medications=medications,
+            pharmacy_id=outcome.pharmacy.id,
+            distance_km=round(distance_km(outcome.pharmacy.location, destination), 3),
+            lines=tuple(outcome.lines),
+            service_fee_cents=outcome.service_fee_cents,
+            delivery_fee_cents=outcome.delivery_fee_cents,
+            total_cents=outcome.total_cents,
+        )
+    return OrderQuote(
+        medications=medications,
+        lines=tuple(
+            ReservedLine(medication_id=m.id, quantity=wanted[m.id], unit_price_cents=m.price_cents)
+            for m in known
+        ),
+        service_fee_cents=fees.service_cents,
+        shortages=tuple(outcome),
+    )
 
 
 UNVERIFIED = "prescription-only: the prescription was not verified by a pharmacist"

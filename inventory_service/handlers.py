@@ -24,8 +24,10 @@ from contracts.commands import (
     ListPharmacies,
     ListPharmacyStaff,
     MedicationView,
+    OrderQuote,
     PharmacyStaffView,
     PharmacyView,
+    QuoteOrder,
     RemovePharmacyStaff,
     SetStock,
     StockView,
@@ -39,6 +41,7 @@ from contracts.events import (
     OrderDispensed,
     PaymentApproved,
     PaymentDeclined,
+    PrescribedLine,
     ReservationDeadline,
     ReservedLine,
     StockReservationFailed,
@@ -367,6 +370,18 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
             s, limit=command.page.limit, offset=command.page.offset, code_key=code_key
         )
         return [m.view() for m in listed]
+
+    @service.commands.on(QuoteOrder)
+    async def quote_order(command: QuoteOrder) -> OrderQuote:
+        lines = [PrescribedLine(medication_id=q.medication_id, quantity=q.quantity) for q in command.lines]
+        return domain.quote(
+            lines,
+            command.destination,
+            await store.all_pharmacies(s),
+            await store.medications_by_id(s, [line.medication_id for line in lines]),
+            radius_km=settings.delivery_radius_km,
+            fees=fees,
+        )
 
     @service.commands.on(UpdateMedication)
     async def update_medication(command: UpdateMedication) -> MedicationView:

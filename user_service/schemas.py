@@ -632,6 +632,61 @@ class OrderOut(BaseModel):
         )
 
 
+class QuoteLineOut(BaseModel):
+    medication_id: str
+    name: str
+    strength: str
+    quantity: int
+    unit_price: float
+    amount: float
+
+
+class QuoteOut(BaseModel):
+    """The price if the order's stock were reserved now. The order's own price is fixed when its
+    stock is reserved: the nearest pharmacy with every line then, which may differ from this one."""
+
+    available: bool = Field(description="a pharmacy within reach has every line now")
+    pharmacy_id: str | None
+    distance_km: float | None
+    lines: list[QuoteLineOut]
+    lines_total: float
+    service_fee: float
+    delivery_fee: float | None = Field(description="None when no pharmacy can serve the order now")
+    total: float | None
+    shortages: list[ShortageOut]
+
+    @classmethod
+    def of(cls, q: c.OrderQuote) -> QuoteOut:
+        named = {m.id: m for m in q.medications}
+        return cls(
+            available=q.pharmacy_id is not None,
+            pharmacy_id=q.pharmacy_id,
+            distance_km=q.distance_km,
+            lines=[
+                QuoteLineOut(
+                    medication_id=line.medication_id,
+                    name=named[line.medication_id].name,
+                    strength=named[line.medication_id].strength,
+                    quantity=line.quantity,
+                    unit_price=money(line.unit_price_cents),
+                    amount=money(line.quantity * line.unit_price_cents),
+                )
+                for line in q.lines
+            ],
+            lines_total=money(sum(line.quantity * line.unit_price_cents for line in q.lines)),
+            service_fee=money(q.service_fee_cents),
+            delivery_fee=None if q.delivery_fee_cents is None else money(q.delivery_fee_cents),
+            total=None if q.total_cents is None else money(q.total_cents),
+            shortages=[ShortageOut(**s.model_dump()) for s in q.shortages],
+        )
+
+
+class UploadOut(PrescriptionOut):
+    quote: QuoteOut | None = Field(
+        description="the price now, lines and both fees; None when inventory did not answer in time"
+    )
+
+
 # --- dispensing and delivery ---
 
 

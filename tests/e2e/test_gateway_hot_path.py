@@ -170,7 +170,7 @@ async def test_an_upload_and_the_reads_that_follow_it_cost_what_they_need(
             json=prescription_body(shop, card),
         )
 
-    checks = {"GetPaymentMethod": 1, "ListMedications": 1}
+    checks = {"GetPaymentMethod": 1, "QuoteOrder": 1}
     assert {
         "registration": registered,
         "sign-in": sign_in,

@@ -33,6 +33,17 @@ def test_prescription_becomes_confirmed_order_and_stock_is_held(api: Api, admin:
         (order["id"], "AUTHORISED", order["total"])  # taken when a courier picks it up
     ]
     assert api.http.get(f"/prescriptions/{prescription['id']}", headers=patient).json()["status"] == "FILLED"
+    # The upload's answer priced it before anything was reserved, as the reservation then did.
+    quote = prescription["quote"]
+    assert (quote["available"], quote["pharmacy_id"], quote["shortages"]) == (True, shop.pharmacy_id, [])
+    assert [(q["medication_id"], q["quantity"], q["unit_price"], q["amount"]) for q in quote["lines"]] == [
+        (shop.medication_id, 3, shop.price, pytest.approx(3 * shop.price))
+    ]
+    assert (quote["service_fee"], quote["delivery_fee"], quote["total"]) == (
+        order["service_fee"],
+        order["delivery_fee"],
+        order["total"],
+    )
 
 
 def test_order_for_more_than_any_pharmacy_has_is_rejected_with_the_reason(
@@ -55,6 +66,16 @@ def test_order_for_more_than_any_pharmacy_has_is_rejected_with_the_reason(
     ]
     assert order["history"][-1]["reason"]
     assert stock_left(api, patient, shop) == 2
+    # The upload's answer said so at once: priced from the catalogue, no pharmacy, no delivery fee.
+    quote = prescription["quote"]
+    assert (quote["available"], quote["pharmacy_id"], quote["delivery_fee"], quote["total"]) == (
+        False,
+        None,
+        None,
+        None,
+    )
+    assert quote["lines_total"] == pytest.approx(5 * shop.price)
+    assert quote["shortages"] == order["shortages"]
     assert api.http.get("/payments", headers=patient).json()["items"] == []
 
 

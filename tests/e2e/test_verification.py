@@ -370,7 +370,11 @@ def test_a_fhir_bundle_is_taken_in_and_waits_for_a_pharmacist(
     )
     awaiting(api, patient, taken)
     approve(api, pharmacist, taken["id"])
-    assert api.wait_for_status(taken["order_id"], patient, TERMINAL)["status"] == "CONFIRMED"
+    order = api.wait_for_status(taken["order_id"], patient, TERMINAL)
+    assert order["status"] == "CONFIRMED"
+    # Priced at upload from the lines the import matched, as the reservation after approval was.
+    assert (taken["quote"]["pharmacy_id"], taken["quote"]["total"]) == (shop.pharmacy_id, order["total"])
+    assert [(q["medication_id"], q["quantity"]) for q in taken["quote"]["lines"]] == [(shop.medication_id, 2)]
 
 
 def test_an_invalid_fhir_document_is_refused_naming_where(api: Api, admin: dict[str, str]) -> None:

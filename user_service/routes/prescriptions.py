@@ -29,8 +29,10 @@ from user_service.schemas import (
     Page,
     PrescriptionIn,
     PrescriptionOut,
+    QuoteOut,
     RefillIn,
     RefillOut,
+    UploadOut,
 )
 
 router = APIRouter(tags=["prescriptions"])
@@ -71,7 +73,7 @@ def with_upload_schemas(document: dict[str, Any]) -> dict[str, Any]:
 @router.post(
     "/prescriptions",
     status_code=202,
-    response_model=PrescriptionOut,
+    response_model=UploadOut,
     dependencies=[audited("prescription.upload", subject="prescription_id")],
     openapi_extra={"requestBody": _UPLOAD_BODY},
     responses={
@@ -101,8 +103,9 @@ async def upload_prescription(
     Typed (`application/json`): the lines, where to deliver, the card, and for prescription-only lines
     the `document_id` of their scan. FHIR (`application/fhir+json`): a MedicationRequest or a Bundle,
     with `?payment_method_id=&latitude=&longitude=`. Answers 202 with the prescription, whose
-    `order_id` can be followed at /orders/{order_id}. Retried with the same Idempotency-Key, it
-    answers with the prescription the first upload made.
+    `order_id` can be followed at /orders/{order_id}, and its `quote`: the lines' prices, the service
+    fee and the delivery fee if its stock were reserved now (the order's own price is fixed when it
+    is). Retried with the same Idempotency-Key, it answers with the prescription the first upload made.
     """
     request_id = None if idempotency_key is None else keyed_request_id(patient.id, idempotency_key)
     media_type = (request.headers.get("content-type") or "application/json").split(";")[0].strip().lower()
@@ -118,7 +121,10 @@ async def upload_prescription(
         return problem(415, "send application/json (typed lines) or application/fhir+json (FHIR R4)")
     if isinstance(answer, JSONResponse):
         return answer
-    created = PrescriptionOut.of(answer)
+    view, quote = answer
+    created = UploadOut(
+        **PrescriptionOut.of(view).model_dump(), quote=None if quote is None else QuoteOut.of(quote)
+    )
     audit.subject_id = created.id
     return JSONResponse(
         created.model_dump(mode="json"),
@@ -127,25 +133,31 @@ async def upload_prescription(
     )
 
 
+Uploaded = tuple[c.PrescriptionView, c.OrderQuote | None]
+
+
 async def _upload_typed(
     request: Request, patient_id: str, rpc: RpcClient, request_id: str | None
-) -> c.PrescriptionView | JSONResponse:
+) -> Uploaded | JSONResponse:
     try:
         body = PrescriptionIn.model_validate_json(await request.body())
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from exc
-    card_known, catalogue = await _checked_references(rpc, patient_id, body.payment_method_id, body.lines)
+    destination = Location(
+        latitude=body.delivery_location.latitude, longitude=body.delivery_location.longitude
+    )
+    card_known, quote = await _checked_references(
+        rpc, patient_id, body.payment_method_id, body.lines, destination
+    )
     if not card_known:
         return field_error("payment_method_id", "no such payment method of yours")
-    lines = classified(body.lines, catalogue)
+    lines = classified(body.lines, quote.medications)
     if isinstance(lines, JSONResponse):
         return lines
     command = c.UploadPrescription(
         patient_id=patient_id,
         lines=tuple(lines),
-        delivery_location=Location(
-            latitude=body.delivery_location.latitude, longitude=body.delivery_location.longitude
-        ),
+        delivery_location=destination,
         payment_method_id=body.payment_method_id,
         document_id=body.document_id,
         issued_on=body.issued_on,
@@ -156,7 +168,7 @@ async def _upload_typed(
         request_id=request_id,
     )
     view: c.PrescriptionView = await rpc.ask(command, c.PrescriptionView)
-    return view
+    return view, quote
 
 
 async def _import_fhir(
@@ -167,7 +179,7 @@ async def _import_fhir(
     payment_method_id: str | None,
     latitude: float | None,
     longitude: float | None,
-) -> c.PrescriptionView | JSONResponse:
+) -> Uploaded | JSONResponse:
     for name, value in (
         ("payment_method_id", payment_method_id),
         ("latitude", latitude),
@@ -188,16 +200,23 @@ async def _import_fhir(
     )
     if not card_known:
         return field_error("payment_method_id", "no such payment method of yours")
+    destination = Location(latitude=latitude, longitude=longitude)
     command = c.ImportFhirPrescription(
         patient_id=patient_id,
         document=document,
-        delivery_location=Location(latitude=latitude, longitude=longitude),
+        delivery_location=destination,
         payment_method_id=payment_method_id,
         catalogue=tuple(catalogue_entry(m) for m in catalogue),
         request_id=request_id,
     )
     view: c.PrescriptionView = await rpc.ask(command, c.PrescriptionView)
-    return view
+    # The lines are known only now, as the import matched them: their quote is a courtesy.
+    try:
+        quote: c.OrderQuote | None = await quote_of(rpc, view.lines, destination)
+    except ServiceUnavailable as exc:
+        log.warning("FHIR upload answered without its quote: %s", exc)
+        quote = None
+    return view, quote
 
 
 def catalogue_entry(medication: c.MedicationView) -> c.CatalogueEntry:
@@ -243,6 +262,18 @@ async def catalogue_of(rpc: RpcClient, lines: Sequence[LineIn]) -> list[c.Medica
     return found
 
 
+async def quote_of(
+    rpc: RpcClient, lines: Sequence[LineIn] | Sequence[PrescribedLine], destination: Location
+) -> c.OrderQuote:
+    """The lines' medications and their price delivered here now, in one question to inventory."""
+    command = c.QuoteOrder(
+        lines=tuple(c.QuoteLine(medication_id=line.medication_id, quantity=line.quantity) for line in lines),
+        destination=destination,
+    )
+    quote: c.OrderQuote = await rpc.ask(command, c.OrderQuote, timeout=PRECHECK_SECONDS)
+    return quote
+
+
 async def _whole_catalogue(rpc: RpcClient) -> list[c.MedicationView]:
     found: list[c.MedicationView] = await rpc.ask_every_page(
         lambda page: c.ListMedications(page=page),
@@ -269,13 +300,13 @@ async def _payment_method_known(rpc: RpcClient, patient_id: str, payment_method_
 
 
 async def _checked_references(
-    rpc: RpcClient, patient_id: str, payment_method_id: str, lines: Sequence[LineIn]
-) -> tuple[bool, list[c.MedicationView]]:
+    rpc: RpcClient, patient_id: str, payment_method_id: str, lines: Sequence[LineIn], destination: Location
+) -> tuple[bool, c.OrderQuote]:
     # Two services, two questions: asked at once, so the upload waits for the slower one only.
     # Both answers are awaited, whatever the first says: no RPC is left running unattended.
     card_known, found = await asyncio.gather(
         _payment_method_known(rpc, patient_id, payment_method_id),
-        catalogue_of(rpc, lines),
+        quote_of(rpc, lines, destination),
         return_exceptions=True,
     )
     if isinstance(card_known, ServiceUnavailable):

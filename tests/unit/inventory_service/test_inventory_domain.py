@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from contracts.commands import OrderQuote
 from contracts.events import (
     LineShortage,
     Location,
@@ -644,3 +645,59 @@ def test_holding_two_lines_of_one_medication_never_overdraws() -> None:
     with pytest.raises(domain.OutOfStock):
         p.hold("o", [ReservedLine(medication_id="a", quantity=3, unit_price_cents=1)] * 2, NOW)
     assert p.stock["a"].available == 5
+
+
+# --- the quote an upload answers with ---------------------------------------------------------------
+
+
+def quote(lines: list[PrescribedLine], pharmacies: list[Pharmacy]) -> OrderQuote:
+    catalogue = {**CATALOGUE, "warfarin": medication("warfarin", 650, prescription_only=True)}
+    return domain.quote(lines, HOME, pharmacies, catalogue, radius_km=RADIUS_KM, fees=FEES)
+
+
+def test_a_quote_is_the_plan_a_reservation_would_make_now_with_both_fees() -> None:
+    near = pharmacy("near", at(2.3), ibuprofen=10, warfarin=10)
+    far = pharmacy("far", at(9), ibuprofen=10, warfarin=10)
+
+    # A prescription-only line is priced too: the pharmacist's check comes after the price.
+    quoted = quote([line("ibuprofen", 1), line("warfarin", 2), line("ibuprofen", 1)], [far, near])
+
+    assert (quoted.pharmacy_id, quoted.distance_km, quoted.shortages) == ("near", 2.3, ())
+    assert quoted.lines == (
+        ReservedLine(medication_id="ibuprofen", quantity=2, unit_price_cents=420),
+        ReservedLine(medication_id="warfarin", quantity=2, unit_price_cents=650),
+    )
+    assert (quoted.service_fee_cents, quoted.delivery_fee_cents) == (199, 299 + 3 * 50)
+    assert quoted.total_cents == 2 * 420 + 2 * 650 + 199 + 299 + 3 * 50
+    assert [m.id for m in quoted.medications] == ["ibuprofen", "warfarin"]
+    assert (near.available("ibuprofen"), near.holds) == (10, {})
+
+
+def test_a_quote_no_pharmacy_can_serve_has_the_catalogue_prices_and_says_why() -> None:
+    near = pharmacy("near", at(1), ibuprofen=1)
+
+    quoted = quote([line("ibuprofen", 3), line("amoxicillin", 1)], [near])
+
+    assert (quoted.pharmacy_id, quoted.delivery_fee_cents, quoted.total_cents) == (None, None, None)
+    assert quoted.lines == (
+        ReservedLine(medication_id="ibuprofen", quantity=3, unit_price_cents=420),
+        ReservedLine(medication_id="amoxicillin", quantity=1, unit_price_cents=199),
+    )
+    assert quoted.service_fee_cents == 199
+    assert [(s.medication_id, s.best_available) for s in quoted.shortages] == [
+        ("ibuprofen", 1),
+        ("amoxicillin", 0),
+    ]
+
+
+def test_a_quote_leaves_out_what_the_catalogue_does_not_sell() -> None:
+    near = pharmacy("near", at(1), ibuprofen=5)
+
+    quoted = quote([line("ibuprofen", 1), line("withdrawn-drug", 1), line("no-such-drug", 1)], [near])
+
+    assert [m.id for m in quoted.medications] == ["ibuprofen"]
+    assert [line.medication_id for line in quoted.lines] == ["ibuprofen"]
+    assert {s.medication_id: s.reason for s in quoted.shortages} == {
+        "withdrawn-drug": "discontinued",
+        "no-such-drug": "not in the catalogue",
+    }
