@@ -303,6 +303,18 @@ class OrderCancelled(Event):
     reason: str
 
 
+class OrderReturned(Event):
+    """The order came back undelivered (its delivery's last attempt failed): refunded, not filled."""
+
+    TYPE = "OrderReturned"
+    ROUTING_KEY = "order.returned"
+
+    order_id: str
+    prescription_id: str
+    patient_id: str
+    reason: str
+
+
 class PharmacyStaffAdded(Event):
     """A pharmacist joined a pharmacy's staff: from now on they may change its stock."""
 
@@ -458,6 +470,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     OrderConfirmed,
     OrderRejected,
     OrderCancelled,
+    OrderReturned,
     PharmacyStaffAdded,
     PharmacyStaffRemoved,
     PrescriptionVerified,

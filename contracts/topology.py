@@ -51,7 +51,13 @@ SUBSCRIPTIONS: Mapping[str, tuple[type[Event], ...]] = {
         e.OrderDispensed,
     ),
     "payment_service": (e.StockReserved, e.OrderCancelled, e.DeliveryPickedUp, e.DeliveryReturned),
-    "prescription_service": (e.OrderCreated, e.OrderConfirmed, e.OrderRejected, e.OrderCancelled),
+    "prescription_service": (
+        e.OrderCreated,
+        e.OrderConfirmed,
+        e.OrderRejected,
+        e.OrderCancelled,
+        e.OrderReturned,
+    ),
     # Its own hand-overs and returns too: each frees its courier, also when the command that made it
     # lost its follow-up (see delivery_service/handlers.py).
     "delivery_service": (e.OrderReadyForPickup, e.OrderCancelled, e.DeliveryCompleted, e.DeliveryReturned),
@@ -74,6 +80,7 @@ PUBLISHES: Mapping[str, tuple[type[Event], ...]] = {
         e.OrderRejected,
         e.OrderCancelled,
         e.OrderReadyForPickup,
+        e.OrderReturned,
     ),
     # ReservationDeadline is inventory's timer to itself: it comes back on its own timer queue.
     "inventory_service": (

@@ -251,6 +251,7 @@ TERMINAL = {
     "OrderCancelled": "CANCELLED",
     "DeliveryCompleted": "DELIVERED",
     "DeliveryReturned": "RETURNED",
+    "OrderReturned": "RETURNED",
 }
 # Where a saga not ended waits, after its last event, when people (not services) move it on.
 WAITING = {

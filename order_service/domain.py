@@ -21,6 +21,7 @@ from contracts.events import (
     OrderDispensed,
     OrderReadyForPickup,
     OrderRejected,
+    OrderReturned,
     PaymentApproved,
     PaymentCaptured,
     PaymentDeclined,
@@ -385,7 +386,14 @@ def returned(order: Order, back: DeliveryReturned, now: datetime) -> list[Event]
     if order.status not in IN_DELIVERY:
         return []
     order._move("RETURNED", now, f"returned to the pharmacy: {back.reason}")
-    return []
+    return [
+        OrderReturned(
+            order_id=order.id,
+            prescription_id=order.prescription_id,
+            patient_id=order.patient_id,
+            reason=back.reason,
+        )
+    ]
 
 
 def _cancel(order: Order, reason: str, now: datetime) -> list[Event]:

@@ -40,7 +40,7 @@ from service_runtime.aggregate import Aggregate, minted_id
 
 # A prescription-only line waits for a pharmacist: PENDING_VERIFICATION (in the queue) or ON_HOLD (a
 # question to the patient). Then PROCESSING until its order ends, and what the order became.
-# WITHDRAWN: the patient took it back.
+# RETURNED: its order came back undelivered, so it was not filled. WITHDRAWN: the patient took it back.
 PrescriptionStatus = Literal[
     "PENDING_VERIFICATION",
     "ON_HOLD",
@@ -48,6 +48,7 @@ PrescriptionStatus = Literal[
     "FILLED",
     "REJECTED",
     "CANCELLED",
+    "RETURNED",
     "WITHDRAWN",
 ]
 # Still waiting for its order to end, or for a pharmacist before that.
@@ -544,7 +545,8 @@ def follow_order(
     end filled gives its repeat back.
 
     A confirmed order is cancelled after all when its payment lost the race with the reservation's
-    expiry (stock never sold, charge refunded): the prescription was not filled, so it follows.
+    expiry (stock never sold, charge refunded), or comes back undelivered (RETURNED: refunded, its
+    medicines never resold): the prescription was not filled, so it follows.
 
     The patient's withdrawal and the order's end commute (see `withdraw`): a sold order makes it
     FILLED even when the withdrawal was handled first (an order already paid is not cancelled by it);
@@ -559,14 +561,15 @@ def follow_order(
     withdrawn = prescription.withdrawn_at is not None
     if prescription.status in OPEN or (prescription.status, outcome) == ("WITHDRAWN", "FILLED"):
         prescription.status = outcome
-    elif (prescription.status, outcome) == ("FILLED", "CANCELLED"):
-        prescription.status = "WITHDRAWN" if withdrawn else "CANCELLED"
+    elif prescription.status == "FILLED" and outcome in ("CANCELLED", "RETURNED"):
+        prescription.status = "WITHDRAWN" if withdrawn else outcome
     return []
 
 
 def follow_refill(prescription: Prescription, order_id: str, outcome: PrescriptionStatus) -> None:
-    """A refill's order ended: filled uses the repeat; rejected or cancelled (even after a
-    confirmation, when its payment lost the race with the reservation's expiry) gives it back."""
+    """A refill's order ended: filled uses the repeat; rejected, cancelled (even after a
+    confirmation, when its payment lost the race with the reservation's expiry) or returned
+    undelivered gives it back."""
     if outcome == "FILLED":
         if order_id not in prescription.refills_filled and order_id not in prescription.refills_failed:
             prescription.refills_filled.append(order_id)

@@ -33,6 +33,7 @@ from contracts.events import (
     OrderConfirmed,
     OrderCreated,
     OrderRejected,
+    OrderReturned,
     PrescriptionAnswered,
     PrescriptionHeld,
     PrescriptionRefilled,
@@ -87,6 +88,10 @@ def register(service: Service, prescriptions: Repository[Prescription], document
     @service.events.on(OrderCancelled)
     async def order_cancelled(event: OrderCancelled, envelope: Envelope) -> None:
         await follow(event.prescription_id, event.order_id, "CANCELLED", envelope)
+
+    @service.events.on(OrderReturned)
+    async def order_returned(event: OrderReturned, envelope: Envelope) -> None:
+        await follow(event.prescription_id, event.order_id, "RETURNED", envelope)
 
     @service.events.on_own(PrescriptionUploaded)
     async def restore_upload(event: PrescriptionUploaded, envelope: Envelope) -> None:

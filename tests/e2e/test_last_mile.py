@@ -242,6 +242,12 @@ def test_two_failed_attempts_return_the_order_and_refund_it(api: Api, admin: dic
         lambda s: s.get("returned") == 2,
     )
     assert (stock["quantity"], stock["sold"], stock["returned"]) == (8, 0, 2)
+    # Never brought, so never filled: the prescription says so, and a refill would not count as one.
+    prescription = eventually(
+        lambda: api.http.get(f"/prescriptions/{order['prescription_id']}", headers=patient).json(),
+        lambda p: p.get("status") == "RETURNED",
+    )
+    assert prescription["status"] == "RETURNED"
 
 
 def test_a_cancel_before_dispensing_voids_the_authorisation_and_never_charges(

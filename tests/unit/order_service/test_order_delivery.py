@@ -19,6 +19,7 @@ from contracts.events import (
     OrderCancelled,
     OrderDispensed,
     OrderReadyForPickup,
+    OrderReturned,
     PaymentApproved,
     PaymentCaptured,
     PrescribedLine,
@@ -227,7 +228,7 @@ def test_the_last_failed_attempt_returns_it_to_the_pharmacy() -> None:
     domain.attempt_failed(order, failed(1, retrying=True), T[6])
     domain.attempt_failed(order, failed(2, retrying=False), T[7])
 
-    domain.returned(
+    events = domain.returned(
         order,
         DeliveryReturned(
             delivery_id="order-1", order_id="order-1", pharmacy_id="pharmacy-1", reason="NO_ONE_HOME x2"
@@ -237,6 +238,15 @@ def test_the_last_failed_attempt_returns_it_to_the_pharmacy() -> None:
 
     assert order.status == "RETURNED"
     assert "NO_ONE_HOME x2" in (order.history[-1].reason or "")
+    # The prescription hears of it: its fill (or the refill's repeat) did not happen.
+    assert events == [
+        OrderReturned(
+            order_id="order-1",
+            prescription_id=order.prescription_id,
+            patient_id=order.patient_id,
+            reason="NO_ONE_HOME x2",
+        )
+    ]
 
 
 def test_paid_and_not_dispensed_the_patient_may_cancel() -> None:

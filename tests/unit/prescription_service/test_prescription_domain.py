@@ -122,6 +122,7 @@ ORDER_ENDINGS: list[list[PrescriptionStatus]] = [
     ["REJECTED"],
     ["CANCELLED"],
     ["FILLED", "CANCELLED"],
+    ["FILLED", "RETURNED"],
 ]
 
 
@@ -170,6 +171,17 @@ def test_a_filled_prescription_whose_order_is_cancelled_after_all_is_cancelled()
 
     assert events == []
     assert prescription.status == "CANCELLED"
+
+
+def test_a_filled_prescription_whose_order_came_back_undelivered_is_returned_not_filled() -> None:
+    # Paid, dispensed, then every delivery attempt failed: refunded, its medicines never resold.
+    prescription = uploaded()
+    domain.follow_order(prescription, "FILLED", prescription.order_id)
+
+    events = domain.follow_order(prescription, "RETURNED", prescription.order_id)
+
+    assert events == []
+    assert prescription.status == "RETURNED"
 
 
 def test_withdrawing_a_filled_prescription_hides_it_but_keeps_its_outcome() -> None:

@@ -492,6 +492,17 @@ def test_a_refill_whose_order_did_not_end_filled_gives_its_repeat_back() -> None
         domain.refill(prescription, refill_of(prescription, "r-3"), NOW)
 
 
+def test_a_refill_that_came_back_undelivered_gives_its_repeat_back() -> None:
+    prescription = filled(repeats_allowed=1)
+    refilled(prescription, "r-1")  # confirmed: the repeat is used
+    assert prescription.refills_made() == 1
+
+    domain.follow_order(prescription, "RETURNED", prescription.refill_order_ids[-1])
+
+    assert (prescription.status, prescription.refills_made()) == ("FILLED", 0)
+    assert [e.refill for e in refilled(prescription, "r-2") if isinstance(e, PrescriptionRefilled)] == [1]
+
+
 def test_a_refill_waits_until_the_last_one_has_ended() -> None:
     prescription = filled(repeats_allowed=3)
     domain.refill(prescription, refill_of(prescription, "r-1"), NOW)
