@@ -383,6 +383,18 @@ class DeliveryAssigned(Event):
     proof: ProofKind
 
 
+class DeliveryUnassigned(Event):
+    """Its courier went off duty before collecting it: it waits for another courier (attempts kept)."""
+
+    TYPE = "DeliveryUnassigned"
+    ROUTING_KEY = "delivery.unassigned"
+
+    delivery_id: str
+    order_id: str
+    courier_id: str
+    reason: str
+
+
 class DeliveryPickedUp(Event):
     """The courier has the order: the payment is captured now."""
 
@@ -433,6 +445,18 @@ class DeliveryReturned(Event):
     reason: str
 
 
+class CourierFree(Event):
+    """A courier is free (on duty, nothing in hand) where they are: they came free, or moved far enough
+    to reach other pharmacies. delivery_service's own wake-up: it gives them a delivery waiting within
+    reach, also when the write that freed them lost its follow-up (see delivery_service/handlers.py)."""
+
+    TYPE = "CourierFree"
+    ROUTING_KEY = "courier.free"
+
+    courier_id: str
+    location: Location
+
+
 class PaymentCaptured(Event):
     """The authorised amount was taken from the card (when the courier picked the order up)."""
 
@@ -481,10 +505,12 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     OrderDispensed,
     OrderReadyForPickup,
     DeliveryAssigned,
+    DeliveryUnassigned,
     DeliveryPickedUp,
     DeliveryCompleted,
     DeliveryAttemptFailed,
     DeliveryReturned,
+    CourierFree,
     PaymentCaptured,
     PaymentVoided,
 )

@@ -33,6 +33,7 @@ SUBSCRIPTIONS: Mapping[str, tuple[type[Event], ...]] = {
         e.PrescriptionRefilled,
         e.OrderDispensed,
         e.DeliveryAssigned,
+        e.DeliveryUnassigned,
         e.DeliveryPickedUp,
         e.DeliveryCompleted,
         e.DeliveryAttemptFailed,
@@ -58,9 +59,17 @@ SUBSCRIPTIONS: Mapping[str, tuple[type[Event], ...]] = {
         e.OrderCancelled,
         e.OrderReturned,
     ),
-    # Its own hand-overs and returns too: each frees its courier, also when the command that made it
-    # lost its follow-up (see delivery_service/handlers.py).
-    "delivery_service": (e.OrderReadyForPickup, e.OrderCancelled, e.DeliveryCompleted, e.DeliveryReturned),
+    # Its own hand-overs, returns and hand-backs too: each frees its courier, and its own CourierFree
+    # settles a courier who came free, also when the write that did it lost its follow-up (see
+    # delivery_service/handlers.py).
+    "delivery_service": (
+        e.OrderReadyForPickup,
+        e.OrderCancelled,
+        e.DeliveryCompleted,
+        e.DeliveryReturned,
+        e.DeliveryUnassigned,
+        e.CourierFree,
+    ),
 }
 
 # Who publishes each event: every event has exactly one publisher, the service whose domain creates it.
@@ -101,10 +110,12 @@ PUBLISHES: Mapping[str, tuple[type[Event], ...]] = {
     ),
     "delivery_service": (
         e.DeliveryAssigned,
+        e.DeliveryUnassigned,
         e.DeliveryPickedUp,
         e.DeliveryCompleted,
         e.DeliveryAttemptFailed,
         e.DeliveryReturned,
+        e.CourierFree,
     ),
 }
 

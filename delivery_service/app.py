@@ -32,6 +32,9 @@ class Settings(RuntimeSettings):
     max_delivery_attempts: int = Field(default=2, ge=1)
     # Wrong PINs on one visit before the courier must record the attempt as failed.
     max_wrong_pins: int = Field(default=5, ge=1)
+    # A free courier who moved this far says so again (CourierFree): a waiting delivery they now reach
+    # is theirs even if the update's own settling is lost. Nearer pings publish nothing.
+    courier_free_move_km: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
     def refuse_development_pin_key(self) -> Settings:
@@ -51,6 +54,7 @@ class Settings(RuntimeSettings):
             handling=timedelta(minutes=self.handling_minutes),
             max_attempts=self.max_delivery_attempts,
             max_wrong_pins=self.max_wrong_pins,
+            free_move_km=self.courier_free_move_km,
         )
 
 

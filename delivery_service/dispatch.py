@@ -13,28 +13,44 @@ takes two of them, in this order:
    Assigned to C already: nothing more. Assigned elsewhere, or cancelled: the claim lost.
 
 A claim is released (`courier.delivery_id = None`) only once its delivery no longer waits and is not
-the courier's, or has ended (`domain.claim_released`). A claim on a waiting delivery is never
-released, so the claim a step 2 has seen still stands when it writes: no courier ever carries two.
+the courier's, or has ended, or the courier handed it back (`domain.claim_released`). Any other claim
+on a waiting delivery is never released, so the claim a step 2 has seen still stands when it writes:
+no courier ever carries two.
 
 A crash between the two writes leaves a half-done claim: a courier naming a waiting delivery. The
 message that was being handled is delivered again (it was not acknowledged) and runs the same steps,
 which start from what is stored: a delivery's dispatch first finishes the claims that name it, a
 courier's settling first finishes (or drops) the claim it holds. A half-done claim is finished even
-if the courier went off duty since: the delivery was theirs first. Every path ends by releasing the
-claims its delivery no longer needs and settling those couriers, so a courier claimed for a delivery
-another courier got is free again, and takes the next waiting delivery. A claim no redelivery comes
-back to (its message dead-lettered) is settled by the courier's next UpdateCourier, or released once
-the next courier who comes free takes the delivery it names.
+if the courier stopped taking deliveries since (the delivery was theirs first), unless their going
+off duty handed it back (below). Every path ends by releasing the claims its delivery no longer needs
+and settling those couriers, so a courier claimed for a delivery another courier got is free again,
+and takes the next waiting delivery. A claim no redelivery comes back to (its message
+dead-lettered) is settled by the courier's next UpdateCourier, or released once the next courier who
+comes free takes the delivery it names.
+
+**Handing back.** A courier going off duty with a delivery they have not collected gives it back, in
+the same order of writes turned round: the delivery first (WAITING_FOR_COURIER again, the courier in
+its `handed_back_by`, DeliveryUnassigned in its outbox; refused once it is collected), then the
+courier (off duty), then the delivery is dispatched again, which releases the courier's claim. The
+mark makes that claim over and keeps the delivery from ever going back to them, so a step 2 racing
+the hand-back either lands first (and the hand-back undoes it) or sees the mark and loses. A crash
+between the writes leaves a delivery waiting and a claim its mark has ended: DeliveryUnassigned comes
+back to this service and dispatches it again; the courier, still on duty in the store, is freed then
+(their command failed: they send it again).
 
 No wake-up is lost: a new delivery is stored as waiting before it looks for idle couriers, and a
 courier is stored as idle before it looks for waiting deliveries, so of the two searches racing, at
-least one sees the other's write.
+least one sees the other's write. And a courier's search is not lost with the handler that was to
+run it: every write that frees a courier (on duty again, their delivery over) or moves a free one far
+enough to reach other pharmacies (`Rules.free_move_km`) carries CourierFree in its outbox, which
+comes back to settle them.
 """
 
 from __future__ import annotations
 
 import logging
 
+from contracts.base import Envelope
 from delivery_service import domain, store
 from delivery_service.domain import Courier, CourierNotFree, Delivery, DeliveryTaken, Rules
 from delivery_service.store import Stores
@@ -71,7 +87,9 @@ class Dispatcher:
             todo += await self._settle(todo.pop())
 
     async def _find_courier(self, delivery: Delivery) -> None:
-        claims = await store.claiming(self.s, delivery.id)
+        claims = [
+            c for c in await store.claiming(self.s, delivery.id) if not domain.claim_released(delivery, c.id)
+        ]
         if claims:
             # Half done by a crashed attempt (or racing with one now): finish it.
             await self._assign(delivery.id, claims[0].id)
@@ -97,14 +115,15 @@ class Dispatcher:
                 return []
             if courier.delivery_id is not None:
                 held = await self.s.deliveries.get(courier.delivery_id)
-                if held is not None and held.status == "WAITING_FOR_COURIER":
+                if domain.claim_released(held, courier_id):
+                    await self._release(courier_id, courier.delivery_id)
+                    continue
+                assert held is not None
+                if held.status == "WAITING_FOR_COURIER":
                     if await self._assign(held.id, courier_id):
                         return await self._release_stale_claims(held.id)
                     continue
-                if not domain.claim_released(held, courier_id):
-                    return []  # carrying it
-                await self._release(courier_id, courier.delivery_id)
-                continue
+                return []  # carrying it
             if not courier.idle:
                 return []
             waiting = await self._waiting_within_reach(courier)
@@ -117,6 +136,27 @@ class Dispatcher:
             "courier %s still unsettled after %d rounds: left for their next update", courier_id, _ROUNDS
         )
         return []
+
+    async def hand_back(self, courier_id: str, cause: Envelope | None) -> str | None:
+        """A courier going off duty gives back the delivery they hold and have not collected (its
+        write first, see above; MoveNotAllowed once collected). The delivery to dispatch again once
+        the courier is stored off duty, if any."""
+        courier = await self.s.couriers.get(courier_id)
+        if courier is None or courier.delivery_id is None:
+            return None
+        delivery_id = courier.delivery_id
+        if await self.s.deliveries.get(delivery_id) is None:
+            return delivery_id  # a claim on nothing: its dispatch releases it
+        now = utc_now()
+        await self.service.change(
+            self.s.deliveries,
+            delivery_id,
+            lambda d: domain.hand_back(d, courier_id, now),
+            cause=cause,
+            correlation_id=delivery_id,
+            at=now,
+        )
+        return delivery_id
 
     async def _waiting_within_reach(self, courier: Courier) -> Delivery | None:
         offset, page = 0, 50

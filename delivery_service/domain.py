@@ -19,12 +19,14 @@ from pydantic import computed_field
 from contracts.base import Event
 from contracts.commands import CourierView, DeliveryAttemptView, DeliveryStatus, DeliveryView
 from contracts.events import (
+    CourierFree,
     DeliveryAssigned,
     DeliveryAttemptFailed,
     DeliveryCompleted,
     DeliveryFailure,
     DeliveryPickedUp,
     DeliveryReturned,
+    DeliveryUnassigned,
     DeliveryWindow,
     Location,
     OrderReadyForPickup,
@@ -55,6 +57,9 @@ class Rules:
     max_attempts: int = 2
     # Wrong PINs a courier may enter on one visit; then only FailDelivery is left for that visit.
     max_wrong_pins: int = 5
+    # A free courier who moved this far from where they last said so says it again (CourierFree):
+    # nearer pings change nothing worth a message.
+    free_move_km: float = 1.0
 
 
 # --- refusals: each maps to one code the gateway turns into a status ------------------------------
@@ -86,7 +91,8 @@ class CourierNotFree(Exception):
 
 
 class DeliveryTaken(Exception):
-    """The delivery no longer waits: another courier has it, or the order was cancelled."""
+    """The delivery is not this courier's to take: another has it, it was cancelled, or they handed
+    it back."""
 
 
 # --- the PIN ----------------------------------------------------------------------------------------
@@ -142,6 +148,8 @@ class Delivery(Aggregate):
     courier_id: str | None = None
     eta: datetime | None = None
     attempts: list[DeliveryAttemptView] = []
+    # Couriers who went off duty with it before collecting it: it is never theirs again (dispatch.py).
+    handed_back_by: list[str] = []
     wrong_pins: int = 0
     # Wrong PINs since the last failed attempt: a new visit starts afresh.
     wrong_pins_this_visit: int = 0
@@ -189,6 +197,8 @@ class Courier(Aggregate):
     available: bool
     location: Location
     delivery_id: str | None = None
+    # Where they last said they were free (CourierFree); None: not said since they last were.
+    announced_location: Location | None = None
     updated_at: datetime
     # Since when they wait for work (available and empty-handed): the longest idle goes first on a tie.
     free_since: datetime
@@ -294,15 +304,25 @@ def choose_courier(delivery: Delivery, couriers: Iterable[Courier], rules: Rules
     candidates = [
         (round(distance_km(c.location, pickup), 3), c.free_since, c.id, c)
         for c in couriers
-        if c.idle and distance_km(c.location, pickup) <= rules.reach_km
+        if c.idle
+        and c.id not in delivery.handed_back_by
+        and distance_km(c.location, pickup) <= rules.reach_km
     ]
     return min(candidates, key=lambda t: t[:3])[3] if candidates else None
 
 
 def first_within_reach(courier: Courier, waiting: Sequence[Delivery], rules: Rules) -> Delivery | None:
-    """Of deliveries in the order they became ready, the first this courier can reach."""
+    """Of deliveries in the order they became ready, the first this courier can reach (and did not
+    hand back)."""
     return next(
-        (d for d in waiting if d.status == "WAITING_FOR_COURIER" and within_reach(courier, d, rules)), None
+        (
+            d
+            for d in waiting
+            if d.status == "WAITING_FOR_COURIER"
+            and courier.id not in d.handed_back_by
+            and within_reach(courier, d, rules)
+        ),
+        None,
     )
 
 
@@ -312,6 +332,8 @@ def assign(delivery: Delivery, courier: Courier, rules: Rules, now: datetime) ->
         if delivery.courier_id == courier.id:
             return []
         raise DeliveryTaken(f"delivery {delivery.id} is {delivery.status}")
+    if courier.id in delivery.handed_back_by:
+        raise DeliveryTaken(f"courier {courier.id} handed delivery {delivery.id} back")
     delivery.status = "ASSIGNED"
     delivery.courier_id = courier.id
     delivery.assigned_at = now
@@ -323,6 +345,37 @@ def assign(delivery: Delivery, courier: Courier, rules: Rules, now: datetime) ->
             courier_id=courier.id,
             eta=delivery.eta,
             proof=delivery.proof,
+        )
+    ]
+
+
+def hand_back(delivery: Delivery, courier_id: str, now: datetime) -> list[Event]:
+    """A courier going off duty gives back the delivery they have not collected yet: it waits for
+    another courier (its attempts kept, its place in the queue too). Collected, it is theirs to
+    deliver or to record a failed attempt on first. Claimed for them and not assigned yet: it is
+    marked, so that claim is over (dispatch.py). Not theirs (any more): nothing to give back."""
+    if delivery.status in AT_THE_DOOR and delivery.courier_id == courier_id:
+        raise MoveNotAllowed(
+            f"delivery {delivery.id} is {delivery.status}: deliver it or record a failed attempt"
+            " before going off duty"
+        )
+    waiting_for_them = delivery.status == "WAITING_FOR_COURIER"
+    assigned_to_them = delivery.status == "ASSIGNED" and delivery.courier_id == courier_id
+    if courier_id in delivery.handed_back_by or not (waiting_for_them or assigned_to_them):
+        return []
+    delivery.handed_back_by.append(courier_id)
+    if waiting_for_them:
+        return []  # the order never heard of this courier
+    delivery.status = "WAITING_FOR_COURIER"
+    delivery.courier_id = None
+    delivery.eta = None
+    delivery.assigned_at = None
+    return [
+        DeliveryUnassigned(
+            delivery_id=delivery.id,
+            order_id=delivery.order_id,
+            courier_id=courier_id,
+            reason="the courier went off duty before collecting it",
         )
     ]
 
@@ -448,8 +501,9 @@ def cancel(delivery: Delivery, reason: str, now: datetime) -> list[Event]:
 
 def claim_released(delivery: Delivery | None, courier_id: str) -> bool:
     """Whether a courier's claim on this delivery is over: it went to someone else, or it ended (or it
-    is gone). A claim on a delivery still waiting is never over: its assignment may be under way."""
-    if delivery is None:
+    is gone), or the courier handed it back. Else a claim on a delivery still waiting is never over:
+    its assignment may be under way."""
+    if delivery is None or courier_id in delivery.handed_back_by:
         return True
     if delivery.status == "WAITING_FOR_COURIER":
         return False
@@ -470,14 +524,36 @@ def new_courier(courier_id: str, available: bool, location: Location, now: datet
     )
 
 
-def update_courier(courier: Courier, available: bool, location: Location, now: datetime) -> list[Event]:
-    """Where the courier is, and whether they take deliveries. Coming back on duty starts their wait."""
+def _free(courier: Courier) -> list[Event]:
+    """A courier free now says so, where they are: the event comes back to settle them (dispatch.py)."""
+    if not courier.idle:
+        courier.announced_location = None
+        return []
+    courier.announced_location = courier.location
+    return [CourierFree(courier_id=courier.id, location=courier.location)]
+
+
+def joining(courier: Courier) -> list[Event]:
+    """A courier who joins on duty is free from the start."""
+    return _free(courier)
+
+
+def update_courier(
+    courier: Courier, available: bool, location: Location, rules: Rules, now: datetime
+) -> list[Event]:
+    """Where the courier is, and whether they take deliveries. Coming back on duty starts their wait.
+    Free now and not before, or free and moved far enough to reach other pharmacies: they say so
+    (CourierFree); a free courier's nearer pings say nothing."""
+    was_idle = courier.idle
     if available and not courier.available:
         courier.free_since = now
     courier.available = available
     courier.location = location
     courier.updated_at = now
-    return []
+    said = courier.announced_location
+    if courier.idle and was_idle and said is not None and distance_km(said, location) < rules.free_move_km:
+        return []
+    return _free(courier)
 
 
 def claim(courier: Courier, delivery_id: str) -> list[Event]:
@@ -491,9 +567,9 @@ def claim(courier: Courier, delivery_id: str) -> list[Event]:
 
 
 def release(courier: Courier, delivery_id: str, now: datetime) -> list[Event]:
-    """The courier's delivery (or claim) is over: they are free from now."""
+    """The courier's delivery (or claim) is over: they are free from now, and say so if on duty."""
     if courier.delivery_id != delivery_id:
         return []
     courier.delivery_id = None
     courier.free_since = now
-    return []
+    return _free(courier)

@@ -18,14 +18,21 @@ from contracts.commands import (
     PickUpDelivery,
     UpdateCourier,
 )
-from contracts.events import DeliveryCompleted, DeliveryReturned, OrderCancelled, OrderReadyForPickup
+from contracts.events import (
+    CourierFree,
+    DeliveryCompleted,
+    DeliveryReturned,
+    DeliveryUnassigned,
+    OrderCancelled,
+    OrderReadyForPickup,
+)
 from delivery_service import domain, store
 from delivery_service.dispatch import Dispatcher
 from delivery_service.domain import Delivery, PinKey, Rules
 from delivery_service.store import Stores
 from service_runtime.clock import utc_now
 from service_runtime.errors import CommandRefused, until_up
-from service_runtime.service import Service
+from service_runtime.service import Service, wrap
 
 
 def command_cause(command: Command, aggregate_id: str) -> Envelope | None:
@@ -77,6 +84,17 @@ def register(service: Service, s: Stores, dispatcher: Dispatcher, pins: PinKey, 
     async def courier_free_after_return(event: DeliveryReturned, envelope: Envelope) -> None:
         await dispatcher.dispatch(event.delivery_id)
 
+    # A hand-back: its courier's claim released, the delivery to the nearest other free courier.
+    @service.events.on(DeliveryUnassigned)
+    async def another_courier_after_hand_back(event: DeliveryUnassigned, envelope: Envelope) -> None:
+        await dispatcher.dispatch(event.delivery_id)
+
+    # The same guarantee for a courier who comes free: the write that freed them (UpdateCourier, a
+    # release) settles them in its follow-up, and this, from the courier's outbox, when that was lost.
+    @service.events.on(CourierFree)
+    async def settle_free_courier(event: CourierFree, envelope: Envelope) -> None:
+        await dispatcher.settle(event.courier_id)
+
     # --- commands from the gateway (it checked the caller is the courier, or an admin) ------------
 
     async def follow_up(what: str, step: Callable[[], Awaitable[None]]) -> None:
@@ -89,13 +107,27 @@ def register(service: Service, s: Stores, dispatcher: Dispatcher, pins: PinKey, 
         now = utc_now()
         cause = command_cause(command, command.courier_id)
         joined = domain.new_courier(command.courier_id, command.available, command.location, now)
-        if not await s.couriers.add(joined, caused_by=str(cause.event_id) if cause else None):
+        free = wrap(domain.joining(joined), cause, command.courier_id, at=now)
+        handed_back = None
+        if await s.couriers.add(joined, free, caused_by=str(cause.event_id) if cause else None):
+            await service.publish_pending(s.couriers, joined.id)
+        else:
+            if not command.available:
+                try:
+                    handed_back = await dispatcher.hand_back(command.courier_id, cause)
+                except domain.MoveNotAllowed as exc:
+                    raise CommandRefused("conflict", str(exc)) from exc
             await service.change(
                 s.couriers,
                 command.courier_id,
-                lambda c: domain.update_courier(c, command.available, command.location, now),
+                lambda c: domain.update_courier(c, command.available, command.location, rules, now),
                 cause=cause,
+                at=now,
             )
+        if handed_back is not None:
+            # Its claim released, and the nearest other free courier given it.
+            delivery_id = handed_back
+            await follow_up("handing a delivery back", lambda: dispatcher.dispatch(delivery_id))
         await follow_up("settling a courier", lambda: dispatcher.settle(command.courier_id))
         courier = await s.couriers.get(command.courier_id)
         assert courier is not None

@@ -258,6 +258,7 @@ WAITING = {
     "OrderConfirmed": "paid, waiting for its pharmacy to dispense it",
     "OrderReadyForPickup": "dispensed, waiting for a courier",
     "DeliveryAssigned": "a courier is on the way to the pharmacy",
+    "DeliveryUnassigned": "its courier went off duty before collecting it, waiting for another",
     "DeliveryPickedUp": "out for delivery",
     "PaymentCaptured": "out for delivery",
     "DeliveryAttemptFailed": "a delivery attempt failed, another follows",

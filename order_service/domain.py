@@ -12,6 +12,7 @@ from contracts.events import (
     DeliveryCompleted,
     DeliveryPickedUp,
     DeliveryReturned,
+    DeliveryUnassigned,
     DeliveryWindow,
     LineShortage,
     Location,
@@ -348,6 +349,15 @@ def courier_assigned(order: Order, assigned: DeliveryAssigned, now: datetime) ->
         update={"courier_id": assigned.courier_id, "eta": assigned.eta, "proof": assigned.proof}
     )
     order._move("READY_FOR_PICKUP", now, "a courier is on the way to the pharmacy")
+    return []
+
+
+def courier_unassigned(order: Order, unassigned: DeliveryUnassigned, now: datetime) -> list[Event]:
+    """Its courier went off duty before collecting it: no courier, no ETA, until another is assigned."""
+    if order.status != "READY_FOR_PICKUP" or _delivery(order).courier_id != unassigned.courier_id:
+        return []
+    order.delivery = _delivery(order).model_copy(update={"courier_id": None, "eta": None})
+    order._move("READY_FOR_PICKUP", now, "its courier went off duty: waiting for another")
     return []
 
 

@@ -14,6 +14,7 @@ from contracts.events import (
     DeliveryCompleted,
     DeliveryPickedUp,
     DeliveryReturned,
+    DeliveryUnassigned,
     OrderCancelled,
     OrderDispensed,
     PaymentApproved,
@@ -95,6 +96,7 @@ def register(service: Service, orders: Repository[Order]) -> None:
     changes_its_order(ReservationExpired, domain.cancel_for_expired_reservation)
     changes_its_order(OrderDispensed, domain.ready_for_pickup)
     changes_its_order(DeliveryAssigned, domain.courier_assigned)
+    changes_its_order(DeliveryUnassigned, domain.courier_unassigned)
     changes_its_order(DeliveryPickedUp, domain.picked_up)
     changes_its_order(DeliveryCompleted, domain.delivered)
     changes_its_order(DeliveryAttemptFailed, domain.attempt_failed)

@@ -301,3 +301,49 @@ def test_a_pharmacist_of_another_pharmacy_neither_sees_the_queue_nor_dispenses(
     assert queue.status_code == 403, queue.text
     assert dispense.status_code == 403, dispense.text
     assert order_of(api, admin, order["id"])["status"] == "CONFIRMED"
+
+
+def test_a_courier_going_off_duty_before_pickup_hands_the_order_to_the_next_courier(
+    api: Api, admin: dict[str, str]
+) -> None:
+    shop, patient, order = paid_order(api, admin)
+    pharmacist = staff_of(api, admin, shop)
+    first_user, first = new_courier(api, admin)
+    available(api, first, shop, north_km=1)
+    dispensed(api, pharmacist, shop, order["id"])
+    assigned_to(api, first, order["id"])
+    shown = eventually(
+        lambda: order_of(api, patient, order["id"])["delivery"],
+        lambda d: d is not None and d["courier_id"] is not None,
+    )
+    assert shown["courier_id"] == first_user["id"]
+    next_user, next_one = new_courier(api, admin)
+    available(api, next_one, shop, north_km=3)
+
+    off = api.http.put(
+        "/couriers/me",
+        headers=first,
+        json={"available": False, "latitude": shop.latitude, "longitude": shop.longitude},
+    )
+
+    assert off.status_code == 200, off.text
+    assert (off.json()["available"], off.json()["delivery_id"]) == (False, None)
+    assert assigned_to(api, next_one, order["id"])["courier_id"] == next_user["id"]
+    assert api.http.get(f"/deliveries/{order['id']}", headers=first).status_code == 404
+    view = eventually(
+        lambda: order_of(api, patient, order["id"]),
+        lambda o: o["delivery"]["courier_id"] == next_user["id"],
+    )
+    assert (view["status"], view["delivery"]["courier_id"]) == ("READY_FOR_PICKUP", next_user["id"])
+    assert view["delivery"]["eta"] is not None
+
+    # Collected, it is theirs to deliver: going off duty is refused until it is handed over or failed.
+    assert api.http.post(f"/deliveries/{order['id']}/pickup", headers=next_one).status_code == 200
+    refused = api.http.put(
+        "/couriers/me",
+        headers=next_one,
+        json={"available": False, "latitude": shop.latitude, "longitude": shop.longitude},
+    )
+    assert refused.status_code == 409, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert "deliver it or record a failed attempt" in refused.json()["detail"]

@@ -873,6 +873,12 @@ def rightly_ignored(service: str, envelope: Envelope, status: dict[str, str]) ->
     if service == "delivery_service" and envelope.type in ("DeliveryCompleted", "DeliveryReturned"):
         # Its own hand-over or return: it frees the courier (a no-op when the command did), no record.
         return "its own hand-over or return: the courier freed"
+    if service == "delivery_service" and envelope.type == "DeliveryUnassigned":
+        # Its own hand-back: it dispatches the delivery again (a no-op when the command did), no record.
+        return "its own hand-back: the delivery dispatched again"
+    if service == "delivery_service" and envelope.type == "CourierFree":
+        # Its own courier came free: it settles them (a no-op when the write's follow-up did), no record.
+        return "its own free courier: settled"
     return None
 
 

@@ -103,7 +103,9 @@ async def update_me(
     body: CourierIn, courier: Courier, rpc: Rpc, idempotency_key: IdempotencyKey = None
 ) -> CourierOut:
     """Say whether you take deliveries, and where you are. Becoming available with a ready order
-    waiting within reach assigns it to you at once."""
+    waiting within reach assigns it to you at once. Going off duty with an order assigned and not
+    collected hands it back (it goes to another courier); once collected it is refused (409): deliver
+    it or record a failed attempt first."""
     command = c.UpdateCourier(
         courier_id=courier.id,
         available=body.available,

@@ -34,20 +34,25 @@ from contracts.commands import (
     UpdateCourier,
 )
 from contracts.events import (
+    CourierFree,
     DeliveryAssigned,
     DeliveryAttemptFailed,
     DeliveryCompleted,
     DeliveryPickedUp,
     DeliveryReturned,
+    DeliveryUnassigned,
     Location,
     OrderCancelled,
     OrderReadyForPickup,
 )
+from delivery_service import domain
 from delivery_service.app import Settings, build
-from delivery_service.domain import PinKey
+from delivery_service.domain import Courier, PinKey
+from service_runtime.clock import utc_now
 from service_runtime.errors import CommandRefused
 from service_runtime.messaging import RpcClient
-from service_runtime.service import Service
+from service_runtime.service import Service, wrap
+from service_runtime.store import Repository
 
 pytestmark = pytest.mark.integration
 
@@ -353,6 +358,147 @@ async def test_a_hand_over_whose_command_lost_its_follow_up_frees_the_courier_on
     # Freed, and so the next delivery waiting within reach is theirs.
     assert (await dispatch.assigned(waiting.order_id)).courier_id == courier_id
     assert (await dispatch.courier_doc(courier_id))["delivery_id"] == waiting.order_id
+
+
+async def test_a_courier_update_whose_follow_up_was_lost_is_settled_by_its_courier_free_event(
+    dispatch: Dispatch,
+) -> None:
+    # The process died between UpdateCourier's write and its follow-up: the courier stands free in the
+    # store, nobody looked for a delivery for them, and the redelivered command, past its caller's
+    # wait, is dropped. Here: the write as the crashed handler made it, CourierFree in its outbox.
+    courier_id = await dispatch.courier(available=False)
+    event = await dispatch.ready()
+    await dispatch.delivery(event.order_id, "WAITING_FOR_COURIER")
+    await dispatch.settled()
+    couriers = Repository(dispatch.service.db["couriers"], Courier, dispatch.service.cipher)
+    stored = await couriers.get(courier_id)
+    assert stored is not None
+    now = utc_now()
+    came_free = domain.update_courier(stored, True, north_of_pharmacy(1), domain.Rules(), now)
+    await couriers.save(stored, wrap(came_free, None, courier_id, at=now))
+
+    # The outbox sweep publishes it; it comes back to delivery_service and settles the courier.
+    assert (await dispatch.assigned(event.order_id)).courier_id == courier_id
+    free = await dispatch.probe.wait_for(CourierFree, correlation_id=courier_id)
+    await dispatch.delivery(event.order_id, "ASSIGNED")
+    await dispatch.publish(CourierFree.model_validate(free.payload), courier_id, free)  # delivered again
+    await dispatch.settled()
+
+    assert dispatch.count(DeliveryAssigned, event.order_id) == 1
+    assert (await dispatch.courier_doc(courier_id))["delivery_id"] == event.order_id
+
+
+async def test_a_free_courier_says_so_once_per_move_that_matters(dispatch: Dispatch) -> None:
+    courier_id = await dispatch.courier(at=north_of_pharmacy(30))  # beyond reach of everything
+    for km in (30.1, 30.2, 30.3):  # pings of a courier who waits where they are
+        await dispatch.update(courier_id, at=north_of_pharmacy(km))
+    await dispatch.update(courier_id, at=north_of_pharmacy(32))
+    await dispatch.settled()
+
+    said = [
+        e.payload["location"] for e in dispatch.probe.of_type(CourierFree) if e.correlation_id == courier_id
+    ]
+    assert said == [
+        north_of_pharmacy(30).model_dump(mode="json"),
+        north_of_pharmacy(32).model_dump(mode="json"),
+    ]
+
+
+# --- going off duty -----------------------------------------------------------------------------------
+
+
+async def test_going_off_duty_before_collecting_hands_the_delivery_to_the_nearest_other_courier(
+    dispatch: Dispatch,
+) -> None:
+    first = await dispatch.courier(at=PHARMACY)
+    event = await dispatch.ready()
+    assert (await dispatch.assigned(event.order_id)).courier_id == first
+    far = await dispatch.courier(at=north_of_pharmacy(8))
+    near = await dispatch.courier(at=north_of_pharmacy(3))
+
+    off = await dispatch.update(first, available=False)
+
+    assert (off.available, off.delivery_id) == (False, None)
+    unassigned = DeliveryUnassigned.model_validate(
+        (await dispatch.probe.wait_for(DeliveryUnassigned, correlation_id=event.order_id)).payload
+    )
+    assert unassigned.courier_id == first
+
+    async def read() -> Document | None:
+        return await dispatch.service.db["deliveries"].find_one({"_id": event.order_id})
+
+    again = await eventually(read, lambda d: d["courier_id"] == near, what="assigned to the next nearest")
+    await dispatch.settled()
+    assert (again["status"], again["handed_back_by"]) == ("ASSIGNED", [first])
+    view = await dispatch.ask(GetDelivery(delivery_id=event.order_id, courier_id=near), DeliveryView)
+    assert (view.attempts, view.eta is not None) == ((), True)
+    assert dispatch.count(DeliveryAssigned, event.order_id) == 2
+    assert dispatch.count(DeliveryUnassigned, event.order_id) == 1
+    assert (await dispatch.courier_doc(near))["delivery_id"] == event.order_id
+    assert (await dispatch.courier_doc(far))["delivery_id"] is None
+    # Back on duty, the first courier is not given it again, nor may they collect it.
+    back = await dispatch.update(first)
+    assert back.delivery_id is None
+    refused = await dispatch.refused(PickUpDelivery(delivery_id=event.order_id, courier_id=first))
+    assert refused.code == "not_found"
+    picked = await dispatch.ask(PickUpDelivery(delivery_id=event.order_id, courier_id=near), DeliveryView)
+    assert picked.status == "OUT_FOR_DELIVERY"
+
+
+async def test_going_off_duty_with_a_delivery_in_hand_is_refused_and_moving_is_not(
+    dispatch: Dispatch,
+) -> None:
+    event, courier_id = await dispatch.out_for_delivery()
+
+    with pytest.raises(CommandRefused) as refused:
+        await dispatch.update(courier_id, available=False)
+    moved = await dispatch.update(courier_id, at=north_of_pharmacy(1))
+    await dispatch.settled()
+
+    assert refused.value.code == "conflict"
+    assert "deliver it or record a failed attempt" in str(refused.value)
+    assert (moved.available, moved.delivery_id, moved.location) == (
+        True,
+        event.order_id,
+        north_of_pharmacy(1),
+    )
+    delivery = await dispatch.delivery(event.order_id, "OUT_FOR_DELIVERY")
+    assert (delivery["courier_id"], delivery["handed_back_by"]) == (courier_id, [])
+    assert dispatch.count(DeliveryUnassigned, event.order_id) == 0
+
+
+async def test_a_hand_back_whose_command_lost_its_follow_up_is_finished_on_its_event(
+    dispatch: Dispatch,
+) -> None:
+    # The process died after the delivery's write of a hand-back: the delivery waits again, its old
+    # courier's claim still names it and they are still on duty in the store.
+    first = await dispatch.courier(at=PHARMACY)
+    event = await dispatch.ready()
+    await dispatch.assigned(event.order_id)
+    other = await dispatch.courier(at=north_of_pharmacy(2))
+    await dispatch.settled()  # their own CourierFree handled: nothing waits for them yet
+    deliveries = dispatch.service.db["deliveries"]
+    await deliveries.update_one(
+        {"_id": event.order_id},
+        {
+            "$set": {"status": "WAITING_FOR_COURIER", "courier_id": None, "handed_back_by": [first]},
+            "$inc": {"version": 1},
+        },
+    )
+
+    # The DeliveryUnassigned its outbox published.
+    gone = DeliveryUnassigned(
+        delivery_id=event.order_id, order_id=event.order_id, courier_id=first, reason="off duty"
+    )
+    await dispatch.publish(gone, event.order_id)
+
+    async def read() -> Document | None:
+        return await deliveries.find_one({"_id": event.order_id})
+
+    await eventually(read, lambda d: d["courier_id"] == other, what="given to the other courier")
+    await dispatch.settled()
+    assert (await dispatch.courier_doc(first))["delivery_id"] is None
+    assert (await dispatch.courier_doc(other))["delivery_id"] == event.order_id
 
 
 # --- at the door ------------------------------------------------------------------------------------

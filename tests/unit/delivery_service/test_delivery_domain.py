@@ -8,11 +8,13 @@ from uuid import uuid4
 import pytest
 
 from contracts.events import (
+    CourierFree,
     DeliveryAssigned,
     DeliveryAttemptFailed,
     DeliveryCompleted,
     DeliveryPickedUp,
     DeliveryReturned,
+    DeliveryUnassigned,
     DeliveryWindow,
     Location,
     OrderReadyForPickup,
@@ -276,11 +278,144 @@ def test_coming_back_on_duty_starts_the_wait_and_moving_does_not() -> None:
     c = courier(available=False, free_since=NOW - timedelta(hours=2))
     later = NOW + timedelta(minutes=1)
 
-    domain.update_courier(c, True, north_of_pharmacy(1), NOW)
-    domain.update_courier(c, True, north_of_pharmacy(2), later)
+    domain.update_courier(c, True, north_of_pharmacy(1), RULES, NOW)
+    domain.update_courier(c, True, north_of_pharmacy(2), RULES, later)
 
     assert (c.free_since, c.updated_at, c.location) == (NOW, later, north_of_pharmacy(2))
     assert c.model_dump()["idle"] is True  # stored, for the store's index
+
+
+def test_a_courier_who_comes_free_says_so_where_they_are() -> None:
+    joined = courier()
+    off = courier("courier-2", available=False)
+
+    said = domain.joining(joined)
+
+    assert said == [CourierFree(courier_id="courier-1", location=PHARMACY)]
+    assert joined.announced_location == PHARMACY
+    assert domain.joining(off) == []
+    back = domain.update_courier(off, True, north_of_pharmacy(1), RULES, NOW)
+    assert back == [CourierFree(courier_id="courier-2", location=north_of_pharmacy(1))]
+
+
+def test_a_free_courier_says_so_again_only_after_moving_far_enough() -> None:
+    c = courier()
+    domain.joining(c)
+
+    same_place = domain.update_courier(c, True, PHARMACY, RULES, NOW)
+    jitter = domain.update_courier(c, True, north_of_pharmacy(0.4), RULES, NOW)
+    still_near = domain.update_courier(c, True, north_of_pharmacy(0.9), RULES, NOW)
+    # Measured from where they last said it, so slow drifting adds up.
+    moved = domain.update_courier(c, True, north_of_pharmacy(1.1), RULES, NOW)
+
+    assert (same_place, jitter, still_near) == ([], [], [])
+    assert moved == [CourierFree(courier_id="courier-1", location=north_of_pharmacy(1.1))]
+    assert domain.update_courier(c, True, north_of_pharmacy(1.1), RULES, NOW) == []
+    assert domain.update_courier(c, True, north_of_pharmacy(1.5), Rules(free_move_km=0.2), NOW) != []
+
+
+def test_a_courier_off_duty_or_carrying_says_nothing_when_they_move() -> None:
+    off = courier(available=False)
+    busy = courier("courier-2", delivery_id="delivery-1")
+
+    assert domain.update_courier(off, False, north_of_pharmacy(5), RULES, NOW) == []
+    assert domain.update_courier(busy, True, north_of_pharmacy(5), RULES, NOW) == []
+    assert domain.update_courier(courier(), False, PHARMACY, RULES, NOW) == []  # going off duty
+
+
+def test_a_courier_released_on_duty_says_they_are_free_and_off_duty_says_nothing() -> None:
+    on = courier(delivery_id="delivery-1")
+    off = courier("courier-2", available=False, delivery_id="delivery-1")
+
+    assert domain.release(on, "delivery-1", NOW) == [CourierFree(courier_id="courier-1", location=PHARMACY)]
+    assert domain.release(on, "delivery-1", NOW) == []  # released already
+    assert domain.release(off, "delivery-1", NOW) == []
+    assert off.delivery_id is None
+
+
+# --- going off duty with a delivery -----------------------------------------------------------------
+
+
+def test_going_off_duty_hands_back_an_assigned_delivery_not_collected() -> None:
+    delivery = assigned()
+    ready_at = delivery.ready_at
+    later = NOW + timedelta(minutes=3)
+
+    events = domain.hand_back(delivery, "courier-1", later)
+    again = domain.hand_back(delivery, "courier-1", later)
+
+    assert events == [
+        DeliveryUnassigned(
+            delivery_id=delivery.id,
+            order_id=delivery.order_id,
+            courier_id="courier-1",
+            reason="the courier went off duty before collecting it",
+        )
+    ]
+    assert again == []
+    assert (delivery.status, delivery.courier_id, delivery.eta, delivery.assigned_at) == (
+        "WAITING_FOR_COURIER",
+        None,
+        None,
+        None,
+    )
+    assert (delivery.attempts, delivery.ready_at, delivery.handed_back_by) == ([], ready_at, ["courier-1"])
+    assert domain.claim_released(delivery, "courier-1")  # their claim is over
+
+
+def test_a_handed_back_delivery_goes_to_another_courier_never_to_them_again() -> None:
+    delivery = assigned()
+    domain.hand_back(delivery, "courier-1", NOW)
+    gone = courier("courier-1")
+    other = courier("courier-2", at=north_of_pharmacy(3))
+
+    assert domain.choose_courier(delivery, [gone, other], RULES) is other
+    assert domain.first_within_reach(gone, [delivery], RULES) is None
+    assert domain.first_within_reach(other, [delivery], RULES) is delivery
+    with pytest.raises(domain.DeliveryTaken):
+        domain.assign(delivery, courier("courier-1", delivery_id=delivery.id), RULES, NOW)
+    (event,) = domain.assign(delivery, courier("courier-2", delivery_id=delivery.id), RULES, NOW)
+    assert isinstance(event, DeliveryAssigned)
+    assert event.courier_id == "courier-2"
+    assert not domain.claim_released(delivery, "courier-2")
+
+
+def test_a_claimed_delivery_not_assigned_yet_is_marked_so_the_claim_is_over() -> None:
+    delivery = waiting()
+
+    events = domain.hand_back(delivery, "courier-1", NOW)
+
+    assert events == []  # the order never heard of this courier
+    assert (delivery.status, delivery.handed_back_by) == ("WAITING_FOR_COURIER", ["courier-1"])
+    assert domain.claim_released(delivery, "courier-1")
+    with pytest.raises(domain.DeliveryTaken):
+        domain.assign(delivery, courier(delivery_id=delivery.id), RULES, NOW)
+
+
+def test_going_off_duty_is_refused_once_the_delivery_is_collected() -> None:
+    delivery = out_for_delivery()
+    with pytest.raises(domain.MoveNotAllowed, match="deliver it or record a failed attempt"):
+        domain.hand_back(delivery, "courier-1", NOW)
+    domain.fail_attempt(delivery, "courier-1", "NO_ONE_HOME", None, RULES, NOW)
+    with pytest.raises(domain.MoveNotAllowed):
+        domain.hand_back(delivery, "courier-1", NOW)
+
+    assert (delivery.status, delivery.courier_id, delivery.handed_back_by) == (
+        "ATTEMPT_FAILED",
+        "courier-1",
+        [],
+    )
+
+
+def test_nothing_is_handed_back_that_is_not_the_couriers() -> None:
+    elsewhere = assigned()
+    done = out_for_delivery()
+    domain.hand_over(done, "courier-1", pin=None, recipient_name="Pat", pins=PINS, rules=RULES, now=NOW)
+
+    assert domain.hand_back(elsewhere, "courier-2", NOW) == []
+    assert domain.hand_back(done, "courier-1", NOW) == []  # delivered: nothing in hand
+    assert (elsewhere.status, elsewhere.courier_id, elsewhere.handed_back_by) == ("ASSIGNED", "courier-1", [])
+    assert done.status == "DELIVERED"
 
 
 # --- pickup and hand-over -----------------------------------------------------------------------------

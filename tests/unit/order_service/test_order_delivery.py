@@ -14,6 +14,7 @@ from contracts.events import (
     DeliveryCompleted,
     DeliveryPickedUp,
     DeliveryReturned,
+    DeliveryUnassigned,
     DeliveryWindow,
     Location,
     OrderCancelled,
@@ -93,6 +94,12 @@ def ready() -> Order:
 def assigned() -> DeliveryAssigned:
     return DeliveryAssigned(
         delivery_id="order-1", order_id="order-1", courier_id="courier-1", eta=T[9], proof="NAME"
+    )
+
+
+def unassigned(courier_id: str = "courier-1") -> DeliveryUnassigned:
+    return DeliveryUnassigned(
+        delivery_id="order-1", order_id="order-1", courier_id=courier_id, reason="went off duty"
     )
 
 
@@ -295,3 +302,32 @@ def test_money_taken_is_recorded() -> None:
 
     domain.record_capture(order, PaymentCaptured(payment_id="pay-1", order_id="order-1", amount_cents=1388))
     assert order.view().captured_cents == 1388
+
+
+def test_a_courier_handing_the_delivery_back_leaves_the_order_ready_without_a_courier() -> None:
+    order = ready()
+    domain.courier_assigned(order, assigned(), T[4])
+
+    domain.courier_unassigned(order, unassigned(), T[5])
+
+    view = order.view()
+    assert view.status == "READY_FOR_PICKUP"
+    assert view.delivery is not None
+    assert (view.delivery.courier_id, view.delivery.eta, view.delivery.proof) == (None, None, "NAME")
+    assert "went off duty" in (order.history[-1].reason or "")
+    again = domain.courier_assigned(order, assigned().model_copy(update={"courier_id": "courier-2"}), T[6])
+    assert again == []
+    assert order.view().delivery == view.delivery.model_copy(update={"courier_id": "courier-2", "eta": T[9]})
+
+
+def test_a_hand_back_by_a_courier_the_order_no_longer_shows_changes_nothing() -> None:
+    order = ready()
+    domain.courier_assigned(order, assigned().model_copy(update={"courier_id": "courier-2"}), T[4])
+    history = list(order.history)
+
+    domain.courier_unassigned(order, unassigned("courier-1"), T[5])
+
+    assert order.history == history
+    delivery = order.view().delivery
+    assert delivery is not None
+    assert delivery.courier_id == "courier-2"
