@@ -121,6 +121,11 @@ class PinKey:
     def matches(self, order_id: str, pin: str, check: str) -> bool:
         return hmac.compare_digest(self.check(order_id, pin.strip()), check)
 
+    def fingerprint(self, request: str) -> str:
+        """What a request asked, to tell a retry from another request under one key: keyed, since a
+        hand-over's request holds a PIN."""
+        return hmac.new(self._check_key, b"request:" + request.encode(), hashlib.sha256).hexdigest()[:32]
+
 
 def proof_for(total_cents: int, controlled: bool, rules: Rules) -> ProofKind:
     """A controlled drug, or an order over the set value, is handed over on the patient's PIN only."""
@@ -154,6 +159,8 @@ class Delivery(Aggregate):
     # Wrong PINs since the last failed attempt: a new visit starts afresh.
     wrong_pins_this_visit: int = 0
     recipient_name: str | None = None
+    # The moves sent with an Idempotency-Key: request id -> what it asked (`PinKey.fingerprint`).
+    requests: dict[str, str] = {}
     ready_at: datetime | None = None
     assigned_at: datetime | None = None
     picked_up_at: datetime | None = None

@@ -141,12 +141,26 @@ def register(service: Service, s: Stores, dispatcher: Dispatcher, pins: PinKey, 
         found = await s.deliveries.get(command.delivery_id)
         if found is None or not found.listed:
             raise CommandRefused("not_found", f"delivery {command.delivery_id} not found")
+        asked = pins.fingerprint(command.model_dump_json(exclude=set(Command.model_fields)))
+        if command.request_id is not None and found.requests.get(command.request_id, asked) != asked:
+            raise CommandRefused(
+                "invalid",
+                "this Idempotency-Key was already used for another request: send a new key",
+                "Idempotency-Key",
+            )
+
+        def decide_and_keep(delivery: Delivery) -> Sequence[Event]:
+            events = decide(delivery)
+            if command.request_id is not None:
+                delivery.requests[command.request_id] = asked
+            return events
+
         now = utc_now()
         try:
             return await service.change(
                 s.deliveries,
                 command.delivery_id,
-                decide,
+                decide_and_keep,
                 cause=command_cause(command, command.delivery_id),
                 at=now,
             )

@@ -186,16 +186,26 @@ def test_an_order_over_the_pin_value_needs_the_pin_only_its_patient_sees(
     assert pin not in api.http.get(f"/deliveries/{order['id']}", headers=courier).text
 
     wrong = f"{(int(pin) + 1) % 10000:04d}"
-    refused = api.http.post(f"/deliveries/{order['id']}/deliver", headers=courier, json={"pin": wrong})
+    keyed = {**courier, "Idempotency-Key": "at-the-door"}
+    refused = api.http.post(f"/deliveries/{order['id']}/deliver", headers=keyed, json={"pin": wrong})
     name_only = api.http.post(
         f"/deliveries/{order['id']}/deliver", headers=courier, json={"recipient_name": "Someone Else"}
     )
+    # The wrong PIN's key is spent: another PIN under it is another request, refused, not carried out.
+    same_key = api.http.post(f"/deliveries/{order['id']}/deliver", headers=keyed, json={"pin": pin})
     right = api.http.post(f"/deliveries/{order['id']}/deliver", headers=courier, json={"pin": pin})
 
     assert refused.status_code == 422, refused.text
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert "pin" in refused.text
     assert name_only.status_code == 422, name_only.text  # never left with a name when a PIN is asked
+    assert same_key.status_code == 422, same_key.text
+    assert same_key.json()["errors"] == [
+        {
+            "field": "Idempotency-Key",
+            "message": "this Idempotency-Key was already used for another request: send a new key",
+        }
+    ]
     assert right.status_code == 200, right.text
     assert right.json()["wrong_pins"] == 1
     final = api.wait_for_status(order["id"], patient, {"DELIVERED", "RETURNED", "CANCELLED"})
@@ -218,6 +228,8 @@ def test_two_failed_attempts_return_the_order_and_refund_it(api: Api, admin: dic
     retried = api.http.post(f"/deliveries/{order['id']}/fail", headers=keyed, json={"reason": "NO_ONE_HOME"})
     assert retried.status_code == 200, retried.text
     assert len(retried.json()["attempts"]) == 1
+    other = api.http.post(f"/deliveries/{order['id']}/fail", headers=keyed, json={"reason": "REFUSED"})
+    assert other.status_code == 422, other.text  # the key was used for another reason
     second = api.http.post(
         f"/deliveries/{order['id']}/fail", headers=courier, json={"reason": "NO_ONE_HOME", "note": "again"}
     )

@@ -99,18 +99,16 @@ async def order_as_fhir(order_id: ResourceId, user: CurrentUser, rpc: Rpc) -> JS
 
 
 @router.put("/couriers/me", response_model=CourierOut, dependencies=[audited("courier.update")])
-async def update_me(
-    body: CourierIn, courier: Courier, rpc: Rpc, idempotency_key: IdempotencyKey = None
-) -> CourierOut:
+async def update_me(body: CourierIn, courier: Courier, rpc: Rpc) -> CourierOut:
     """Say whether you take deliveries, and where you are. Becoming available with a ready order
     waiting within reach assigns it to you at once. Going off duty with an order assigned and not
     collected hands it back (it goes to another courier); once collected it is refused (409): deliver
-    it or record a failed attempt first."""
+    it or record a failed attempt first. It sets the whole state, so sent again it changes nothing
+    more: it takes no Idempotency-Key (a key would make a newer position under an old key be dropped)."""
     command = c.UpdateCourier(
         courier_id=courier.id,
         available=body.available,
         location=Location(latitude=body.latitude, longitude=body.longitude),
-        request_id=_request_id(courier, idempotency_key),
     )
     return CourierOut.of(await rpc.ask(command, c.CourierView))
 
