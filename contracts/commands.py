@@ -697,7 +697,10 @@ class CourierView(Frozen):
 
 
 class ListDeliveries(Command):
-    """A courier's deliveries (courier_id), or every one (None: admins, dispatch), newest first."""
+    """A courier's deliveries (courier_id), or every one (None: admins, dispatch), newest first.
+
+    Asked by a courier, an ended one comes without the patient's place, window, recipient's name and
+    attempts' notes (delivery_service/domain.py, Delivery.view_for)."""
 
     TYPE = "ListDeliveries"
     courier_id: str | None
@@ -706,7 +709,9 @@ class ListDeliveries(Command):
 
 
 class GetDelivery(Command):
-    """One delivery: its courier's, or anyone's (courier_id None: the gateway checked the caller)."""
+    """One delivery: its courier's, or anyone's (courier_id None: the gateway checked the caller).
+
+    Its courier sees it as ListDeliveries shows it."""
 
     TYPE = "GetDelivery"
     delivery_id: str
@@ -769,7 +774,8 @@ class DeliveryView(Frozen):
     status: DeliveryStatus
     pharmacy_id: str
     pickup_location: Location
-    delivery_location: Location
+    # None, with the window, the recipient's name and attempts' notes: an ended delivery, to its courier.
+    delivery_location: Location | None
     delivery_window: DeliveryWindow | None = None
     courier_id: str | None = None
     eta: datetime | None = None

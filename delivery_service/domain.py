@@ -170,8 +170,25 @@ class Delivery(Aggregate):
     cancel_reason: str | None = None
     created_at: datetime
 
+    def view_for(self, courier_id: str | None) -> DeliveryView:
+        """What the one asking sees: an admin or dispatch (None) all of it; the delivery's courier all
+        they need while it is theirs to carry, and once it has ended (delivered, returned, cancelled)
+        nothing more of the patient: not where they live, when they are home, who took it, nor what
+        was noted at the door. Status, pharmacy, proof kind, attempts' reasons and times stay."""
+        view = self.view()
+        if courier_id is None or self.status not in FINISHED:
+            return view
+        return view.model_copy(
+            update={
+                "delivery_location": None,
+                "delivery_window": None,
+                "recipient_name": None,
+                "attempts": tuple(a.model_copy(update={"note": None}) for a in view.attempts),
+            }
+        )
+
     def view(self) -> DeliveryView:
-        # Never the PIN nor its check.
+        """All of it, for admins and dispatch (`view_for` says what a courier sees). Never the PIN."""
         assert self.listed
         assert self.pickup_location is not None
         assert self.delivery_location is not None

@@ -176,7 +176,7 @@ def register(service: Service, s: Stores, dispatcher: Dispatcher, pins: PinKey, 
     @service.commands.on(PickUpDelivery)
     async def pick_up(command: PickUpDelivery) -> DeliveryView:
         delivery = await move(command, lambda d: domain.pick_up(d, command.courier_id, rules, utc_now()))
-        return delivery.view()
+        return delivery.view_for(command.courier_id)
 
     @service.commands.on(CompleteDelivery)
     async def complete(command: CompleteDelivery) -> DeliveryView:
@@ -197,7 +197,8 @@ def register(service: Service, s: Stores, dispatcher: Dispatcher, pins: PinKey, 
             left = max(0, rules.max_wrong_pins - delivery.wrong_pins_this_visit)
             raise CommandRefused("invalid", f"wrong PIN ({left} tries left on this visit)", "pin")
         await follow_up("freeing a courier", lambda: dispatcher.dispatch(delivery.id))
-        return delivery.view()
+        # Handed over: from now its courier no longer sees where, or to whom (Delivery.view_for).
+        return delivery.view_for(command.courier_id)
 
     @service.commands.on(FailDelivery)
     async def fail(command: FailDelivery) -> DeliveryView:
@@ -208,7 +209,7 @@ def register(service: Service, s: Stores, dispatcher: Dispatcher, pins: PinKey, 
             ),
         )
         await follow_up("freeing a courier", lambda: dispatcher.dispatch(delivery.id))
-        return delivery.view()
+        return delivery.view_for(command.courier_id)
 
     # --- reads --------------------------------------------------------------------------------------
 
@@ -221,7 +222,7 @@ def register(service: Service, s: Stores, dispatcher: Dispatcher, pins: PinKey, 
             limit=command.page.limit,
             offset=command.page.offset,
         )
-        return [d.view() for d in found]
+        return [d.view_for(command.courier_id) for d in found]
 
     @service.commands.on(GetDelivery)
     async def get_delivery(command: GetDelivery) -> DeliveryView:
@@ -233,7 +234,7 @@ def register(service: Service, s: Stores, dispatcher: Dispatcher, pins: PinKey, 
             or (command.courier_id is not None and delivery.courier_id != command.courier_id)
         ):
             raise CommandRefused("not_found", f"delivery {command.delivery_id} not found")
-        return delivery.view()
+        return delivery.view_for(command.courier_id)
 
     @service.commands.on(GetDeliveryPin)
     async def get_delivery_pin(command: GetDeliveryPin) -> DeliveryPinView:

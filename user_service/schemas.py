@@ -698,14 +698,15 @@ class DeliveryAttemptOut(BaseModel):
 
 class DeliveryOut(BaseModel):
     """A delivery for its courier: where to collect it and where to take it; nothing of what is inside,
-    never the PIN."""
+    never the PIN. Once it has ended, its courier gets null for the patient's location and window, the
+    recipient's name and attempts' notes; an admin still sees them."""
 
     id: str
     order_id: str
     status: c.DeliveryStatus
     pharmacy_id: str
     pickup_location: LocationOut
-    delivery_location: LocationOut
+    delivery_location: LocationOut | None
     delivery_window: DeliveryWindowOut | None
     courier_id: str | None
     eta: datetime | None
@@ -725,7 +726,9 @@ class DeliveryOut(BaseModel):
             status=v.status,
             pharmacy_id=v.pharmacy_id,
             pickup_location=LocationOut(**v.pickup_location.model_dump()),
-            delivery_location=LocationOut(**v.delivery_location.model_dump()),
+            delivery_location=None
+            if v.delivery_location is None
+            else LocationOut(**v.delivery_location.model_dump()),
             delivery_window=None if window is None else DeliveryWindowOut(start=window.start, end=window.end),
             courier_id=v.courier_id,
             eta=v.eta,

@@ -165,6 +165,48 @@ def test_an_order_walks_from_paid_to_delivered_with_the_nearest_courier(
     assert me["delivery_id"] is None
 
 
+def test_once_delivered_its_courier_no_longer_sees_where_or_to_whom_an_admin_still_does(
+    api: Api, admin: dict[str, str]
+) -> None:
+    shop, patient, order = paid_order(api, admin)
+    courier_user, courier = new_courier(api, admin)
+    available(api, courier, shop, north_km=1)
+    dispensed(api, staff_of(api, admin, shop), shop, order["id"])
+    carried = assigned_to(api, courier, order["id"])
+    assert carried["delivery_location"] is not None  # the job needs it
+    assert carried["delivery_window"] is not None
+    assert api.http.post(f"/deliveries/{order['id']}/pickup", headers=courier).status_code == 200
+    handed = api.http.post(
+        f"/deliveries/{order['id']}/deliver", headers=courier, json={"recipient_name": "Pat Ient"}
+    )
+    assert handed.status_code == 200, handed.text
+    api.wait_for_status(order["id"], patient, {"DELIVERED"})
+
+    read = api.http.get(f"/deliveries/{order['id']}", headers=courier)
+    listed = api.http.get("/deliveries", headers=courier)
+    whole = api.http.get(f"/deliveries/{order['id']}", headers=admin)
+
+    assert read.status_code == listed.status_code == whole.status_code == 200
+    [in_list] = [d for d in listed.json()["items"] if d["id"] == order["id"]]
+    for seen in (handed.json(), read.json(), in_list):
+        assert (seen["status"], seen["proof"], seen["courier_id"]) == (
+            "DELIVERED",
+            "NAME",
+            courier_user["id"],
+        )
+        assert (seen["delivery_location"], seen["delivery_window"], seen["recipient_name"]) == (
+            None,
+            None,
+            None,
+        )
+        assert seen["delivered_at"] is not None
+        assert seen["pharmacy_id"] == shop.pharmacy_id
+    assert "Pat Ient" not in read.text + listed.text
+    assert whole.json()["recipient_name"] == "Pat Ient"
+    assert whole.json()["delivery_location"] == carried["delivery_location"]
+    assert whole.json()["delivery_window"] == carried["delivery_window"]
+
+
 def test_an_order_over_the_pin_value_needs_the_pin_only_its_patient_sees(
     api: Api, admin: dict[str, str]
 ) -> None:

@@ -116,7 +116,10 @@ async def update_me(body: CourierIn, courier: Courier, rpc: Rpc) -> CourierOut:
 @router.get("/deliveries", response_model=Page[DeliveryOut], dependencies=[audited("delivery.list")])
 async def list_deliveries(user: DeliveryReader, rpc: Rpc, page: Paging) -> Page[DeliveryOut]:
     """Your deliveries, newest first (an admin sees every one): where to collect each and where to take
-    it, its window, ETA and attempts. Nothing of what is inside, no price, never the PIN."""
+    it, its window, ETA and attempts. Nothing of what is inside, no price, never the PIN. Once one has
+    ended (DELIVERED, RETURNED, CANCELLED) you no longer see the patient's location and window, the
+    recipient's name or your notes at the door (null); its status, times, pharmacy and proof kind stay.
+    An admin still sees them."""
     command = c.ListDeliveries(courier_id=_courier_scope(user), page=page)
     found = await rpc.ask(command, list[c.DeliveryView])
     return Page(items=[DeliveryOut.of(v) for v in found], limit=page.limit, offset=page.offset)
@@ -128,6 +131,8 @@ async def list_deliveries(user: DeliveryReader, rpc: Rpc, page: Paging) -> Page[
     dependencies=[audited("delivery.read", subject="delivery_id")],
 )
 async def get_delivery(delivery_id: ResourceId, user: DeliveryReader, rpc: Rpc) -> DeliveryOut:
+    """One of your deliveries (an admin: any), shown as in the list: an ended one without the patient's
+    location, window, the recipient's name or your notes, to you."""
     command = c.GetDelivery(delivery_id=delivery_id, courier_id=_courier_scope(user))
     return DeliveryOut.of(await rpc.ask(command, c.DeliveryView))
 

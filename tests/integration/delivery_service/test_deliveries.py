@@ -563,7 +563,10 @@ async def test_the_right_pin_delivers_and_a_wrong_one_is_refused_and_counted(dis
     assert (on_a_name.code, on_a_name.field) == ("invalid", "pin")
     assert (refused.code, refused.field) == ("invalid", "pin")
     assert (counted.status, counted.wrong_pins, counted.proof) == ("OUT_FOR_DELIVERY", 1, "PIN")
-    assert (delivered.status, delivered.recipient_name, delivered.wrong_pins) == ("DELIVERED", "Pat", 1)
+    # Handed over: the answer to its courier no longer says to whom (an admin's view does, below).
+    assert (delivered.status, delivered.recipient_name, delivered.wrong_pins) == ("DELIVERED", None, 1)
+    whole = await dispatch.ask(GetDelivery(delivery_id=event.order_id), DeliveryView)
+    assert whole.recipient_name == "Pat"
     completed = DeliveryCompleted.model_validate(
         (await dispatch.probe.wait_for(DeliveryCompleted, correlation_id=event.order_id)).payload
     )
@@ -727,6 +730,44 @@ async def test_a_courier_lists_their_own_deliveries_newest_first(dispatch: Dispa
     assert [d.id for d in delivered] == [first.order_id]
     assert theirs == []
     assert peek.code == "not_found"
+
+
+async def test_an_ended_delivery_shows_its_courier_nothing_more_of_the_patient(dispatch: Dispatch) -> None:
+    courier_id = await dispatch.courier()
+    event = await dispatch.ready()
+    await dispatch.assigned(event.order_id)
+    carried = await dispatch.ask(
+        PickUpDelivery(delivery_id=event.order_id, courier_id=courier_id), DeliveryView
+    )
+    await dispatch.ask(
+        FailDelivery(
+            delivery_id=event.order_id, courier_id=courier_id, reason="NO_ONE_HOME", note="bell broken"
+        ),
+        DeliveryView,
+    )
+    handed = await dispatch.ask(
+        CompleteDelivery(delivery_id=event.order_id, courier_id=courier_id, recipient_name="Pat"),
+        DeliveryView,
+    )
+
+    [listed] = await dispatch.ask(ListDeliveries(courier_id=courier_id), list[DeliveryView])
+    read = await dispatch.ask(GetDelivery(delivery_id=event.order_id, courier_id=courier_id), DeliveryView)
+    [in_every] = [
+        d
+        for d in await dispatch.ask(ListDeliveries(courier_id=None), list[DeliveryView])
+        if d.id == event.order_id
+    ]
+    whole = await dispatch.ask(GetDelivery(delivery_id=event.order_id), DeliveryView)
+
+    assert carried.delivery_location == PATIENT  # while it was theirs to carry
+    for seen in (handed, listed, read):
+        assert (seen.status, seen.proof, seen.pharmacy_id) == ("DELIVERED", "NAME", "pharmacy-1")
+        assert (seen.delivery_location, seen.recipient_name) == (None, None)
+        assert [(a.reason, a.note) for a in seen.attempts] == [("NO_ONE_HOME", None)]
+        assert seen.delivered_at == whole.delivered_at
+    for seen in (in_every, whole):  # an admin's, or dispatch's
+        assert (seen.delivery_location, seen.recipient_name) == (PATIENT, "Pat")
+        assert [a.note for a in seen.attempts] == ["bell broken"]
 
 
 async def test_the_service_serves_its_metrics(

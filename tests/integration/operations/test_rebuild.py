@@ -1,5 +1,6 @@
-"""Rebuild by replay, on the real broker and store: after a couple of hundred orders, order_service and
-prescription_service lose their databases and `pharmacy-ops rebuild` brings back every document."""
+"""Rebuild by replay, on the real broker and store: after a couple of hundred orders, some carried to the
+door, order_service and prescription_service lose their databases and `pharmacy-ops rebuild` brings back
+every document; the services restored from backups instead are left as they were."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,14 +27,21 @@ from contracts.commands import (
     AnswerPrescription,
     ApprovePrescription,
     CancelOrder,
+    CompleteDelivery,
     CreateMedication,
     CreatePharmacy,
+    DispenseOrder,
+    FailDelivery,
+    GetDelivery,
+    GetDeliveryPin,
     GetOrder,
     GetPrescription,
     HoldPrescription,
+    PickUpDelivery,
     RefillPrescription,
     RejectPrescription,
     SetStock,
+    UpdateCourier,
     UploadPrescription,
     WithdrawPrescription,
 )
@@ -51,9 +60,17 @@ PATIENTS = 10
 # Writes queue behind the events of their service (one writer per aggregate): under this load a patient
 # waits longer than the gateway's 10 s. A client retrying after a 503 would do; the test waits instead.
 WRITE_TIMEOUT = 60.0
-ENDED = ("CONFIRMED", "REJECTED", "CANCELLED")
+# Where the saga leaves an order; a paid one (CONFIRMED) may go on to the door.
+SETTLED = ("CONFIRMED", "REJECTED", "CANCELLED")
+ENDED = (*SETTLED, "DELIVERED", "RETURNED")
 HERE = Location(latitude=48.8566, longitude=2.3522)
 REBUILT = ("order_service", "prescription_service")
+# Restored from backups, not the journal (README, Operations): a rebuild must leave them as they were.
+RESTORED = ("inventory_service", "payment_service", "delivery_service")
+# Couriers near the pharmacy, fewer than the patients: a ready order waits for one now and then.
+COURIERS = 4
+# Over delivery_service's PIN value (10,000 cents) even alone: handed over on the patient's PIN.
+COSTLY_CENTS = 11_000
 # prescription_service's collections of scanned documents: restored from a backup, not the journal.
 SCANS = ("documents", "document_chunks")
 # The repository's bookkeeping: how many writes a document took, the events it applied, its outbox.
@@ -78,19 +95,42 @@ async def store(backing: Backing) -> AsyncIterator[AsyncMongoClient[Document]]:
     await client.close()
 
 
+@dataclass(frozen=True)
+class LastMile:
+    """What becomes of a paid order: cancelled by its patient before it is dispensed, or dispensed and
+    carried, failing at the door `fails` times (two: it goes back), a wrong PIN typed first perhaps."""
+
+    cancel: bool = False
+    fails: int = 0
+    wrong_pin: bool = False
+
+
+def last_mile_of(n: int) -> LastMile | None:
+    """Kinds 7 to 9 go on once paid, a different way each decade; the costly ones (PIN) are 7 and 8 of
+    odd decades."""
+    odd = n // 10 % 2 == 1
+    return {
+        7: LastMile(wrong_pin=odd),
+        8: LastMile(fails=1),
+        9: LastMile(cancel=True) if odd else LastMile(fails=2),
+    }.get(n % 10)
+
+
 async def drive(rpc: RpcClient, count: int, scan_of: Callable[[str], Awaitable[str]]) -> list[str]:
     """`count` orders from a few patients at once, with every ending the saga has: confirmed, declined
     cards, stock running out, cancels by the patient and withdrawn prescriptions; and prescription-only
-    ones a pharmacist approves, rejects, or asks about first, and refills. Returns order ids."""
+    ones a pharmacist approves, rejects, or asks about first, and refills. Some paid ones go on: a
+    cancel before dispensing, or dispensed, carried by a courier and handed over on the recipient's
+    name or the patient's PIN, after a failed attempt, or returned after two. Returns order ids."""
     pharmacy = await rpc.ask(CreatePharmacy(name="Centrale", address="1 Rue", location=HERE), dict)
-    plenty, scarce = [
+    plenty, scarce, costly = [
         await rpc.ask(
             CreateMedication(
-                name=name, strength="5 mg", form="tablet", price_cents=450, prescription_only=False
+                name=name, strength="5 mg", form="tablet", price_cents=price, prescription_only=False
             ),
             dict,
         )
-        for name in ("Plentifol", "Scarcitol")
+        for name, price in (("Plentifol", 450), ("Scarcitol", 450), ("Costol", COSTLY_CENTS))
     ]
     verifol = await rpc.ask(
         CreateMedication(
@@ -98,7 +138,7 @@ async def drive(rpc: RpcClient, count: int, scan_of: Callable[[str], Awaitable[s
         ),
         dict,
     )
-    for medication, quantity in ((plenty, 100_000), (scarce, 12), (verifol, 100_000)):
+    for medication, quantity in ((plenty, 100_000), (scarce, 12), (verifol, 100_000), (costly, 100_000)):
         await rpc.ask(
             SetStock(
                 pharmacy_id=pharmacy["id"],
@@ -108,6 +148,9 @@ async def drive(rpc: RpcClient, count: int, scan_of: Callable[[str], Awaitable[s
             ),
             dict,
         )
+    for c in range(COURIERS):  # on duty, a kilometre apart north of the pharmacy
+        near = Location(latitude=HERE.latitude + (c + 1) / 111, longitude=HERE.longitude)
+        await rpc.ask(UpdateCourier(courier_id=f"courier-{c}", available=True, location=near), dict)
     year = datetime.now(UTC).year + 3
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in range(count):
@@ -131,6 +174,9 @@ async def drive(rpc: RpcClient, count: int, scan_of: Callable[[str], Awaitable[s
             n = queue.get_nowait()
             kind = n % 10
             medication = {1: scarce, 4: verifol, 5: verifol, 6: verifol}.get(kind, plenty)
+            going_on = last_mile_of(n)
+            if kind in (7, 8) and n // 10 % 2 == 1:
+                medication = costly
             line = PrescribedLine(
                 medication_id=medication["id"],
                 quantity=rng.randint(1, 3),
@@ -154,7 +200,9 @@ async def drive(rpc: RpcClient, count: int, scan_of: Callable[[str], Awaitable[s
                 withdraw = WithdrawPrescription(owner_id=None, prescription_id=prescription["id"])
                 await rpc.ask(withdraw, object, timeout=WRITE_TIMEOUT)
             # One order at a time per patient, as people do: the queues stay short, so writes stay quick.
-            await ended(rpc, prescription["order_id"])
+            await ended(rpc, prescription["order_id"], SETTLED)
+            if going_on is not None and await status(rpc, prescription["order_id"]) == "CONFIRMED":
+                await carry(rpc, prescription["order_id"], f"patient-{p}", going_on, n)
             if kind == 4:
                 order_ids.append(await refill(rpc, prescription, cards["4242424242424242"], n))
 
@@ -202,7 +250,7 @@ async def refill(rpc: RpcClient, prescription: Document, card: str, n: int) -> s
         request_id=f"refill-{n}-{prescription['id']}",
     )
     refilled = await rpc.ask(asked, dict, timeout=WRITE_TIMEOUT)
-    await ended(rpc, refilled["order_id"])
+    await ended(rpc, refilled["order_id"], SETTLED)
     return str(refilled["order_id"])
 
 
@@ -213,13 +261,71 @@ async def status(rpc: RpcClient, order_id: str) -> str:
         return "NOT YET OPENED"
 
 
-async def ended(rpc: RpcClient, order_id: str) -> None:
-    """Wait for the order to end, asking as a patient's app would (every few tenths of a second)."""
+async def ended(rpc: RpcClient, order_id: str, among: tuple[str, ...]) -> None:
+    """Wait for the order to reach one of `among`, asking as a patient's app would (every few tenths of
+    a second)."""
     for _ in range(240):
-        if await status(rpc, order_id) in ENDED:
+        if await status(rpc, order_id) in among:
             return
         await asyncio.sleep(0.25)
-    raise AssertionError(f"order {order_id} did not end within 60 s")
+    raise AssertionError(f"order {order_id} did not reach {among} within 60 s")
+
+
+async def carry(rpc: RpcClient, order_id: str, patient_id: str, going_on: LastMile, n: int) -> None:
+    """A paid order's last mile: the patient cancels it before dispensing, or the pharmacy dispenses it,
+    the courier delivery_service assigns collects it and fails at the door or hands it over with the
+    proof it asks for (the PIN the patient reads off their order, or the recipient's name)."""
+    if going_on.cancel:
+        await rpc.ask(CancelOrder(owner_id=None, order_id=order_id), dict, timeout=WRITE_TIMEOUT)
+        await ended(rpc, order_id, ("CANCELLED",))
+        return
+    dispense = DispenseOrder(
+        order_id=order_id, actor_id="pharmacist-1", actor_is_admin=True, request_id=f"dispense-{n}"
+    )
+    await rpc.ask(dispense, dict, timeout=WRITE_TIMEOUT)
+    delivery = await assigned(rpc, order_id)
+    courier = delivery["courier_id"]
+
+    async def move(command: PickUpDelivery | FailDelivery | CompleteDelivery) -> None:
+        await rpc.ask(command, dict, timeout=WRITE_TIMEOUT)
+
+    await move(PickUpDelivery(delivery_id=order_id, courier_id=courier, request_id=f"pickup-{n}"))
+    for visit in range(going_on.fails):
+        await move(
+            FailDelivery(
+                delivery_id=order_id,
+                courier_id=courier,
+                reason="NO_ONE_HOME",
+                note=f"visit {visit + 1}",
+                request_id=f"fail-{n}-{visit}",
+            )
+        )
+    if going_on.fails < 2:
+        if delivery["proof"] == "PIN":
+            pin = (await rpc.ask(GetDeliveryPin(order_id=order_id, patient_id=patient_id), dict))["pin"]
+            if going_on.wrong_pin:
+                wrong = f"{(int(pin) + 1) % 10_000:04d}"
+                with pytest.raises(CommandRefused, match="wrong PIN"):
+                    await move(CompleteDelivery(delivery_id=order_id, courier_id=courier, pin=wrong))
+            await move(CompleteDelivery(delivery_id=order_id, courier_id=courier, pin=pin))
+        else:
+            await move(CompleteDelivery(delivery_id=order_id, courier_id=courier, recipient_name="Pat Ient"))
+    await ended(rpc, order_id, ("DELIVERED", "RETURNED"))
+
+
+async def assigned(rpc: RpcClient, order_id: str) -> Document:
+    """The order's delivery once a courier has it: opened when order_service hears of the dispensing,
+    assigned at once or when a courier comes free."""
+    delivery: Document = {}
+    for _ in range(240):
+        try:
+            delivery = await rpc.ask(GetDelivery(delivery_id=order_id), dict)
+        except CommandRefused:
+            delivery = {"status": "NOT YET OPENED"}
+        if delivery["status"] == "ASSIGNED":
+            return delivery
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"no courier was assigned order {order_id} within 60 s (last: {delivery['status']})")
 
 
 async def cancel(rpc: RpcClient, order_id: str) -> None:
@@ -369,6 +475,28 @@ async def test_a_lost_database_is_rebuilt_by_replaying_the_journal(
     }
     assert decisions == {"approved", "rejected", "held", "answered"}
     assert any(p["refill_order_ids"] for p in before["prescription_service"]["prescriptions"].values())
+    # The last mile too, each way, in every service it passes through.
+    passed = {
+        change["status"]
+        for order in before["order_service"]["orders"].values()
+        for change in order["history"]
+    }
+    assert {"READY_FOR_PICKUP", "OUT_FOR_DELIVERY", "DELIVERY_FAILED", "DELIVERED", "RETURNED"} <= passed
+    restored = {service: await snapshot(store, platform.database(service)) for service in RESTORED}
+    deliveries = restored["delivery_service"]["deliveries"].values()
+    assert {(d["status"], d["proof"]) for d in deliveries if d["listed"]} == {
+        ("DELIVERED", "NAME"),
+        ("DELIVERED", "PIN"),
+        ("RETURNED", "NAME"),
+    }
+    assert any(d["wrong_pins"] for d in deliveries)
+    assert len(restored["delivery_service"]["couriers"]) == COURIERS
+    payments = {p["status"] for p in restored["payment_service"]["payments"].values()}
+    assert {"AUTHORISED", "CAPTURED", "VOIDED", "REFUNDED", "DECLINED"} <= payments
+    held = {r["state"] for r in restored["inventory_service"]["reservations"].values()}
+    assert {"PAID", "DISPENSED", "RETURNED", "RELEASED"} <= held
+    [pharmacy] = restored["inventory_service"]["pharmacies"].values()
+    assert all(sum(level[count] for level in pharmacy["stock"].values()) for count in ("sold", "returned"))
 
     # Scanned documents are no events: the journal cannot bring them back, a backup does (README,
     # Operations). Kept here as a restore would put them back, before the replay.
@@ -403,6 +531,9 @@ async def test_a_lost_database_is_rebuilt_by_replaying_the_journal(
     print(
         f"both databases rebuilt, equal to what they were, {time.monotonic() - started:.0f} s after the loss"
     )
+    # Nothing the rebuild did reached the services it did not rebuild.
+    untouched = {service: await snapshot(store, platform.database(service)) for service in RESTORED}
+    assert differences(restored, untouched) == []
 
     # Rebuilding again over the rebuilt state changes nothing; here from the middle of the day, as after
     # restoring a backup taken then.

@@ -28,6 +28,7 @@ PINS = PinKey(b"a test key of more than thirty-two bytes")
 PHARMACY = Location(latitude=52.3700, longitude=4.8900)
 # About 1.1 km north of the pharmacy.
 PATIENT = Location(latitude=52.3800, longitude=4.8900)
+WINDOW = DeliveryWindow(start=NOW + timedelta(hours=3), end=NOW + timedelta(hours=5))
 
 
 def north_of_pharmacy(km: float) -> Location:
@@ -607,3 +608,50 @@ def test_the_view_never_shows_the_pin_or_its_check() -> None:
     assert delivery.pin_check is not None
     assert delivery.pin_check not in view
     assert "pin" not in delivery.view().model_dump()
+
+
+# --- who sees what of a delivery --------------------------------------------------------------------
+
+
+def ended_every_way() -> list[Delivery]:
+    delivered = out_for_delivery(delivery_window=WINDOW)
+    domain.fail_attempt(
+        delivered, "courier-1", "NO_ONE_HOME", "neighbour at no. 3 says she is away", RULES, NOW
+    )
+    hand_over(delivered, name="Pat Ient")
+    returned = out_for_delivery(delivery_window=WINDOW)
+    domain.fail_attempt(returned, "courier-1", "NO_ONE_HOME", "rang twice", RULES, NOW)
+    domain.fail_attempt(returned, "courier-1", "NO_ONE_HOME", "rang again", RULES, NOW)
+    cancelled = assigned(delivery_window=WINDOW)
+    domain.cancel(cancelled, "changed my mind", NOW)
+    return [delivered, returned, cancelled]
+
+
+@pytest.mark.parametrize("delivery", ended_every_way(), ids=lambda d: d.status)
+def test_once_ended_its_courier_no_longer_sees_where_when_or_to_whom(delivery: Delivery) -> None:
+    seen = delivery.view_for("courier-1")
+
+    assert (seen.delivery_location, seen.delivery_window, seen.recipient_name) == (None, None, None)
+    assert all(a.note is None for a in seen.attempts)
+    # What the job was stays: its status, pharmacy, proof kind, attempts' reasons and times.
+    full = delivery.view()
+    kept = ("status", "pharmacy_id", "pickup_location", "proof", "eta", "delivered_at", "created_at")
+    assert {k: getattr(seen, k) for k in kept} == {k: getattr(full, k) for k in kept}
+    assert [(a.reason, a.at) for a in seen.attempts] == [(a.reason, a.at) for a in full.attempts]
+
+
+@pytest.mark.parametrize("delivery", ended_every_way(), ids=lambda d: d.status)
+def test_an_admin_sees_an_ended_delivery_whole(delivery: Delivery) -> None:
+    seen = delivery.view_for(None)
+
+    assert seen == delivery.view()
+    assert (seen.delivery_location, seen.delivery_window) == (PATIENT, WINDOW)
+    assert all(a.note for a in seen.attempts)
+
+
+def test_while_it_is_theirs_to_carry_the_courier_sees_where_and_when() -> None:
+    delivery = out_for_delivery(delivery_window=WINDOW)
+    domain.fail_attempt(delivery, "courier-1", "NO_ONE_HOME", "rang twice", RULES, NOW)
+
+    assert delivery.view_for("courier-1") == delivery.view()
+    assert delivery.view_for("courier-1").attempts[0].note == "rang twice"
