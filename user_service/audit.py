@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service_runtime.clock import utc_now
 from user_service.deps import CurrentUser
-from user_service.domain import Role
+from user_service.domain import Role, User
 from user_service.problems import problem
 
 log = logging.getLogger(__name__)
@@ -118,16 +118,21 @@ def audited(action: str, *, subject: str | None = None) -> Any:
     """
 
     async def open_entry(request: Request, user: CurrentUser) -> None:
-        named = request.path_params.get(subject) or request.query_params.get(subject) if subject else None
-        request.state.audit = AuditNote(
-            action=action,
-            actor_id=user.id,
-            actor_role=user.role,
-            subject_type=subject.removesuffix("_id") if subject else None,
-            subject_id=named,
-        )
+        open_note(request, user, action, subject)
 
     return Depends(open_entry)
+
+
+def open_note(request: Request, user: User, action: str, subject: str | None) -> None:
+    """Open the request's entry for this caller (an API route's, or a web page's)."""
+    named = request.path_params.get(subject) or request.query_params.get(subject) if subject else None
+    request.state.audit = AuditNote(
+        action=action,
+        actor_id=user.id,
+        actor_role=user.role,
+        subject_type=subject.removesuffix("_id") if subject else None,
+        subject_id=named,
+    )
 
 
 async def open_sign_in(request: Request) -> None:

@@ -54,6 +54,15 @@ def field_error(field: str, message: str) -> JSONResponse:
     return problem(422, f"{field}: {message}", errors=[{"field": field, "message": message}])
 
 
+class FieldInvalid(Exception):
+    """One field of the request is at fault: a 422 naming it from the API, a message beside it on a page."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -103,6 +112,10 @@ def install(app: FastAPI) -> None:
         return problem(
             503, "the service is briefly unavailable; try again shortly", headers={"Retry-After": "5"}
         )
+
+    @app.exception_handler(FieldInvalid)
+    async def field_invalid(request: Request, exc: FieldInvalid) -> JSONResponse:
+        return field_error(exc.field, exc.message)
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden) -> JSONResponse:

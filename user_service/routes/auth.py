@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
 from service_runtime.clock import utc_now
-from user_service.audit import Audit, audited, open_sign_in
+from user_service.audit import Audit, AuditNote, audited, open_sign_in
 from user_service.deps import AccessClaims, CurrentUser, SettingsDep, Throttle, Tokens, Users
 from user_service.domain import User, WeakPassword, check_password_policy
-from user_service.problems import field_error
+from user_service.problems import FieldInvalid
 from user_service.schemas import RefreshTokenIn, RegisterIn, TokenOut, UserOut
 from user_service.security import (
     hash_password,
@@ -24,7 +24,8 @@ from user_service.security import (
     verify_password,
 )
 from user_service.settings import Settings
-from user_service.store import EmailTaken
+from user_service.store import EmailTaken, UserStore
+from user_service.throttle import SignInThrottle
 from user_service.token_store import RefreshRefused, RefreshReused, RefreshToken, TokenStore
 
 router = APIRouter(tags=["auth"])
@@ -34,11 +35,16 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 @router.post("/auth/register", status_code=201, response_model=UserOut)
 async def register(body: RegisterIn, users: Users) -> UserOut:
     """Create a patient account. Staff roles are granted by an admin afterwards."""
+    return UserOut.of(await create_patient(body, users))
+
+
+async def create_patient(body: RegisterIn, users: UserStore) -> User:
+    """A new patient account: FieldInvalid for a weak password, 409 for an email already taken."""
     email = body.email.casefold()
     try:
         check_password_policy(body.password, email)
     except WeakPassword as exc:
-        return field_error("password", str(exc))  # type: ignore[return-value]
+        raise FieldInvalid("password", str(exc)) from exc
     user = User(
         id=str(uuid4()),
         email=email,
@@ -51,7 +57,7 @@ async def register(body: RegisterIn, users: Users) -> UserOut:
         await users.add(user=user)
     except EmailTaken as exc:
         raise HTTPException(409, "an account with this email already exists") from exc
-    return UserOut.of(user)
+    return user
 
 
 @router.post("/auth/token", response_model=TokenOut, dependencies=[Depends(open_sign_in)])
@@ -69,21 +75,32 @@ async def sign_in(
     Too many failed sign-ins for the account, or from the client's address, answer 429 with
     Retry-After, whatever the password, until the window has passed.
     """
-    user = await users.by_email(email=form.username)
-    audit.subject_id = user.id if user else None  # the account tried, even when held back
     address = request.client.host if request.client else "unknown"
-    if (wait := await throttle.retry_after(form.username, address)) is not None:
+    user = await authenticate(
+        users, throttle, audit, email=form.username, password=form.password, address=address
+    )
+    return await _issue(settings, tokens, user=user, family_id=str(uuid4()), new_family=True)
+
+
+async def authenticate(
+    users: UserStore, throttle: SignInThrottle, audit: AuditNote, *, email: str, password: str, address: str
+) -> User:
+    """The account whose password this is; 429 with Retry-After while sign-ins are held back for the
+    account or the address, 401 otherwise. The API's sign-in and the web page's share it."""
+    user = await users.by_email(email=email)
+    audit.subject_id = user.id if user else None  # the account tried, even when held back
+    if (wait := await throttle.retry_after(email, address)) is not None:
         raise HTTPException(
             429, "too many failed sign-ins: try again later", headers={"Retry-After": str(wait)}
         )
-    if not verify_password(user.password_hash if user else None, form.password) or user is None:
-        await throttle.failed(form.username, address)
+    if not verify_password(user.password_hash if user else None, password) or user is None:
+        await throttle.failed(email, address)
         raise HTTPException(401, "wrong email or password", headers={"WWW-Authenticate": "Bearer"})
-    await throttle.succeeded(form.username)
+    await throttle.succeeded(email)
     if needs_rehash(user.password_hash):
         # The only moment the password is at hand: bring its hash up to today's parameters.
-        await users.set_password_hash(user_id=user.id, password_hash=hash_password(form.password))
-    return await _issue(settings, tokens, user=user, family_id=str(uuid4()), new_family=True)
+        await users.set_password_hash(user_id=user.id, password_hash=hash_password(password))
+    return user
 
 
 @router.post("/auth/refresh", response_model=TokenOut)

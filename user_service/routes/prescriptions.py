@@ -22,7 +22,7 @@ from service_runtime.messaging import RpcClient
 from user_service.audit import Audit, audited
 from user_service.deps import CurrentUser, IdempotencyKey, Paging, Patient, ResourceId, Rpc, UserFilter
 from user_service.domain import keyed_request_id, owner_scope
-from user_service.problems import RESPONSES, field_error, problem
+from user_service.problems import RESPONSES, FieldInvalid, field_error, problem
 from user_service.schemas import (
     AnswerIn,
     LineIn,
@@ -138,11 +138,18 @@ Uploaded = tuple[c.PrescriptionView, c.OrderQuote | None]
 
 async def _upload_typed(
     request: Request, patient_id: str, rpc: RpcClient, request_id: str | None
-) -> Uploaded | JSONResponse:
+) -> Uploaded:
     try:
         body = PrescriptionIn.model_validate_json(await request.body())
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from exc
+    return await upload_typed(body, patient_id, rpc, request_id)
+
+
+async def upload_typed(
+    body: PrescriptionIn, patient_id: str, rpc: RpcClient, request_id: str | None
+) -> Uploaded:
+    """A typed upload, checked: FieldInvalid names an unknown card or medication."""
     destination = Location(
         latitude=body.delivery_location.latitude, longitude=body.delivery_location.longitude
     )
@@ -150,10 +157,8 @@ async def _upload_typed(
         rpc, patient_id, body.payment_method_id, body.lines, destination
     )
     if not card_known:
-        return field_error("payment_method_id", "no such payment method of yours")
+        raise FieldInvalid("payment_method_id", "no such payment method of yours")
     lines = classified(body.lines, quote.medications)
-    if isinstance(lines, JSONResponse):
-        return lines
     command = c.UploadPrescription(
         patient_id=patient_id,
         lines=tuple(lines),
@@ -232,16 +237,15 @@ def catalogue_entry(medication: c.MedicationView) -> c.CatalogueEntry:
     )
 
 
-def classified(
-    lines: Sequence[LineIn], catalogue: Sequence[c.MedicationView]
-) -> list[PrescribedLine] | JSONResponse:
-    """Each line as the catalogue classifies it (prescription-only, schedule); a 422 names an unknown one."""
+def classified(lines: Sequence[LineIn], catalogue: Sequence[c.MedicationView]) -> list[PrescribedLine]:
+    """Each line as the catalogue classifies it (prescription-only, schedule); FieldInvalid names an
+    unknown one."""
     known = {m.id: catalogue_entry(m) for m in catalogue}
     out = []
     for i, line in enumerate(lines):
         entry = known.get(line.medication_id)
         if entry is None:
-            return field_error(f"lines.{i}.medication_id", "no such medication in the catalogue")
+            raise FieldInvalid(f"lines.{i}.medication_id", "no such medication in the catalogue")
         out.append(
             PrescribedLine(
                 medication_id=line.medication_id,

@@ -43,10 +43,7 @@ async def approve(
     body = body or ApproveIn()
     lines = None
     if body.lines is not None:
-        checked = classified(body.lines, await catalogue_of(rpc, body.lines))
-        if isinstance(checked, JSONResponse):
-            return checked
-        lines = tuple(checked)
+        lines = tuple(classified(body.lines, await catalogue_of(rpc, body.lines)))
     command = c.ApprovePrescription(
         prescription_id=prescription_id,
         pharmacist_id=pharmacist.id,
