@@ -126,6 +126,8 @@ class ListMedications(Command):
     medication_ids: tuple[str, ...] | None = None
     # Only the medication carrying this code (a code names one medication in the catalogue).
     code: Code | None = None
+    # Only those whose name starts with this, case aside (a search as one types).
+    name_prefix: str | None = Field(default=None, min_length=1, max_length=100)
 
 
 class DiscontinueMedication(Command):

@@ -367,7 +367,11 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
             return [m.view() for m in found.values() if not m.discontinued]
         code_key = None if command.code is None else domain.code_key(command.code)
         listed = await store.list_medications(
-            s, limit=command.page.limit, offset=command.page.offset, code_key=code_key
+            s,
+            limit=command.page.limit,
+            offset=command.page.offset,
+            code_key=code_key,
+            name_prefix=command.name_prefix,
         )
         return [m.view() for m in listed]
 

@@ -81,11 +81,15 @@ async def medications_carrying(s: Stores, code_keys: Sequence[str]) -> list[Medi
 
 
 async def list_medications(
-    s: Stores, *, limit: int, offset: int, code_key: str | None = None
+    s: Stores, *, limit: int, offset: int, code_key: str | None = None, name_prefix: str | None = None
 ) -> list[Medication]:
     query: dict[str, object] = {"discontinued": False}
     if code_key is not None:
         query["code_keys"] = code_key
+    if name_prefix is not None:
+        # A range on the indexed key, which starts with the name: no scan of the catalogue.
+        start = name_prefix.strip().casefold()
+        query["catalogue_key"] = {"$gte": start, "$lt": start + "\U0010ffff"}
     return await s.medications.find(
         query,
         sort=[("catalogue_key", ASCENDING), ("_id", ASCENDING)],

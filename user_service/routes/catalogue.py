@@ -127,15 +127,28 @@ CodeFilter = Annotated[
 ]
 
 
+NameFilter = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=100,
+        pattern=r"\S",
+        description="only the medications whose name starts with this, case aside",
+    ),
+]
+
+
 @router.get("/medications", response_model=Page[MedicationOut])
 async def list_medications(
-    user: CurrentUser, rpc: Rpc, page: Paging, code: CodeFilter = None
+    user: CurrentUser, rpc: Rpc, page: Paging, code: CodeFilter = None, name: NameFilter = None
 ) -> Page[MedicationOut]:
+    """The catalogue, by name; one medication by its code; or those whose name starts with `name`."""
     wanted = None
     if code is not None:
         system, value = code.rsplit("|", 1)
         wanted = Code(system=system, code=value)
-    found = await rpc.ask(c.ListMedications(page=page, code=wanted), list[c.MedicationView])
+    command = c.ListMedications(page=page, code=wanted, name_prefix=name)
+    found = await rpc.ask(command, list[c.MedicationView])
     return Page(items=[MedicationOut.of(m) for m in found], limit=page.limit, offset=page.offset)
 
 
