@@ -16,6 +16,8 @@ import random
 import secrets
 import shutil
 import subprocess
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -460,8 +462,15 @@ def started_platform(
         yield running_platform
     finally:
         running_platform.stop()
-        asyncio.run(delete_namespace(backing.rabbitmq_url, running_platform.namespace))
-        asyncio.run(drop_databases(backing.mongodb_url, running_platform.database_prefix))
+        # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
+        cleaning = threading.Thread(
+            target=lambda: (
+                asyncio.run(delete_namespace(backing.rabbitmq_url, running_platform.namespace)),
+                asyncio.run(drop_databases(backing.mongodb_url, running_platform.database_prefix)),
+            )
+        )
+        cleaning.start()
+        cleaning.join()
 
 
 @pytest.fixture(scope="session")
@@ -753,3 +762,77 @@ __all__ = [
     "stored_scans",
     "upload",
 ]
+
+
+# --- the last mile, as the e2e and browser tests drive it --------------------------------------------
+
+
+def new_courier(api: Api, admin: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    user, _ = api.new_patient()
+    answer = api.http.patch(f"/users/{user['id']}", headers=admin, json={"role": "courier"})
+    assert answer.status_code == 200, answer.text
+    return answer.json(), api.token(user["email"], "a long enough password")
+
+
+def staff_of(api: Api, admin: dict[str, str], shop: Shop) -> dict[str, str]:
+    pharmacist, headers = new_pharmacist(api, admin)
+    joined = api.http.put(f"/pharmacies/{shop.pharmacy_id}/staff/{pharmacist['id']}", headers=admin)
+    assert joined.status_code == 200, joined.text
+    return headers
+
+
+def available(api: Api, courier: dict[str, str], shop: Shop, *, north_km: float) -> dict[str, Any]:
+    """The courier takes deliveries, `north_km` north of the shop (a degree of latitude is 111 km)."""
+    answer = api.http.put(
+        "/couriers/me",
+        headers=courier,
+        json={"available": True, "latitude": shop.latitude + north_km / 111, "longitude": shop.longitude},
+    )
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def polled(read: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        last = read()
+        if done(last) or time.monotonic() > deadline:
+            return last
+        time.sleep(0.1)
+
+
+def dispensed(api: Api, pharmacist: dict[str, str], shop: Shop, order_id: str) -> None:
+    queue = api.http.get(f"/pharmacies/{shop.pharmacy_id}/dispensing", headers=pharmacist)
+    assert queue.status_code == 200, queue.text
+    assert order_id in [item["order_id"] for item in queue.json()["items"]]
+    answer = api.http.post(f"/orders/{order_id}/dispense", headers=pharmacist)
+    assert answer.status_code == 200, answer.text
+
+
+def assigned_to(api: Api, courier: dict[str, str], order_id: str) -> dict[str, Any]:
+    delivery = polled(
+        lambda: api.http.get(f"/deliveries/{order_id}", headers=courier),
+        lambda answer: answer.status_code == 200 and answer.json()["status"] == "ASSIGNED",
+    )
+    assert delivery.status_code == 200, delivery.text
+    assert delivery.json()["status"] == "ASSIGNED", delivery.json()
+    return dict(delivery.json())
+
+
+# --- the browser (tests/browser) -------------------------------------------------------------------
+
+# Debian's chromium, installed by scripts/system-packages.sh --browser: Playwright cannot download one here.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("no chromium: run scripts/system-packages.sh --browser (make test does)")
+    # Root in a container has no user namespace for chromium's sandbox.
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": ["--no-sandbox"]}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict[str, Any], platform: Platform) -> dict[str, Any]:
+    return {**browser_context_args, "base_url": platform.url, "locale": "en-GB", "timezone_id": "UTC"}

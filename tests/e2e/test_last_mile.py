@@ -5,51 +5,25 @@ charges nothing."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import Api, Shop, add_card, new_pharmacist, open_shop, prescription_body
+from conftest import (
+    Api,
+    Shop,
+    add_card,
+    assigned_to,
+    available,
+    dispensed,
+    new_courier,
+    open_shop,
+    polled,
+    prescription_body,
+    staff_of,
+)
 
 pytestmark = pytest.mark.e2e
-
-PASSWORD = "a long enough password"
-
-
-def new_courier(api: Api, admin: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    user, _ = api.new_patient()
-    answer = api.http.patch(f"/users/{user['id']}", headers=admin, json={"role": "courier"})
-    assert answer.status_code == 200, answer.text
-    return answer.json(), api.token(user["email"], PASSWORD)
-
-
-def staff_of(api: Api, admin: dict[str, str], shop: Shop) -> dict[str, str]:
-    pharmacist, headers = new_pharmacist(api, admin)
-    joined = api.http.put(f"/pharmacies/{shop.pharmacy_id}/staff/{pharmacist['id']}", headers=admin)
-    assert joined.status_code == 200, joined.text
-    return headers
-
-
-def available(api: Api, courier: dict[str, str], shop: Shop, *, north_km: float) -> dict[str, Any]:
-    """The courier takes deliveries, `north_km` north of the shop (a degree of latitude is 111 km)."""
-    answer = api.http.put(
-        "/couriers/me",
-        headers=courier,
-        json={"available": True, "latitude": shop.latitude + north_km / 111, "longitude": shop.longitude},
-    )
-    assert answer.status_code == 200, answer.text
-    return dict(answer.json())
-
-
-def eventually(read: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        last = read()
-        if done(last) or time.monotonic() > deadline:
-            return last
-        time.sleep(0.1)
 
 
 def order_of(api: Api, headers: dict[str, str], order_id: str) -> dict[str, Any]:
@@ -79,24 +53,6 @@ def paid_order(
     order = api.wait_for_status(uploaded.json()["order_id"], patient, {"CONFIRMED", "REJECTED", "CANCELLED"})
     assert order["status"] == "CONFIRMED", order
     return shop, patient, order
-
-
-def dispensed(api: Api, pharmacist: dict[str, str], shop: Shop, order_id: str) -> None:
-    queue = api.http.get(f"/pharmacies/{shop.pharmacy_id}/dispensing", headers=pharmacist)
-    assert queue.status_code == 200, queue.text
-    assert order_id in [item["order_id"] for item in queue.json()["items"]]
-    answer = api.http.post(f"/orders/{order_id}/dispense", headers=pharmacist)
-    assert answer.status_code == 200, answer.text
-
-
-def assigned_to(api: Api, courier: dict[str, str], order_id: str) -> dict[str, Any]:
-    delivery = eventually(
-        lambda: api.http.get(f"/deliveries/{order_id}", headers=courier),
-        lambda answer: answer.status_code == 200 and answer.json()["status"] == "ASSIGNED",
-    )
-    assert delivery.status_code == 200, delivery.text
-    assert delivery.json()["status"] == "ASSIGNED", delivery.json()
-    return dict(delivery.json())
 
 
 def test_an_order_walks_from_paid_to_delivered_with_the_nearest_courier(
@@ -135,7 +91,7 @@ def test_an_order_walks_from_paid_to_delivered_with_the_nearest_courier(
     too_late = api.http.delete(f"/orders/{order['id']}", headers=patient)
     assert too_late.status_code == 409, too_late.text
     assert "OUT_FOR_DELIVERY" in too_late.json()["detail"]
-    captured = eventually(lambda: payment_of(api, patient, order["id"]), lambda p: p["status"] == "CAPTURED")
+    captured = polled(lambda: payment_of(api, patient, order["id"]), lambda p: p["status"] == "CAPTURED")
     assert captured["status"] == "CAPTURED"
 
     handed = api.http.post(
@@ -218,7 +174,7 @@ def test_an_order_over_the_pin_value_needs_the_pin_only_its_patient_sees(
     assert assigned_to(api, courier, order["id"])["proof"] == "PIN"
     assert api.http.post(f"/deliveries/{order['id']}/pickup", headers=courier).status_code == 200
 
-    pin = eventually(
+    pin = polled(
         lambda: order_of(api, patient, order["id"])["delivery"],
         lambda d: d is not None and d["pin"] is not None,
     )["pin"]
@@ -285,11 +241,11 @@ def test_two_failed_attempts_return_the_order_and_refund_it(api: Api, admin: dic
     final = api.wait_for_status(order["id"], patient, {"DELIVERED", "RETURNED", "CANCELLED"})
     assert final["status"] == "RETURNED"
     assert "DELIVERY_FAILED" in [h["status"] for h in final["history"]]
-    refunded = eventually(lambda: payment_of(api, patient, order["id"]), lambda p: p["status"] == "REFUNDED")
+    refunded = polled(lambda: payment_of(api, patient, order["id"]), lambda p: p["status"] == "REFUNDED")
     assert refunded["status"] == "REFUNDED"
     assert order_of(api, patient, order["id"])["refunded"] == pytest.approx(final["total"])
     # The returned medicine is not put back on sale: 10 stocked, 2 dispensed and brought back.
-    stock = eventually(
+    stock = polled(
         lambda: api.http.get(
             f"/pharmacies/{shop.pharmacy_id}/stock/{shop.medication_id}", headers=pharmacist
         ).json(),
@@ -297,7 +253,7 @@ def test_two_failed_attempts_return_the_order_and_refund_it(api: Api, admin: dic
     )
     assert (stock["quantity"], stock["sold"], stock["returned"]) == (8, 0, 2)
     # Never brought, so never filled: the prescription says so, and a refill would not count as one.
-    prescription = eventually(
+    prescription = polled(
         lambda: api.http.get(f"/prescriptions/{order['prescription_id']}", headers=patient).json(),
         lambda p: p.get("status") == "RETURNED",
     )
@@ -314,9 +270,9 @@ def test_a_cancel_before_dispensing_voids_the_authorisation_and_never_charges(
 
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["status"] == "CANCELLED"
-    voided = eventually(lambda: payment_of(api, patient, order["id"]), lambda p: p["status"] == "VOIDED")
+    voided = polled(lambda: payment_of(api, patient, order["id"]), lambda p: p["status"] == "VOIDED")
     assert voided["status"] == "VOIDED"
-    stock = eventually(
+    stock = polled(
         lambda: api.http.get(
             f"/pharmacies/{shop.pharmacy_id}/stock/{shop.medication_id}", headers=pharmacist
         ).json(),
@@ -366,7 +322,7 @@ def test_a_courier_going_off_duty_before_pickup_hands_the_order_to_the_next_cour
     available(api, first, shop, north_km=1)
     dispensed(api, pharmacist, shop, order["id"])
     assigned_to(api, first, order["id"])
-    shown = eventually(
+    shown = polled(
         lambda: order_of(api, patient, order["id"])["delivery"],
         lambda d: d is not None and d["courier_id"] is not None,
     )
@@ -384,7 +340,7 @@ def test_a_courier_going_off_duty_before_pickup_hands_the_order_to_the_next_cour
     assert (off.json()["available"], off.json()["delivery_id"]) == (False, None)
     assert assigned_to(api, next_one, order["id"])["courier_id"] == next_user["id"]
     assert api.http.get(f"/deliveries/{order['id']}", headers=first).status_code == 404
-    view = eventually(
+    view = polled(
         lambda: order_of(api, patient, order["id"]),
         lambda o: o["delivery"]["courier_id"] == next_user["id"],
     )
