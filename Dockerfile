@@ -1,4 +1,12 @@
 # One image for all six services; compose picks the service with `command: python -m <package>`.
+
+# The web UI's browser assets (htmx), from the npm registry as package-lock.json pins them: Node is
+# needed to build the image only, never in it.
+FROM node:20-slim AS web-assets
+WORKDIR /assets
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -27,6 +35,8 @@ COPY payment_service ./payment_service
 COPY inventory_service ./inventory_service
 COPY delivery_service ./delivery_service
 COPY operations ./operations
+COPY --from=web-assets /assets/node_modules/htmx.org/dist/htmx.min.js ./user_service/web/static/vendor/htmx.min.js
+COPY --from=web-assets /assets/node_modules/htmx-ext-sse/dist/sse.min.js ./user_service/web/static/vendor/htmx-ext-sse.min.js
 
 # The same pinned versions as the venv and CI; build leftovers are removed so only the installed copy matters.
 RUN pip install --no-cache-dir -c constraints.txt . \

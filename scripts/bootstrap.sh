@@ -13,3 +13,4 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
   .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
   touch "$stamp"
 fi
+scripts/web-assets.sh

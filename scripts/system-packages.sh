@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the scan engine and its tests need: tesseract with English, and the fonts the
-# OCR benchmark and tests print prescriptions in. Idempotent: does nothing when all are present.
-#   scripts/system-packages.sh        (log in $PHARMACY_STATE_DIR/apt-scan.log, default .run/)
+# OCR benchmark and tests print prescriptions in; with --browser also chromium, which the web UI's browser
+# tests drive (Playwright launches it by its path: `playwright install` cannot download here).
+# Idempotent: does nothing when all are present.
+#   scripts/system-packages.sh [--browser]        (log in $PHARMACY_STATE_DIR/apt-scan.log, default .run/)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 state="${PHARMACY_STATE_DIR:-$root/.run}"
 mkdir -p "$state"
 packages=(tesseract-ocr tesseract-ocr-eng fonts-dejavu-core fonts-liberation2 fonts-freefont-ttf)
+[ "${1:-}" = "--browser" ] && packages+=(chromium)
 
 log() { printf '[system-packages] %s\n' "$*" >&2; }
 

@@ -4,7 +4,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/bootstrap.sh
-scripts/system-packages.sh
+scripts/system-packages.sh --browser
 scripts/infra.sh start
 eval "$(scripts/infra.sh env)"
 exec .venv/bin/python -m pytest "$@"

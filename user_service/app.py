@@ -12,6 +12,7 @@ from uuid import uuid4
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.documents import DOCUMENT_MAX_BYTES
@@ -43,6 +44,8 @@ from user_service.settings import Settings
 from user_service.store import UserStore
 from user_service.throttle import SignInThrottle
 from user_service.token_store import TokenStore
+from user_service.web import pages
+from user_service.web.sessions import WebSessions
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             per_address=settings.sign_in_failures_per_address,
             window=timedelta(seconds=settings.sign_in_window_seconds),
         )
+        app.state.web_sessions = WebSessions(
+            app.state.db, lifetime=timedelta(hours=settings.web_session_hours)
+        )
         app.state.rpc = RpcClient(requester, settings)
         app.state.readiness = metrics.Readiness(
             "user_service",
@@ -111,13 +117,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.users.ensure_indexes()
             await app.state.audit_log.ensure_indexes()
             await app.state.tokens.ensure_indexes()
+            await app.state.web_sessions.ensure_indexes()
             await ensure_first_admin(app.state.users, settings)
 
         # Start in any order: wait for the store and the broker rather than exit.
         await until_up("the user store", prepare_store)
         await until_up("RabbitMQ", requester.start)
         sweeping = asyncio.create_task(
-            app.state.tokens.keep_sweeping(every=settings.expired_tokens_sweep_seconds)
+            app.state.tokens.keep_sweeping(
+                every=settings.expired_tokens_sweep_seconds, also=app.state.web_sessions.remove_expired
+            )
         )
         try:
             yield
@@ -185,4 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = openapi_with_bodies_read_by_hand  # type: ignore[method-assign]
     app.add_route("/metrics", lambda _: metrics.metrics_response(), include_in_schema=False)
+    # The web UI: its pages, and its static files (htmx copied in at set-up, see scripts/web-assets.sh).
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")
     return app

@@ -29,6 +29,12 @@ DOCS_POLICY = (
     "style-src https://cdn.jsdelivr.net; img-src data: https://fastapi.tiangolo.com; "
     "connect-src 'self'; frame-ancestors 'none'"
 )
+# The web UI's pages (user_service/web): script, style and images from here only, no inline script or
+# style and nothing evaluated (htmx is configured for it), forms posted only here, never framed.
+WEB_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -96,7 +102,13 @@ class SecurityHeaders:
             return
         path = scope["path"]
         policy = (
-            DOCS_POLICY if path in self.docs_paths else DOCUMENT_POLICY if is_document(path) else API_POLICY
+            DOCS_POLICY
+            if path in self.docs_paths
+            else DOCUMENT_POLICY
+            if is_document(path)
+            else API_POLICY
+            if path.startswith("/api/") or path == "/metrics"
+            else WEB_POLICY
         )
 
         async def send_with_headers(message: Message) -> None:

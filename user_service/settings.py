@@ -43,6 +43,8 @@ class Settings(RuntimeSettings):
     revocations_refresh_seconds: float = Field(default=5, gt=0)
     # Expired refresh tokens and revocations are deleted this often (FerretDB has no TTL index).
     expired_tokens_sweep_seconds: float = Field(default=300, gt=0)
+    # How long a browser stays signed in to the web UI, however active (then it signs in again).
+    web_session_hours: float = Field(default=12, gt=0)
     admin_email: str | None = None
     admin_password: SecretStr | None = None
     # Failed sign-ins allowed per account, and per client address, in one window; then 429.

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -163,12 +164,17 @@ class TokenStore:
         self._revoked_here = {jti: until for jti, until in self._revoked_here.items() if until > now}
         self._seen_at = began
 
-    async def keep_sweeping(self, *, every: float) -> None:
-        """Forget what has expired, every `every` seconds, until cancelled; a failed sweep waits its turn."""
+    async def keep_sweeping(
+        self, *, every: float, also: Callable[..., Awaitable[None]] | None = None
+    ) -> None:
+        """Forget what has expired, every `every` seconds, until cancelled; a failed sweep waits its turn.
+        `also(now=...)` sweeps something else on the same beat (the web UI's sessions)."""
         while True:
             await asyncio.sleep(every)
             try:
                 await self.remove_expired(now=utc_now())
+                if also is not None:
+                    await also(now=utc_now())
             except Exception:
                 log.warning("expired tokens not swept; next try in %.0f s", every, exc_info=True)
 

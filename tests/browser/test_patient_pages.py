@@ -1,0 +1,226 @@
+"""The patient's web pages in a real browser (Debian's chromium through Playwright), against the running
+platform: registering, a card, an order priced before it is placed and followed live to the door,
+errors beside their fields, sign-out, and the wrong user. axe-core checks every screen."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
+from conftest import (
+    Api,
+    Shop,
+    assigned_to,
+    available,
+    dispensed,
+    new_courier,
+    open_shop,
+    staff_of,
+    unique,
+)
+from playwright.sync_api import Page, ViewportSize, expect
+
+pytestmark = pytest.mark.e2e
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+PASSWORD = "a long enough password"
+PHONE: ViewportSize = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+AXE = Axe()
+
+
+def accessible(page: Page, screen: str) -> None:
+    """axe-core finds nothing on the screen, at the width it is shown; its picture is kept."""
+    results = AXE.run(page)
+    assert results.violations_count == 0, f"{screen}: {results.generate_report()}"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{screen}.png", full_page=True)
+
+
+def register(page: Page, name: str = "Ada Lovelace") -> str:
+    email = f"{unique('web')}@example.com"
+    page.goto("/register")
+    page.get_by_label("Full name").fill(name)
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create my account").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("My orders")
+    return email
+
+
+def add_card(page: Page) -> None:
+    page.get_by_role("link", name="My cards").click()
+    page.get_by_label("Card number").fill("4242 4242 4242 4242")
+    page.get_by_label("Expiry date (MM/YY)").fill("12/31")
+    page.get_by_label("Security code (CVC)").fill("123")
+    page.get_by_role("button", name="Add this card").click()
+    expect(page.get_by_text("Visa ending in 4242")).to_be_visible()
+
+
+def medication_name(api: Api, admin: dict[str, str], shop: Shop) -> str:
+    return str(api.http.get(f"/medications/{shop.medication_id}", headers=admin).json()["name"])
+
+
+def order_from_the_catalogue(page: Page, name: str, shop: Shop, quantity: int) -> None:
+    page.get_by_role("link", name="New order", exact=True).click()
+    page.get_by_label("Find a medication").fill(name[:12])
+    page.get_by_role("button", name=f"Add {name} 500 mg").click()
+    page.get_by_label(f"Quantity of {name} 500 mg").fill(str(quantity))
+    page.get_by_label("Latitude").fill(f"{shop.latitude + 0.01:.4f}")
+    page.get_by_label("Longitude").fill(f"{shop.longitude + 0.01:.4f}")
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_patient_orders_sees_the_price_first_and_follows_the_order_live_to_the_door(
+    page: Page, api: Api, admin: dict[str, str], viewport: ViewportSize
+) -> None:
+    width = "phone" if viewport == PHONE else "desktop"
+    page.set_viewport_size(viewport)
+    shop = open_shop(api, admin, quantity=10)
+    name = medication_name(api, admin, shop)
+    page.goto("/register")
+    accessible(page, f"register-{width}")
+    register(page)
+    accessible(page, f"orders-empty-{width}")
+    add_card(page)
+    accessible(page, f"cards-{width}")
+
+    order_from_the_catalogue(page, name, shop, quantity=2)
+    page.get_by_role("button", name="See the price").click()
+    quote = page.locator("#quote")
+    expect(quote).to_contain_text("The price now")
+    expect(quote).to_contain_text(f"{name} 500 mg")
+    expect(quote).to_contain_text("8.40")  # two at 4.20, before both fees
+    total = re.search(r"Total: (\d+\.\d\d)", quote.inner_text())
+    assert total is not None, quote.inner_text()
+    accessible(page, f"new-order-{width}")
+    page.get_by_role("button", name="Place the order").click()
+
+    expect(page).to_have_url(re.compile(r"/orders/[0-9a-f-]{36}$"))
+    order_id = page.url.rsplit("/", 1)[1]
+    status = page.locator("#order-panel [data-status]")
+    # No reload from here on: the page follows the order over server-sent events.
+    expect(status).to_have_attribute("data-status", "CONFIRMED", timeout=20_000)
+    expect(page.locator("#order-panel")).to_contain_text(f"total {total.group(1)}")
+    accessible(page, f"order-paid-{width}")
+
+    pharmacist = staff_of(api, admin, shop)
+    _, courier = new_courier(api, admin)
+    available(api, courier, shop, north_km=1)
+    dispensed(api, pharmacist, shop, order_id)
+    expect(status).to_have_attribute("data-status", "READY_FOR_PICKUP", timeout=20_000)
+    assigned_to(api, courier, order_id)
+    assert api.http.post(f"/deliveries/{order_id}/pickup", headers=courier).status_code == 200
+    expect(status).to_have_attribute("data-status", "OUT_FOR_DELIVERY", timeout=20_000)
+    handed = api.http.post(
+        f"/deliveries/{order_id}/deliver", headers=courier, json={"recipient_name": "Ada Lovelace"}
+    )
+    assert handed.status_code == 200, handed.text
+    expect(status).to_have_attribute("data-status", "DELIVERED", timeout=20_000)
+    expect(page.locator("#order-panel .history")).to_contain_text("Delivered")
+    expect(page.locator("#order-panel")).to_contain_text("to Ada Lovelace")
+    accessible(page, f"order-delivered-{width}")
+    # Phone width: nothing wider than the screen.
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]  # type: ignore[index]
+
+    page.get_by_role("link", name="All my orders").click()
+    expect(page.get_by_role("table")).to_contain_text("Delivered")
+    accessible(page, f"orders-{width}")
+
+
+def test_each_error_is_shown_beside_its_field(page: Page) -> None:
+    page.goto("/register")
+    page.get_by_label("Full name").fill("Ada Lovelace")
+    page.get_by_label("Email").fill("not-an-email")
+    page.get_by_label("Password").fill("short")
+    page.get_by_role("button", name="Create my account").click()
+
+    expect(page.get_by_label("Email")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#email-error")).to_contain_text("Error:")
+    expect(page.get_by_label("Password")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#password-error")).to_contain_text("at least 12 characters")
+    expect(page.get_by_label("Full name")).to_have_value("Ada Lovelace")  # kept; the password is not
+    accessible(page, "register-errors")
+
+    register(page)
+    page.get_by_role("link", name="My cards").click()
+    page.get_by_label("Card number").fill("4242 4242 4242 4241")  # fails the Luhn check
+    page.get_by_label("Expiry date (MM/YY)").fill("13/31")
+    page.get_by_label("Security code (CVC)").fill("12")
+    page.get_by_role("button", name="Add this card").click()
+    expect(page.locator("#expiry-error")).to_contain_text("MM/YY")
+    expect(page.locator("#cvc-error")).to_be_visible()
+    expect(page.get_by_label("Card number")).to_have_value("")  # never sent back
+    accessible(page, "cards-errors")
+
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_label("Email").fill(f"{unique('nobody')}@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#email-error")).to_contain_text("Wrong email or password")
+    accessible(page, "sign-in-error")
+
+
+def test_a_signed_out_session_is_over_and_another_patients_order_is_not_found(
+    page: Page, api: Api, admin: dict[str, str]
+) -> None:
+    shop = open_shop(api, admin, quantity=10)
+    name = medication_name(api, admin, shop)
+    register(page)
+    add_card(page)
+    order_from_the_catalogue(page, name, shop, quantity=1)
+    page.get_by_role("button", name="Place the order").click()
+    expect(page).to_have_url(re.compile(r"/orders/[0-9a-f-]{36}$"))
+    order_url = page.url
+    session = [c for c in page.context.cookies() if c["name"].endswith("pharmacy_session")]
+    assert len(session) == 1
+    assert (session[0]["httpOnly"], session[0]["sameSite"]) == (True, "Strict")
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
+    # The old cookie, put back, opens nothing: the session ended in the store, not just in the browser.
+    page.context.add_cookies([session[0]])  # type: ignore[list-item]
+    page.goto(order_url)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
+
+    register(page, name="Bob Other")
+    answer = page.goto(order_url)
+    assert answer is not None
+    assert answer.status == 404
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not Found")
+    accessible(page, "not-found")
+
+
+def test_a_form_sent_without_its_csrf_token_is_refused(page: Page) -> None:
+    register(page)
+    # The session cookie goes with it (the browser's own context), as with a page of another site.
+    forged = page.request.post(
+        "/cards", form={"card_number": "4242424242424242", "expiry": "12/31", "cvc": "123"}
+    )
+    assert forged.status == 403
+    assert "expired" in forged.text()
+    page.goto("/cards")
+    expect(page.get_by_text("You have no card yet")).to_be_visible()
+
+
+def test_the_pages_forbid_inline_script_and_every_other_origin(page: Page) -> None:
+    answer = page.goto("/sign-in")
+    assert answer is not None
+    policy = answer.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert "frame-ancestors 'none'" in policy
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    register(page)
+    page.get_by_role("link", name="New order", exact=True).click()
+    page.get_by_label("Find a medication").fill("Ibuprofen")
+    expect(page.locator("#results")).not_to_be_empty()
+    assert [v for v in violations if "Content Security Policy" in v] == []
