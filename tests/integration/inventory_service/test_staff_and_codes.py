@@ -244,3 +244,19 @@ async def test_creations_racing_for_one_code_make_one_medication(
     refused = [o.code for o in outcomes if isinstance(o, CommandRefused)]
     assert (len(made), refused) == (1, ["conflict"] * 15)
     assert await store.stores(service).medications.collection.count_documents({}) == 1
+
+
+async def test_a_search_by_the_start_of_a_name_finds_those_names_whatever_their_case(
+    namespace: Namespace, running: Start
+) -> None:
+    settings = namespace.settings(InventorySettings)
+    await running(build(settings))
+    async with rpc_client(settings) as rpc:
+        for name in ("Paracetamol", "paraffin", "Ibuprofen", "Aspirin para"):
+            await medication(rpc, name)
+        found = await rpc.ask(ListMedications(name_prefix="PARA"), list[MedicationView])
+        nothing = await rpc.ask(ListMedications(name_prefix="Zz"), list[MedicationView])
+
+    # By the catalogue's order (name, strength, form), and only by the name's start.
+    assert [m.name for m in found] == ["Paracetamol", "paraffin"]
+    assert nothing == []
