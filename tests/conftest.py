@@ -836,3 +836,13 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args: dict[str, Any], platform: Platform) -> dict[str, Any]:
     return {**browser_context_args, "base_url": platform.url, "locale": "en-GB", "timezone_id": "UTC"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests run last. Playwright's sync API keeps an event loop running in pytest's thread
+    from its first page to the end of the session, and every async test after it would fail to start
+    its own; the session's own clean-up runs in threads (`started_platform`)."""
+    browser = [item for item in items if "tests/browser/" in item.nodeid.replace("\\", "/")]
+    if browser:
+        others = [item for item in items if item not in browser]
+        items[:] = others + browser
