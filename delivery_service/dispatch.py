@@ -28,15 +28,19 @@ and takes the next waiting delivery. A claim no redelivery comes back to (its me
 dead-lettered) is settled by the courier's next UpdateCourier, or released once the next courier who
 comes free takes the delivery it names.
 
-**Handing back.** A courier going off duty with a delivery they have not collected gives it back, in
-the same order of writes turned round: the delivery first (WAITING_FOR_COURIER again, the courier in
-its `handed_back_by`, DeliveryUnassigned in its outbox; refused once it is collected), then the
-courier (off duty), then the delivery is dispatched again, which releases the courier's claim. The
-mark makes that claim over and keeps the delivery from ever going back to them, so a step 2 racing
-the hand-back either lands first (and the hand-back undoes it) or sees the mark and loses. A crash
-between the writes leaves a delivery waiting and a claim its mark has ended: DeliveryUnassigned comes
-back to this service and dispatches it again; the courier, still on duty in the store, is freed then
-(their command failed: they send it again).
+**Handing back.** A courier going off duty with a delivery they have not collected gives it back.
+First the refusal, written nowhere: collected, it is theirs to deliver or to fail first. Then the
+courier is stored off duty, still naming the delivery: from this write on, nothing gives them another
+one (a claim needs them idle), whatever dispatch runs meanwhile. Then the delivery (WAITING_FOR_COURIER
+again, the courier in its `handed_back_by`, DeliveryUnassigned in its outbox), then it is dispatched
+again, which releases the courier's claim; off duty, they take nothing more. The mark makes that
+claim over and keeps the delivery from going back to them, so a step 2 racing the hand-back either
+lands first (and the hand-back undoes it) or sees the mark and loses. (The delivery first instead
+left a gap: its DeliveryUnassigned, handled on another partition before the courier was stored off
+duty, released a courier still on duty, who was then given the next waiting delivery.) A crash
+between the two writes leaves an off-duty courier holding an uncollected delivery: their command
+failed, and the PUT sent again finds them off duty and hands it back then. A pickup racing the
+hand-back (the same courier's) makes it refused: the courier is put back on duty, as they were.
 
 No wake-up is lost: a new delivery is stored as waiting before it looks for idle couriers, and a
 courier is stored as idle before it looks for waiting deliveries, so of the two searches racing, at
@@ -137,10 +141,19 @@ class Dispatcher:
         )
         return []
 
+    async def may_go_off_duty(self, courier_id: str) -> None:
+        """MoveNotAllowed when the courier holds a delivery they have collected (the hand-back's own
+        rule, tried on a copy: nothing is written)."""
+        courier = await self.s.couriers.get(courier_id)
+        if courier is None or courier.delivery_id is None:
+            return
+        delivery = await self.s.deliveries.get(courier.delivery_id)
+        if delivery is not None:
+            domain.hand_back(delivery.model_copy(deep=True), courier_id, utc_now())
+
     async def hand_back(self, courier_id: str, cause: Envelope | None) -> str | None:
-        """A courier going off duty gives back the delivery they hold and have not collected (its
-        write first, see above; MoveNotAllowed once collected). The delivery to dispatch again once
-        the courier is stored off duty, if any."""
+        """A courier stored off duty gives back the delivery they hold and have not collected (see
+        above; MoveNotAllowed once collected). The delivery to dispatch again, if any."""
         courier = await self.s.couriers.get(courier_id)
         if courier is None or courier.delivery_id is None:
             return None

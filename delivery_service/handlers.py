@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from uuid import NAMESPACE_URL, uuid5
 
 from contracts.base import Command, Envelope, Event
@@ -23,6 +24,7 @@ from contracts.events import (
     DeliveryCompleted,
     DeliveryReturned,
     DeliveryUnassigned,
+    Location,
     OrderCancelled,
     OrderReadyForPickup,
 )
@@ -102,6 +104,16 @@ def register(service: Service, s: Stores, dispatcher: Dispatcher, pins: PinKey, 
         # does for events, rather than leave a courier claimed for a delivery that ended.
         await until_up(what, step)
 
+    async def back_on_duty(courier_id: str, location: Location, now: datetime) -> None:
+        """Their own pickup raced their going off duty: the refusal leaves them as they were."""
+        await service.change(
+            s.couriers,
+            courier_id,
+            lambda c: domain.update_courier(c, True, location, rules, now) if not c.available else [],
+            cause=None,
+            at=now,
+        )
+
     @service.commands.on(UpdateCourier)
     async def update_courier(command: UpdateCourier) -> CourierView:
         now = utc_now()
@@ -112,18 +124,24 @@ def register(service: Service, s: Stores, dispatcher: Dispatcher, pins: PinKey, 
         if await s.couriers.add(joined, free, caused_by=str(cause.event_id) if cause else None):
             await service.publish_pending(s.couriers, joined.id)
         else:
-            if not command.available:
-                try:
+            # Off duty: refused while they hold what they collected; else stored off duty first, then
+            # the delivery not collected goes back (the order of writes: dispatch.py).
+            try:
+                if not command.available:
+                    await dispatcher.may_go_off_duty(command.courier_id)
+                await service.change(
+                    s.couriers,
+                    command.courier_id,
+                    lambda c: domain.update_courier(c, command.available, command.location, rules, now),
+                    cause=cause,
+                    at=now,
+                )
+                if not command.available:
                     handed_back = await dispatcher.hand_back(command.courier_id, cause)
-                except domain.MoveNotAllowed as exc:
-                    raise CommandRefused("conflict", str(exc)) from exc
-            await service.change(
-                s.couriers,
-                command.courier_id,
-                lambda c: domain.update_courier(c, command.available, command.location, rules, now),
-                cause=cause,
-                at=now,
-            )
+            except domain.MoveNotAllowed as exc:
+                if not command.available:
+                    await back_on_duty(command.courier_id, command.location, now)
+                raise CommandRefused("conflict", str(exc)) from exc
         if handed_back is not None:
             # Its claim released, and the nearest other free courier given it.
             delivery_id = handed_back

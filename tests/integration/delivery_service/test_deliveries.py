@@ -445,6 +445,28 @@ async def test_going_off_duty_before_collecting_hands_the_delivery_to_the_neares
     assert picked.status == "OUT_FOR_DELIVERY"
 
 
+async def test_going_off_duty_gives_back_what_they_hold_and_takes_nothing_else_that_waits(
+    dispatch: Dispatch,
+) -> None:
+    # Another delivery waits as the courier goes off duty: the release of their claim on the one they
+    # give back must not find them still on duty and hand them the other.
+    first = await dispatch.courier(at=PHARMACY)
+    held = await dispatch.ready()
+    await dispatch.assigned(held.order_id)
+    waiting = await dispatch.ready()
+    await dispatch.delivery(waiting.order_id, "WAITING_FOR_COURIER")
+
+    off = await dispatch.update(first, available=False)
+    await dispatch.settled()
+
+    assert (off.available, off.delivery_id) == (False, None)
+    assert (await dispatch.courier_doc(first))["delivery_id"] is None
+    for order_id in (held.order_id, waiting.order_id):
+        delivery = await dispatch.delivery(order_id, "WAITING_FOR_COURIER")
+        assert delivery["courier_id"] is None
+    assert dispatch.count(DeliveryAssigned, waiting.order_id) == 0
+
+
 async def test_going_off_duty_with_a_delivery_in_hand_is_refused_and_moving_is_not(
     dispatch: Dispatch,
 ) -> None:
@@ -470,13 +492,16 @@ async def test_going_off_duty_with_a_delivery_in_hand_is_refused_and_moving_is_n
 async def test_a_hand_back_whose_command_lost_its_follow_up_is_finished_on_its_event(
     dispatch: Dispatch,
 ) -> None:
-    # The process died after the delivery's write of a hand-back: the delivery waits again, its old
-    # courier's claim still names it and they are still on duty in the store.
+    # The process died after both writes of a hand-back, before its dispatch: the courier is off duty,
+    # their claim still names the delivery, which waits again.
     first = await dispatch.courier(at=PHARMACY)
     event = await dispatch.ready()
     await dispatch.assigned(event.order_id)
     other = await dispatch.courier(at=north_of_pharmacy(2))
     await dispatch.settled()  # their own CourierFree handled: nothing waits for them yet
+    await dispatch.service.db["couriers"].update_one(
+        {"_id": first}, {"$set": {"available": False}, "$inc": {"version": 1}}
+    )
     deliveries = dispatch.service.db["deliveries"]
     await deliveries.update_one(
         {"_id": event.order_id},
