@@ -683,7 +683,8 @@ class QuoteOut(BaseModel):
 
 class UploadOut(PrescriptionOut):
     quote: QuoteOut | None = Field(
-        description="the price now, lines and both fees; None when inventory did not answer in time"
+        description="the price now, lines and both fees; None for a FHIR upload whose quote inventory "
+        "could not give (a typed upload is not taken without it: 503)"
     )
 
 

@@ -215,10 +215,11 @@ async def _import_fhir(
         request_id=request_id,
     )
     view: c.PrescriptionView = await rpc.ask(command, c.PrescriptionView)
-    # The lines are known only now, as the import matched them: their quote is a courtesy.
+    # The lines are known only now, as the import matched them: their quote is a courtesy, and the
+    # prescription is stored already, so no failure of it may turn the answer into an error.
     try:
         quote: c.OrderQuote | None = await quote_of(rpc, view.lines, destination)
-    except ServiceUnavailable as exc:
+    except (ServiceUnavailable, CommandRefused, ValidationError) as exc:
         log.warning("FHIR upload answered without its quote: %s", exc)
         quote = None
     return view, quote
