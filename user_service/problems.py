@@ -19,7 +19,7 @@ from user_service.edge import SECURITY_HEADERS
 
 log = logging.getLogger(__name__)
 
-_RPC_STATUS = {
+RPC_STATUS = {
     "not_found": 404,
     "conflict": 409,
     "invalid": 422,
@@ -83,7 +83,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(CommandRefused)
     async def refused(request: Request, exc: CommandRefused) -> JSONResponse:
-        status = _RPC_STATUS[exc.code]
+        status = RPC_STATUS[exc.code]
         if status == 422 and exc.errors:
             errors = [{"field": e.field, "message": e.message} for e in exc.errors]
             return problem(422, exc.detail, errors=errors)

@@ -163,6 +163,34 @@ def test_each_error_is_shown_beside_its_field(page: Page) -> None:
     accessible(page, "sign-in-error")
 
 
+def test_a_bad_quantity_and_a_missing_place_are_each_shown_beside_their_field(
+    page: Page, api: Api, admin: dict[str, str]
+) -> None:
+    shop = open_shop(api, admin, quantity=10)
+    name = medication_name(api, admin, shop)
+    register(page)
+    add_card(page)
+    order_from_the_catalogue(page, name, shop, quantity=5000)
+    page.get_by_label("Latitude").fill("")
+    page.get_by_role("button", name="Place the order").click()
+
+    quantity = page.get_by_label(f"Quantity of {name} 500 mg")
+    expect(quantity).to_have_attribute("aria-invalid", "true")
+    expect(quantity).to_have_value("5000")  # the line is kept, with what was typed
+    expect(page.locator(f"#quantity-{shop.medication_id}-error")).to_contain_text(
+        "less than or equal to 1000"
+    )
+    expect(page.get_by_label("Latitude")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#latitude-error")).to_contain_text("Error:")
+    expect(page.get_by_label("Longitude")).not_to_have_attribute("aria-invalid", "true")
+    accessible(page, "new-order-errors")
+
+    page.get_by_label(f"Quantity of {name} 500 mg").fill("1")
+    page.get_by_label("Latitude").fill(f"{shop.latitude + 0.01:.4f}")
+    page.get_by_role("button", name="Place the order").click()
+    expect(page).to_have_url(re.compile(r"/orders/[0-9a-f-]{36}$"))
+
+
 def test_a_signed_out_session_is_over_and_another_patients_order_is_not_found(
     page: Page, api: Api, admin: dict[str, str]
 ) -> None:
@@ -191,6 +219,8 @@ def test_a_signed_out_session_is_over_and_another_patients_order_is_not_found(
     assert answer.status == 404
     expect(page.get_by_role("heading", level=1)).to_have_text("Not Found")
     accessible(page, "not-found")
+    # Its live stream too: refused before it starts, not an empty stream.
+    assert page.request.get(f"{order_url}/live").status == 404
 
 
 def test_a_form_sent_without_its_csrf_token_is_refused(page: Page) -> None:

@@ -9,6 +9,7 @@ a forbidden role, a field at fault) becomes a page (`PageRoute`), or a message b
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine
 from http import HTTPStatus
@@ -30,14 +31,12 @@ from contracts.events import Location
 from service_runtime.clock import utc_now
 from service_runtime.errors import CommandRefused, ServiceUnavailable
 from user_service.audit import AuditNote, open_note, open_sign_in
-from user_service.deps import Rpc, SettingsDep, Throttle, Users
+from user_service.deps import ResourceId, Rpc, SettingsDep, Throttle, Users
 from user_service.domain import Forbidden, User, keyed_request_id
-from user_service.problems import FieldInvalid
+from user_service.problems import RPC_STATUS, FieldInvalid
 from user_service.routes import auth, catalogue, orders, payments
 from user_service.routes.prescriptions import quote_of, upload_typed
 from user_service.schemas import (
-    LineIn,
-    LocationIn,
     OrderOut,
     PaymentMethodIn,
     PrescriptionIn,
@@ -47,11 +46,13 @@ from user_service.schemas import (
 from user_service.settings import Settings
 from user_service.web.sessions import WebSession, WebSessions
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Before anyone is signed in, the sign-in and register forms carry this cookie's value (double submit).
 FORM_COOKIE = "pharmacy_form"
+FORM_COOKIE_SECONDS = 3600
 CSRF_HEADER = "X-CSRF-Token"
 # The order page stops listening once the order can no longer change.
 ENDED = frozenset({"DELIVERED", "RETURNED", "CANCELLED", "REJECTED"})
@@ -79,6 +80,13 @@ class SignInFirst(Exception):
     """No valid session: the page sends the browser to the sign-in page."""
 
 
+class FormExpired(HTTPException):
+    """A state-changing request without its CSRF token (or with another session's)."""
+
+    def __init__(self) -> None:
+        super().__init__(403, "this form has expired: reload the page and try again")
+
+
 class PageRoute(APIRoute):
     """A page answers in HTML whatever goes wrong: an error page for a refusal, the sign-in page for
     no session, never problem+json."""
@@ -94,15 +102,20 @@ class PageRoute(APIRoute):
             except Forbidden as exc:
                 return error_page(request, 403, str(exc))
             except CommandRefused as exc:
-                status = {"not_found": 404, "conflict": 409, "invalid": 422, "forbidden": 403}.get(
-                    exc.code, 503
-                )
-                detail = exc.detail if status < 500 else "a back-end service could not carry out the request"
-                return error_page(request, status, detail)
-            except ServiceUnavailable:
+                status = RPC_STATUS[exc.code]
+                if status < 500:
+                    return error_page(request, status, exc.detail)
+                log.warning("%s %s refused: %s %s", request.method, request.url.path, exc.code, exc.detail)
+                return error_page(request, status, "a back-end service could not carry out the request")
+            except ServiceUnavailable as exc:
+                log.warning("%s", exc)
                 return error_page(request, 503, "a back-end service is not answering; try again shortly")
+            except FieldInvalid as exc:
+                return error_page(request, 422, exc.message)
             except HTTPException as exc:
-                return error_page(request, exc.status_code, str(exc.detail))
+                page = error_page(request, exc.status_code, str(exc.detail))
+                page.headers.update(getattr(exc, "headers", None) or {})
+                return page
             except RequestValidationError:
                 return error_page(request, 422, "the request was not understood; go back and try again")
 
@@ -115,9 +128,21 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 # --- sessions, CSRF, rendering ----------------------------------------------------------------------
 
 
-def cookie_name(settings: Settings) -> str:
-    # `__Host-`: only ever set over HTTPS, for this host and path /; development runs on plain HTTP.
-    return "pharmacy_session" if settings.environment == "development" else "__Host-pharmacy_session"
+def cookie_name(settings: Settings, name: str = "pharmacy_session") -> str:
+    # `__Host-`: only ever set over HTTPS, for this host and path / (no sibling domain can plant one);
+    # development runs on plain HTTP.
+    return name if settings.environment == "development" else f"__Host-{name}"
+
+
+def form_cookie(settings: Settings) -> str:
+    return cookie_name(settings, FORM_COOKIE)
+
+
+def drop_cookie(response: Response, settings: Settings, name: str) -> None:
+    # With the attributes it was set with: a browser keeps a `__Host-` cookie deleted without `Secure`.
+    response.delete_cookie(
+        name, path="/", secure=settings.environment != "development", httponly=True, samesite="strict"
+    )
 
 
 def set_cookie(response: Response, settings: Settings, name: str, value: str, max_age: int) -> None:
@@ -161,7 +186,7 @@ async def signed_in(request: Request, settings: SettingsDep, sessions: Sessions,
             field = form.get("csrf_token")
             sent = field if isinstance(field, str) else None
         if not session.csrf_matches(sent):
-            raise HTTPException(403, "this form has expired: reload the page and try again")
+            raise FormExpired
     return SignedIn(user, session)
 
 
@@ -223,30 +248,26 @@ def field_messages(exc: ValidationError, names: dict[str, str] | None = None) ->
 # --- signing in and out -----------------------------------------------------------------------------
 
 
-def form_token(request: Request) -> str:
-    return request.cookies.get(FORM_COOKIE) or secrets.token_urlsafe(32)
-
-
 def anonymous_form(
     request: Request, settings: Settings, template: str, status: int = 200, **context: Any
 ) -> HTMLResponse:
-    token = form_token(request)
+    token = request.cookies.get(form_cookie(settings)) or secrets.token_urlsafe(32)
     page = render(request, template, status=status, csrf_token=token, **context)
-    set_cookie(page, settings, FORM_COOKIE, token, max_age=3600)
+    set_cookie(page, settings, form_cookie(settings), token, max_age=FORM_COOKIE_SECONDS)
     return page
 
 
-def check_form_token(request: Request, sent: str) -> None:
-    kept = request.cookies.get(FORM_COOKIE)
+def check_form_token(request: Request, settings: Settings, sent: str) -> None:
+    kept = request.cookies.get(form_cookie(settings))
     if kept is None or not secrets.compare_digest(kept, sent):
-        raise HTTPException(403, "this form has expired: reload the page and try again")
+        raise FormExpired
 
 
 async def start_session(request: Request, settings: Settings, sessions: WebSessions, user: User) -> Response:
     token, _ = await sessions.open(user_id=user.id, now=utc_now())
     response = redirect(request, "/")
     set_cookie(response, settings, cookie_name(settings), token, int(sessions.lifetime.total_seconds()))
-    response.delete_cookie(FORM_COOKIE, path="/")
+    drop_cookie(response, settings, form_cookie(settings))
     return response
 
 
@@ -266,7 +287,7 @@ async def sign_in(
     password: Annotated[str, Form(max_length=1024)] = "",
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    check_form_token(request, csrf_token)
+    check_form_token(request, settings, csrf_token)
     note: AuditNote = request.state.audit
     address = request.client.host if request.client else "unknown"
     try:
@@ -297,7 +318,7 @@ async def register(
     password: Annotated[str, Form(max_length=1024)] = "",
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    check_form_token(request, csrf_token)
+    check_form_token(request, settings, csrf_token)
     values = {"full_name": full_name, "email": email}
 
     def again(errors: dict[str, str], status: int = 422) -> HTMLResponse:
@@ -315,13 +336,13 @@ async def register(
     return await start_session(request, settings, sessions, user)
 
 
-@router.post("/sign-out")
+@router.post("/sign-out", dependencies=[audited_page("auth.sign_out")])
 async def sign_out(request: Request, web: Web, settings: SettingsDep, sessions: Sessions) -> Response:
     token = request.cookies.get(cookie_name(settings))
     if token is not None:
         await sessions.close(token=token)
     response = redirect(request, "/sign-in")
-    response.delete_cookie(cookie_name(settings), path="/")
+    drop_cookie(response, settings, cookie_name(settings))
     return response
 
 
@@ -342,7 +363,7 @@ async def order_list(request: Request, web: PatientPage, rpc: Rpc) -> HTMLRespon
 
 
 @router.get("/orders/{order_id}", dependencies=[audited_page("order.read", "order_id")])
-async def order_page(request: Request, order_id: str, web: PatientPage, rpc: Rpc) -> HTMLResponse:
+async def order_page(request: Request, order_id: ResourceId, web: PatientPage, rpc: Rpc) -> HTMLResponse:
     order = await orders.get_order(order_id, web.user, rpc)
     context = order_context(order, await medication_names(rpc, order))
     return render(request, "order.html", web, live=order.status not in ENDED, **context)
@@ -363,18 +384,30 @@ async def medication_names(rpc: Rpc, order: OrderOut) -> dict[str, str]:
     return {m.id: f"{m.name} {m.strength}" for m in found}
 
 
+async def watched_order(order_id: ResourceId, web: PatientPage, rpc: Rpc) -> OrderOut:
+    # A dependency, so it is asked before the stream starts: another patient's order is a 404 (and
+    # audited as not found), not an empty stream of 200.
+    return await orders.get_order(order_id, web.user, rpc)
+
+
 @router.get(
     "/orders/{order_id}/live",
     response_class=EventSourceResponse,
     dependencies=[audited_page("order.watch", "order_id")],
 )
 async def order_live(
-    request: Request, order_id: str, web: PatientPage, rpc: Rpc
+    request: Request,
+    order_id: ResourceId,
+    web: PatientPage,
+    rpc: Rpc,
+    settings: SettingsDep,
+    sessions: Sessions,
+    order: Annotated[OrderOut, Depends(watched_order)],
 ) -> AsyncIterator[ServerSentEvent]:
-    """The order's status panel, sent again each time it changes, until the order has ended."""
-    # Asked before the stream starts: another patient's order is a 404 page, not an empty stream.
-    order = await orders.get_order(order_id, web.user, rpc)
+    """The order's status panel, sent again each time it changes, until the order has ended or the
+    session has (a signed-out tab is told nothing more)."""
     names = await medication_names(rpc, order)
+    token = request.cookies.get(cookie_name(settings), "")
 
     def panel() -> ServerSentEvent:
         html = templates.get_template("_order_panel.html").render(
@@ -392,6 +425,8 @@ async def order_live(
         await asyncio.sleep(LIVE_POLL_SECONDS)
         if await request.is_disconnected():
             return
+        if await sessions.find(token=token, now=utc_now()) is None:
+            break
         try:
             order = await orders.get_order(order_id, web.user, rpc)
         except ServiceUnavailable:
@@ -407,7 +442,7 @@ async def order_live(
 
 
 @router.post("/orders/{order_id}/cancel", dependencies=[audited_page("order.cancel", "order_id")])
-async def cancel(request: Request, order_id: str, web: PatientPage, rpc: Rpc) -> Response:
+async def cancel(request: Request, order_id: ResourceId, web: PatientPage, rpc: Rpc) -> Response:
     await orders.cancel_order(order_id, web.user, rpc)
     return redirect(request, f"/orders/{order_id}")
 
@@ -426,11 +461,24 @@ async def _cards(
     rpc: Rpc,
     status: int = 200,
     errors: dict[str, str] | None = None,
-    values: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
 ) -> HTMLResponse:
+    return await with_cards(request, web, rpc, "cards.html", status, errors, values or {})
+
+
+async def with_cards(
+    request: Request,
+    web: SignedIn,
+    rpc: Rpc,
+    template: str,
+    status: int,
+    errors: dict[str, str] | None,
+    values: dict[str, Any],
+) -> HTMLResponse:
+    """A page showing the patient's cards (brand and last four only), with a form's errors and values."""
     found = await payments.list_payment_methods(web.user, rpc)
     return render(
-        request, "cards.html", web, status=status, cards=found.items, errors=errors or {}, values=values or {}
+        request, template, web, status=status, cards=found.items, errors=errors or {}, values=values
     )
 
 
@@ -485,16 +533,8 @@ async def _new_order(
     errors: dict[str, str] | None = None,
     values: dict[str, Any] | None = None,
 ) -> HTMLResponse:
-    cards = await payments.list_payment_methods(web.user, rpc)
-    return render(
-        request,
-        "new_order.html",
-        web,
-        status=status,
-        cards=cards.items,
-        errors=errors or {},
-        values=values or {"lines": [], "form_id": str(uuid4())},
-    )
+    fresh = {"lines": [], "form_id": str(uuid4())}
+    return await with_cards(request, web, rpc, "new_order.html", status, errors, values or fresh)
 
 
 @router.get("/catalogue/search")
@@ -536,17 +576,31 @@ class OrderForm:
         self.form_id = str(form.get("form_id") or "")[:64]
 
     def body(self) -> PrescriptionIn:
-        lines = [
-            LineIn(medication_id=m, quantity=int(q) if q.isdigit() else 0)
-            for m, q in zip(self.medication_ids, self.quantities, strict=False)
-        ]
-        return PrescriptionIn(
-            lines=lines,
-            delivery_location=LocationIn.model_validate(
-                {"latitude": number(self.latitude), "longitude": number(self.longitude)}
-            ),
-            payment_method_id=self.payment_method_id,
+        """The upload the API would take: every field at fault found at once (ValidationError)."""
+        return PrescriptionIn.model_validate(
+            {
+                "lines": [
+                    {"medication_id": m, "quantity": int(q) if q.strip().isdigit() else q}
+                    for m, q in zip(self.medication_ids, self.quantities, strict=False)
+                ],
+                "delivery_location": {"latitude": number(self.latitude), "longitude": number(self.longitude)},
+                "payment_method_id": self.payment_method_id,
+            }
         )
+
+    def errors(self, exc: ValidationError) -> dict[str, str]:
+        """Each message under the id of the input it is about: `quantity-<medication id>` for a line."""
+        found: dict[str, str] = {}
+        for error in exc.errors():
+            loc, message = error["loc"], str(error["msg"]).removeprefix("Value error, ")
+            if loc[:1] == ("lines",) and len(loc) >= 3 and isinstance(loc[1], int):
+                field = f"quantity-{self.medication_ids[loc[1]]}"
+            elif loc[:1] == ("lines",):
+                field, message = "lines", "add at least one medication"
+            else:
+                field = str(loc[-1])
+            found.setdefault(field, message)
+        return found
 
 
 def number(text: str) -> float | str:
@@ -557,20 +611,23 @@ def number(text: str) -> float | str:
         return text
 
 
-ORDER_FIELDS = {"delivery_location.latitude": "latitude", "delivery_location.longitude": "longitude"}
+FIELD_LABELS = {
+    "lines": "Medications",
+    "latitude": "Latitude",
+    "longitude": "Longitude",
+    "payment_method_id": "Card",
+}
 
 
-def order_errors(exc: ValidationError) -> dict[str, str]:
-    errors = {}
-    for field, message in field_messages(exc, ORDER_FIELDS).items():
-        if field.startswith("lines"):
-            parts = field.split(".")
-            errors["lines" if len(parts) == 1 else f"quantity-{parts[1]}"] = (
-                "Add at least one medication." if len(parts) == 1 else message
-            )
-        else:
-            errors[field] = message
-    return errors
+def labelled(errors: dict[str, str]) -> dict[str, str]:
+    """The errors under the labels the patient sees, for a list of them (the price's panel)."""
+    labels = {
+        "lines": "Medications",
+        "latitude": "Latitude",
+        "longitude": "Longitude",
+        "payment_method_id": "Card",
+    }
+    return {labels.get(field, "Quantity"): message for field, message in errors.items()}
 
 
 @router.post("/prescriptions/quote")
@@ -580,7 +637,7 @@ async def quote(request: Request, web: PatientPage, rpc: Rpc) -> HTMLResponse:
     try:
         body = form.body()
     except ValidationError as exc:
-        return render(request, "_quote.html", web, quote=None, errors=order_errors(exc))
+        return render(request, "_quote.html", web, quote=None, errors=labelled(form.errors(exc)))
     location = Location(latitude=body.delivery_location.latitude, longitude=body.delivery_location.longitude)
     quoted = QuoteOut.of(await quote_of(rpc, body.lines, location))
     return render(request, "_quote.html", web, quote=quoted, errors={})
@@ -589,34 +646,44 @@ async def quote(request: Request, web: PatientPage, rpc: Rpc) -> HTMLResponse:
 @router.post("/prescriptions/new", dependencies=[audited_page("prescription.upload", "prescription_id")])
 async def place_order(request: Request, web: PatientPage, rpc: Rpc) -> Response:
     form = OrderForm(await request.form())
-    lines = await _named_lines(web, rpc, form)
-    values = {
-        "lines": lines,
-        "latitude": form.latitude,
-        "longitude": form.longitude,
-        "payment_method_id": form.payment_method_id,
-        "form_id": form.form_id,
-    }
+
+    async def again(errors: dict[str, str], form_id: str = form.form_id) -> HTMLResponse:
+        values = {
+            "lines": await _named_lines(web, rpc, form),
+            "latitude": form.latitude,
+            "longitude": form.longitude,
+            "payment_method_id": form.payment_method_id,
+            "form_id": form_id,
+        }
+        return await _new_order(request, web, rpc, 422, errors, values)
+
     try:
         body = form.body()
         # One order per form shown: a double click or a form sent again makes no second order.
         request_id = keyed_request_id(web.user.id, f"web-order:{form.form_id}") if form.form_id else None
         view, _ = await upload_typed(body, web.user.id, rpc, request_id)
     except ValidationError as exc:
-        return await _new_order(request, web, rpc, 422, order_errors(exc), values)
+        return await again(form.errors(exc))
     except FieldInvalid as exc:
         field = "payment_method_id" if exc.field == "payment_method_id" else "lines"
-        return await _new_order(request, web, rpc, 422, {field: f"{exc.message}."}, values)
+        return await again({field: f"{exc.message}."})
+    except CommandRefused as exc:
+        if exc.code != "invalid":
+            raise
+        # This form's order was placed already, with other lines (Back, an edit, sent again): the
+        # form gets a new id, so what is sent now is a new order.
+        return await again({"lines": f"{exc.detail}: check the lines and send again."}, str(uuid4()))
     request.state.audit.subject_id = view.id
     return redirect(request, f"/orders/{view.order_id}")
 
 
 async def _named_lines(web: SignedIn, rpc: Rpc, form: OrderForm) -> list[dict[str, Any]]:
-    lines = []
-    for medication_id, quantity in zip(form.medication_ids, form.quantities, strict=False):
-        try:
-            medication = await catalogue.get_medication(medication_id, web.user, rpc)
-        except CommandRefused:
-            continue
-        lines.append({"medication": medication, "quantity": quantity})
-    return lines
+    """The form's lines with their medications, to show the form again: at once, unknown ones left out."""
+    found = await asyncio.gather(
+        *(catalogue.get_medication(m, web.user, rpc) for m in form.medication_ids), return_exceptions=True
+    )
+    return [
+        {"medication": medication, "quantity": quantity}
+        for medication, quantity in zip(found, form.quantities, strict=False)
+        if not isinstance(medication, BaseException)
+    ]

@@ -62,8 +62,12 @@ class WebSessions:
         return token, session
 
     async def find(self, *, token: str, now: datetime) -> WebSession | None:
-        doc = await self.sessions.find_one({"_id": token_hash(token), "expires_at": {"$gt": now}})
-        return None if doc is None else WebSession(token_hash=doc.pop("_id"), **doc)
+        # By _id alone, the expiry checked here: FerretDB would scan for a filter on two fields.
+        doc = await self.sessions.find_one({"_id": token_hash(token)})
+        if doc is None:
+            return None
+        session = WebSession(token_hash=doc.pop("_id"), **doc)
+        return session if session.expires_at > now else None
 
     async def close(self, *, token: str) -> None:
         await self.sessions.delete_one({"_id": token_hash(token)})
