@@ -661,6 +661,10 @@ class OrderView(Frozen):
     delivery: OrderDelivery | None = None
     # What was taken from the card (at pickup); authorised amounts are not taken until then.
     captured_cents: int = 0
+    # order_service's own rules, for a client not to copy them: whether CancelOrder would be taken
+    # now, and whether the order can still change. False from a service older than these fields.
+    cancellable: bool = False
+    ended: bool = False
 
 
 # --- delivery_service ----------------------------------------------------------------------------

@@ -110,6 +110,8 @@ class Order(Aggregate):
             dispensed_by=self.dispensed_by,
             delivery=self.delivery,
             captured_cents=self.captured_cents,
+            cancellable=self.status in CANCELLABLE,
+            ended=self.status in TERMINAL,
         )
 
     @property

@@ -597,6 +597,8 @@ class OrderOut(BaseModel):
     delivery_window: DeliveryWindowOut | None = None
     dispensed_by: str | None = None
     delivery: OrderDeliveryOut | None = None
+    cancellable: bool = Field(default=False, description="DELETE /orders/{id} would cancel it now")
+    ended: bool = Field(default=False, description="its status can no longer change")
 
     @classmethod
     def of(cls, v: c.OrderView, pin: str | None = None) -> OrderOut:
@@ -629,6 +631,8 @@ class OrderOut(BaseModel):
             else DeliveryWindowOut(start=v.delivery_window.start, end=v.delivery_window.end),
             dispensed_by=v.dispensed_by,
             delivery=None if v.delivery is None else OrderDeliveryOut.of(v.delivery, pin),
+            cancellable=v.cancellable,
+            ended=v.ended,
         )
 
 

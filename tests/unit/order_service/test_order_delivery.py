@@ -331,3 +331,19 @@ def test_a_hand_back_by_a_courier_the_order_no_longer_shows_changes_nothing() ->
     delivery = order.view().delivery
     assert delivery is not None
     assert delivery.courier_id == "courier-2"
+
+
+def test_the_view_says_whether_the_order_may_be_cancelled_and_whether_it_has_ended() -> None:
+    # A client (the web UI) reads these instead of keeping its own copy of the rules.
+    paid = confirmed()
+    on_its_way = out_for_delivery()
+    delivered = out_for_delivery()
+    domain.delivered(
+        delivered,
+        DeliveryCompleted(delivery_id="order-1", order_id="order-1", courier_id="courier-1", proof="NAME"),
+        T[7],
+    )
+
+    assert (paid.view().cancellable, paid.view().ended) == (True, False)
+    assert (on_its_way.view().cancellable, on_its_way.view().ended) == (False, False)
+    assert (delivered.view().cancellable, delivered.view().ended) == (False, True)

@@ -1,0 +1,204 @@
+"""An over-the-counter order on the web UI: found in the catalogue, priced, placed."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+from uuid import uuid4
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
+
+from contracts import commands as c
+from contracts.events import Location
+from service_runtime.errors import CommandRefused
+from user_service.deps import Rpc
+from user_service.domain import keyed_request_id
+from user_service.problems import FieldInvalid
+from user_service.routes import catalogue
+from user_service.routes.prescriptions import quote_of, upload_typed
+from user_service.schemas import (
+    PrescriptionIn,
+    QuoteOut,
+)
+from user_service.web.cards import with_cards
+from user_service.web.common import (
+    PageRoute,
+    PatientPage,
+    SignedIn,
+    audited_page,
+    redirect,
+    render,
+)
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+
+@router.get("/prescriptions/new", dependencies=[audited_page("payment_method.list")])
+async def new_order_page(request: Request, web: PatientPage, rpc: Rpc) -> HTMLResponse:
+    return await _new_order(request, web, rpc)
+
+
+async def _new_order(
+    request: Request,
+    web: SignedIn,
+    rpc: Rpc,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+) -> HTMLResponse:
+    fresh = {"lines": [], "form_id": str(uuid4())}
+    return await with_cards(request, web, rpc, "new_order.html", status, errors, values or fresh)
+
+
+@router.get("/catalogue/search")
+async def catalogue_search(
+    request: Request, web: PatientPage, rpc: Rpc, q: Annotated[str, Query(max_length=100)] = ""
+) -> HTMLResponse:
+    """Over-the-counter medications whose name starts with what was typed."""
+    wanted = q.strip()
+    found = []
+    if len(wanted) >= 2:
+        listed = await catalogue.list_medications(web.user, rpc, c.Page(limit=50, offset=0), None, wanted)
+        found = [m for m in listed.items if not m.prescription_only][:10]
+    return render(request, "_search_results.html", web, medications=found, query=q)
+
+
+@router.get("/prescriptions/new/line")
+async def order_line(
+    request: Request, web: PatientPage, rpc: Rpc, medication_id: Annotated[str, Query(max_length=64)]
+) -> HTMLResponse:
+    medication = await catalogue.get_medication(medication_id, web.user, rpc)
+    return render(request, "_order_line.html", web, line={"medication": medication, "quantity": 1})
+
+
+@router.get("/prescriptions/new/removed")
+async def removed_line(web: PatientPage) -> HTMLResponse:
+    # The line's row is swapped for nothing (hx-swap="delete" needs an answer to act on).
+    return HTMLResponse("")
+
+
+class OrderForm:
+    """The new-order form as sent: lines (medication and quantity, repeated), where, and the card."""
+
+    def __init__(self, form: Any) -> None:
+        self.medication_ids = [str(v) for v in form.getlist("medication_id")][:50]
+        self.quantities = [str(v) for v in form.getlist("quantity")][:50]
+        self.latitude = str(form.get("latitude") or "")
+        self.longitude = str(form.get("longitude") or "")
+        self.payment_method_id = str(form.get("payment_method_id") or "")
+        self.form_id = str(form.get("form_id") or "")[:64]
+
+    def body(self) -> PrescriptionIn:
+        """The upload the API would take: every field at fault found at once (ValidationError)."""
+        return PrescriptionIn.model_validate(
+            {
+                "lines": [
+                    {"medication_id": m, "quantity": int(q) if q.strip().isdigit() else q}
+                    for m, q in zip(self.medication_ids, self.quantities, strict=False)
+                ],
+                "delivery_location": {"latitude": number(self.latitude), "longitude": number(self.longitude)},
+                "payment_method_id": self.payment_method_id,
+            }
+        )
+
+    def errors(self, exc: ValidationError) -> dict[str, str]:
+        """Each message under the id of the input it is about: `quantity-<medication id>` for a line."""
+        found: dict[str, str] = {}
+        for error in exc.errors():
+            loc, message = error["loc"], str(error["msg"]).removeprefix("Value error, ")
+            if loc[:1] == ("lines",) and len(loc) >= 3 and isinstance(loc[1], int):
+                field = f"quantity-{self.medication_ids[loc[1]]}"
+            elif loc[:1] == ("lines",):
+                field, message = "lines", "add at least one medication"
+            else:
+                field = str(loc[-1])
+            found.setdefault(field, message)
+        return found
+
+
+def number(text: str) -> float | str:
+    """A form's number as a float; as typed when it is none, for the model to refuse by its name."""
+    try:
+        return float(text.strip().replace(",", "."))
+    except ValueError:
+        return text
+
+
+FIELD_LABELS = {
+    "lines": "Medications",
+    "latitude": "Latitude",
+    "longitude": "Longitude",
+    "payment_method_id": "Card",
+}
+
+
+def labelled(errors: dict[str, str]) -> dict[str, str]:
+    """The errors under the labels the patient sees, for a list of them (the price's panel)."""
+    labels = {
+        "lines": "Medications",
+        "latitude": "Latitude",
+        "longitude": "Longitude",
+        "payment_method_id": "Card",
+    }
+    return {labels.get(field, "Quantity"): message for field, message in errors.items()}
+
+
+@router.post("/prescriptions/quote")
+async def quote(request: Request, web: PatientPage, rpc: Rpc) -> HTMLResponse:
+    """The price of the lines in the form, delivered where it says, now: shown before ordering."""
+    form = OrderForm(await request.form())
+    try:
+        body = form.body()
+    except ValidationError as exc:
+        return render(request, "_quote.html", web, quote=None, errors=labelled(form.errors(exc)))
+    location = Location(latitude=body.delivery_location.latitude, longitude=body.delivery_location.longitude)
+    quoted = QuoteOut.of(await quote_of(rpc, body.lines, location))
+    return render(request, "_quote.html", web, quote=quoted, errors={})
+
+
+@router.post("/prescriptions/new", dependencies=[audited_page("prescription.upload", "prescription_id")])
+async def place_order(request: Request, web: PatientPage, rpc: Rpc) -> Response:
+    form = OrderForm(await request.form())
+
+    async def again(errors: dict[str, str], form_id: str = form.form_id) -> HTMLResponse:
+        values = {
+            "lines": await _named_lines(web, rpc, form),
+            "latitude": form.latitude,
+            "longitude": form.longitude,
+            "payment_method_id": form.payment_method_id,
+            "form_id": form_id,
+        }
+        return await _new_order(request, web, rpc, 422, errors, values)
+
+    try:
+        body = form.body()
+        # One order per form shown: a double click or a form sent again makes no second order.
+        request_id = keyed_request_id(web.user.id, f"web-order:{form.form_id}") if form.form_id else None
+        view, _ = await upload_typed(body, web.user.id, rpc, request_id)
+    except ValidationError as exc:
+        return await again(form.errors(exc))
+    except FieldInvalid as exc:
+        field = "payment_method_id" if exc.field == "payment_method_id" else "lines"
+        return await again({field: f"{exc.message}."})
+    except CommandRefused as exc:
+        if exc.code != "invalid":
+            raise
+        # This form's order was placed already, with other lines (Back, an edit, sent again): the
+        # form gets a new id, so what is sent now is a new order.
+        return await again({"lines": f"{exc.detail}: check the lines and send again."}, str(uuid4()))
+    request.state.audit.subject_id = view.id
+    return redirect(request, f"/orders/{view.order_id}")
+
+
+async def _named_lines(web: SignedIn, rpc: Rpc, form: OrderForm) -> list[dict[str, Any]]:
+    """The form's lines with their medications, to show the form again: at once, unknown ones left out."""
+    found = await asyncio.gather(
+        *(catalogue.get_medication(m, web.user, rpc) for m in form.medication_ids), return_exceptions=True
+    )
+    return [
+        {"medication": medication, "quantity": quantity}
+        for medication, quantity in zip(found, form.quantities, strict=False)
+        if not isinstance(medication, BaseException)
+    ]
