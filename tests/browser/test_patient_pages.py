@@ -72,6 +72,16 @@ def order_from_the_catalogue(page: Page, name: str, shop: Shop, quantity: int) -
     page.get_by_label("Longitude").fill(f"{shop.longitude + 0.01:.4f}")
 
 
+def a_new_patient_ordering(page: Page, api: Api, admin: dict[str, str], quantity: int) -> tuple[Shop, str]:
+    """A shop of its own; a patient registered with a card, on the new-order form with one line."""
+    shop = open_shop(api, admin, quantity=10)
+    name = medication_name(api, admin, shop)
+    register(page)
+    add_card(page)
+    order_from_the_catalogue(page, name, shop, quantity=quantity)
+    return shop, name
+
+
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_a_patient_orders_sees_the_price_first_and_follows_the_order_live_to_the_door(
     page: Page, api: Api, admin: dict[str, str], viewport: ViewportSize
@@ -166,11 +176,7 @@ def test_each_error_is_shown_beside_its_field(page: Page) -> None:
 def test_a_bad_quantity_and_a_missing_place_are_each_shown_beside_their_field(
     page: Page, api: Api, admin: dict[str, str]
 ) -> None:
-    shop = open_shop(api, admin, quantity=10)
-    name = medication_name(api, admin, shop)
-    register(page)
-    add_card(page)
-    order_from_the_catalogue(page, name, shop, quantity=5000)
+    shop, name = a_new_patient_ordering(page, api, admin, quantity=5000)
     page.get_by_label("Latitude").fill("")
     page.get_by_role("button", name="Place the order").click()
 
@@ -194,11 +200,7 @@ def test_a_bad_quantity_and_a_missing_place_are_each_shown_beside_their_field(
 def test_a_signed_out_session_is_over_and_another_patients_order_is_not_found(
     page: Page, api: Api, admin: dict[str, str]
 ) -> None:
-    shop = open_shop(api, admin, quantity=10)
-    name = medication_name(api, admin, shop)
-    register(page)
-    add_card(page)
-    order_from_the_catalogue(page, name, shop, quantity=1)
+    a_new_patient_ordering(page, api, admin, quantity=1)
     page.get_by_role("button", name="Place the order").click()
     expect(page).to_have_url(re.compile(r"/orders/[0-9a-f-]{36}$"))
     order_url = page.url

@@ -260,9 +260,15 @@ def classified(lines: Sequence[LineIn], catalogue: Sequence[c.MedicationView]) -
 
 async def catalogue_of(rpc: RpcClient, lines: Sequence[LineIn]) -> list[c.MedicationView]:
     """The lines' medications. Required: unanswered, the upload cannot be classified (503)."""
-    ids = tuple(dict.fromkeys(line.medication_id for line in lines))
+    return await medications_by_id(rpc, [line.medication_id for line in lines])
+
+
+async def medications_by_id(rpc: RpcClient, ids: Sequence[str]) -> list[c.MedicationView]:
+    """These medications, in one question: those the catalogue no longer sells are left out."""
     found: list[c.MedicationView] = await rpc.ask(
-        c.ListMedications(medication_ids=ids), list[c.MedicationView], timeout=PRECHECK_SECONDS
+        c.ListMedications(medication_ids=tuple(dict.fromkeys(ids))),
+        list[c.MedicationView],
+        timeout=PRECHECK_SECONDS,
     )
     return found
 

@@ -52,7 +52,7 @@ async def sign_in(
 ) -> Response:
     check_form_token(request, settings, csrf_token)
     note: AuditNote = request.state.audit
-    address = request.client.host if request.client else "unknown"
+    address = auth.client_address(request)
     try:
         user = await auth.authenticate(
             users, throttle, note, email=email.strip(), password=password, address=address

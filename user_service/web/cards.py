@@ -29,18 +29,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 @router.get("/cards", dependencies=[audited_page("payment_method.list")])
 async def cards_page(request: Request, web: PatientPage, rpc: Rpc) -> HTMLResponse:
-    return await _cards(request, web, rpc)
-
-
-async def _cards(
-    request: Request,
-    web: SignedIn,
-    rpc: Rpc,
-    status: int = 200,
-    errors: dict[str, str] | None = None,
-    values: dict[str, Any] | None = None,
-) -> HTMLResponse:
-    return await with_cards(request, web, rpc, "cards.html", status, errors, values or {})
+    return await with_cards(request, web, rpc, "cards.html")
 
 
 async def with_cards(
@@ -48,14 +37,14 @@ async def with_cards(
     web: SignedIn,
     rpc: Rpc,
     template: str,
-    status: int,
-    errors: dict[str, str] | None,
-    values: dict[str, Any],
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
 ) -> HTMLResponse:
     """A page showing the patient's cards (brand and last four only), with a form's errors and values."""
     found = await payments.list_payment_methods(web.user, rpc)
     return render(
-        request, template, web, status=status, cards=found.items, errors=errors or {}, values=values
+        request, template, web, status=status, cards=found.items, errors=errors or {}, values=values or {}
     )
 
 
@@ -85,10 +74,10 @@ async def add_card(
         errors = field_messages(exc, CARD_FIELDS)
         if "expiry" in errors:
             errors["expiry"] = "Give the month and year as on the card, as MM/YY."
-        return await _cards(request, web, rpc, 422, errors, values)
+        return await with_cards(request, web, rpc, "cards.html", 422, errors, values)
     except CommandRefused as exc:
         if exc.code != "invalid":
             raise
         field = CARD_FIELDS.get(exc.field or "", "card_number")
-        return await _cards(request, web, rpc, 422, {field: f"{exc.detail}."}, values)
+        return await with_cards(request, web, rpc, "cards.html", 422, {field: f"{exc.detail}."}, values)
     return redirect(request, "/cards")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 from uuid import uuid4
 
@@ -17,7 +16,7 @@ from user_service.deps import Rpc
 from user_service.domain import keyed_request_id
 from user_service.problems import FieldInvalid
 from user_service.routes import catalogue
-from user_service.routes.prescriptions import quote_of, upload_typed
+from user_service.routes.prescriptions import medications_by_id, quote_of, upload_typed
 from user_service.schemas import (
     PrescriptionIn,
     QuoteOut,
@@ -26,7 +25,6 @@ from user_service.web.cards import with_cards
 from user_service.web.common import (
     PageRoute,
     PatientPage,
-    SignedIn,
     audited_page,
     redirect,
     render,
@@ -37,19 +35,8 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 @router.get("/prescriptions/new", dependencies=[audited_page("payment_method.list")])
 async def new_order_page(request: Request, web: PatientPage, rpc: Rpc) -> HTMLResponse:
-    return await _new_order(request, web, rpc)
-
-
-async def _new_order(
-    request: Request,
-    web: SignedIn,
-    rpc: Rpc,
-    status: int = 200,
-    errors: dict[str, str] | None = None,
-    values: dict[str, Any] | None = None,
-) -> HTMLResponse:
     fresh = {"lines": [], "form_id": str(uuid4())}
-    return await with_cards(request, web, rpc, "new_order.html", status, errors, values or fresh)
+    return await with_cards(request, web, rpc, "new_order.html", values=fresh)
 
 
 @router.get("/catalogue/search")
@@ -164,13 +151,13 @@ async def place_order(request: Request, web: PatientPage, rpc: Rpc) -> Response:
 
     async def again(errors: dict[str, str], form_id: str = form.form_id) -> HTMLResponse:
         values = {
-            "lines": await _named_lines(web, rpc, form),
+            "lines": await _named_lines(rpc, form),
             "latitude": form.latitude,
             "longitude": form.longitude,
             "payment_method_id": form.payment_method_id,
             "form_id": form_id,
         }
-        return await _new_order(request, web, rpc, 422, errors, values)
+        return await with_cards(request, web, rpc, "new_order.html", 422, errors, values)
 
     try:
         body = form.body()
@@ -192,13 +179,12 @@ async def place_order(request: Request, web: PatientPage, rpc: Rpc) -> Response:
     return redirect(request, f"/orders/{view.order_id}")
 
 
-async def _named_lines(web: SignedIn, rpc: Rpc, form: OrderForm) -> list[dict[str, Any]]:
-    """The form's lines with their medications, to show the form again: at once, unknown ones left out."""
-    found = await asyncio.gather(
-        *(catalogue.get_medication(m, web.user, rpc) for m in form.medication_ids), return_exceptions=True
-    )
+async def _named_lines(rpc: Rpc, form: OrderForm) -> list[dict[str, Any]]:
+    """The form's lines with their medications, to show the form again, in one question: those the
+    catalogue does not sell are left out."""
+    found = {m.id: m for m in await medications_by_id(rpc, form.medication_ids)}
     return [
-        {"medication": medication, "quantity": quantity}
-        for medication, quantity in zip(found, form.quantities, strict=False)
-        if not isinstance(medication, BaseException)
+        {"medication": found[medication_id], "quantity": quantity}
+        for medication_id, quantity in zip(form.medication_ids, form.quantities, strict=False)
+        if medication_id in found
     ]

@@ -15,11 +15,11 @@ from service_runtime.clock import utc_now
 from service_runtime.errors import ServiceUnavailable
 from user_service.deps import ResourceId, Rpc, SettingsDep
 from user_service.routes import orders
+from user_service.routes.prescriptions import medications_by_id
 from user_service.schemas import (
     OrderOut,
 )
 from user_service.web.common import (
-    STATUS_WORDS,
     PageRoute,
     PatientPage,
     Sessions,
@@ -58,9 +58,8 @@ def order_context(order: OrderOut, names: dict[str, str]) -> dict[str, Any]:
 async def medication_names(rpc: Rpc, order: OrderOut) -> dict[str, str]:
     """Each line's medication as the patient knows it ("Ibuprofen 400 mg"); its id if the catalogue
     no longer lists it."""
-    ids = tuple(dict.fromkeys(line.medication_id for line in order.lines))
     try:
-        found = await rpc.ask(c.ListMedications(medication_ids=ids), list[c.MedicationView])
+        found = await medications_by_id(rpc, [line.medication_id for line in order.lines])
     except ServiceUnavailable:
         return {}
     return {m.id: f"{m.name} {m.strength}" for m in found}
@@ -93,7 +92,7 @@ async def order_live(
 
     def panel() -> ServerSentEvent:
         html = templates.get_template("_order_panel.html").render(
-            csrf_token=web.session.csrf_token, status_words=STATUS_WORDS, **order_context(order, names)
+            csrf_token=web.session.csrf_token, **order_context(order, names)
         )
         return ServerSentEvent(event="order", raw_data=" ".join(html.split()))
 
