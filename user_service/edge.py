@@ -43,6 +43,10 @@ SECURITY_HEADERS = {
     # Nearly every answer is someone's data or changes by the second: no browser or proxy keeps a copy.
     "Cache-Control": "no-store",
 }
+# The web UI's own files (its stylesheet, htmx copied in at set-up): kept, but asked again each time
+# (an ETag answers 304), so a deployment's new file is used at once.
+STATIC_PATHS = "/static/"
+STATIC_CACHE = "no-cache"
 
 
 class BodyLimit:
@@ -114,6 +118,8 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
+                if path.startswith(STATIC_PATHS):
+                    headers.setdefault("Cache-Control", STATIC_CACHE)
                 for name, value in self.headers.items():
                     headers.setdefault(name, value)
                 headers["Content-Security-Policy"] = policy

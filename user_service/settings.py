@@ -45,6 +45,10 @@ class Settings(RuntimeSettings):
     expired_tokens_sweep_seconds: float = Field(default=300, gt=0)
     # How long a browser stays signed in to the web UI, however active (then it signs in again).
     web_session_hours: float = Field(default=12, gt=0)
+    # An order page follows its order live by asking order_service this often (one RPC a tab), for at
+    # most this long; then it says so and the patient reloads to follow again.
+    web_live_poll_seconds: float = Field(default=1, gt=0)
+    web_live_max_minutes: float = Field(default=15, gt=0)
     admin_email: str | None = None
     admin_password: SecretStr | None = None
     # Failed sign-ins allowed per account, and per client address, in one window; then 429.

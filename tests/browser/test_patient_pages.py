@@ -22,6 +22,8 @@ from conftest import (
 )
 from playwright.sync_api import Page, ViewportSize, expect
 
+from user_service.web.order_pages import SIGNED_OUT
+
 pytestmark = pytest.mark.e2e
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -208,7 +210,14 @@ def test_a_signed_out_session_is_over_and_another_patients_order_is_not_found(
     assert len(session) == 1
     assert (session[0]["httpOnly"], session[0]["sameSite"]) == (True, "Strict")
 
-    page.get_by_role("button", name="Sign out").click()
+    # Signed out in another tab: the order's page stops following the order, and says so.
+    other = page.context.new_page()
+    other.goto("/orders")
+    other.get_by_role("button", name="Sign out").click()
+    expect(other.get_by_role("heading", level=1)).to_have_text("Sign in")
+    expect(page.locator("#live-note")).to_have_text(SIGNED_OUT)
+    other.close()
+    page.reload()
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
     # The old cookie, put back, opens nothing: the session ended in the store, not just in the browser.
     page.context.add_cookies([session[0]])  # type: ignore[list-item]
@@ -256,3 +265,14 @@ def test_the_pages_forbid_inline_script_and_every_other_origin(page: Page) -> No
     page.get_by_label("Find a medication").fill("Ibuprofen")
     expect(page.locator("#results")).not_to_be_empty()
     assert [v for v in violations if "Content Security Policy" in v] == []
+
+
+def test_the_pages_own_files_are_kept_but_asked_again_each_time(page: Page) -> None:
+    # A stylesheet or htmx kept as `no-store` is downloaded again on every page; kept for good, a
+    # deployment's new file would wait for the browser's copy to expire.
+    for path in ("/static/app.css", "/static/vendor/htmx.min.js"):
+        first = page.request.get(path)
+        again = page.request.get(path, headers={"If-None-Match": first.headers["etag"]})
+
+        assert (first.status, first.headers["cache-control"]) == (200, "no-cache"), path
+        assert again.status == 304, path

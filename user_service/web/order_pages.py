@@ -30,9 +30,10 @@ from user_service.web.common import (
     templates,
 )
 
-LIVE_POLL_SECONDS = 1.0
-LIVE_MAX_SECONDS = 15 * 60
+# A comment line this many quiet polls apart: a proxy in between sees traffic and keeps the stream open.
 KEEP_ALIVE_POLLS = 15
+STOPPED = "Live updates have stopped: reload this page to follow the order again."
+SIGNED_OUT = "You are signed out: sign in again to follow this order."
 
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -100,13 +101,15 @@ async def order_live(
     yield panel()
     sent = order.model_dump_json()
     loop = asyncio.get_running_loop()
-    until = loop.time() + LIVE_MAX_SECONDS
+    until = loop.time() + settings.web_live_max_minutes * 60
     quiet = 0
+    note = STOPPED
     while not order.ended and loop.time() < until:
-        await asyncio.sleep(LIVE_POLL_SECONDS)
+        await asyncio.sleep(settings.web_live_poll_seconds)
         if await request.is_disconnected():
             return
         if await sessions.find(token=token, now=utc_now()) is None:
+            note = SIGNED_OUT
             break
         try:
             order = await orders.get_order(order_id, web.user, rpc)
@@ -116,9 +119,11 @@ async def order_live(
             sent, quiet = seen, 0
             yield panel()
         elif (quiet := quiet + 1) % KEEP_ALIVE_POLLS == 0:
-            # A comment line: a proxy in between sees traffic and keeps the connection open.
             yield ServerSentEvent(comment="still watching")
-    # Ended (or watched long enough): the page closes its connection instead of reconnecting.
+    if not order.ended:
+        # Said, not left silent: the status shown is no longer followed (the note holds no order data).
+        yield ServerSentEvent(event="note", raw_data=note)
+    # The page closes its connection instead of reconnecting.
     yield ServerSentEvent(event="end", raw_data="")
 
 
