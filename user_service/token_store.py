@@ -26,9 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 from pymongo import ASCENDING
@@ -39,6 +38,12 @@ from service_runtime.clock import utc_now
 from service_runtime.locks import KeyedLock
 
 log = logging.getLogger(__name__)
+
+
+class Sweep(Protocol):
+    """Forgets what expired by `now`."""
+
+    async def __call__(self, *, now: datetime) -> None: ...
 
 
 class RefreshRefused(Exception):
@@ -164,9 +169,7 @@ class TokenStore:
         self._revoked_here = {jti: until for jti, until in self._revoked_here.items() if until > now}
         self._seen_at = began
 
-    async def keep_sweeping(
-        self, *, every: float, also: Callable[..., Awaitable[None]] | None = None
-    ) -> None:
+    async def keep_sweeping(self, *, every: float, also: Sweep | None = None) -> None:
         """Forget what has expired, every `every` seconds, until cancelled; a failed sweep waits its turn.
         `also(now=...)` sweeps something else on the same beat (the web UI's sessions)."""
         while True:
