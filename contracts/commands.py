@@ -693,6 +693,13 @@ class UpdateCourier(Command):
     location: Location
 
 
+class GetCourier(Command):
+    """A courier's own state: whether they take deliveries, where they last said they were."""
+
+    TYPE = "GetCourier"
+    courier_id: str
+
+
 class CourierView(Frozen):
     id: str
     available: bool
