@@ -67,6 +67,8 @@ class CreatePharmacy(Command):
 class ListPharmacies(Command):
     TYPE = "ListPharmacies"
     page: Page = Page()
+    # Only these (a courier's page names the pharmacies of its deliveries in one question).
+    pharmacy_ids: tuple[str, ...] | None = Field(default=None, max_length=200)
 
 
 class PharmacyView(Frozen):

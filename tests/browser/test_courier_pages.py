@@ -110,7 +110,9 @@ def test_a_courier_goes_on_duty_sees_a_delivery_arrive_and_hands_it_over_on_the_
     dispensed(api, pharmacist, shop, order_id)
     card = delivery_card(page, order_id)
     expect(card).to_have_attribute("data-status", "ASSIGNED", timeout=20_000)
-    expect(card).to_contain_text(f"{shop.latitude:.5f}, {shop.longitude:.5f}")  # the pharmacy
+    expect(card).to_contain_text(
+        f"Corner Pharmacy, 1 High Street, at {shop.latitude:.5f}, {shop.longitude:.5f}"
+    )
     expect(card).to_contain_text(f"{shop.latitude + 0.01:.5f}, {shop.longitude + 0.01:.5f}")  # the door
     expect(card).to_contain_text("UTC")  # the window
     expect(card).to_contain_text("The patient's PIN")
@@ -196,3 +198,31 @@ def test_a_second_delivery_fails_at_the_door_and_its_courier_stays_on_duty_with_
     ]
     order = order_of(api, patient, order_id)
     assert (order["delivery"]["failed_attempts"], order["delivery"]["last_failure"]) == (1, "NO_ONE_HOME")
+
+
+def test_use_my_location_fills_the_position_from_the_browser_without_breaking_the_policy(
+    page: Page, api: Api, admin: dict[str, str]
+) -> None:
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    page.context.grant_permissions(["geolocation"])
+    page.context.set_geolocation({"latitude": 52.52, "longitude": 13.405})
+    courier_user, courier = new_courier(api, admin)
+    sign_in(page, courier_user["email"])
+
+    page.get_by_role("button", name="Use my location").click()
+    expect(page.get_by_label("Latitude")).to_have_value("52.52000")
+    expect(page.get_by_label("Longitude")).to_have_value("13.40500")
+    expect(page.get_by_text("Your position is filled in")).to_be_visible()
+    page.get_by_label("On duty: I take deliveries").check()
+    page.get_by_role("button", name="Save my status").click()
+    expect(page.locator("[data-available]")).to_have_attribute("data-available", "yes")
+
+    me = api.http.get("/couriers/me", headers=courier).json()
+    assert (me["latitude"], me["longitude"]) == (52.52, 13.405)
+    assert violations == []

@@ -19,11 +19,11 @@ from pydantic import ValidationError
 
 from contracts import commands as c
 from contracts.events import DeliveryFailure
-from service_runtime.errors import CommandRefused
+from service_runtime.errors import CommandRefused, ServiceUnavailable
 from user_service.deps import ResourceId, Rpc, role_in
 from user_service.problems import FieldInvalid
-from user_service.routes import deliveries
-from user_service.schemas import CourierIn, CourierOut, DeliverIn, DeliveryOut, FailIn
+from user_service.routes import catalogue, deliveries
+from user_service.schemas import CourierIn, CourierOut, DeliverIn, DeliveryOut, FailIn, PharmacyOut
 from user_service.web.common import (
     PageRoute,
     SignedIn,
@@ -92,9 +92,18 @@ async def my_state(web: SignedIn, rpc: Rpc) -> CourierOut | None:
         return None
 
 
-async def my_deliveries(web: SignedIn, rpc: Rpc) -> list[DeliveryOut]:
+async def my_deliveries(web: SignedIn, rpc: Rpc) -> dict[str, Any]:
+    """The courier's deliveries, newest first, with the pharmacies to collect them from."""
     found = await deliveries.list_deliveries(web.user, rpc, c.Page(limit=LIST_SIZE, offset=0))
-    return found.items
+    return {"deliveries": found.items, "pharmacies": await pharmacies_of(rpc, found.items)}
+
+
+async def pharmacies_of(rpc: Rpc, shown: list[DeliveryOut]) -> dict[str, PharmacyOut]:
+    """Each delivery's pharmacy by name and address; its id and place alone if inventory is not answering."""
+    try:
+        return await catalogue.pharmacies_by_id(rpc, [d.pharmacy_id for d in shown])
+    except ServiceUnavailable:
+        return {}
 
 
 # --- my status and my deliveries --------------------------------------------------------------------
@@ -128,7 +137,7 @@ async def courier_page(
         me=me,
         values=shown,
         errors=errors or {},
-        deliveries=await my_deliveries(web, rpc),
+        **await my_deliveries(web, rpc),
         notice=DONE_WORDS.get(done or ""),
     )
 
@@ -144,7 +153,7 @@ async def courier_home(
 async def delivery_list(request: Request, web: CourierPage, rpc: Rpc) -> HTMLResponse:
     """The list alone: the courier's page asks for it again every few seconds (htmx), so a delivery
     newly assigned appears without a reload."""
-    return render(request, "_courier_deliveries.html", web, deliveries=await my_deliveries(web, rpc))
+    return render(request, "_courier_deliveries.html", web, **await my_deliveries(web, rpc))
 
 
 def coordinate(text: str) -> float | None:
@@ -209,6 +218,7 @@ async def delivery_page(
         web,
         status=status,
         delivery=delivery,
+        pharmacies=await pharmacies_of(rpc, [delivery]),
         errors=errors or {},
         values=values or {},
         notice=DONE_WORDS.get(done or ""),
