@@ -200,3 +200,29 @@ def test_a_courier_form_without_its_csrf_token_is_refused(
     assert sent.status_code == 403
     assert "expired" in sent.text
     assert delivery_of(api, courier, delivery_id)["status"] == "ASSIGNED"
+
+
+def test_the_list_is_sent_again_only_once_it_has_changed(
+    api: Api, admin: dict[str, str], platform: Platform
+) -> None:
+    shop = open_shop(api, admin, quantity=10)
+    pharmacist = staff_of(api, admin, shop)
+    courier_user, courier = new_courier(api, admin)
+    available(api, courier, shop, north_km=1)
+    web, _ = signed_in(platform, courier_user)
+
+    def seen_in(answer: httpx.Response) -> str:
+        found = re.search(r'name="seen" value="([0-9a-f]+)"', answer.text)
+        assert found is not None, answer.text
+        return found.group(1)
+
+    seen = seen_in(web.send("GET", "/courier/deliveries"))
+    assert web.send("GET", "/courier/deliveries", params={"seen": seen}).status_code == 204
+    _, order_id = confirmed_order(api, shop)
+    dispensed(api, pharmacist, shop, order_id)
+    assigned_to(api, courier, order_id)
+
+    changed = web.send("GET", "/courier/deliveries", params={"seen": seen})
+    assert changed.status_code == 200
+    assert f'data-delivery="{order_id}"' in changed.text
+    assert seen_in(changed) != seen

@@ -10,6 +10,8 @@ courier on duty. Each form carries an idempotency key made when the page was ren
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 from typing import Annotated, Any, Literal, get_args
 
@@ -93,9 +95,19 @@ async def my_state(web: SignedIn, rpc: Rpc) -> CourierOut | None:
 
 
 async def my_deliveries(web: SignedIn, rpc: Rpc) -> dict[str, Any]:
-    """The courier's deliveries, newest first, with the pharmacies to collect them from."""
+    """The courier's deliveries, newest first, with the pharmacies to collect them from, and a digest
+    of what they show (`seen`): the page sends it back when it asks again."""
     found = await deliveries.list_deliveries(web.user, rpc, c.Page(limit=LIST_SIZE, offset=0))
-    return {"deliveries": found.items, "pharmacies": await pharmacies_of(rpc, found.items)}
+    pharmacies = await pharmacies_of(rpc, found.items)
+    shown = json.dumps(
+        [
+            [d.model_dump(mode="json") for d in found.items],
+            {k: p.model_dump() for k, p in pharmacies.items()},
+        ],
+        sort_keys=True,
+    )
+    seen = hashlib.sha256(shown.encode()).hexdigest()[:32]
+    return {"deliveries": found.items, "pharmacies": pharmacies, "seen": seen}
 
 
 async def pharmacies_of(rpc: Rpc, shown: list[DeliveryOut]) -> dict[str, PharmacyOut]:
@@ -150,10 +162,16 @@ async def courier_home(
 
 
 @router.get("/courier/deliveries", dependencies=[audited_page("delivery.list")])
-async def delivery_list(request: Request, web: CourierPage, rpc: Rpc) -> HTMLResponse:
+async def delivery_list(
+    request: Request, web: CourierPage, rpc: Rpc, seen: Annotated[str, Query(max_length=64)] = ""
+) -> Response:
     """The list alone: the courier's page asks for it again every few seconds (htmx), so a delivery
-    newly assigned appears without a reload."""
-    return render(request, "_courier_deliveries.html", web, **await my_deliveries(web, rpc))
+    newly assigned appears without a reload. Unchanged since `seen`: 204, and htmx leaves the list
+    as it is (a link in focus stays in focus)."""
+    listed = await my_deliveries(web, rpc)
+    if seen == listed["seen"]:
+        return Response(status_code=204)
+    return render(request, "_courier_deliveries.html", web, **listed)
 
 
 def coordinate(text: str) -> float | None:
