@@ -226,3 +226,19 @@ def test_the_list_is_sent_again_only_once_it_has_changed(
     assert changed.status_code == 200
     assert f'data-delivery="{order_id}"' in changed.text
     assert seen_in(changed) != seen
+
+
+def test_going_off_duty_on_the_page_hands_back_a_delivery_not_picked_up(
+    api: Api, admin: dict[str, str], platform: Platform
+) -> None:
+    shop, courier_user, courier, delivery_id = assigned_delivery(api, admin)
+    web, token = signed_in(platform, courier_user)
+    off = {"available": "no", "latitude": f"{shop.latitude}", "longitude": f"{shop.longitude}"}
+
+    sent = web.send("POST", "/courier/status", data={**off, "csrf_token": token})
+
+    assert (sent.status_code, sent.headers.get("location")) == (303, "/courier?done=status")
+    assert api.http.get("/couriers/me", headers=courier).json()["available"] is False
+    assert api.http.get(f"/deliveries/{delivery_id}", headers=courier).status_code == 404
+    assert delivery_id not in web.send("GET", "/courier").text
+    assert web.send("GET", f"/courier/deliveries/{delivery_id}").status_code == 404
