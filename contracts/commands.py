@@ -67,6 +67,8 @@ class CreatePharmacy(Command):
 class ListPharmacies(Command):
     TYPE = "ListPharmacies"
     page: Page = Page()
+    # Only these (a courier's page names the pharmacies of its deliveries in one question).
+    pharmacy_ids: tuple[str, ...] | None = Field(default=None, max_length=200)
 
 
 class PharmacyView(Frozen):
@@ -691,6 +693,13 @@ class UpdateCourier(Command):
     courier_id: str
     available: bool
     location: Location
+
+
+class GetCourier(Command):
+    """A courier's own state: whether they take deliveries, where they last said they were."""
+
+    TYPE = "GetCourier"
+    courier_id: str
 
 
 class CourierView(Frozen):

@@ -192,6 +192,7 @@ COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
     "delivery_service": (
         c.Ping,
         c.UpdateCourier,
+        c.GetCourier,
         c.ListDeliveries,
         c.GetDelivery,
         c.GetDeliveryPin,

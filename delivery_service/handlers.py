@@ -13,6 +13,7 @@ from contracts.commands import (
     DeliveryPinView,
     DeliveryView,
     FailDelivery,
+    GetCourier,
     GetDelivery,
     GetDeliveryPin,
     ListDeliveries,
@@ -241,6 +242,14 @@ def register(service: Service, s: Stores, dispatcher: Dispatcher, pins: PinKey, 
             offset=command.page.offset,
         )
         return [d.view_for(command.courier_id) for d in found]
+
+    @service.commands.on(GetCourier)
+    async def get_courier(command: GetCourier) -> CourierView:
+        courier = await s.couriers.get(command.courier_id)
+        # Never said whether they take deliveries: nothing stored yet (they count as off duty).
+        if courier is None:
+            raise CommandRefused("not_found", f"courier {command.courier_id} has not said where they are yet")
+        return courier.view()
 
     @service.commands.on(GetDelivery)
     async def get_delivery(command: GetDelivery) -> DeliveryView:

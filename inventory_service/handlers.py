@@ -303,6 +303,8 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
 
     @service.commands.on(ListPharmacies)
     async def list_pharmacies(command: ListPharmacies) -> list[PharmacyView]:
+        if command.pharmacy_ids is not None:
+            return [p.view() for p in await store.pharmacies_by_id(s, command.pharmacy_ids)]
         found = await s.pharmacies.find({}, skip=command.page.offset, limit=command.page.limit)
         return [p.view() for p in found]
 

@@ -69,6 +69,10 @@ async def pharmacy_holding(s: Stores, order_id: str) -> Pharmacy | None:
     return found[0] if found else None
 
 
+async def pharmacies_by_id(s: Stores, ids: Sequence[str]) -> list[Pharmacy]:
+    return await s.pharmacies.find({"_id": {"$in": list(ids)}})
+
+
 async def medications_by_id(s: Stores, ids: Sequence[str]) -> dict[str, Medication]:
     return {m.id: m for m in await s.medications.find({"_id": {"$in": list(ids)}})}
 

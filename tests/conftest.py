@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -846,3 +846,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if browser:
         others = [item for item in items if item not in browser]
         items[:] = others + browser
+
+
+# --- a paid order waiting for the last mile (the courier's web tests) --------------------------------
+
+
+def confirmed_order(
+    api: Api, shop: Shop, *, quantity: int = 1, window_hours: float = 1
+) -> tuple[dict[str, str], str]:
+    """A new patient's order of the shop's medication, paid (CONFIRMED), to be delivered next to the
+    shop in a two-hour window starting `window_hours` from now: the patient's headers and its id."""
+    _, patient = api.new_patient()
+    body = prescription_body(shop, add_card(api, patient), quantity)
+    start = datetime.now(UTC) + timedelta(hours=window_hours)
+    body["delivery_window"] = {"start": start.isoformat(), "end": (start + timedelta(hours=2)).isoformat()}
+    uploaded = api.http.post("/prescriptions", headers=patient, json=body)
+    assert uploaded.status_code == 202, uploaded.text
+    order = api.wait_for_status(uploaded.json()["order_id"], patient, {"CONFIRMED", "REJECTED", "CANCELLED"})
+    assert order["status"] == "CONFIRMED", order
+    return patient, str(order["id"])

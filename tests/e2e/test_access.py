@@ -207,6 +207,8 @@ TABLE: dict[tuple[str, str], Operation] = {
     # The pharmacist is on the shop's staff. 409: the fresh order was not paid yet when dispensed.
     ("POST", "/orders/{order_id}/dispense"): op(STAFF, 200, 409, changes=True),
     ("GET", "/pharmacies/{pharmacy_id}/dispensing"): op(STAFF, 200),
+    # 404 while the courier has not said yet whether they take deliveries (the PUT may run later).
+    ("GET", "/couriers/me"): op({"courier"}, 200, 404),
     ("PUT", "/couriers/me"): op(
         {"courier"}, 200, json=lambda w, r: {"available": False, "latitude": 1.0, "longitude": 2.0}
     ),

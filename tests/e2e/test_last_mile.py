@@ -357,3 +357,21 @@ def test_a_courier_going_off_duty_before_pickup_hands_the_order_to_the_next_cour
     assert refused.status_code == 409, refused.text
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert "deliver it or record a failed attempt" in refused.json()["detail"]
+
+
+def test_a_courier_reads_their_own_state_once_they_have_said_it(api: Api, admin: dict[str, str]) -> None:
+    shop, _, order = paid_order(api, admin)
+    pharmacist = staff_of(api, admin, shop)
+    user, courier = new_courier(api, admin)
+    assert api.http.get("/couriers/me", headers=courier).status_code == 404  # never said: takes none
+
+    available(api, courier, shop, north_km=1)
+    dispensed(api, pharmacist, shop, order["id"])
+    assigned_to(api, courier, order["id"])
+    me = api.http.get("/couriers/me", headers=courier)
+
+    assert me.status_code == 200, me.text
+    assert (me.json()["id"], me.json()["available"]) == (user["id"], True)
+    assert me.json()["delivery_id"] == order["id"]
+    assert me.json()["latitude"] == pytest.approx(shop.latitude + 1 / 111)
+    assert api.http.get("/couriers/me", headers=admin).status_code == 403

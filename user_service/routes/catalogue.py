@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 from contracts import commands as c
 from contracts.codes import Code
 from contracts.events import Location
+from service_runtime.messaging import RpcClient
 from user_service.audit import Audit, audited
 from user_service.deps import CurrentUser, Paging, ResourceId, Rpc, Staff
 from user_service.schemas import (
@@ -51,6 +53,14 @@ async def create_pharmacy(body: PharmacyIn, staff: Staff, rpc: Rpc, audit: Audit
 async def list_pharmacies(user: CurrentUser, rpc: Rpc, page: Paging) -> Page[PharmacyOut]:
     found = await rpc.ask(c.ListPharmacies(page=page), list[c.PharmacyView])
     return Page(items=[PharmacyOut.of(p) for p in found], limit=page.limit, offset=page.offset)
+
+
+async def pharmacies_by_id(rpc: RpcClient, ids: Sequence[str]) -> dict[str, PharmacyOut]:
+    """These pharmacies by id, in one question (a pharmacy not found is left out)."""
+    if not ids:
+        return {}
+    found = await rpc.ask(c.ListPharmacies(pharmacy_ids=tuple(dict.fromkeys(ids))), list[c.PharmacyView])
+    return {p.id: PharmacyOut.of(p) for p in found}
 
 
 @router.put(

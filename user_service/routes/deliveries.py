@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
@@ -14,7 +14,7 @@ from user_service.audit import audited
 from user_service.deps import CurrentUser, IdempotencyKey, Paging, ResourceId, Rpc, Staff, role_in
 from user_service.domain import User, keyed_request_id, owner_scope
 from user_service.fhir_out import medication_dispense
-from user_service.problems import field_error
+from user_service.problems import FieldInvalid
 from user_service.schemas import (
     CourierIn,
     CourierOut,
@@ -113,6 +113,13 @@ async def update_me(body: CourierIn, courier: Courier, rpc: Rpc) -> CourierOut:
     return CourierOut.of(await rpc.ask(command, c.CourierView))
 
 
+@router.get("/couriers/me", response_model=CourierOut, dependencies=[audited("courier.read")])
+async def read_me(courier: Courier, rpc: Rpc) -> CourierOut:
+    """Whether you take deliveries, where you last said you were, and the delivery you carry now.
+    404 until you have said so once (PUT): until then you take none."""
+    return CourierOut.of(await rpc.ask(c.GetCourier(courier_id=courier.id), c.CourierView))
+
+
 @router.get("/deliveries", response_model=Page[DeliveryOut], dependencies=[audited("delivery.list")])
 async def list_deliveries(user: DeliveryReader, rpc: Rpc, page: Paging) -> Page[DeliveryOut]:
     """Your deliveries, newest first (an admin sees every one): where to collect each and where to take
@@ -163,12 +170,13 @@ async def deliver(
     courier: Courier,
     rpc: Rpc,
     idempotency_key: IdempotencyKey = None,
-) -> Any:
+) -> DeliveryOut:
     """Handed over, with the proof the delivery asks for: `pin` (the 4 digits the patient tells you)
     when its `proof` is PIN, never left unattended; `recipient_name` when it is NAME. A wrong PIN is
     refused (422) and counted."""
     if body.pin is None and body.recipient_name is None:
-        return field_error("pin", "give the patient's PIN, or the recipient's name, as the delivery asks")
+        # Raised, not returned: the same 422 from the API, and a message beside the field on the web page.
+        raise FieldInvalid("pin", "give the patient's PIN, or the recipient's name, as the delivery asks")
     command = c.CompleteDelivery(
         delivery_id=delivery_id,
         courier_id=courier.id,

@@ -11,7 +11,8 @@ import pytest
 from conftest import Namespace, stored
 
 from contracts.base import Command
-from contracts.commands import CreateMedication, UpdateMedication
+from contracts.commands import CreateMedication, CreatePharmacy, ListPharmacies, UpdateMedication
+from contracts.events import Location
 from inventory_service import store
 from inventory_service.app import build
 from inventory_service.handlers import InventorySettings
@@ -59,3 +60,27 @@ async def test_renaming_a_medication_to_another_ones_name_strength_and_form_is_r
     assert unchanged is not None
     assert (unchanged["name"], unchanged["version"]) == ("Ibuprofen", 1)
     assert kept["id"] != other["id"]
+
+
+async def test_pharmacies_asked_for_by_id_are_those_only_and_a_missing_one_is_left_out(
+    namespace: Namespace, running: Start
+) -> None:
+    service = await running(build(namespace.settings(InventorySettings)))
+    opened = [
+        await carried_out(
+            service,
+            CreatePharmacy(
+                name=f"Pharmacy {n}", address=f"{n} High Street", location=Location(latitude=n, longitude=n)
+            ),
+        )
+        for n in range(3)
+    ]
+
+    found = await carried_out(
+        service, ListPharmacies(pharmacy_ids=(opened[2]["id"], "no-such-pharmacy", opened[0]["id"]))
+    )
+
+    assert sorted((p["name"], p["address"]) for p in found) == [
+        ("Pharmacy 0", "0 High Street"),
+        ("Pharmacy 2", "2 High Street"),
+    ]

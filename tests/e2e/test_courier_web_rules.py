@@ -1,0 +1,244 @@
+"""The courier's web pages driven as the wrong user, with a real session and its CSRF token: a patient
+or a pharmacist is refused every courier page and form (403), another courier neither sees nor moves
+a delivery not theirs (404), and nothing changed; a form sent twice moves once and answers the same."""
+
+from __future__ import annotations
+
+import re
+from http.cookies import SimpleCookie
+from typing import Any
+
+import httpx
+import pytest
+from conftest import (
+    Api,
+    Shop,
+    assigned_to,
+    available,
+    confirmed_order,
+    dispensed,
+    new_courier,
+    new_pharmacist,
+    open_shop,
+    staff_of,
+)
+
+from service_runtime.launcher import Platform
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "a long enough password"
+
+
+class WebUser:
+    """A browser's part, over httpx: sign in through the form, keep the cookies, send the forms.
+
+    Cookies by hand: outside development they are `__Host-` and `Secure`, which httpx's jar keeps
+    from plain HTTP (a browser trusts 127.0.0.1 as a secure origin)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx.Client(base_url=base_url, timeout=30)
+        self.cookies: dict[str, str] = {}
+
+    def send(self, method: str, path: str, **options: Any) -> httpx.Response:
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        answer = self.http.request(method, path, headers=headers, **options)
+        for line in answer.headers.get_list("set-cookie"):
+            for name, morsel in SimpleCookie(line).items():
+                if morsel["max-age"] == "0" or not morsel.value:
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
+        return answer
+
+    def form_token(self, path: str) -> str:
+        page = self.send("GET", path)
+        found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert found is not None, f"{path}: {page.status_code} {page.text[:300]}"
+        return found.group(1)
+
+    def sign_in(self, email: str) -> str:
+        """Signed in through the form; the session's CSRF token, read from the start page."""
+        token = self.form_token("/sign-in")
+        signed = self.send(
+            "POST", "/sign-in", data={"email": email, "password": PASSWORD, "csrf_token": token}
+        )
+        assert signed.status_code == 303, signed.text
+        landing = self.send("GET", "/").headers.get("location", "/")
+        return self.form_token(landing)
+
+
+def signed_in(platform: Platform, user: dict[str, Any]) -> tuple[WebUser, str]:
+    web = WebUser(platform.url)
+    return web, web.sign_in(user["email"])
+
+
+def delivery_of(api: Api, courier: dict[str, str], delivery_id: str) -> dict[str, Any]:
+    answer = api.http.get(f"/deliveries/{delivery_id}", headers=courier)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def assigned_delivery(api: Api, admin: dict[str, str]) -> tuple[Shop, dict[str, Any], dict[str, str], str]:
+    """A paid order of a shop of its own, dispensed and assigned to a new courier (not picked up)."""
+    shop = open_shop(api, admin, quantity=10)
+    _, order_id = confirmed_order(api, shop)
+    user, courier = new_courier(api, admin)
+    available(api, courier, shop, north_km=1)
+    dispensed(api, staff_of(api, admin, shop), shop, order_id)
+    assigned_to(api, courier, order_id)
+    return shop, user, courier, order_id
+
+
+def the_forms(delivery_id: str) -> list[tuple[str, dict[str, str]]]:
+    """Every state-changing courier form, filled as the courier would, each with a fresh move key."""
+    return [
+        ("/courier/status", {"available": "no", "latitude": "1.0", "longitude": "2.0"}),
+        (f"/courier/deliveries/{delivery_id}/pickup", {"move_key": "k-pickup"}),
+        (
+            f"/courier/deliveries/{delivery_id}/deliver",
+            {"move_key": "k-deliver", "recipient_name": "Pat Ient"},
+        ),
+        (f"/courier/deliveries/{delivery_id}/fail", {"move_key": "k-fail", "reason": "NO_ONE_HOME"}),
+    ]
+
+
+def test_a_patient_or_a_pharmacist_is_refused_every_courier_page_and_form(
+    api: Api, admin: dict[str, str], platform: Platform
+) -> None:
+    _, courier_user, courier, delivery_id = assigned_delivery(api, admin)
+    before, state_before = (
+        delivery_of(api, courier, delivery_id),
+        api.http.get("/couriers/me", headers=courier),
+    )
+    patient_user, _ = api.new_patient()
+    pharmacist_user, _ = new_pharmacist(api, admin)
+
+    for user in (patient_user, pharmacist_user):
+        web, token = signed_in(platform, user)
+        for path in ("/courier", "/courier/deliveries", f"/courier/deliveries/{delivery_id}"):
+            page = web.send("GET", path)
+            assert page.status_code == 403, (user["role"], path, page.status_code)
+            assert "this needs the role courier" in page.text
+            assert "<h1>Forbidden</h1>" in page.text
+        for path, form in the_forms(delivery_id):
+            sent = web.send("POST", path, data={**form, "csrf_token": token})
+            assert sent.status_code == 403, (user["role"], path, sent.status_code, sent.text[:200])
+
+    assert delivery_of(api, courier, delivery_id) == before
+    assert api.http.get("/couriers/me", headers=courier).json() == state_before.json()
+    # And the courier themselves may: the same page opens for them.
+    web, _ = signed_in(platform, courier_user)
+    assert web.send("GET", f"/courier/deliveries/{delivery_id}").status_code == 200
+
+
+def test_another_courier_neither_sees_nor_moves_a_delivery_not_theirs(
+    api: Api, admin: dict[str, str], platform: Platform
+) -> None:
+    _, _, courier, delivery_id = assigned_delivery(api, admin)
+    assert api.http.post(f"/deliveries/{delivery_id}/pickup", headers=courier).status_code == 200
+    before = delivery_of(api, courier, delivery_id)
+    other_user, _ = new_courier(api, admin)
+    web, token = signed_in(platform, other_user)
+
+    page = web.send("GET", f"/courier/deliveries/{delivery_id}")
+    assert page.status_code == 404, page.text[:300]
+    assert delivery_id not in web.send("GET", "/courier/deliveries").text
+    assert delivery_id not in web.send("GET", "/courier").text
+    for path, form in the_forms(delivery_id)[1:]:
+        sent = web.send("POST", path, data={**form, "csrf_token": token})
+        assert sent.status_code == 404, (path, sent.status_code, sent.text[:300])
+
+    assert delivery_of(api, courier, delivery_id) == before
+    assert before["status"] == "OUT_FOR_DELIVERY"
+
+
+def test_a_move_sent_twice_from_one_form_is_carried_out_once_and_answered_the_same(
+    api: Api, admin: dict[str, str], platform: Platform
+) -> None:
+    _, courier_user, courier, delivery_id = assigned_delivery(api, admin)
+    web, token = signed_in(platform, courier_user)
+
+    def move_key(action: str) -> str:
+        page = web.send("GET", f"/courier/deliveries/{delivery_id}").text
+        found = re.search(rf'action="[^"]*/{action}".*?name="move_key" value="([^"]+)"', page, re.S)
+        assert found is not None, page
+        return found.group(1)
+
+    pickup = {"move_key": move_key("pickup"), "csrf_token": token}
+    answers = [web.send("POST", f"/courier/deliveries/{delivery_id}/pickup", data=pickup) for _ in range(2)]
+    assert [(a.status_code, a.headers.get("location")) for a in answers] == [
+        (303, f"/courier/deliveries/{delivery_id}?done=picked-up")
+    ] * 2
+
+    failed = {
+        "move_key": move_key("fail"),
+        "reason": "NO_ONE_HOME",
+        "note": "rang twice",
+        "csrf_token": token,
+    }
+    answers = [web.send("POST", f"/courier/deliveries/{delivery_id}/fail", data=failed) for _ in range(2)]
+    assert [(a.status_code, a.headers.get("location")) for a in answers] == [
+        (303, f"/courier/deliveries/{delivery_id}?done=failed")
+    ] * 2
+
+    delivery = delivery_of(api, courier, delivery_id)
+    assert delivery["status"] == "ATTEMPT_FAILED"  # one attempt of the two allowed, not both
+    assert [(a["reason"], a["note"]) for a in delivery["attempts"]] == [("NO_ONE_HOME", "rang twice")]
+    # Each page rendered makes a key of its own: the next attempt is another move.
+    assert move_key("fail") != failed["move_key"]
+
+
+def test_a_courier_form_without_its_csrf_token_is_refused(
+    api: Api, admin: dict[str, str], platform: Platform
+) -> None:
+    _, courier_user, courier, delivery_id = assigned_delivery(api, admin)
+    web, _ = signed_in(platform, courier_user)
+
+    sent = web.send("POST", f"/courier/deliveries/{delivery_id}/pickup", data={"move_key": "forged"})
+
+    assert sent.status_code == 403
+    assert "expired" in sent.text
+    assert delivery_of(api, courier, delivery_id)["status"] == "ASSIGNED"
+
+
+def test_the_list_is_sent_again_only_once_it_has_changed(
+    api: Api, admin: dict[str, str], platform: Platform
+) -> None:
+    shop = open_shop(api, admin, quantity=10)
+    pharmacist = staff_of(api, admin, shop)
+    courier_user, courier = new_courier(api, admin)
+    available(api, courier, shop, north_km=1)
+    web, _ = signed_in(platform, courier_user)
+
+    def seen_in(answer: httpx.Response) -> str:
+        found = re.search(r'name="seen" value="([0-9a-f]+)"', answer.text)
+        assert found is not None, answer.text
+        return found.group(1)
+
+    seen = seen_in(web.send("GET", "/courier/deliveries"))
+    assert web.send("GET", "/courier/deliveries", params={"seen": seen}).status_code == 204
+    _, order_id = confirmed_order(api, shop)
+    dispensed(api, pharmacist, shop, order_id)
+    assigned_to(api, courier, order_id)
+
+    changed = web.send("GET", "/courier/deliveries", params={"seen": seen})
+    assert changed.status_code == 200
+    assert f'data-delivery="{order_id}"' in changed.text
+    assert seen_in(changed) != seen
+
+
+def test_going_off_duty_on_the_page_hands_back_a_delivery_not_picked_up(
+    api: Api, admin: dict[str, str], platform: Platform
+) -> None:
+    shop, courier_user, courier, delivery_id = assigned_delivery(api, admin)
+    web, token = signed_in(platform, courier_user)
+    off = {"available": "no", "latitude": f"{shop.latitude}", "longitude": f"{shop.longitude}"}
+
+    sent = web.send("POST", "/courier/status", data={**off, "csrf_token": token})
+
+    assert (sent.status_code, sent.headers.get("location")) == (303, "/courier?done=status")
+    assert api.http.get("/couriers/me", headers=courier).json()["available"] is False
+    assert api.http.get(f"/deliveries/{delivery_id}", headers=courier).status_code == 404
+    assert delivery_id not in web.send("GET", "/courier").text
+    assert web.send("GET", f"/courier/deliveries/{delivery_id}").status_code == 404
