@@ -32,6 +32,7 @@ from user_service.routes import (
     deliveries,
     documents,
     health,
+    operations,
     orders,
     payments,
     prescriptions,
@@ -182,6 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         orders,
         deliveries,
         audit,
+        operations,
         health,
     ):
         app.include_router(module.router, prefix="/api/v1", responses=problems.RESPONSES)
