@@ -45,7 +45,15 @@ from user_service.settings import Settings
 from user_service.store import UserStore
 from user_service.throttle import SignInThrottle
 from user_service.token_store import TokenStore
-from user_service.web import account, cards, common, new_order, order_pages
+from user_service.web import (
+    account,
+    cards,
+    common,
+    new_order,
+    operator_operations,
+    operator_pages,
+    order_pages,
+)
 from user_service.web.sessions import WebSessions
 
 log = logging.getLogger(__name__)
@@ -199,5 +207,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The web UI: its pages, and its static files (htmx copied in at set-up, see scripts/web-assets.sh).
     for screens in (account, order_pages, cards, new_order):
         app.include_router(screens.router)
+    app.include_router(operator_pages.router)
+    app.include_router(operator_operations.router)
     app.mount("/static", StaticFiles(directory=common.HERE / "static"), name="static")
     return app
