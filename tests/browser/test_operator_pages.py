@@ -114,8 +114,9 @@ def test_an_operator_follows_a_saga_redrives_a_dead_letter_and_changes_a_role(
     steps = page.locator("table.timeline tbody tr")
     expect(steps.first).to_contain_text("PrescriptionUploaded")
     expect(steps.first).to_contain_text("prescription_service")
-    expect(steps.last).to_contain_text("DeliveryCompleted")
-    expect(page.locator("table.timeline")).to_contain_text("OrderConfirmed")
+    # The capture of the payment, on pickup, may land after the hand-over: the saga ended all the same.
+    for step in ("OrderConfirmed", "OrderDispensed", "DeliveryPickedUp", "DeliveryCompleted"):
+        expect(page.locator("table.timeline")).to_contain_text(step)
     accessible(page, "operator-timeline")
 
     # A question that reached order_service before its order: dead-lettered; then the order arrives.

@@ -186,3 +186,20 @@ def test_the_admin_is_let_through_the_same_pages(world: World, platform: Platfor
                 assert answer.status_code == 200, (path, answer.text[:500])
     finally:
         admin.http.close()
+
+
+def test_the_order_search_says_what_is_wrong_beside_the_box_or_that_the_journal_never_saw_it(
+    platform: Platform,
+) -> None:
+    admin = signed_in(platform, ADMIN_EMAIL, ADMIN_PASSWORD)
+    try:
+        empty = admin.get("/admin/orders?order_id=+")
+        unknown = admin.get(admin.get("/admin/orders?order_id=no-such-order").headers["location"])
+    finally:
+        admin.http.close()
+
+    assert empty.status_code == 422
+    assert 'id="order_id-error"' in empty.text
+    assert 'aria-invalid="true"' in empty.text
+    assert unknown.status_code == 404
+    assert "the journal holds no event of order no-such-order" in unknown.text

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse
@@ -67,7 +67,7 @@ async def find_order(
         return render(
             request, "operator_home.html", web, status=422, order_id=order_id, errors={"order_id": error}
         )
-    return redirect(request, f"/admin/orders/{wanted}/timeline")
+    return redirect(request, f"/admin/orders/{quote(wanted, safe='')}/timeline")
 
 
 # --- users and roles --------------------------------------------------------------------------------
