@@ -81,6 +81,12 @@ class RoleIn(Body):
     role: Role
 
 
+class UserSearchIn(Body):
+    """Who to find: in a body, not the query, so an email stays out of URLs and access logs."""
+
+    email: str = Field(min_length=1, max_length=320, description="the account's email, exactly (any case)")
+
+
 class TokenOut(BaseModel):
     access_token: str
     token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret

@@ -145,6 +145,7 @@ TABLE: dict[tuple[str, str], Operation] = {
     ("POST", "/auth/logout"): op(SIGNED_IN, 204, json=_refresh_token, signs_out=True),
     ("GET", "/users/me"): op(SIGNED_IN, 200),
     ("GET", "/users"): op({"admin"}, 200),
+    ("POST", "/users/search"): op({"admin"}, 200, json=lambda w, r: {"email": w.users[OTHER]["email"]}),
     ("PATCH", "/users/{user_id}"): op({"admin"}, 200, json=lambda w, r: {"role": "patient"}, changes=True),
     ("POST", "/pharmacies"): op(STAFF, 201, json=_pharmacy),
     ("GET", "/pharmacies"): op(SIGNED_IN, 200),

@@ -20,7 +20,7 @@ from user_service.audit import AuditLogDep
 from user_service.deps import MAX_ID_LENGTH, ResourceId, Rpc, Users
 from user_service.domain import ROLES, Forbidden, Role
 from user_service.routes import audit, catalogue, health, staff, users
-from user_service.schemas import RoleIn, StaffMemberOut
+from user_service.schemas import Page, RoleIn, StaffMemberOut, UserOut, UserSearchIn
 from user_service.web.common import (
     PageRoute,
     SignedIn,
@@ -84,8 +84,13 @@ async def users_page(
     status: int = 200,
     errors: dict[str, str] | None = None,
     notice: str | None = None,
+    found_by_email: list[UserOut] | None = None,
+    email: str = "",
 ) -> HTMLResponse:
-    found = await users.list_users(web.user, users_store, c.Page(limit=PAGE_SIZE, offset=offset), role)
+    if found_by_email is None:
+        found = await users.list_users(web.user, users_store, c.Page(limit=PAGE_SIZE, offset=offset), role)
+    else:
+        found = Page(items=found_by_email, limit=PAGE_SIZE, offset=0)
     try:
         pharmacies = (await catalogue.list_pharmacies(web.user, rpc, c.Page(limit=200, offset=0))).items
     except ServiceUnavailable:
@@ -103,6 +108,8 @@ async def users_page(
         pharmacies=pharmacies,
         errors=errors or {},
         notice=notice,
+        searched=found_by_email is not None,
+        email=email,
     )
 
 
@@ -120,6 +127,46 @@ async def users_list(
     notices = {"role": "The role was changed.", "staff": "The pharmacist was added to the pharmacy's staff."}
     return await users_page(
         request, web, users_store, rpc, role=chosen, offset=offset, notice=notices.get(changed)
+    )
+
+
+@router.post("/admin/users/find", dependencies=[audited_page("user.search")])
+async def find_user(
+    request: Request,
+    web: AdminPage,
+    users_store: Users,
+    rpc: Rpc,
+    email: Annotated[str, Form(max_length=320)] = "",
+) -> HTMLResponse:
+    """A user by their email. A POST that changes nothing, answered with the page itself: redirecting
+    to a GET would put the email in a URL."""
+    try:
+        body = UserSearchIn(email=email)
+    except ValidationError:
+        return await users_page(
+            request,
+            web,
+            users_store,
+            rpc,
+            role=None,
+            offset=0,
+            status=422,
+            email=email,
+            errors={"email": "Type the user's email."},
+            found_by_email=[],
+        )
+    found = await users.search_users(body, web.user, users_store)
+    errors = {} if found.items else {"email": "No user has this email."}
+    return await users_page(
+        request,
+        web,
+        users_store,
+        rpc,
+        role=None,
+        offset=0,
+        email=email,
+        errors=errors,
+        found_by_email=found.items,
     )
 
 
