@@ -7,7 +7,7 @@ about that user's records (another's id is `not_found`); None, the caller is sta
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -800,3 +800,97 @@ class DeliveryView(Frozen):
     recipient_name: str | None = None
     delivered_at: datetime | None = None
     created_at: datetime
+
+
+# --- the journal (operations/journal.py): the operator's view of sagas and dead letters -------------
+
+# Where a dead letter comes from: the service whose event queue failed it.
+FailedService = Literal[
+    "delivery_service", "inventory_service", "order_service", "payment_service", "prescription_service"
+]
+
+
+class GetSagaTimeline(Command):
+    """One order's saga as the journal holds it: every event of its correlation id, in order."""
+
+    TYPE = "GetSagaTimeline"
+    order_id: str = Field(min_length=1, max_length=64)
+
+
+class SagaStep(Frozen):
+    event_id: str
+    type: str
+    occurred_at: datetime
+    # Milliseconds since the step before (0 for the first).
+    step_ms: int
+    publisher: str
+    detail: str
+
+
+class SagaTimelineView(Frozen):
+    order_id: str
+    steps: tuple[SagaStep, ...]
+    total_ms: int
+    # The order's status when its saga ended (REJECTED, CANCELLED, DELIVERED, RETURNED), else None.
+    ended: str | None
+    # Not ended: what it waits for after its last event, when people move it on; None if nobody knows.
+    waiting: str | None
+
+
+class ListDeadLetters(Command):
+    """What sits in the dead-letter queues: of one service, or of every one."""
+
+    TYPE = "ListDeadLetters"
+    service: FailedService | None = None
+
+
+class DeadLetterView(Frozen):
+    service: str
+    message_id: str
+    type: str
+    error_type: str
+    error: str
+    failed_at: str
+    attempts: int
+
+
+class GetDeadLetter(Command):
+    TYPE = "GetDeadLetter"
+    service: FailedService
+    message_id: str = Field(min_length=1, max_length=200)
+
+
+class DeadLetterDetailView(DeadLetterView):
+    headers: dict[str, Any]
+    # The message as it was sent: its JSON when it is JSON, else its text.
+    body: Any
+
+
+class RedriveDeadLetters(Command):
+    """Send dead letters back to the event queue of the service that failed them (or, dry run, only
+    say which and where).
+
+    Not WRITE: it changes no aggregate, only moves messages from a dead-letter queue back to the queue
+    they came from (published with confirms before the dead letter is removed), so it needs no place
+    among a service's events; the journal process answers it on its RPC queue.
+    """
+
+    TYPE = "RedriveDeadLetters"
+    service: FailedService | None = None
+    # Only these messages; every one of the chosen service(s) when empty.
+    message_ids: tuple[str, ...] = Field(default=(), max_length=1000)
+    dry_run: bool = True
+
+
+class RedrivenView(Frozen):
+    service: str
+    message_id: str
+    # The queue it was (or would be) sent back to.
+    queue: str
+
+
+class RedriveView(Frozen):
+    dry_run: bool
+    redriven: tuple[RedrivenView, ...]
+    # Message ids asked for that no dead-letter queue held.
+    not_found: tuple[str, ...] = ()

@@ -203,6 +203,15 @@ COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
 }
 
 
+# The journal's process (operations/journal.py) answers the operator's questions too, on its own RPC
+# queue: it reads the journal's store (no other process opens it) and the dead-letter queues.
+JOURNAL = "journal"
+OPERATOR_COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
+    JOURNAL: (c.Ping, c.GetSagaTimeline, c.ListDeadLetters, c.GetDeadLetter, c.RedriveDeadLetters),
+}
+# Every process that answers RPCs, and what: the services' commands and the operator's.
+ANSWERS: Mapping[str, tuple[type[Command], ...]] = {**COMMANDS, **OPERATOR_COMMANDS}
+
 # Every event and write command names the aggregate it is about in this header; each service's partition
 # exchange hashes it, so one aggregate's messages always reach the same partition queue, in order.
 PARTITION_HEADER = "x-partition-key"

@@ -35,6 +35,7 @@ from operations import backup as backups
 from operations import dead_letters, rotation
 from operations import replay as replaying
 from operations.journal import Journal, JournalSettings
+from operations.timeline import saga_timeline
 from service_runtime import store
 from service_runtime.crypto import FieldCipher
 from service_runtime.launcher import database_name
@@ -245,71 +246,31 @@ def list_events(
     console.print(f"{len(found)} event{'' if len(found) == 1 else 's'}.")
 
 
-# The events an order's saga ends with, and its status then.
-TERMINAL = {
-    "OrderRejected": "REJECTED",
-    "OrderCancelled": "CANCELLED",
-    "DeliveryCompleted": "DELIVERED",
-    "DeliveryReturned": "RETURNED",
-    "OrderReturned": "RETURNED",
-}
-# Where a saga not ended waits, after its last event, when people (not services) move it on.
-WAITING = {
-    "OrderConfirmed": "paid, waiting for its pharmacy to dispense it",
-    "OrderReadyForPickup": "dispensed, waiting for a courier",
-    "DeliveryAssigned": "a courier is on the way to the pharmacy",
-    "DeliveryUnassigned": "its courier went off duty before collecting it, waiting for another",
-    "DeliveryPickedUp": "out for delivery",
-    "PaymentCaptured": "out for delivery",
-    "DeliveryAttemptFailed": "a delivery attempt failed, another follows",
-}
-
-
-def _detail(payload: dict[str, Any]) -> str:
-    """The one thing worth seeing about a step: why it went so, or what money it moved and where,
-    or who carries it and with what proof."""
-    if payload.get("reason"):
-        attempt = f"attempt {payload['attempt']}: " if payload.get("attempt") else ""
-        return f"{attempt}{payload['reason']}"
-    cents = payload.get("total_cents", payload.get("amount_cents"))
-    money = f"{cents / 100:.2f}" if isinstance(cents, int) else ""
-    where = f"pharmacy {str(payload['pharmacy_id'])[:8]}" if payload.get("pharmacy_id") else ""
-    courier = f"courier {str(payload['courier_id'])[:8]}" if payload.get("courier_id") else ""
-    proof = f"proof {payload['proof']}" if payload.get("proof") else ""
-    return ", ".join(part for part in (money, where, courier, proof) if part)
-
-
 @app.command("timeline")
 def timeline(
     order_id: Annotated[str, typer.Argument(help="The order id (the saga's correlation id).")],
 ) -> None:
     """One order's saga across every service, in order, with the time between steps and where it ended."""
-    found = _journal_find(correlation_id=order_id)
-    if not found:
+    saga = saga_timeline(order_id, _journal_find(correlation_id=order_id))
+    if not saga.steps:
         console.print(f"No events for {order_id} in the journal.")
         raise typer.Exit(1)
     table = Table("at (UTC)", "+ms", "event", "published by", "detail")
-    previous = found[0]["occurred_at"]
-    for doc in found:
-        step_ms = (doc["occurred_at"] - previous).total_seconds() * 1000
-        previous = doc["occurred_at"]
-        detail = _detail(doc["envelope"]["payload"])
+    for step in saga.steps:
         table.add_row(
-            doc["occurred_at"].isoformat(timespec="milliseconds")[11:23],
-            f"{step_ms:.0f}",
-            doc["type"],
-            doc.get("publisher") or "?",
-            str(detail)[:60],
+            step.occurred_at.isoformat(timespec="milliseconds")[11:23],
+            str(step.step_ms),
+            step.type,
+            step.publisher,
+            step.detail[:60],
         )
     console.print(table)
-    total_ms = (found[-1]["occurred_at"] - found[0]["occurred_at"]).total_seconds() * 1000
-    ended = [TERMINAL[d["type"]] for d in found if d["type"] in TERMINAL]
-    if ended:
-        console.print(f"Ended {ended[-1]} after {total_ms:.0f} ms.")
+    if saga.ended:
+        console.print(f"Ended {saga.ended} after {saga.total_ms} ms.")
     else:
-        last = found[-1]["type"]
-        waits = f"{WAITING[last]}; " if last in WAITING else ""
-        console.print(f"Not ended: the saga stopped after {last} ({waits}{total_ms:.0f} ms so far).")
+        last = saga.steps[-1].type
+        waits = f"{saga.waiting}; " if saga.waiting else ""
+        console.print(f"Not ended: the saga stopped after {last} ({waits}{saga.total_ms} ms so far).")
 
 
 @app.command("replay")

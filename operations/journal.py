@@ -26,9 +26,12 @@ from pymongo.asynchronous.collection import AsyncCollection
 from contracts import topology
 from contracts.base import Envelope, Timer
 from contracts.events import ALL_EVENTS
+from operations.answers import journal_server
 from service_runtime.crypto import FieldCipher, place
 from service_runtime.errors import until_up
 from service_runtime.logs import setup_logging
+from service_runtime.messaging import Topology, answer_on
+from service_runtime.metrics import Readiness
 from service_runtime.settings import RuntimeSettings
 from service_runtime.store import UniqueViolation, unique_violations
 
@@ -189,6 +192,19 @@ class Archiver:
         self.settings = settings
         self.client, self.journal = Journal.connect(settings)
         self.recorded = 0
+        # What a Ping of the journal's RPC queue reports (the gateway's /health asks it).
+        self.readiness = Readiness(
+            topology.JOURNAL,
+            {"broker": self._broker_down, "store": self._store_down},
+            timeout=settings.health_timeout_seconds,
+        )
+
+    async def _broker_down(self) -> str | None:
+        return None if self.connection.connected.is_set() else "not connected to RabbitMQ"
+
+    async def _store_down(self) -> str | None:
+        await self.client.admin.command("ping")
+        return None
 
     async def start(self) -> None:
         await until_up("the journal's store", self.journal.ensure_indexes)
@@ -200,9 +216,22 @@ class Archiver:
         namespace = self.settings.broker_namespace
         queue = await declare_journal_queue(channel, namespace)
         await queue.consume(self._on_message)
+        await self._answer_operators(namespace)
         log.info(
             "journal archiver started (namespace %s, database %s)", namespace, self.settings.journal_database
         )
+
+    async def _answer_operators(self, namespace: str) -> None:
+        """Serve the journal's RPC queue: the gateway's operator screens ask here for a saga's timeline
+        and the dead letters, as no process but this one opens the journal's store."""
+        server = journal_server(self.journal, self.settings.rabbitmq_url, namespace)
+        server.readiness = self.readiness.report
+        channel = await self.connection.channel()
+        await channel.set_qos(prefetch_count=self.settings.prefetch_count)
+        # Declared as every service declares its own (Topology.rpc_queue), or the broker refuses it.
+        spec = Topology(self.settings).rpc_queue(topology.JOURNAL)
+        queue = await channel.declare_queue(spec.name, durable=spec.durable, arguments=spec.arguments)
+        await answer_on(channel, queue, server)
 
     async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         # Taken before the first await: deliveries are handled concurrently but start in their order.

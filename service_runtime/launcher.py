@@ -281,6 +281,7 @@ async def delete_namespace(rabbitmq_url: str, namespace: str, partitions: int = 
                 await channel.queue_delete(name)
             await channel.exchange_delete(topology.partition_exchange(namespace, service))
         await channel.queue_delete(topology.journal_queue(namespace))
+        await channel.queue_delete(topology.rpc_queue(namespace, topology.JOURNAL))
         for exchange in (topology.EVENTS_EXCHANGE, topology.DEAD_LETTER_EXCHANGE):
             await channel.exchange_delete(f"{namespace}.{exchange}")
 

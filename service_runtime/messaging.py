@@ -53,7 +53,7 @@ ROUTING_KEYS: dict[str, str] = {e.TYPE: e.ROUTING_KEY for e in ALL_EVENTS}
 TIMERS: dict[str, type[Timer]] = {e.TYPE: e for e in ALL_EVENTS if issubclass(e, Timer)}
 COMMAND_OWNERS: dict[str, str] = {
     command.TYPE: service
-    for service, commands in topology.COMMANDS.items()
+    for service, commands in topology.ANSWERS.items()
     for command in commands
     if command.TYPE != "Ping"
 }
@@ -616,6 +616,34 @@ class CommandServer:
             return RpcReply(
                 error=RpcError(code="internal", detail="the service failed to carry out the command")
             )
+
+
+async def answer_on(
+    channel: aio_pika.abc.AbstractChannel, queue: aio_pika.abc.AbstractQueue, server: CommandServer
+) -> None:
+    """Answer a queue's requests with `server`, for a process that is not a FastStream service (the
+    journal): each reply goes to the request's `reply_to` with its `correlation_id`, as AmqpRequester
+    waits for it; then the request is acked."""
+
+    async def on_request(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        kind = message.type or ""
+        if kind in server.writes:
+            reply = RpcReply(error=RpcError(code="internal", detail=f"{kind} writes: not answered here"))
+        else:
+            reply = await server.dispatch(kind, message.body)
+        if message.reply_to:
+            # Not mandatory, as CommandServer.answer replies: a caller that gave up is gone.
+            await channel.default_exchange.publish(
+                aio_pika.Message(
+                    reply.model_dump_json().encode(),
+                    correlation_id=message.correlation_id,
+                    content_type="application/json",
+                ),
+                routing_key=message.reply_to,
+            )
+        await message.ack()
+
+    await queue.consume(on_request)
 
 
 class Requester(Protocol):

@@ -117,7 +117,7 @@ HTTP_SECONDS = Histogram(
 # Labels take only the types the contracts name, so a stray publisher cannot grow the series.
 KNOWN_TYPES: frozenset[str] = frozenset(
     {e.TYPE for e in ALL_EVENTS}
-    | {c.TYPE for commands in topology.COMMANDS.values() for c in commands}
+    | {c.TYPE for commands in topology.ANSWERS.values() for c in commands}
     | {SweepOutbox.TYPE}
 )
 # The order saga ends with one of these, published by order_service.

@@ -37,7 +37,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from contracts import topology
 from contracts.base import Envelope, Event
 from contracts.documents import ScanDraftView
-from contracts.events import Location, PrescribedLine, PrescriptionUploaded
+from contracts.events import Location, PrescribedLine, PrescriptionHeld, PrescriptionUploaded
 from prescription_service.documents import Documents, StoredDocument
 from service_runtime.crypto import FieldCipher, new_key, parse_keys, place
 from service_runtime.launcher import (
@@ -865,3 +865,86 @@ def confirmed_order(
     order = api.wait_for_status(uploaded.json()["order_id"], patient, {"CONFIRMED", "REJECTED", "CANCELLED"})
     assert order["status"] == "CONFIRMED", order
     return patient, str(order["id"])
+
+
+# --- the operator's screens: a dead letter that a redrive clears --------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldTooEarly:
+    """A pharmacist's question that reached order_service before its order existed: retried, then
+    dead-lettered (RetryLater). Once `make_the_order` has run, redriving it applies it and the dead
+    letter is gone for good."""
+
+    platform: Platform
+    backing: Backing
+    message_id: str
+    order_id: str
+
+    def _publish(self, event: Event) -> None:
+        async def publish() -> None:
+            connection = await aio_pika.connect(self.backing.rabbitmq_url)
+            async with connection:
+                channel = await connection.channel(publisher_confirms=True)
+                exchange = await channel.get_exchange(f"{self.platform.namespace}.{topology.EVENTS_EXCHANGE}")
+                envelope = Envelope.wrap(event, correlation_id=self.order_id)
+                message = aio_pika.Message(
+                    envelope.model_dump_json().encode(),
+                    message_id=self.message_id
+                    if event.TYPE == "PrescriptionHeld"
+                    else str(envelope.event_id),
+                    correlation_id=self.order_id,
+                    type=event.TYPE,
+                    headers={topology.PARTITION_HEADER: self.order_id},
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                )
+                await exchange.publish(message, routing_key=event.ROUTING_KEY, mandatory=True)
+
+        # In a thread of its own: the browser tests' Playwright keeps an event loop in this one.
+        worker = threading.Thread(target=lambda: asyncio.run(publish()))
+        worker.start()
+        worker.join()
+
+    def dead_lettered(self) -> list[str]:
+        """The message ids of order_service's dead letters now (this one's among them, or not)."""
+        queue = topology.event_queue(self.platform.namespace, "order_service")
+        found: list[str] = []
+        worker = threading.Thread(
+            target=lambda: found.extend(
+                m.message_id or "" for m in asyncio.run(dead_letters(self.backing.rabbitmq_url, queue))
+            )
+        )
+        worker.start()
+        worker.join()
+        return found
+
+    def make_the_order(self) -> None:
+        """The cause goes away: the order is uploaded (prescription-only, so it waits for a pharmacist)."""
+        self._publish(
+            PrescriptionUploaded(
+                prescription_id=f"rx-{self.order_id}",
+                order_id=self.order_id,
+                patient_id=f"patient-{uuid4().hex[:8]}",
+                lines=(PrescribedLine(medication_id="amoxicillin-500", quantity=1, prescription_only=True),),
+                delivery_location=Location(latitude=52.37, longitude=4.89),
+                payment_method_id="pm-1",
+            )
+        )
+
+
+def held_too_early(platform: Platform, backing: Backing) -> HeldTooEarly:
+    """Publish a question for an order that does not exist yet; return once order_service has
+    dead-lettered it (after its retries, a few seconds)."""
+    letter = HeldTooEarly(platform, backing, f"held-{uuid4().hex[:12]}", str(uuid4()))
+    letter._publish(
+        PrescriptionHeld(
+            prescription_id=f"rx-{letter.order_id}",
+            order_id=letter.order_id,
+            patient_id="patient-x",
+            pharmacist_id="pharmacist-x",
+            question="Since when?",
+        )
+    )
+    polled(lambda: letter.dead_lettered(), lambda ids: letter.message_id in ids, timeout=60)
+    assert letter.message_id in letter.dead_lettered(), "order_service did not dead-letter the question"
+    return letter

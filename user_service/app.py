@@ -32,6 +32,7 @@ from user_service.routes import (
     deliveries,
     documents,
     health,
+    operations,
     orders,
     payments,
     prescriptions,
@@ -44,7 +45,16 @@ from user_service.settings import Settings
 from user_service.store import UserStore
 from user_service.throttle import SignInThrottle
 from user_service.token_store import TokenStore
-from user_service.web import account, cards, common, courier_pages, new_order, order_pages
+from user_service.web import (
+    account,
+    cards,
+    common,
+    courier_pages,
+    new_order,
+    operator_operations,
+    operator_pages,
+    order_pages,
+)
 from user_service.web.sessions import WebSessions
 
 log = logging.getLogger(__name__)
@@ -182,6 +192,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         orders,
         deliveries,
         audit,
+        operations,
         health,
     ):
         app.include_router(module.router, prefix="/api/v1", responses=problems.RESPONSES)
@@ -195,7 +206,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = openapi_with_bodies_read_by_hand  # type: ignore[method-assign]
     app.add_route("/metrics", lambda _: metrics.metrics_response(), include_in_schema=False)
     # The web UI: its pages, and its static files (htmx copied in at set-up, see scripts/web-assets.sh).
-    for screens in (account, order_pages, cards, new_order, courier_pages):
+    for screens in (
+        account,
+        order_pages,
+        cards,
+        new_order,
+        courier_pages,
+        operator_pages,
+        operator_operations,
+    ):
         app.include_router(screens.router)
     app.mount("/static", StaticFiles(directory=common.HERE / "static"), name="static")
     return app

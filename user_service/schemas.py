@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -79,6 +79,12 @@ class UserOut(BaseModel):
 
 class RoleIn(Body):
     role: Role
+
+
+class UserSearchIn(Body):
+    """Who to find: in a body, not the query, so an email stays out of URLs and access logs."""
+
+    email: str = Field(min_length=1, max_length=320, description="the account's email, exactly (any case)")
 
 
 class TokenOut(BaseModel):
@@ -811,3 +817,65 @@ class DispensingOut(BaseModel):
             paid_at=v.paid_at,
             verified_by=v.verified_by,
         )
+
+
+# --- operations (the journal's view, dead letters) ---
+
+
+class SagaStepOut(BaseModel):
+    event_id: str
+    type: str
+    occurred_at: datetime
+    step_ms: int = Field(description="milliseconds since the step before (0 for the first)")
+    publisher: str = Field(description="the service that published the event")
+    detail: str
+
+
+class SagaTimelineOut(BaseModel):
+    order_id: str
+    steps: list[SagaStepOut]
+    total_ms: int
+    ended: str | None = Field(description="the order's status when its saga ended; null while it runs")
+    waiting: str | None = Field(description="not ended: what it waits for after its last step, if known")
+
+    @classmethod
+    def of(cls, view: c.SagaTimelineView) -> SagaTimelineOut:
+        return cls.model_validate(view.model_dump())
+
+
+FailedService = c.FailedService
+
+
+class DeadLetterOut(BaseModel):
+    service: str
+    message_id: str
+    type: str
+    error_type: str
+    error: str
+    failed_at: str
+    attempts: int
+
+
+class DeadLetterDetailOut(DeadLetterOut):
+    headers: dict[str, Any]
+    body: Any = Field(description="the message as sent: its JSON, or its text when it is not JSON")
+
+
+class RedriveIn(Body):
+    service: FailedService | None = Field(default=None, description="only this service's dead letters")
+    message_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
+        default=[], max_length=1000, description="only these messages; every one (of the service) when empty"
+    )
+    dry_run: bool = Field(default=True, description="say what would be sent where, and send nothing")
+
+
+class RedrivenOut(BaseModel):
+    service: str
+    message_id: str
+    queue: str = Field(description="the queue it was (or, in a dry run, would be) sent back to")
+
+
+class RedriveOut(BaseModel):
+    dry_run: bool
+    redriven: list[RedrivenOut]
+    not_found: list[str] = Field(description="message ids asked for that no dead-letter queue held")

@@ -65,9 +65,12 @@ class UserStore:
         doc = await self.users.find_one({"_id": user_id})
         return None if doc is None else self._load(doc)
 
-    async def list(self, *, limit: int, offset: int) -> list[User]:
+    async def list(self, *, limit: int, offset: int, role: Role | None = None) -> list[User]:
         cursor = self.users.find(
-            {}, sort=[("created_at", ASCENDING), ("_id", ASCENDING)], skip=offset, limit=limit
+            {} if role is None else {"role": role},
+            sort=[("created_at", ASCENDING), ("_id", ASCENDING)],
+            skip=offset,
+            limit=limit,
         )
         return [self._load(doc) async for doc in cursor]
 

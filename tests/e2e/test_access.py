@@ -145,6 +145,7 @@ TABLE: dict[tuple[str, str], Operation] = {
     ("POST", "/auth/logout"): op(SIGNED_IN, 204, json=_refresh_token, signs_out=True),
     ("GET", "/users/me"): op(SIGNED_IN, 200),
     ("GET", "/users"): op({"admin"}, 200),
+    ("POST", "/users/search"): op({"admin"}, 200, json=lambda w, r: {"email": w.users[OTHER]["email"]}),
     ("PATCH", "/users/{user_id}"): op({"admin"}, 200, json=lambda w, r: {"role": "patient"}, changes=True),
     ("POST", "/pharmacies"): op(STAFF, 201, json=_pharmacy),
     ("GET", "/pharmacies"): op(SIGNED_IN, 200),
@@ -221,6 +222,14 @@ TABLE: dict[tuple[str, str], Operation] = {
     ),
     ("POST", "/deliveries/{delivery_id}/fail"): op({"courier"}, 404, json=lambda w, r: {"reason": "OTHER"}),
     ("GET", "/audit"): op({"admin"}, 200),
+    ("GET", "/operations/orders/{order_id}/timeline"): op({"admin"}, 200),
+    ("GET", "/operations/dead-letters"): op({"admin"}, 200),
+    # 404: no such dead letter; refused by what exists.
+    ("GET", "/operations/dead-letters/{service}/{message_id}"): op({"admin"}, 404),
+    # A dry run (the default) of a message no queue holds: nothing is sent.
+    ("POST", "/operations/dead-letters/redrive"): op(
+        {"admin"}, 200, json=lambda w, r: {"message_ids": ["no-such-message"]}
+    ),
     ("GET", "/health"): op(frozenset(ROLES), 200),
     ("GET", "/health/live"): op(frozenset(ROLES), 200),
     ("GET", "/health/ready"): op(frozenset(ROLES), 200),
@@ -265,6 +274,8 @@ def world(api: Api, admin: dict[str, str]) -> World:
         "{document_id}": scanned.json()["document_id"],
         # A delivery's id is its order's.
         "{delivery_id}": prescription["order_id"],
+        "{service}": "order_service",
+        "{message_id}": "no-such-message",
     }
     return world
 

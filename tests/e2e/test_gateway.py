@@ -274,5 +274,10 @@ def test_openapi_documents_every_resource(api: Api) -> None:
         "/api/v1/prescriptions/{prescription_id}",
         "/api/v1/orders/{order_id}",
         "/api/v1/payments/{payment_id}",
+        "/api/v1/users/search",
+        "/api/v1/operations/orders/{order_id}/timeline",
+        "/api/v1/operations/dead-letters",
+        "/api/v1/operations/dead-letters/{service}/{message_id}",
+        "/api/v1/operations/dead-letters/redrive",
     ):
         assert path in paths, path

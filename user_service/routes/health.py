@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from contracts.topology import COMMANDS
+from contracts.topology import ANSWERS
 from user_service.deps import Rpc
 
 router = APIRouter(tags=["health"])
@@ -18,26 +18,30 @@ router = APIRouter(tags=["health"])
 async def health(request: Request, rpc: Rpc) -> JSONResponse:
     """200 when every service is ready and so is the gateway (its broker connection and store); else 503.
 
-    A service is pinged over RabbitMQ and answers with its readiness (whether it reaches its store):
-    `checks` says up, "not ready" or down (no answer) for each, `services` what each one reported.
+    A service (and the journal's process, which answers the operator's screens) is pinged over
+    RabbitMQ and answers with its readiness (whether it reaches its store): `checks` says up,
+    "not ready" or down (no answer) for each, `services` what each one reported.
     """
-    services = sorted(COMMANDS)
+    report = await platform_health(request, rpc)
+    return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
+
+
+async def platform_health(request: Request, rpc: Rpc) -> dict[str, Any]:
+    """What GET /health answers, for the operator's health page too."""
+    services = sorted(ANSWERS)
     reports = await asyncio.gather(*(rpc.readiness(s) for s in services))
     gateway = await request.app.state.readiness.report()
     checks = {s: _state(report) for s, report in zip(services, reports, strict=True)}
     checks.update(gateway["checks"])
     healthy = all(v == "up" for v in checks.values())
-    return JSONResponse(
-        {
-            "status": "ok" if healthy else "degraded",
-            "checks": checks,
-            "services": {
-                s: report or {"status": "down", "detail": "no answer over RabbitMQ"}
-                for s, report in zip(services, reports, strict=True)
-            },
+    return {
+        "status": "ok" if healthy else "degraded",
+        "checks": checks,
+        "services": {
+            s: report or {"status": "down", "detail": "no answer over RabbitMQ"}
+            for s, report in zip(services, reports, strict=True)
         },
-        status_code=200 if healthy else 503,
-    )
+    }
 
 
 def _state(report: dict[str, Any] | None) -> str:

@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
 
 from user_service.audit import Audit, audited
 from user_service.deps import Admin, Paging, ResourceId, Users
-from user_service.schemas import Page, RoleIn, UserOut
+from user_service.domain import Role
+from user_service.schemas import Page, RoleIn, UserOut, UserSearchIn
 
 router = APIRouter(tags=["users"])
 
 
 @router.get("/users", response_model=Page[UserOut], dependencies=[audited("user.list")])
-async def list_users(admin: Admin, users: Users, page: Paging) -> Page[UserOut]:
-    found = await users.list(limit=page.limit, offset=page.offset)
+async def list_users(
+    admin: Admin,
+    users: Users,
+    page: Paging,
+    role: Annotated[Role | None, Query(description="only the users of this role")] = None,
+) -> Page[UserOut]:
+    """Every user (or every one of a role), oldest first."""
+    found = await users.list(limit=page.limit, offset=page.offset, role=role)
     return Page(items=[UserOut.of(u) for u in found], limit=page.limit, offset=page.offset)
+
+
+@router.post("/users/search", response_model=Page[UserOut], dependencies=[audited("user.search")])
+async def search_users(body: UserSearchIn, admin: Admin, users: Users) -> Page[UserOut]:
+    """The user with this email (none or one: an email names one account). Emails are kept sealed and
+    found by a keyed hash of the whole address, so only an exact email is found."""
+    found = await users.by_email(email=body.email)
+    return Page(items=[] if found is None else [UserOut.of(found)], limit=1, offset=0)
 
 
 @router.patch(

@@ -115,4 +115,6 @@ async def home(request: Request, web: Web) -> Response:
         return redirect(request, "/orders")
     if web.user.role == "courier":
         return redirect(request, "/courier")
+    if web.user.role == "admin":
+        return redirect(request, "/admin")
     return render(request, "home.html", web)

@@ -146,7 +146,7 @@ def test_each_process_counts_what_it_handled_and_how_each_order_ended(metrics_pl
     assert health.status_code == 200, health.text
     assert health.json()["status"] == "ok"
     assert {s: r["status"] for s, r in health.json()["services"].items()} == dict.fromkeys(
-        sorted(topology.COMMANDS), "ready"
+        sorted(topology.ANSWERS), "ready"
     )
     assert httpx.get(platform.health_url("user_service"), timeout=5).status_code == 200
     assert httpx.get(platform.health_url("user_service", "live"), timeout=5).status_code == 200

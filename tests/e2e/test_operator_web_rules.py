@@ -1,0 +1,205 @@
+"""The operator's web pages as the wrong user: a patient, a pharmacist and a courier, signed in through
+the sign-in form, are refused (403, a page saying so) every /admin page and every /admin form sent
+with their own valid CSRF token, and nothing changes. Signed out, every page sends one to sign in."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, Backing, HeldTooEarly, held_too_early, open_shop
+
+from service_runtime.launcher import Platform
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "a long enough password"  # as Api.new_patient registers
+WRONG_ROLES = ("patient", "pharmacist", "courier")
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass
+class Browser:
+    """A signed-in web session driven over HTTP: its cookies kept by hand (they are `Secure` outside
+    development, which httpx withholds over plain HTTP, as a browser does not for 127.0.0.1)."""
+
+    http: httpx.Client
+    cookies: dict[str, str]
+    csrf_token: str = ""
+
+    def _cookie_header(self) -> dict[str, str]:
+        return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+
+    def _keep(self, answer: httpx.Response) -> None:
+        for line in answer.headers.get_list("set-cookie"):
+            name, _, rest = line.partition("=")
+            value = rest.split(";", 1)[0]
+            if "max-age=0" in line.lower() or not value.strip('"'):
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+
+    def get(self, path: str) -> httpx.Response:
+        answer = self.http.get(path, headers=self._cookie_header())
+        self._keep(answer)
+        return answer
+
+    def post(self, path: str, form: dict[str, str | list[str]]) -> httpx.Response:
+        answer = self.http.post(path, data=form, headers=self._cookie_header())
+        self._keep(answer)
+        return answer
+
+
+def signed_in(platform: Platform, email: str, password: str) -> Browser:
+    """Through the sign-in form, as a person would: its page, then the form with the page's token."""
+    browser = Browser(httpx.Client(base_url=platform.url, timeout=30), {})
+    form = browser.get("/sign-in")
+    token = CSRF.search(form.text)
+    assert token is not None
+    signed = browser.post("/sign-in", {"email": email, "password": password, "csrf_token": token.group(1)})
+    assert signed.status_code == 303, signed.text
+    # A patient's start page sends them on to their orders; the other roles' is a page of its own.
+    start = browser.get("/")
+    landing = browser.get(start.headers["location"]) if start.status_code == 303 else start
+    found = CSRF.search(landing.text)
+    assert found is not None, landing.text
+    browser.csrf_token = found.group(1)
+    return browser
+
+
+@dataclass
+class World:
+    api: Api
+    admin: dict[str, str]
+    browsers: dict[str, Browser]
+    users: dict[str, dict[str, str]]
+    pharmacy_id: str
+    order_id: str
+    letter: HeldTooEarly
+
+
+@pytest.fixture(scope="module")
+def world(api: Api, admin: dict[str, str], platform: Platform, backing: Backing) -> Iterator[World]:
+    users: dict[str, dict[str, str]] = {}
+    for role in WRONG_ROLES:
+        users[role], _ = api.new_patient()
+        if role != "patient":
+            granted = api.http.patch(f"/users/{users[role]['id']}", headers=admin, json={"role": role})
+            assert granted.status_code == 200, granted.text
+    browsers = {role: signed_in(platform, users[role]["email"], PASSWORD) for role in WRONG_ROLES}
+    shop = open_shop(api, admin, quantity=1)
+    letter = held_too_early(platform, backing)
+    yield World(api, admin, browsers, users, shop.pharmacy_id, letter.order_id, letter)
+    for browser in browsers.values():
+        browser.http.close()
+
+
+def pages(world: World) -> list[str]:
+    letter = world.letter.message_id
+    return [
+        "/admin",
+        f"/admin/orders?order_id={world.order_id}",
+        f"/admin/orders/{world.order_id}/timeline",
+        "/admin/users",
+        "/admin/users?role=admin",
+        "/admin/health",
+        "/admin/audit",
+        "/admin/audit?action=user.role_change",
+        "/admin/dead-letters",
+        "/admin/dead-letters?service=order_service",
+        f"/admin/dead-letters/order_service/{letter}",
+        f"/admin/dead-letters/redrive?service=order_service&message_id={letter}",
+    ]
+
+
+def refused(answer: httpx.Response) -> None:
+    assert answer.status_code == 403, (answer.request.url, answer.text[:300])
+    assert "text/html" in answer.headers["content-type"]
+    assert "<h1>Forbidden</h1>" in answer.text
+    assert "for operators" in answer.text
+
+
+@pytest.mark.parametrize("role", WRONG_ROLES)
+def test_every_operator_page_is_refused_to_a_patient_a_pharmacist_and_a_courier(
+    world: World, role: str
+) -> None:
+    browser = world.browsers[role]
+
+    for path in pages(world):
+        refused(browser.get(path))
+
+
+@pytest.mark.parametrize("role", WRONG_ROLES)
+def test_every_operator_form_is_refused_and_changes_nothing(world: World, role: str) -> None:
+    browser = world.browsers[role]
+    me = world.users[role]["id"]
+    victim_role = "patient" if role != "patient" else "courier"
+    victim = world.users[victim_role]["id"]
+    token = browser.csrf_token
+
+    for target in (me, victim):
+        refused(browser.post(f"/admin/users/{target}/role", {"csrf_token": token, "role": "admin"}))
+        refused(
+            browser.post(
+                f"/admin/users/{target}/staff", {"csrf_token": token, "pharmacy_id": world.pharmacy_id}
+            )
+        )
+    refused(
+        browser.post(
+            "/admin/dead-letters/redrive",
+            {"csrf_token": token, "service": "order_service", "message_id": [world.letter.message_id]},
+        )
+    )
+
+    for who, expected in ((role, role), (victim_role, victim_role)):
+        headers = world.api.token(world.users[who]["email"], PASSWORD)
+        assert world.api.http.get("/users/me", headers=headers).json()["role"] == expected
+    staff = world.api.http.get(f"/pharmacies/{world.pharmacy_id}/staff", headers=world.admin).json()["items"]
+    assert staff == []
+    assert world.letter.message_id in world.letter.dead_lettered()  # not redriven
+    # Their own pages still answer: the refusal was the role's, not a broken session.
+    assert browser.get("/").status_code in (200, 303)
+
+
+def test_signed_out_every_operator_page_sends_one_to_sign_in(world: World, platform: Platform) -> None:
+    with httpx.Client(base_url=platform.url, timeout=30) as anonymous:
+        for path in pages(world):
+            answer = anonymous.get(path)
+            assert answer.status_code == 303, path
+            assert answer.headers["location"] == "/sign-in"
+        posted = anonymous.post(f"/admin/users/{world.users['patient']['id']}/role", data={"role": "admin"})
+        assert posted.status_code == 303
+
+
+def test_the_admin_is_let_through_the_same_pages(world: World, platform: Platform) -> None:
+    # The matrix's other side: the same pages answer the admin (the timeline once the journal has the order).
+    admin = signed_in(platform, ADMIN_EMAIL, ADMIN_PASSWORD)
+    try:
+        for path in pages(world):
+            answer = admin.get(path)
+            if path == f"/admin/orders?order_id={world.order_id}":
+                assert answer.status_code == 303, path
+            else:
+                assert answer.status_code == 200, (path, answer.text[:500])
+    finally:
+        admin.http.close()
+
+
+def test_the_order_search_says_what_is_wrong_beside_the_box_or_that_the_journal_never_saw_it(
+    platform: Platform,
+) -> None:
+    admin = signed_in(platform, ADMIN_EMAIL, ADMIN_PASSWORD)
+    try:
+        empty = admin.get("/admin/orders?order_id=+")
+        unknown = admin.get(admin.get("/admin/orders?order_id=no-such-order").headers["location"])
+    finally:
+        admin.http.close()
+
+    assert empty.status_code == 422
+    assert 'id="order_id-error"' in empty.text
+    assert 'aria-invalid="true"' in empty.text
+    assert unknown.status_code == 404
+    assert "the journal holds no event of order no-such-order" in unknown.text
