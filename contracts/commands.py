@@ -309,6 +309,17 @@ class AddPaymentMethod(Command):
     cvc: str
 
 
+class RemovePaymentMethod(Command):
+    """The patient removes a card: never offered or charged again; payments already made on it stay."""
+
+    TYPE = "RemovePaymentMethod"
+    WRITE = True
+    # The owner's partition, as AddPaymentMethod's: one writer for a patient's cards.
+    PARTITION_BY = "owner_id"
+    owner_id: str
+    payment_method_id: str
+
+
 class ListPaymentMethods(Command):
     TYPE = "ListPaymentMethods"
     owner_id: str
