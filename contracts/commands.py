@@ -577,6 +577,10 @@ class PrescriptionView(Frozen):
     verification: tuple[VerificationStep, ...] = ()
     line_flags: tuple[LineFlags, ...] = ()
     refill_order_ids: tuple[str, ...] = ()
+    # As the patient reads it: refills still allowed by its rules, and the last day it may be filled
+    # (its valid_until, else six months after issue). None where the answer does not say.
+    refills_left: int | None = None
+    last_valid_day: date | None = None
 
 
 class VerificationEntry(Frozen):

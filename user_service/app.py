@@ -44,7 +44,7 @@ from user_service.settings import Settings
 from user_service.store import UserStore
 from user_service.throttle import SignInThrottle
 from user_service.token_store import TokenStore
-from user_service.web import account, cards, common, new_order, order_pages
+from user_service.web import account, cards, common, new_order, order_pages, prescription_pages, scan_pages
 from user_service.web.sessions import WebSessions
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(tracing.HttpServerSpans, untraced_paths={"/api/v1/health"})
     app.add_middleware(metrics.HttpMetrics, service="user_service")
     # A scanned prescription may be 10 MiB; every other body stays small.
-    scans = {"/api/v1" + documents.SCAN_PATH: DOCUMENT_MAX_BYTES + documents.MULTIPART_OVERHEAD_BYTES}
+    # (The web UI's scan page too: its form carries the same file.)
+    scan_limit = DOCUMENT_MAX_BYTES + documents.MULTIPART_OVERHEAD_BYTES
+    scans = {"/api/v1" + documents.SCAN_PATH: scan_limit, documents.SCAN_PATH: scan_limit}
     app.add_middleware(edge.BodyLimit, max_bytes=settings.max_request_bytes, larger=scans)
     if settings.cors_allowed_origins:
         app.add_middleware(
@@ -197,5 +199,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The web UI: its pages, and its static files (htmx copied in at set-up, see scripts/web-assets.sh).
     for screens in (account, order_pages, cards, new_order):
         app.include_router(screens.router)
+    # After new_order and the scan's pages: /prescriptions/new and /prescriptions/scan are no ids.
+    app.include_router(scan_pages.router)
+    app.include_router(prescription_pages.router)
     app.mount("/static", StaticFiles(directory=common.HERE / "static"), name="static")
     return app
