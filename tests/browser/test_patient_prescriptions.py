@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 import string
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,7 +24,15 @@ from conftest import (
     scan,
 )
 from playwright.sync_api import Page, expect
-from test_patient_pages import DESKTOP, PASSWORD, PHONE, accessible, add_card, register
+from test_patient_pages import (
+    DESKTOP,
+    PASSWORD,
+    PHONE,
+    a_new_patient_ordering,
+    accessible,
+    add_card,
+    register,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -260,3 +269,25 @@ def test_a_patient_removes_a_card_and_is_no_longer_offered_it(
     page.get_by_role("link", name="New order", exact=True).click()
     expect(page.get_by_text("No card yet")).to_be_visible()
     expect(page.locator("#payment_method_id option")).to_have_count(0)
+
+
+def test_an_order_asks_for_a_delivery_window_and_its_page_shows_it(
+    page: Page, api: Api, admin: dict[str, str]
+) -> None:
+    page.set_viewport_size(DESKTOP)
+    a_new_patient_ordering(page, api, admin, quantity=1)
+    day = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
+    page.get_by_label("Delivery window from").fill(f"{day}T12:00")
+    page.get_by_label("Delivery window until").fill(f"{day}T10:00")
+    page.get_by_role("button", name="Place the order").click()
+
+    expect(page.get_by_label("Delivery window until")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#window_end-error")).to_contain_text("a delivery window ends after it starts")
+    expect(page.get_by_label("Delivery window from")).to_have_value(f"{day}T12:00")
+    at_both_widths(page, "new-order-window-error")
+    page.get_by_label("Delivery window until").fill(f"{day}T14:00")
+    page.get_by_role("button", name="Place the order").click()
+
+    expect(page).to_have_url(re.compile(r"/orders/[0-9a-f-]{36}$"))
+    shown = datetime.strptime(day, "%Y-%m-%d").strftime("%d %b")
+    expect(page.locator("#order-panel")).to_contain_text(f"Delivery window: {shown}, 12:00 to 14:00 UTC")

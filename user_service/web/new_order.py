@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import uuid4
 
@@ -128,10 +129,13 @@ class OrderForm:
         return found
 
 
-def utc_time(text: str) -> str:
-    """A datetime-local field's value ("2026-12-02T10:00"), read as UTC as the form says."""
-    wanted = text.strip()
-    return f"{wanted}:00+00:00" if len(wanted) == 16 else wanted
+def utc_time(text: str) -> datetime | str:
+    """A datetime-local field's value ("2026-12-02T10:00"), read as UTC as the form says; as typed
+    when it is none, for the model to refuse by its name."""
+    try:
+        return datetime.fromisoformat(text.strip()).replace(tzinfo=UTC)
+    except ValueError:
+        return text
 
 
 def number(text: str) -> float | str:
