@@ -84,8 +84,8 @@ async def prescription_page(
     found = await prescriptions.get_prescription(prescription_id, web.user, rpc)
     cards = await payments.list_payment_methods(web.user, rpc)
     where = {
-        "latitude": str(found.delivery_location.latitude),
-        "longitude": str(found.delivery_location.longitude),
+        "latitude": str(round(found.delivery_location.latitude, 6)),
+        "longitude": str(round(found.delivery_location.longitude, 6)),
         "payment_method_id": found.payment_method_id,
         "form_id": str(uuid4()),
     }
