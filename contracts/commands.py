@@ -311,6 +311,17 @@ class AddPaymentMethod(Command):
     cvc: str
 
 
+class RemovePaymentMethod(Command):
+    """The patient removes a card: never offered or charged again; payments already made on it stay."""
+
+    TYPE = "RemovePaymentMethod"
+    WRITE = True
+    # The owner's partition, as AddPaymentMethod's: one writer for a patient's cards.
+    PARTITION_BY = "owner_id"
+    owner_id: str
+    payment_method_id: str
+
+
 class ListPaymentMethods(Command):
     TYPE = "ListPaymentMethods"
     owner_id: str
@@ -568,6 +579,10 @@ class PrescriptionView(Frozen):
     verification: tuple[VerificationStep, ...] = ()
     line_flags: tuple[LineFlags, ...] = ()
     refill_order_ids: tuple[str, ...] = ()
+    # As the patient reads it: refills still allowed by its rules, and the last day it may be filled
+    # (its valid_until, else six months after issue). None where the answer does not say.
+    refills_left: int | None = None
+    last_valid_day: date | None = None
 
 
 class VerificationEntry(Frozen):

@@ -165,6 +165,7 @@ COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
     "payment_service": (
         c.Ping,
         c.AddPaymentMethod,
+        c.RemovePaymentMethod,
         c.ListPaymentMethods,
         c.GetPaymentMethod,
         c.ListPayments,

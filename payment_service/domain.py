@@ -101,6 +101,8 @@ class PaymentMethod(Aggregate):
     exp_month: int
     exp_year: int
     created_at: datetime
+    # Removed by its patient: kept (its payments name it), never listed, offered or charged again.
+    removed_at: datetime | None = None
 
     def view(self) -> PaymentMethodView:
         return PaymentMethodView(
@@ -112,6 +114,24 @@ class PaymentMethod(Aggregate):
             exp_year=self.exp_year,
             created_at=self.created_at,
         )
+
+
+def remove_payment_method(method: PaymentMethod, now: datetime) -> list[Event]:
+    """The patient removes their card: it is not charged again. A payment authorised on it before keeps
+    its hold (captured at pickup, voided or refunded as ever: those name the charge, not the card)."""
+    if method.removed_at is None:
+        method.removed_at = now
+    return []
+
+
+def unusable_card(method: PaymentMethod | None, patient_id: str) -> str | None:
+    """Why reserved stock cannot be paid with this card (None: it can): only the patient's own card,
+    and not one they removed, even if the order named it before its removal."""
+    if method is None or method.owner_id != patient_id:
+        return "payment method not found"
+    if method.removed_at is not None:
+        return "the card was removed by its owner"
+    return None
 
 
 # AUTHORISED: held on the card, nothing taken. CAPTURED: taken, when the courier picked the order up.

@@ -14,6 +14,7 @@ from contracts.commands import (
     ListPayments,
     PaymentMethodView,
     PaymentView,
+    RemovePaymentMethod,
 )
 from contracts.events import DeliveryPickedUp, DeliveryReturned, OrderCancelled, StockReserved
 from payment_service import domain, store
@@ -47,9 +48,9 @@ def register(service: Service, s: Stores, processor: CardProcessor) -> None:
 
     async def _authorise(event: StockReserved) -> tuple[Payment, list[Event]]:
         method = await s.methods.get(event.payment_method_id)
-        if method is None or method.owner_id != event.patient_id:
-            # Only the patient's own card is ever tried.
-            return domain.declined_payment(event, "payment method not found", utc_now())
+        if (refused := domain.unusable_card(method, event.patient_id)) is not None:
+            return domain.declined_payment(event, refused, utc_now())
+        assert method is not None
         payment = domain.authorising(event, method, utc_now())
         # The order id is the idempotency key: a retry after a crash gets the same authorisation back.
         held = await processor.authorise(method.token, event.total_cents, idempotency_key=event.order_id)
@@ -133,14 +134,31 @@ def register(service: Service, s: Stores, processor: CardProcessor) -> None:
 
     @service.commands.on(ListPaymentMethods)
     async def list_payment_methods(command: ListPaymentMethods) -> list[PaymentMethodView]:
-        return [m.view() for m in await s.methods.find({"owner_id": command.owner_id})]
+        found = await s.methods.find({"owner_id": command.owner_id})
+        return [m.view() for m in found if m.removed_at is None]
 
     @service.commands.on(GetPaymentMethod)
     async def get_payment_method(command: GetPaymentMethod) -> PaymentMethodView:
         method = await s.methods.get(command.payment_method_id)
-        if method is None or (command.owner_id is not None and method.owner_id != command.owner_id):
+        # A removed card is not found: an upload or a refill naming it is refused on its field.
+        if (
+            method is None
+            or method.removed_at is not None
+            or (command.owner_id is not None and method.owner_id != command.owner_id)
+        ):
             raise CommandRefused("not_found", f"payment method {command.payment_method_id} not found")
         return method.view()
+
+    @service.commands.on(RemovePaymentMethod)
+    async def remove_payment_method(command: RemovePaymentMethod) -> None:
+        method = await s.methods.get(command.payment_method_id)
+        if method is None or method.owner_id != command.owner_id:
+            raise CommandRefused("not_found", f"payment method {command.payment_method_id} not found")
+        # Removed already (a redelivery, a second click): nothing changes, and it answers the same.
+        now = utc_now()
+        await service.change(
+            s.methods, command.payment_method_id, lambda m: domain.remove_payment_method(m, now), cause=None
+        )
 
     @service.commands.on(ListPayments)
     async def list_payments(command: ListPayments) -> list[PaymentView]:

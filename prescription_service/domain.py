@@ -153,9 +153,18 @@ class Prescription(Aggregate):
         ended = {*self.refills_filled, *self.refills_failed}
         return next((o for o in self.refill_order_ids if o not in ended), None)
 
-    def view(self) -> PrescriptionView:
+    def view(self, today: date | None = None) -> PrescriptionView:
+        """What the gateway is told; given `today`, also its refills left and its last valid day."""
         return PrescriptionView.model_validate(
             {
+                **(
+                    {}
+                    if today is None
+                    else {
+                        "refills_left": refills_left(self, self.refills_made(), today),
+                        "last_valid_day": last_valid_day(self),
+                    }
+                ),
                 **self.model_dump(
                     include={
                         "id",

@@ -257,7 +257,8 @@ def register(service: Service, prescriptions: Repository[Prescription], document
         found = await store.list_prescriptions(
             prescriptions, owner_id=command.owner_id, limit=command.page.limit, offset=command.page.offset
         )
-        return [p.view() for p in found]
+        today = utc_now().date()
+        return [p.view(today) for p in found]
 
     async def _visible(prescription_id: str, owner_id: str | None) -> Prescription:
         prescription = await prescriptions.get(prescription_id)
@@ -271,7 +272,7 @@ def register(service: Service, prescriptions: Repository[Prescription], document
 
     @service.commands.on(GetPrescription)
     async def get_prescription(command: GetPrescription) -> PrescriptionView:
-        return (await _visible(command.prescription_id, command.owner_id)).view()
+        return (await _visible(command.prescription_id, command.owner_id)).view(utc_now().date())
 
     @service.commands.on(GetPrescriptionDocument)
     async def get_prescription_document(command: GetPrescriptionDocument) -> PrescriptionDocumentView:

@@ -54,6 +54,8 @@ from user_service.web import (
     operator_operations,
     operator_pages,
     order_pages,
+    prescription_pages,
+    scan_pages,
 )
 from user_service.web.sessions import WebSessions
 
@@ -165,7 +167,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(tracing.HttpServerSpans, untraced_paths={"/api/v1/health"})
     app.add_middleware(metrics.HttpMetrics, service="user_service")
     # A scanned prescription may be 10 MiB; every other body stays small.
-    scans = {"/api/v1" + documents.SCAN_PATH: DOCUMENT_MAX_BYTES + documents.MULTIPART_OVERHEAD_BYTES}
+    # (The web UI's scan page too: its form carries the same file.)
+    scan_limit = DOCUMENT_MAX_BYTES + documents.MULTIPART_OVERHEAD_BYTES
+    scans = {"/api/v1" + documents.SCAN_PATH: scan_limit, documents.SCAN_PATH: scan_limit}
     app.add_middleware(edge.BodyLimit, max_bytes=settings.max_request_bytes, larger=scans)
     if settings.cors_allowed_origins:
         app.add_middleware(
@@ -206,11 +210,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = openapi_with_bodies_read_by_hand  # type: ignore[method-assign]
     app.add_route("/metrics", lambda _: metrics.metrics_response(), include_in_schema=False)
     # The web UI: its pages, and its static files (htmx copied in at set-up, see scripts/web-assets.sh).
+    # scan_pages and prescription_pages after new_order: /prescriptions/new and /scan are no ids.
     for screens in (
         account,
         order_pages,
         cards,
         new_order,
+        scan_pages,
+        prescription_pages,
         courier_pages,
         operator_pages,
         operator_operations,

@@ -436,6 +436,12 @@ class PrescriptionOut(BaseModel):
     verification: list[VerificationStepOut] = []
     flags: list[LineFlagsOut] = Field(default=[], description="why a pharmacist should look at a line")
     refill_order_ids: list[str] = Field(default=[], description="the orders of its refills, in order")
+    refills_left: int | None = Field(
+        default=None, description="refills its rules still allow (read one prescription or the list)"
+    )
+    last_valid_day: date | None = Field(
+        default=None, description="the last day it may be filled: valid_until, else six months after issue"
+    )
 
     @classmethod
     def of(cls, v: c.PrescriptionView) -> PrescriptionOut:
@@ -463,6 +469,8 @@ class PrescriptionOut(BaseModel):
             verification=[VerificationStepOut(**step.model_dump()) for step in v.verification],
             flags=[LineFlagsOut(line=f.line, flags=list(f.flags)) for f in v.line_flags],
             refill_order_ids=list(v.refill_order_ids),
+            refills_left=v.refills_left,
+            last_valid_day=v.last_valid_day,
         )
 
 

@@ -58,7 +58,7 @@ def add_card(page: Page) -> None:
     page.get_by_label("Expiry date (MM/YY)").fill("12/31")
     page.get_by_label("Security code (CVC)").fill("123")
     page.get_by_role("button", name="Add this card").click()
-    expect(page.get_by_text("Visa ending in 4242")).to_be_visible()
+    expect(page.get_by_text("Visa ending in 4242, expires")).to_be_visible()
 
 
 def medication_name(api: Api, admin: dict[str, str], shop: Shop) -> str:

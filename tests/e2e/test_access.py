@@ -25,7 +25,7 @@ SIGNED_IN = frozenset(ROLES) - {ANONYMOUS}
 PATIENTS = frozenset({OWNER, OTHER})
 STAFF = frozenset({"pharmacist", "admin"})
 # Ids in a path that belong to one patient: another patient is answered 404, as if there were none.
-OWNED_IDS = ("{prescription_id}", "{order_id}", "{payment_id}", "{document_id}")
+OWNED_IDS = ("{prescription_id}", "{order_id}", "{payment_id}", "{document_id}", "{payment_method_id}")
 
 
 @dataclass
@@ -56,6 +56,8 @@ class World:
             order_id = self.confirmed_order()["order_id"]
             payments = self.api.http.get("/payments", headers=self.headers[OWNER]).json()["items"]
             return str(next(p["id"] for p in payments if p["order_id"] == order_id))
+        if placeholder == "{payment_method_id}":
+            return add_card(self.api, self.headers[OWNER])
         if placeholder == "{medication_id}":
             return open_shop(self.api, self.admin_headers, quantity=1).medication_id
         if placeholder == "{user_id}":
@@ -167,12 +169,14 @@ TABLE: dict[tuple[str, str], Operation] = {
     ("GET", "/medications/{medication_id}/availability"): op(SIGNED_IN, 200),
     ("POST", "/payment-methods"): op(PATIENTS, 201, json=_card),
     ("GET", "/payment-methods"): op(PATIENTS, 200),
+    ("DELETE", "/payment-methods/{payment_method_id}"): op({OWNER}, 204, changes=True),
     ("GET", "/payments"): op(PATIENTS | {"admin"}, 200),
     ("GET", "/payments/{payment_id}"): op({OWNER, "admin"}, 200),
     ("DELETE", "/payments/{payment_id}"): op({"admin"}, 204, changes=True),
     ("POST", "/prescriptions"): op(PATIENTS, 202, json=_prescription),
     ("POST", "/prescriptions/scan"): op(PATIENTS, 200, files=_document),
     ("GET", "/documents/{document_id}"): op({OWNER} | STAFF, 200),
+    ("GET", "/documents/{document_id}/draft"): op({OWNER} | STAFF, 200),
     ("GET", "/prescriptions"): op(PATIENTS | STAFF, 200),
     ("GET", "/prescriptions/{prescription_id}"): op({OWNER} | STAFF, 200),
     ("DELETE", "/prescriptions/{prescription_id}"): op({OWNER} | STAFF, 204, changes=True),
@@ -272,6 +276,7 @@ def world(api: Api, admin: dict[str, str]) -> World:
         "{medication_id}": shop.medication_id,
         "{user_id}": users[OTHER]["id"],
         "{document_id}": scanned.json()["document_id"],
+        "{payment_method_id}": cards[OWNER],
         # A delivery's id is its order's.
         "{delivery_id}": prescription["order_id"],
         "{service}": "order_service",
@@ -348,6 +353,8 @@ def test_refused_calls_left_the_owners_records_as_they_were(world: World) -> Non
     assert payment.status_code == 200
     assert payment.json()["status"] == "AUTHORISED"
     assert other.json()["role"] == "patient"
+    cards = world.api.http.get("/payment-methods", headers=owner).json()["items"]
+    assert world.ids["{payment_method_id}"] in {card["id"] for card in cards}
     assert world.users["pharmacist"]["id"] in {m["user_id"] for m in staff.json()["items"]}
 
 

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Response, UploadFile
 
 from contracts.documents import DOCUMENT_MAX_BYTES, DocumentView, GetDocument, ScanDocument, ScanDraftView
+from service_runtime.errors import CommandRefused
 from user_service.audit import Audit, audited
 from user_service.deps import CurrentUser, Patient, ResourceId, Rpc
 from user_service.domain import owner_scope
@@ -69,3 +70,19 @@ async def get_document(document_id: ResourceId, user: CurrentUser, rpc: Rpc) -> 
         # Its Content-Security-Policy (a sandbox) is the edge's, for every document path.
         headers={"Content-Disposition": f'inline; filename="{found.document_id}"'},
     )
+
+
+@router.get(
+    "/documents/{document_id}/draft",
+    response_model=ScanDraftOut,
+    dependencies=[audited("document.draft_read", subject="document_id")],
+)
+async def get_document_draft(document_id: ResourceId, user: CurrentUser, rpc: Rpc) -> ScanDraftOut:
+    """What the scan read from the document, as its POST answered: to its patient and to pharmacists
+    (and admins); 404 for a document that was never scanned into a draft."""
+    found = await rpc.ask(
+        GetDocument(owner_id=owner_scope(user, None), document_id=document_id), DocumentView
+    )
+    if found.draft is None:
+        raise CommandRefused("not_found", f"document {document_id} has no draft")
+    return ScanDraftOut.of(found.draft)

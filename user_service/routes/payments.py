@@ -45,6 +45,19 @@ async def list_payment_methods(user: Patient, rpc: Rpc) -> Page[PaymentMethodOut
     return Page(items=[PaymentMethodOut.of(m) for m in found], limit=len(found), offset=0)
 
 
+@router.delete(
+    "/payment-methods/{payment_method_id}",
+    status_code=204,
+    dependencies=[audited("payment_method.remove", subject="payment_method_id")],
+)
+async def remove_payment_method(payment_method_id: ResourceId, user: Patient, rpc: Rpc) -> Response:
+    """Remove one of your cards: it is no longer listed, and an upload or refill naming it is refused
+    (422). An order whose payment was authorised on it keeps its authorisation; one not yet paid is
+    declined when its stock is reserved. Another patient's card is not found (404)."""
+    await rpc.ask(c.RemovePaymentMethod(owner_id=user.id, payment_method_id=payment_method_id), None)
+    return Response(status_code=204)
+
+
 @router.get(
     "/payments", response_model=Page[PaymentOut], dependencies=[audited("payment.list", subject="user_id")]
 )

@@ -1,4 +1,4 @@
-"""A patient's cards on the web UI: brand and last four only, and adding one."""
+"""A patient's cards on the web UI: brand and last four only, adding one and removing one."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
 from service_runtime.errors import CommandRefused
-from user_service.deps import Rpc
+from user_service.deps import ResourceId, Rpc
 from user_service.routes import payments
 from user_service.schemas import (
     PaymentMethodIn,
@@ -80,4 +80,16 @@ async def add_card(
             raise
         field = CARD_FIELDS.get(exc.field or "", "card_number")
         return await with_cards(request, web, rpc, "cards.html", 422, {field: f"{exc.detail}."}, values)
+    return redirect(request, "/cards")
+
+
+@router.post(
+    "/cards/{payment_method_id}/remove",
+    dependencies=[audited_page("payment_method.remove", "payment_method_id")],
+)
+async def remove_card(
+    request: Request, payment_method_id: ResourceId, web: PatientPage, rpc: Rpc
+) -> Response:
+    """The card is no longer offered nor charged; an order already paid with it keeps its payment."""
+    await payments.remove_payment_method(payment_method_id, web.user, rpc)
     return redirect(request, "/cards")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import uuid4
 
@@ -67,7 +68,8 @@ async def removed_line(web: PatientPage) -> HTMLResponse:
 
 
 class OrderForm:
-    """The new-order form as sent: lines (medication and quantity, repeated), where, and the card."""
+    """An order form as sent: lines (medication and quantity, repeated), where, the card, an optional
+    delivery window, and for a scanned prescription its document."""
 
     def __init__(self, form: Any) -> None:
         self.medication_ids = [str(v) for v in form.getlist("medication_id")][:50]
@@ -75,10 +77,16 @@ class OrderForm:
         self.latitude = str(form.get("latitude") or "")
         self.longitude = str(form.get("longitude") or "")
         self.payment_method_id = str(form.get("payment_method_id") or "")
+        self.window_start = str(form.get("window_start") or "")[:40]
+        self.window_end = str(form.get("window_end") or "")[:40]
+        self.document_id = str(form.get("document_id") or "")[:64] or None
         self.form_id = str(form.get("form_id") or "")[:64]
 
     def body(self) -> PrescriptionIn:
         """The upload the API would take: every field at fault found at once (ValidationError)."""
+        window = None
+        if self.window_start or self.window_end:
+            window = {"start": utc_time(self.window_start), "end": utc_time(self.window_end)}
         return PrescriptionIn.model_validate(
             {
                 "lines": [
@@ -87,8 +95,20 @@ class OrderForm:
                 ],
                 "delivery_location": {"latitude": number(self.latitude), "longitude": number(self.longitude)},
                 "payment_method_id": self.payment_method_id,
+                "delivery_window": window,
+                "document_id": self.document_id,
             }
         )
+
+    def values(self) -> dict[str, Any]:
+        """What was typed, to show the form again with it."""
+        return {
+            "latitude": self.latitude,
+            "longitude": self.longitude,
+            "payment_method_id": self.payment_method_id,
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+        }
 
     def errors(self, exc: ValidationError) -> dict[str, str]:
         """Each message under the id of the input it is about: `quantity-<medication id>` for a line."""
@@ -99,10 +119,23 @@ class OrderForm:
                 field = f"quantity-{self.medication_ids[loc[1]]}"
             elif loc[:1] == ("lines",):
                 field, message = "lines", "add at least one medication"
+            elif loc[:1] == ("delivery_window",):
+                field = "window_end" if loc[-1] == "end" else "window_start"
+                if "datetime" in message:
+                    message = "give the day and time, or leave both empty for no window"
             else:
                 field = str(loc[-1])
             found.setdefault(field, message)
         return found
+
+
+def utc_time(text: str) -> datetime | str:
+    """A datetime-local field's value ("2026-12-02T10:00"), read as UTC as the form says; as typed
+    when it is none, for the model to refuse by its name."""
+    try:
+        return datetime.fromisoformat(text.strip()).replace(tzinfo=UTC)
+    except ValueError:
+        return text
 
 
 def number(text: str) -> float | str:
@@ -118,18 +151,14 @@ FIELD_LABELS = {
     "latitude": "Latitude",
     "longitude": "Longitude",
     "payment_method_id": "Card",
+    "window_start": "Delivery window from",
+    "window_end": "Delivery window until",
 }
 
 
 def labelled(errors: dict[str, str]) -> dict[str, str]:
     """The errors under the labels the patient sees, for a list of them (the price's panel)."""
-    labels = {
-        "lines": "Medications",
-        "latitude": "Latitude",
-        "longitude": "Longitude",
-        "payment_method_id": "Card",
-    }
-    return {labels.get(field, "Quantity"): message for field, message in errors.items()}
+    return {FIELD_LABELS.get(field, "Quantity"): message for field, message in errors.items()}
 
 
 @router.post("/prescriptions/quote")
@@ -150,13 +179,7 @@ async def place_order(request: Request, web: PatientPage, rpc: Rpc) -> Response:
     form = OrderForm(await request.form())
 
     async def again(errors: dict[str, str], form_id: str = form.form_id) -> HTMLResponse:
-        values = {
-            "lines": await _named_lines(rpc, form),
-            "latitude": form.latitude,
-            "longitude": form.longitude,
-            "payment_method_id": form.payment_method_id,
-            "form_id": form_id,
-        }
+        values = {"lines": await _named_lines(rpc, form), "form_id": form_id, **form.values()}
         return await with_cards(request, web, rpc, "new_order.html", 422, errors, values)
 
     try:

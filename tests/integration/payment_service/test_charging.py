@@ -19,7 +19,15 @@ from conftest import EventProbe, Namespace, dead_letters, eventually, handled_ev
 
 from contracts import topology
 from contracts.base import Command, Envelope, Event
-from contracts.commands import AddPaymentMethod, ListPayments, PaymentMethodView, PaymentView
+from contracts.commands import (
+    AddPaymentMethod,
+    GetPaymentMethod,
+    ListPaymentMethods,
+    ListPayments,
+    PaymentMethodView,
+    PaymentView,
+    RemovePaymentMethod,
+)
 from contracts.events import (
     DeliveryPickedUp,
     DeliveryReturned,
@@ -533,3 +541,56 @@ async def test_payments_stored_before_authorisations_are_refunded_never_captured
     assert (await till.payment(tombstone, "VOIDED"))["version"] == 1
     assert await charges.count_documents({"_id": tombstone}) == 0
     assert till.money_events(tombstone) == []
+
+
+# --- a card its patient removed ---------------------------------------------------------------------
+
+
+async def test_a_removed_card_is_no_longer_listed_found_or_charged(till: Till) -> None:
+    owner = patient()
+    kept, removed = await till.add_card(owner, GOOD_CARD), await till.add_card(owner, GOOD_CARD)
+
+    await till.ask(RemovePaymentMethod(owner_id=owner, payment_method_id=removed.id))
+    await till.ask(RemovePaymentMethod(owner_id=owner, payment_method_id=removed.id))  # again: the same
+
+    listed = await till.ask(ListPaymentMethods(owner_id=owner))
+    assert [m["id"] for m in listed] == [kept.id]
+    found = await till.service.commands.dispatch(
+        "GetPaymentMethod",
+        GetPaymentMethod(owner_id=owner, payment_method_id=removed.id).model_dump_json().encode(),
+    )
+    assert found.error is not None
+    assert found.error.code == "not_found"
+    # An order that named it before its removal is declined when its stock is reserved: never charged.
+    reserved = stock_reserved(owner, removed.id)
+    await till.tell(reserved, reserved.order_id)
+    declined = await till.probe.wait_for(PaymentDeclined, correlation_id=reserved.order_id)
+    assert PaymentDeclined.model_validate(declined.payload).reason == "the card was removed by its owner"
+    assert await till.service.db["processor_charges"].find_one({"_id": reserved.order_id}) is None
+
+
+async def test_an_order_authorised_before_its_card_was_removed_is_still_captured_at_pickup(
+    till: Till,
+) -> None:
+    reserved, _ = await till.authorised()
+    owner = reserved.patient_id
+
+    await till.ask(RemovePaymentMethod(owner_id=owner, payment_method_id=reserved.payment_method_id))
+    await till.tell(picked_up(reserved.order_id), reserved.order_id)
+
+    await till.probe.wait_for(PaymentCaptured, correlation_id=reserved.order_id)
+    assert (await till.charge(reserved.order_id))["state"] == "CAPTURED"
+
+
+async def test_another_patients_card_cannot_be_removed(till: Till) -> None:
+    owner = patient()
+    method = await till.add_card(owner, GOOD_CARD)
+
+    refused = await till.service.commands.dispatch(
+        "RemovePaymentMethod",
+        RemovePaymentMethod(owner_id=patient(), payment_method_id=method.id).model_dump_json().encode(),
+    )
+
+    assert refused.error is not None
+    assert refused.error.code == "not_found"
+    assert [m["id"] for m in await till.ask(ListPaymentMethods(owner_id=owner))] == [method.id]

@@ -206,6 +206,19 @@ def test_the_view_shows_the_status_and_what_was_prescribed() -> None:
     assert view.lines == LINES
 
 
+def test_the_view_read_on_a_day_says_the_refills_left_and_the_last_valid_day() -> None:
+    prescription = uploaded()
+    prescription.repeats_allowed = 2
+    prescription.refill_order_ids, prescription.refills_filled = ["refill-1"], ["refill-1"]
+
+    view = prescription.view(NOW.date())
+
+    assert (view.refills_left, view.last_valid_day) == (1, domain.last_valid_day(prescription))
+    assert view.last_valid_day == datetime(2027, 5, 26).date()  # six months after its upload
+    # Without the day (an answer to a decision), it says neither.
+    assert (prescription.view().refills_left, prescription.view().last_valid_day) == (None, None)
+
+
 def test_an_upload_again_with_the_same_contents_gets_the_prescription_it_made() -> None:
     first = uploaded()
 
