@@ -44,7 +44,16 @@ from user_service.settings import Settings
 from user_service.store import UserStore
 from user_service.throttle import SignInThrottle
 from user_service.token_store import TokenStore
-from user_service.web import account, cards, common, new_order, order_pages
+from user_service.web import (
+    account,
+    cards,
+    common,
+    new_order,
+    order_pages,
+    pharmacist_pages,
+    pharmacist_pharmacies,
+)
+from user_service.web import documents as web_documents
 from user_service.web.sessions import WebSessions
 
 log = logging.getLogger(__name__)
@@ -197,5 +206,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The web UI: its pages, and its static files (htmx copied in at set-up, see scripts/web-assets.sh).
     for screens in (account, order_pages, cards, new_order):
         app.include_router(screens.router)
+    app.include_router(pharmacist_pages.router)
+    app.include_router(pharmacist_pharmacies.router)
+    app.include_router(web_documents.router)
     app.mount("/static", StaticFiles(directory=common.HERE / "static"), name="static")
     return app

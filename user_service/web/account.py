@@ -113,4 +113,6 @@ async def sign_out(request: Request, web: Web, settings: SettingsDep, sessions: 
 async def home(request: Request, web: Web) -> Response:
     if web.user.role == "patient":
         return redirect(request, "/orders")
+    if web.user.role == "pharmacist":
+        return redirect(request, "/verifications")
     return render(request, "home.html", web)
