@@ -12,7 +12,6 @@ import httpx
 import pytest
 from conftest import (
     Api,
-    Platform,
     Shop,
     add_card,
     blank_png,
@@ -24,6 +23,8 @@ from conftest import (
     staff_of,
     upload,
 )
+
+from service_runtime.launcher import Platform
 
 pytestmark = pytest.mark.e2e
 
