@@ -5,6 +5,7 @@ changes."""
 
 from __future__ import annotations
 
+import io
 import re
 from typing import Any
 
@@ -246,3 +247,40 @@ def test_a_scanned_document_is_shown_to_its_patient_and_pharmacists_only(
     assert by_stranger.headers["content-type"].startswith("text/html")
     assert by_courier.status_code == 403
     assert (signed_out.status_code, signed_out.headers["location"]) == (303, "/sign-in")
+
+
+def blank_pdf() -> bytes:
+    """A blank one-page PDF: read into a draft of no lines."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (400, 200), 255).save(buffer, "PDF")
+    return buffer.getvalue()
+
+
+def test_a_scanned_pdf_is_offered_for_download_and_a_decided_prescription_says_so_beside_the_form(
+    api: Api, admin: dict[str, str], web: Any
+) -> None:
+    shop = open_shop(api, admin, quantity=10, prescription_only=True)
+    _, patient = api.new_patient()
+    pdf = blank_pdf()
+    body = {**prescription_body(shop, add_card(api, patient), 2), "document_id": scan(api, patient, pdf)}
+    rx = api.http.post("/prescriptions", headers=patient, json=body).json()
+    api.wait_for_status(rx["order_id"], patient, {"AWAITING_VERIFICATION"})
+    pharmacist = web(email_of(api, new_pharmacist(api, admin)[1]))
+
+    page = pharmacist.get(f"/verifications/{rx['id']}")
+    document = pharmacist.get(f"/prescriptions/{rx['id']}/document")
+    rejected = pharmacist.post(f"/verifications/{rx['id']}/reject", {"reason": "ILLEGIBLE"})
+    again = pharmacist.post(f"/verifications/{rx['id']}/hold", {"question": "Could you send it again?"})
+
+    assert page.status_code == 200
+    assert "Download the scanned PDF" in page.text
+    assert (document.headers["content-type"], document.content) == ("application/pdf", pdf)
+    assert document.headers["content-disposition"].startswith("attachment;")
+    assert rejected.status_code == 303
+    # Decided meanwhile: the API's 409, said beside the form that was sent, with what was typed kept.
+    assert again.status_code == 409, again.text
+    assert 'id="hold-error"' in again.text
+    assert "Could you send it again?" in again.text
+    assert status_of(api, admin, rx["id"]) == "REJECTED"

@@ -22,4 +22,10 @@ async def prescription_document(prescription_id: ResourceId, web: Web, rpc: Rpc)
     document = await prescriptions.prescription_document(prescription_id, web.user, rpc)
     document.headers["Cache-Control"] = "private, no-store"
     document.headers["X-Content-Type-Options"] = "nosniff"
+    if document.media_type == "application/pdf":
+        # Downloaded, for the pharmacist's own viewer: the documents' sandbox keeps Chromium's PDF
+        # viewer from running inline (a sandboxed page loads no plug-in), and a page may not frame it.
+        document.headers["Content-Disposition"] = (
+            f'attachment; filename="prescription-{prescription_id[:8]}.pdf"'
+        )
     return document
