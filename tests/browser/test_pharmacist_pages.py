@@ -69,7 +69,18 @@ def stock_of(api: Api, headers: dict[str, str], shop: Shop, medication_id: str) 
     return int(answer.json()["quantity"])
 
 
+def in_the_queue(page: Page, prescription_id: str) -> None:
+    """The queue's page showing this prescription: later pages are followed (the oldest come first,
+    and a session of tests may leave others waiting)."""
+    link = page.get_by_role("link", name=f"Verify prescription {prescription_id[:8]}")
+    later = page.get_by_role("link", name="Later in the queue (more recent)")
+    while link.count() == 0 and later.count() == 1:
+        page.goto(str(later.get_attribute("href")))  # goto: returns once the next page has loaded
+    expect(link).to_be_visible()
+
+
 def open_verification(page: Page, prescription_id: str) -> None:
+    in_the_queue(page, prescription_id)
     page.get_by_role("link", name=f"Verify prescription {prescription_id[:8]}").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Verify prescription {prescription_id[:8]}")
 
@@ -104,6 +115,7 @@ def test_a_pharmacist_verifies_a_scan_with_a_corrected_quantity_dispenses_it_and
     sign_in(page, email)
     # A pharmacist lands on the queue.
     expect(page.get_by_role("heading", level=1)).to_have_text("Verification queue")
+    in_the_queue(page, rx["id"])
     entry = page.locator(".queue-entry", has=page.get_by_role("heading", name=f"Prescription {rx['id'][:8]}"))
     expect(entry).to_contain_text("Hydroxyzine 25 mg")
     expect(entry).to_contain_text("Look-alike or sound-alike name")
@@ -150,6 +162,10 @@ def test_a_pharmacist_verifies_a_scan_with_a_corrected_quantity_dispenses_it_and
     expect(page.get_by_role("heading", level=1)).to_have_text("Dispensing")
     expect(page.locator("main")).to_contain_text("Hydroxyzine 25 mg, tablet \N{MULTIPLICATION SIGN} 28")
     accessible(page, "pharmacist-dispensing-desktop")
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    accessible(page, "pharmacist-dispensing-phone")
+    page.set_viewport_size(DESKTOP)
     page.get_by_role("button", name=f"Dispense order {rx['order_id'][:8]}").click()
     expect(page.get_by_role("status")).to_contain_text(f"Order {rx['order_id'][:8]} dispensed")
     expect(page.get_by_role("button", name=f"Dispense order {rx['order_id'][:8]}")).to_have_count(0)
