@@ -111,6 +111,13 @@ def test_a_pharmacist_verifies_a_scan_with_a_corrected_quantity_dispenses_it_and
         },
     )
 
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     page.set_viewport_size(DESKTOP)
     sign_in(page, email)
     # A pharmacist lands on the queue.
@@ -149,6 +156,14 @@ def test_a_pharmacist_verifies_a_scan_with_a_corrected_quantity_dispenses_it_and
     accessible(page, "pharmacist-verification-phone")
     page.set_viewport_size(DESKTOP)
 
+    page.get_by_label("Quantity of line 1").fill("0")
+    page.get_by_role("button", name="Approve prescription").click()
+    expect(page.get_by_label("Quantity of line 1")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#quantity-0-error")).to_contain_text("greater than 0")
+    expect(page.get_by_label("Quantity of line 1")).to_have_value("0")  # as typed
+    assert (
+        api.http.get(f"/prescriptions/{rx['id']}", headers=admin).json()["status"] == "PENDING_VERIFICATION"
+    )
     page.get_by_label("Quantity of line 1").fill("28")
     page.get_by_role("button", name="Approve prescription").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Verification queue")
@@ -157,6 +172,15 @@ def test_a_pharmacist_verifies_a_scan_with_a_corrected_quantity_dispenses_it_and
     order = api.wait_for_status(rx["order_id"], patient, ENDED)
     assert order["status"] == "CONFIRMED", order
     assert [(line["medication_id"], line["quantity"]) for line in order["lines"]] == [(hydroxyzine, 28)]
+    # Audited as the API's own approval is: by whom, corrected; the attempt refused at 0 too.
+    audit = api.http.get(
+        "/audit", headers=admin, params={"action": "prescription.approve", "subject_id": rx["id"]}
+    ).json()["items"]
+    me = api.http.get("/users/me", headers=pharmacist).json()
+    assert sorted((a["actor_id"], a["outcome"], a["details"].get("corrected")) for a in audit) == [
+        (me["id"], "ok", "true"),
+        (me["id"], "refused", None),
+    ]
 
     page.get_by_role("link", name="Dispensing").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Dispensing")
@@ -199,6 +223,7 @@ def test_a_pharmacist_verifies_a_scan_with_a_corrected_quantity_dispenses_it_and
     page.set_viewport_size(PHONE)
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     accessible(page, "pharmacist-stock-phone")
+    assert violations == []
 
 
 def test_a_pharmacist_holds_one_prescription_with_a_question_and_rejects_another_with_a_reason(
