@@ -69,6 +69,8 @@ class ListPharmacies(Command):
     page: Page = Page()
     # Only these (a courier's page names the pharmacies of its deliveries in one question).
     pharmacy_ids: tuple[str, ...] | None = Field(default=None, max_length=200)
+    # Only the pharmacies whose staff this user is on (a pharmacist's own).
+    staff_member: str | None = None
 
 
 class PharmacyView(Frozen):
@@ -248,6 +250,17 @@ class GetStock(Command):
     medication_id: str
     actor_id: str
     actor_is_admin: bool = False
+
+
+class ListStock(Command):
+    """Every medication a pharmacy has stock of (for sale, held, sold, returned), for its staff or an
+    admin, by medication id."""
+
+    TYPE = "ListStock"
+    pharmacy_id: str
+    actor_id: str
+    actor_is_admin: bool = False
+    page: Page = Page()
 
 
 class DispenseOrder(Command):
@@ -498,6 +511,13 @@ class ListVerificationQueue(Command):
 
     TYPE = "ListVerificationQueue"
     page: Page = Page()
+
+
+class GetVerification(Command):
+    """One prescription as the pharmacists' queue shows it (waiting, held or decided)."""
+
+    TYPE = "GetVerification"
+    prescription_id: str
 
 
 class ListPrescriptions(Command):

@@ -161,6 +161,7 @@ COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
         c.DispenseOrder,
         c.ListDispensingQueue,
         c.GetStock,
+        c.ListStock,
     ),
     "payment_service": (
         c.Ping,
@@ -184,6 +185,7 @@ COMMANDS: Mapping[str, tuple[type[Command], ...]] = {
         c.HoldPrescription,
         c.AnswerPrescription,
         c.ListVerificationQueue,
+        c.GetVerification,
         c.RefillPrescription,
         c.GetPrescriptionDocument,
         d.ScanDocument,

@@ -23,6 +23,7 @@ from contracts.commands import (
     ListMedications,
     ListPharmacies,
     ListPharmacyStaff,
+    ListStock,
     MedicationView,
     OrderQuote,
     PharmacyStaffView,
@@ -305,7 +306,9 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
     async def list_pharmacies(command: ListPharmacies) -> list[PharmacyView]:
         if command.pharmacy_ids is not None:
             return [p.view() for p in await store.pharmacies_by_id(s, command.pharmacy_ids)]
-        found = await s.pharmacies.find({}, skip=command.page.offset, limit=command.page.limit)
+        # Equality on an array field matches a pharmacy whose staff holds this user.
+        query = {} if command.staff_member is None else {"staff": command.staff_member}
+        found = await s.pharmacies.find(query, skip=command.page.offset, limit=command.page.limit)
         return [p.view() for p in found]
 
     async def check_catalogue_entry(medication: Medication) -> None:
@@ -466,6 +469,16 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
             )
         await _medication(command.medication_id)
         return pharmacy.stock_view(command.medication_id)
+
+    @service.commands.on(ListStock)
+    async def list_stock(command: ListStock) -> list[StockView]:
+        pharmacy = await _pharmacy(command.pharmacy_id)
+        try:
+            pharmacy.check_staff(command.actor_id, actor_is_admin=command.actor_is_admin, to="see its stock")
+        except domain.NotOnStaff as exc:
+            raise CommandRefused("forbidden", str(exc)) from exc
+        page = sorted(pharmacy.stock)[command.page.offset : command.page.offset + command.page.limit]
+        return [pharmacy.stock_view(medication_id) for medication_id in page]
 
     @service.commands.on(AddPharmacyStaff)
     async def add_staff(command: AddPharmacyStaff) -> PharmacyStaffView:

@@ -15,6 +15,7 @@ from contracts.commands import (
     ApprovePrescription,
     GetPrescription,
     GetPrescriptionDocument,
+    GetVerification,
     HoldPrescription,
     ImportFhirPrescription,
     ListPrescriptions,
@@ -237,20 +238,20 @@ def register(service: Service, prescriptions: Repository[Prescription], document
         waiting = await store.verification_queue(
             prescriptions, limit=command.page.limit, offset=command.page.offset
         )
-        entries = []
-        for prescription in waiting:
-            earlier = await store.earlier_of_the_same(prescriptions, prescription)
-            scanned = (
-                None if prescription.document_id is None else await documents.head(prescription.document_id)
-            )
-            entries.append(
-                VerificationEntry(
-                    prescription=prescription.view(),
-                    earlier=tuple(p.view() for p in earlier),
-                    draft=None if scanned is None else scanned.draft,
-                )
-            )
-        return entries
+        return [await _verification_entry(prescription) for prescription in waiting]
+
+    async def _verification_entry(prescription: Prescription) -> VerificationEntry:
+        earlier = await store.earlier_of_the_same(prescriptions, prescription)
+        scanned = None if prescription.document_id is None else await documents.head(prescription.document_id)
+        return VerificationEntry(
+            prescription=prescription.view(),
+            earlier=tuple(p.view() for p in earlier),
+            draft=None if scanned is None else scanned.draft,
+        )
+
+    @service.commands.on(GetVerification)
+    async def get_verification(command: GetVerification) -> VerificationEntry:
+        return await _verification_entry(await _visible(command.prescription_id, None))
 
     @service.commands.on(ListPrescriptions)
     async def list_prescriptions(command: ListPrescriptions) -> list[PrescriptionView]:

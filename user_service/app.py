@@ -54,9 +54,12 @@ from user_service.web import (
     operator_operations,
     operator_pages,
     order_pages,
+    pharmacist_pages,
+    pharmacist_pharmacies,
     prescription_pages,
     scan_pages,
 )
+from user_service.web import documents as web_documents
 from user_service.web.sessions import WebSessions
 
 log = logging.getLogger(__name__)
@@ -218,6 +221,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         new_order,
         scan_pages,
         prescription_pages,
+        web_documents,
+        pharmacist_pages,
+        pharmacist_pharmacies,
         courier_pages,
         operator_pages,
         operator_operations,

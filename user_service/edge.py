@@ -16,9 +16,10 @@ DOCUMENT_PATHS = "/api/v1/documents/"
 
 
 def is_document(path: str) -> bool:
-    """A patient's document as sent: /documents/{id}, or /prescriptions/{id}/document."""
+    """A patient's document as sent: /documents/{id}, or /prescriptions/{id}/document (the API's, or
+    the web UI's, which a page shows in an <img>: the page's own policy decides what it may load)."""
     return path.startswith(DOCUMENT_PATHS) or (
-        path.startswith("/api/v1/prescriptions/") and path.endswith("/document")
+        path.startswith(("/api/v1/prescriptions/", "/prescriptions/")) and path.endswith("/document")
     )
 
 

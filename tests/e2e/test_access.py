@@ -161,6 +161,7 @@ TABLE: dict[tuple[str, str], Operation] = {
     ),
     ("GET", "/pharmacies/{pharmacy_id}/staff"): op(STAFF, 200),
     ("GET", "/pharmacies/{pharmacy_id}/stock/{medication_id}"): op(STAFF, 200),
+    ("GET", "/pharmacies/{pharmacy_id}/stock"): op(STAFF, 200),
     ("POST", "/medications"): op(STAFF, 201, json=_medication),
     ("GET", "/medications"): op(SIGNED_IN, 200),
     ("GET", "/medications/{medication_id}"): op(SIGNED_IN, 200),
@@ -197,6 +198,7 @@ TABLE: dict[tuple[str, str], Operation] = {
     # 404: the shared prescription was typed, so no document is kept with it; refused by what exists.
     ("GET", "/prescriptions/{prescription_id}/document"): op({OWNER} | STAFF, 404),
     ("GET", "/verifications"): op(STAFF, 200),
+    ("GET", "/verifications/{prescription_id}"): op(STAFF, 200),
     ("POST", "/verifications/{prescription_id}/approve"): op(STAFF, 409, changes=True),
     ("POST", "/verifications/{prescription_id}/reject"): op(
         STAFF, 409, json=lambda w, r: {"reason": "OTHER", "note": "access check"}, changes=True

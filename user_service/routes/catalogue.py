@@ -50,8 +50,14 @@ async def create_pharmacy(body: PharmacyIn, staff: Staff, rpc: Rpc, audit: Audit
 
 
 @router.get("/pharmacies", response_model=Page[PharmacyOut])
-async def list_pharmacies(user: CurrentUser, rpc: Rpc, page: Paging) -> Page[PharmacyOut]:
-    found = await rpc.ask(c.ListPharmacies(page=page), list[c.PharmacyView])
+async def list_pharmacies(
+    user: CurrentUser,
+    rpc: Rpc,
+    page: Paging,
+    mine: Annotated[bool, Query(description="only the pharmacies whose staff you are on")] = False,
+) -> Page[PharmacyOut]:
+    command = c.ListPharmacies(page=page, staff_member=user.id if mine else None)
+    found = await rpc.ask(command, list[c.PharmacyView])
     return Page(items=[PharmacyOut.of(p) for p in found], limit=page.limit, offset=page.offset)
 
 
@@ -102,6 +108,21 @@ async def get_stock(pharmacy_id: ResourceId, medication_id: ResourceId, staff: S
         actor_is_admin=staff.role == "admin",
     )
     return StockOut(**(await rpc.ask(command, c.StockView)).model_dump())
+
+
+@router.get(
+    "/pharmacies/{pharmacy_id}/stock",
+    response_model=Page[StockOut],
+    dependencies=[audited("stock.list", subject="pharmacy_id")],
+)
+async def list_stock(pharmacy_id: ResourceId, staff: Staff, rpc: Rpc, page: Paging) -> Page[StockOut]:
+    """Every medication this pharmacy has stock of, by medication id: for sale, held, sold and
+    returned. Its own staff or an admin (403 to another pharmacy's)."""
+    command = c.ListStock(
+        pharmacy_id=pharmacy_id, actor_id=staff.id, actor_is_admin=staff.role == "admin", page=page
+    )
+    found = await rpc.ask(command, list[c.StockView])
+    return Page(items=[StockOut(**v.model_dump()) for v in found], limit=page.limit, offset=page.offset)
 
 
 @router.post(

@@ -30,6 +30,18 @@ async def verification_queue(pharmacist: Staff, rpc: Rpc, page: Paging) -> Page[
     return Page(items=[VerificationOut.of(entry) for entry in found], limit=page.limit, offset=page.offset)
 
 
+@router.get(
+    "/verifications/{prescription_id}",
+    response_model=VerificationOut,
+    dependencies=[audited("verification.read", subject="prescription_id")],
+)
+async def get_verification(prescription_id: ResourceId, pharmacist: Staff, rpc: Rpc) -> VerificationOut:
+    """One prescription as the queue shows it, whatever its status: its lines' flags, what was read
+    from its scan, and the patient's earlier prescriptions of the same medications."""
+    entry = await rpc.ask(c.GetVerification(prescription_id=prescription_id), c.VerificationEntry)
+    return VerificationOut.of(entry)
+
+
 @router.post(
     "/verifications/{prescription_id}/approve",
     response_model=PrescriptionOut,

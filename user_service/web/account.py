@@ -113,6 +113,8 @@ async def sign_out(request: Request, web: Web, settings: SettingsDep, sessions: 
 async def home(request: Request, web: Web) -> Response:
     if web.user.role == "patient":
         return redirect(request, "/orders")
+    if web.user.role == "pharmacist":
+        return redirect(request, "/verifications")
     if web.user.role == "courier":
         return redirect(request, "/courier")
     if web.user.role == "admin":

@@ -22,9 +22,12 @@ from contracts.commands import (
     CreateMedication,
     CreatePharmacy,
     ListMedications,
+    ListPharmacies,
     ListPharmacyStaff,
+    ListStock,
     MedicationView,
     PharmacyStaffView,
+    PharmacyView,
     RemovePharmacyStaff,
     SetStock,
     StockView,
@@ -260,3 +263,45 @@ async def test_a_search_by_the_start_of_a_name_finds_those_names_whatever_their_
     # By the catalogue's order (name, strength, form), and only by the name's start.
     assert [m.name for m in found] == ["Paracetamol", "paraffin"]
     assert nothing == []
+
+
+async def test_a_pharmacist_lists_the_pharmacies_they_staff_and_the_whole_stock_of_those_only(
+    namespace: Namespace, running: Start
+) -> None:
+    settings = namespace.settings(InventorySettings)
+    await running(build(settings))
+    async with rpc_client(settings) as rpc:
+        mitte = await rpc.ask(
+            CreatePharmacy(name="Mitte", address="1 Str", location=HERE, founder_id="anna"), dict
+        )
+        await rpc.ask(
+            CreatePharmacy(name="Wedding", address="2 Str", location=HERE, founder_id="bruno"), dict
+        )
+        drugs = [await medication(rpc, name) for name in ("Ramipril", "Amlodipine")]
+        for drug, quantity in zip(drugs, (10, 4), strict=True):
+            stocked = SetStock(
+                pharmacy_id=mitte["id"], medication_id=drug.id, quantity=quantity, actor_id="anna"
+            )
+            await rpc.ask(stocked, StockView)
+
+        annas = await rpc.ask(ListPharmacies(staff_member="anna"), list[PharmacyView])
+        everyone = await rpc.ask(ListPharmacies(), list[PharmacyView])
+        shelf = await rpc.ask(ListStock(pharmacy_id=mitte["id"], actor_id="anna"), list[StockView])
+        by_an_admin = await rpc.ask(
+            ListStock(pharmacy_id=mitte["id"], actor_id="root", actor_is_admin=True), list[StockView]
+        )
+        refused = await refusal(
+            rpc.ask(ListStock(pharmacy_id=mitte["id"], actor_id="bruno"), list[StockView])
+        )
+
+    assert [p.name for p in annas] == ["Mitte"]
+    assert sorted(p.name for p in everyone) == ["Mitte", "Wedding"]
+    assert sorted((s.medication_id, s.quantity) for s in shelf) == sorted(
+        [(drugs[0].id, 10), (drugs[1].id, 4)]
+    )
+    assert [s.medication_id for s in shelf] == sorted(s.medication_id for s in shelf)
+    assert by_an_admin == shelf
+    assert (refused.code, refused.detail) == (
+        "forbidden",
+        f"only the staff of pharmacy {mitte['id']} or an admin may see its stock",
+    )
