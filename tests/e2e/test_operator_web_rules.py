@@ -77,7 +77,7 @@ def refused(answer: httpx.Response) -> None:
     assert answer.status_code == 403, (answer.request.url, answer.text[:300])
     assert "text/html" in answer.headers["content-type"]
     assert "<h1>Forbidden</h1>" in answer.text
-    assert "for operators" in answer.text
+    assert "<strong>Error:</strong> this needs the role admin</p>" in answer.text  # the API's refusal
 
 
 @pytest.mark.parametrize("role", WRONG_ROLES)
