@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from conftest import (
-    GOOD_CARD,
     Api,
     Shop,
     approve,
@@ -22,6 +21,9 @@ from conftest import (
     prescription_body,
     printed,
     scan,
+)
+from conftest import (
+    add_card as card_of,
 )
 from playwright.sync_api import Page, expect
 from screens import DESKTOP, PHONE, accessible, sign_in
@@ -169,11 +171,7 @@ def test_a_patient_refills_a_filled_prescription_until_none_is_left(
 ) -> None:
     shop = open_shop(api, admin, quantity=10)
     user, patient = api.new_patient()
-    card = api.http.post(
-        "/payment-methods",
-        headers=patient,
-        json={"card_number": GOOD_CARD, "exp_month": 12, "exp_year": 2031, "cvc": "123"},
-    ).json()["id"]
+    card = card_of(api, patient)
     body = {**prescription_body(shop, card), "repeats_allowed": 1}
     uploaded = api.http.post("/prescriptions", headers=patient, json=body).json()
     assert api.wait_for_status(uploaded["order_id"], patient, {"CONFIRMED"})["status"] == "CONFIRMED"
@@ -217,11 +215,7 @@ def test_a_patient_withdraws_a_prescription_waiting_for_a_pharmacist(
 ) -> None:
     shop = open_shop(api, admin, quantity=10, prescription_only=True)
     user, patient = api.new_patient()
-    card = api.http.post(
-        "/payment-methods",
-        headers=patient,
-        json={"card_number": GOOD_CARD, "exp_month": 12, "exp_year": 2031, "cvc": "123"},
-    ).json()["id"]
+    card = card_of(api, patient)
     body = {**prescription_body(shop, card), "document_id": scan(api, patient)}
     uploaded = api.http.post("/prescriptions", headers=patient, json=body)
     assert uploaded.status_code == 202, uploaded.text
