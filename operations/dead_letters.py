@@ -19,6 +19,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from contracts import topology
+from contracts.commands import DeadLetterView
 
 SERVICES = tuple(topology.SUBSCRIPTIONS)
 # What a redrive leaves out of the copy: the failure it is meant to repair, and the dead-letter
@@ -26,28 +27,16 @@ SERVICES = tuple(topology.SUBSCRIPTIONS)
 _FAILURE_HEADERS = {"x-error", "x-error-type", "x-attempts", "x-failed-at", "x-delivery-count"}
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    service: str
-    message_id: str
-    type: str
-    error_type: str
-    error: str
-    failed_at: str
-    attempts: int
+class DeadLetter(DeadLetterView):
+    """A dead letter as read from its queue: the contract's view of it, with the message's own body
+    and headers."""
+
     body: bytes
     headers: dict[str, Any]
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "service": self.service,
-            "message_id": self.message_id,
-            "type": self.type,
-            "error_type": self.error_type,
-            "error": self.error,
-            "failed_at": self.failed_at,
-            "attempts": self.attempts,
-        }
+        """What `DeadLetterView` says of it (the journal's answer, `pharmacy-ops dead-letters list`)."""
+        return self.model_dump(include=set(DeadLetterView.model_fields))
 
 
 def _letter(service: str, message: AbstractIncomingMessage) -> DeadLetter:

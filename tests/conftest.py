@@ -13,6 +13,7 @@ import io
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -948,3 +950,76 @@ def held_too_early(platform: Platform, backing: Backing) -> HeldTooEarly:
     polled(lambda: letter.dead_lettered(), lambda ids: letter.message_id in ids, timeout=60)
     assert letter.message_id in letter.dead_lettered(), "order_service did not dead-letter the question"
     return letter
+
+
+# --- The web UI driven over HTTP, as a signed-in browser would (the web pages' rule tests) ---
+
+PASSWORD = "a long enough password"  # as Api.new_patient registers
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_in(page: httpx.Response) -> str:
+    """The CSRF token of a page's form."""
+    found = CSRF_FIELD.search(page.text)
+    assert found is not None, f"{page.request.url}: {page.status_code} {page.text[:500]}"
+    return found.group(1)
+
+
+class WebSession:
+    """A browser's part over httpx: signed in through the sign-in form, its cookies kept, its forms sent
+    with the session's CSRF token (`csrf`).
+
+    Cookies by hand: outside development they are `__Host-` and `Secure`, which httpx's jar withholds
+    over plain HTTP (a browser trusts 127.0.0.1 as a secure origin)."""
+
+    def __init__(self, base_url: str, email: str, password: str = PASSWORD) -> None:
+        self.http = httpx.Client(base_url=base_url, timeout=30)
+        self.cookies: dict[str, str] = {}
+        form = {"email": email, "password": password, "csrf_token": csrf_in(self.get("/sign-in"))}
+        signed = self.post("/sign-in", form, with_token=False)
+        assert signed.status_code == 303, signed.text
+        # Every signed-in page carries the session's token (in its sign-out form, at least): the start
+        # page, wherever it sends the user's role.
+        landing = self.get("/")
+        while landing.status_code == 303:
+            landing = self.get(landing.headers["location"])
+        self.csrf = csrf_in(landing)
+
+    def send(self, method: str, path: str, **options: Any) -> httpx.Response:
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        answer = self.http.request(method, path, headers=headers, **options)
+        for line in answer.headers.get_list("set-cookie"):
+            for name, morsel in SimpleCookie(line).items():
+                if morsel["max-age"] == "0" or not morsel.value:
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
+        return answer
+
+    def get(self, path: str, **params: str) -> httpx.Response:
+        return self.send("GET", path, params=params or None)
+
+    def post(
+        self, path: str, form: Mapping[str, str | list[str]] | None = None, *, with_token: bool = True
+    ) -> httpx.Response:
+        """The form as sent from one of the user's pages: with the session's CSRF token unless the form
+        has one; `with_token=False`, as another site would send it (only what the form has)."""
+        data = {"csrf_token": self.csrf, **(form or {})} if with_token else dict(form or {})
+        return self.send("POST", path, data=data)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@pytest.fixture
+def web(platform: Platform) -> Iterator[Callable[[str], WebSession]]:
+    """Signs a user in on the shared platform's web pages (by email, with Api's password); closed after."""
+    opened: list[WebSession] = []
+
+    def sign_in(email: str) -> WebSession:
+        opened.append(WebSession(platform.url, email))
+        return opened[-1]
+
+    yield sign_in
+    for session in opened:
+        session.close()

@@ -6,38 +6,14 @@ refusal to go off duty while it is collected. axe-core checks every screen at ph
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
 from conftest import Api, Shop, confirmed_order, dispensed, new_courier, open_shop, polled, staff_of
 from playwright.sync_api import Page, ViewportSize, expect
+from screens import DESKTOP, PHONE, accessible, sign_in
 
 pytestmark = pytest.mark.e2e
-
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-PASSWORD = "a long enough password"
-PHONE: ViewportSize = {"width": 390, "height": 844}
-DESKTOP: ViewportSize = {"width": 1280, "height": 900}
-AXE = Axe()
-
-
-def accessible(page: Page, screen: str) -> None:
-    """axe-core finds nothing on the screen, at the width it is shown, and nothing is wider than it;
-    its picture is kept."""
-    results = AXE.run(page)
-    assert results.violations_count == 0, f"{screen}: {results.generate_report()}"
-    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]  # type: ignore[index]
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{screen}.png", full_page=True)
-
-
-def sign_in(page: Page, email: str) -> None:
-    page.goto("/sign-in")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
 
 
 def order_of(api: Api, patient: dict[str, str], order_id: str) -> dict[str, Any]:

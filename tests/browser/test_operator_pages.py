@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
 from conftest import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
@@ -30,24 +28,11 @@ from conftest import (
     upload,
 )
 from playwright.sync_api import Page, ViewportSize, expect
+from screens import DESKTOP, PHONE, accessible, sign_in
 
 from service_runtime.launcher import Platform
 
 pytestmark = pytest.mark.e2e
-
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-PHONE: ViewportSize = {"width": 390, "height": 844}
-DESKTOP: ViewportSize = {"width": 1280, "height": 900}
-AXE = Axe()
-
-
-def accessible(page: Page, screen: str) -> None:
-    """axe-core finds nothing on the screen, at the width it is shown; its picture is kept (as
-    test_patient_pages.py does: a candidate for conftest once every role's tests have landed)."""
-    results = AXE.run(page)
-    assert results.violations_count == 0, f"{screen}: {results.generate_report()}"
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{screen}.png", full_page=True)
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +67,7 @@ def delivered_order(api: Api, admin: dict[str, str]) -> str:
 
 
 def sign_in_as_admin(page: Page, platform: Platform) -> None:
-    page.goto(f"{platform.url}/sign-in")
-    page.get_by_label("Email").fill(ADMIN_EMAIL)
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD, at=platform.url)
     expect(page.get_by_role("heading", level=1)).to_have_text("Operations")
     expect(page).to_have_url(re.compile(r"/admin$"))
 
@@ -238,6 +220,5 @@ def test_every_operator_screen_fits_the_width_and_finds_nothing_for_axe(
     for path, screen in {**SCREENS, f"/admin/orders/{order_id}/timeline": "timeline"}.items():
         answer: Any = page.goto(f"{own_platform.url}{path}")
         assert answer.status == 200, path
+        # Nothing wider than the screen (accessible's check): wide tables scroll inside their own region.
         accessible(page, f"operator-{screen}-{width}")
-        # Nothing wider than the screen: wide tables scroll inside their own region.
-        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"], path

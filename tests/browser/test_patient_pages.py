@@ -5,11 +5,10 @@ errors beside their fields, sign-out, and the wrong user. axe-core checks every 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
 from conftest import (
+    PASSWORD,
     Api,
     Shop,
     assigned_to,
@@ -21,24 +20,11 @@ from conftest import (
     unique,
 )
 from playwright.sync_api import Page, ViewportSize, expect
+from screens import DESKTOP, PHONE, accessible
 
 from user_service.web.order_pages import SIGNED_OUT
 
 pytestmark = pytest.mark.e2e
-
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-PASSWORD = "a long enough password"
-PHONE: ViewportSize = {"width": 390, "height": 844}
-DESKTOP: ViewportSize = {"width": 1280, "height": 900}
-AXE = Axe()
-
-
-def accessible(page: Page, screen: str) -> None:
-    """axe-core finds nothing on the screen, at the width it is shown; its picture is kept."""
-    results = AXE.run(page)
-    assert results.violations_count == 0, f"{screen}: {results.generate_report()}"
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{screen}.png", full_page=True)
 
 
 def register(page: Page, name: str = "Ada Lovelace") -> str:
@@ -134,8 +120,6 @@ def test_a_patient_orders_sees_the_price_first_and_follows_the_order_live_to_the
     expect(page.locator("#order-panel .history")).to_contain_text("Delivered")
     expect(page.locator("#order-panel")).to_contain_text("to Ada Lovelace")
     accessible(page, f"order-delivered-{width}")
-    # Phone width: nothing wider than the screen.
-    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]  # type: ignore[index]
 
     page.get_by_role("link", name="All my orders").click()
     expect(page.get_by_role("table")).to_contain_text("Delivered")

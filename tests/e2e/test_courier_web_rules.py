@@ -5,7 +5,7 @@ a delivery not theirs (404), and nothing changed; a form sent twice moves once a
 from __future__ import annotations
 
 import re
-from http.cookies import SimpleCookie
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,6 +13,7 @@ import pytest
 from conftest import (
     Api,
     Shop,
+    WebSession,
     assigned_to,
     available,
     confirmed_order,
@@ -23,54 +24,7 @@ from conftest import (
     staff_of,
 )
 
-from service_runtime.launcher import Platform
-
 pytestmark = pytest.mark.e2e
-
-PASSWORD = "a long enough password"
-
-
-class WebUser:
-    """A browser's part, over httpx: sign in through the form, keep the cookies, send the forms.
-
-    Cookies by hand: outside development they are `__Host-` and `Secure`, which httpx's jar keeps
-    from plain HTTP (a browser trusts 127.0.0.1 as a secure origin)."""
-
-    def __init__(self, base_url: str) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=30)
-        self.cookies: dict[str, str] = {}
-
-    def send(self, method: str, path: str, **options: Any) -> httpx.Response:
-        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
-        answer = self.http.request(method, path, headers=headers, **options)
-        for line in answer.headers.get_list("set-cookie"):
-            for name, morsel in SimpleCookie(line).items():
-                if morsel["max-age"] == "0" or not morsel.value:
-                    self.cookies.pop(name, None)
-                else:
-                    self.cookies[name] = morsel.value
-        return answer
-
-    def form_token(self, path: str) -> str:
-        page = self.send("GET", path)
-        found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-        assert found is not None, f"{path}: {page.status_code} {page.text[:300]}"
-        return found.group(1)
-
-    def sign_in(self, email: str) -> str:
-        """Signed in through the form; the session's CSRF token, read from the start page."""
-        token = self.form_token("/sign-in")
-        signed = self.send(
-            "POST", "/sign-in", data={"email": email, "password": PASSWORD, "csrf_token": token}
-        )
-        assert signed.status_code == 303, signed.text
-        landing = self.send("GET", "/").headers.get("location", "/")
-        return self.form_token(landing)
-
-
-def signed_in(platform: Platform, user: dict[str, Any]) -> tuple[WebUser, str]:
-    web = WebUser(platform.url)
-    return web, web.sign_in(user["email"])
 
 
 def delivery_of(api: Api, courier: dict[str, str], delivery_id: str) -> dict[str, Any]:
@@ -104,7 +58,7 @@ def the_forms(delivery_id: str) -> list[tuple[str, dict[str, str]]]:
 
 
 def test_a_patient_or_a_pharmacist_is_refused_every_courier_page_and_form(
-    api: Api, admin: dict[str, str], platform: Platform
+    api: Api, admin: dict[str, str], web: Callable[[str], WebSession]
 ) -> None:
     _, courier_user, courier, delivery_id = assigned_delivery(api, admin)
     before, state_before = (
@@ -115,38 +69,38 @@ def test_a_patient_or_a_pharmacist_is_refused_every_courier_page_and_form(
     pharmacist_user, _ = new_pharmacist(api, admin)
 
     for user in (patient_user, pharmacist_user):
-        web, token = signed_in(platform, user)
+        session = web(user["email"])
         for path in ("/courier", "/courier/deliveries", f"/courier/deliveries/{delivery_id}"):
-            page = web.send("GET", path)
+            page = session.get(path)
             assert page.status_code == 403, (user["role"], path, page.status_code)
             assert "this needs the role courier" in page.text
             assert "<h1>Forbidden</h1>" in page.text
         for path, form in the_forms(delivery_id):
-            sent = web.send("POST", path, data={**form, "csrf_token": token})
+            sent = session.post(path, form)
             assert sent.status_code == 403, (user["role"], path, sent.status_code, sent.text[:200])
 
     assert delivery_of(api, courier, delivery_id) == before
     assert api.http.get("/couriers/me", headers=courier).json() == state_before.json()
     # And the courier themselves may: the same page opens for them.
-    web, _ = signed_in(platform, courier_user)
-    assert web.send("GET", f"/courier/deliveries/{delivery_id}").status_code == 200
+    session = web(courier_user["email"])
+    assert session.get(f"/courier/deliveries/{delivery_id}").status_code == 200
 
 
 def test_another_courier_neither_sees_nor_moves_a_delivery_not_theirs(
-    api: Api, admin: dict[str, str], platform: Platform
+    api: Api, admin: dict[str, str], web: Callable[[str], WebSession]
 ) -> None:
     _, _, courier, delivery_id = assigned_delivery(api, admin)
     assert api.http.post(f"/deliveries/{delivery_id}/pickup", headers=courier).status_code == 200
     before = delivery_of(api, courier, delivery_id)
     other_user, _ = new_courier(api, admin)
-    web, token = signed_in(platform, other_user)
+    session = web(other_user["email"])
 
-    page = web.send("GET", f"/courier/deliveries/{delivery_id}")
+    page = session.get(f"/courier/deliveries/{delivery_id}")
     assert page.status_code == 404, page.text[:300]
-    assert delivery_id not in web.send("GET", "/courier/deliveries").text
-    assert delivery_id not in web.send("GET", "/courier").text
+    assert delivery_id not in session.get("/courier/deliveries").text
+    assert delivery_id not in session.get("/courier").text
     for path, form in the_forms(delivery_id)[1:]:
-        sent = web.send("POST", path, data={**form, "csrf_token": token})
+        sent = session.post(path, form)
         assert sent.status_code == 404, (path, sent.status_code, sent.text[:300])
 
     assert delivery_of(api, courier, delivery_id) == before
@@ -154,19 +108,19 @@ def test_another_courier_neither_sees_nor_moves_a_delivery_not_theirs(
 
 
 def test_a_move_sent_twice_from_one_form_is_carried_out_once_and_answered_the_same(
-    api: Api, admin: dict[str, str], platform: Platform
+    api: Api, admin: dict[str, str], web: Callable[[str], WebSession]
 ) -> None:
     _, courier_user, courier, delivery_id = assigned_delivery(api, admin)
-    web, token = signed_in(platform, courier_user)
+    session = web(courier_user["email"])
 
     def move_key(action: str) -> str:
-        page = web.send("GET", f"/courier/deliveries/{delivery_id}").text
+        page = session.get(f"/courier/deliveries/{delivery_id}").text
         found = re.search(rf'action="[^"]*/{action}".*?name="move_key" value="([^"]+)"', page, re.S)
         assert found is not None, page
         return found.group(1)
 
-    pickup = {"move_key": move_key("pickup"), "csrf_token": token}
-    answers = [web.send("POST", f"/courier/deliveries/{delivery_id}/pickup", data=pickup) for _ in range(2)]
+    pickup = {"move_key": move_key("pickup")}
+    answers = [session.post(f"/courier/deliveries/{delivery_id}/pickup", pickup) for _ in range(2)]
     assert [(a.status_code, a.headers.get("location")) for a in answers] == [
         (303, f"/courier/deliveries/{delivery_id}?done=picked-up")
     ] * 2
@@ -175,9 +129,8 @@ def test_a_move_sent_twice_from_one_form_is_carried_out_once_and_answered_the_sa
         "move_key": move_key("fail"),
         "reason": "NO_ONE_HOME",
         "note": "rang twice",
-        "csrf_token": token,
     }
-    answers = [web.send("POST", f"/courier/deliveries/{delivery_id}/fail", data=failed) for _ in range(2)]
+    answers = [session.post(f"/courier/deliveries/{delivery_id}/fail", failed) for _ in range(2)]
     assert [(a.status_code, a.headers.get("location")) for a in answers] == [
         (303, f"/courier/deliveries/{delivery_id}?done=failed")
     ] * 2
@@ -190,12 +143,12 @@ def test_a_move_sent_twice_from_one_form_is_carried_out_once_and_answered_the_sa
 
 
 def test_a_courier_form_without_its_csrf_token_is_refused(
-    api: Api, admin: dict[str, str], platform: Platform
+    api: Api, admin: dict[str, str], web: Callable[[str], WebSession]
 ) -> None:
     _, courier_user, courier, delivery_id = assigned_delivery(api, admin)
-    web, _ = signed_in(platform, courier_user)
+    session = web(courier_user["email"])
 
-    sent = web.send("POST", f"/courier/deliveries/{delivery_id}/pickup", data={"move_key": "forged"})
+    sent = session.post(f"/courier/deliveries/{delivery_id}/pickup", {"move_key": "forged"}, with_token=False)
 
     assert sent.status_code == 403
     assert "expired" in sent.text
@@ -203,42 +156,42 @@ def test_a_courier_form_without_its_csrf_token_is_refused(
 
 
 def test_the_list_is_sent_again_only_once_it_has_changed(
-    api: Api, admin: dict[str, str], platform: Platform
+    api: Api, admin: dict[str, str], web: Callable[[str], WebSession]
 ) -> None:
     shop = open_shop(api, admin, quantity=10)
     pharmacist = staff_of(api, admin, shop)
     courier_user, courier = new_courier(api, admin)
     available(api, courier, shop, north_km=1)
-    web, _ = signed_in(platform, courier_user)
+    session = web(courier_user["email"])
 
     def seen_in(answer: httpx.Response) -> str:
         found = re.search(r'name="seen" value="([0-9a-f]+)"', answer.text)
         assert found is not None, answer.text
         return found.group(1)
 
-    seen = seen_in(web.send("GET", "/courier/deliveries"))
-    assert web.send("GET", "/courier/deliveries", params={"seen": seen}).status_code == 204
+    seen = seen_in(session.get("/courier/deliveries"))
+    assert session.get("/courier/deliveries", seen=seen).status_code == 204
     _, order_id = confirmed_order(api, shop)
     dispensed(api, pharmacist, shop, order_id)
     assigned_to(api, courier, order_id)
 
-    changed = web.send("GET", "/courier/deliveries", params={"seen": seen})
+    changed = session.get("/courier/deliveries", seen=seen)
     assert changed.status_code == 200
     assert f'data-delivery="{order_id}"' in changed.text
     assert seen_in(changed) != seen
 
 
 def test_going_off_duty_on_the_page_hands_back_a_delivery_not_picked_up(
-    api: Api, admin: dict[str, str], platform: Platform
+    api: Api, admin: dict[str, str], web: Callable[[str], WebSession]
 ) -> None:
     shop, courier_user, courier, delivery_id = assigned_delivery(api, admin)
-    web, token = signed_in(platform, courier_user)
+    session = web(courier_user["email"])
     off = {"available": "no", "latitude": f"{shop.latitude}", "longitude": f"{shop.longitude}"}
 
-    sent = web.send("POST", "/courier/status", data={**off, "csrf_token": token})
+    sent = session.post("/courier/status", off)
 
     assert (sent.status_code, sent.headers.get("location")) == (303, "/courier?done=status")
     assert api.http.get("/couriers/me", headers=courier).json()["available"] is False
     assert api.http.get(f"/deliveries/{delivery_id}", headers=courier).status_code == 404
-    assert delivery_id not in web.send("GET", "/courier").text
-    assert web.send("GET", f"/courier/deliveries/{delivery_id}").status_code == 404
+    assert delivery_id not in session.get("/courier").text
+    assert session.get(f"/courier/deliveries/{delivery_id}").status_code == 404

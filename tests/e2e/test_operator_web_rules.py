@@ -4,77 +4,35 @@ with their own valid CSRF token, and nothing changes. Signed out, every page sen
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
-from conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, Backing, HeldTooEarly, held_too_early, open_shop
+from conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    PASSWORD,
+    Api,
+    Backing,
+    HeldTooEarly,
+    WebSession,
+    held_too_early,
+    open_shop,
+)
 
 from service_runtime.launcher import Platform
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "a long enough password"  # as Api.new_patient registers
 WRONG_ROLES = ("patient", "pharmacist", "courier")
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-@dataclass
-class Browser:
-    """A signed-in web session driven over HTTP: its cookies kept by hand (they are `Secure` outside
-    development, which httpx withholds over plain HTTP, as a browser does not for 127.0.0.1)."""
-
-    http: httpx.Client
-    cookies: dict[str, str]
-    csrf_token: str = ""
-
-    def _cookie_header(self) -> dict[str, str]:
-        return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
-
-    def _keep(self, answer: httpx.Response) -> None:
-        for line in answer.headers.get_list("set-cookie"):
-            name, _, rest = line.partition("=")
-            value = rest.split(";", 1)[0]
-            if "max-age=0" in line.lower() or not value.strip('"'):
-                self.cookies.pop(name, None)
-            else:
-                self.cookies[name] = value
-
-    def get(self, path: str) -> httpx.Response:
-        answer = self.http.get(path, headers=self._cookie_header())
-        self._keep(answer)
-        return answer
-
-    def post(self, path: str, form: dict[str, str | list[str]]) -> httpx.Response:
-        answer = self.http.post(path, data=form, headers=self._cookie_header())
-        self._keep(answer)
-        return answer
-
-
-def signed_in(platform: Platform, email: str, password: str) -> Browser:
-    """Through the sign-in form, as a person would: its page, then the form with the page's token."""
-    browser = Browser(httpx.Client(base_url=platform.url, timeout=30), {})
-    form = browser.get("/sign-in")
-    token = CSRF.search(form.text)
-    assert token is not None
-    signed = browser.post("/sign-in", {"email": email, "password": password, "csrf_token": token.group(1)})
-    assert signed.status_code == 303, signed.text
-    # A patient's start page sends them on to their orders; the other roles' is a page of its own.
-    start = browser.get("/")
-    landing = browser.get(start.headers["location"]) if start.status_code == 303 else start
-    found = CSRF.search(landing.text)
-    assert found is not None, landing.text
-    browser.csrf_token = found.group(1)
-    return browser
 
 
 @dataclass
 class World:
     api: Api
     admin: dict[str, str]
-    browsers: dict[str, Browser]
+    browsers: dict[str, WebSession]
     users: dict[str, dict[str, str]]
     pharmacy_id: str
     order_id: str
@@ -89,12 +47,12 @@ def world(api: Api, admin: dict[str, str], platform: Platform, backing: Backing)
         if role != "patient":
             granted = api.http.patch(f"/users/{users[role]['id']}", headers=admin, json={"role": role})
             assert granted.status_code == 200, granted.text
-    browsers = {role: signed_in(platform, users[role]["email"], PASSWORD) for role in WRONG_ROLES}
+    browsers = {role: WebSession(platform.url, users[role]["email"]) for role in WRONG_ROLES}
     shop = open_shop(api, admin, quantity=1)
     letter = held_too_early(platform, backing)
     yield World(api, admin, browsers, users, shop.pharmacy_id, letter.order_id, letter)
     for browser in browsers.values():
-        browser.http.close()
+        browser.close()
 
 
 def pages(world: World) -> list[str]:
@@ -119,7 +77,7 @@ def refused(answer: httpx.Response) -> None:
     assert answer.status_code == 403, (answer.request.url, answer.text[:300])
     assert "text/html" in answer.headers["content-type"]
     assert "<h1>Forbidden</h1>" in answer.text
-    assert "for operators" in answer.text
+    assert "<strong>Error:</strong> this needs the role admin</p>" in answer.text  # the API's refusal
 
 
 @pytest.mark.parametrize("role", WRONG_ROLES)
@@ -138,7 +96,7 @@ def test_every_operator_form_is_refused_and_changes_nothing(world: World, role: 
     me = world.users[role]["id"]
     victim_role = "patient" if role != "patient" else "courier"
     victim = world.users[victim_role]["id"]
-    token = browser.csrf_token
+    token = browser.csrf
 
     for target in (me, victim):
         refused(browser.post(f"/admin/users/{target}/role", {"csrf_token": token, "role": "admin"}))
@@ -176,7 +134,7 @@ def test_signed_out_every_operator_page_sends_one_to_sign_in(world: World, platf
 
 def test_the_admin_is_let_through_the_same_pages(world: World, platform: Platform) -> None:
     # The matrix's other side: the same pages answer the admin (the timeline once the journal has the order).
-    admin = signed_in(platform, ADMIN_EMAIL, ADMIN_PASSWORD)
+    admin = WebSession(platform.url, ADMIN_EMAIL, ADMIN_PASSWORD)
     try:
         for path in pages(world):
             answer = admin.get(path)
@@ -185,18 +143,18 @@ def test_the_admin_is_let_through_the_same_pages(world: World, platform: Platfor
             else:
                 assert answer.status_code == 200, (path, answer.text[:500])
     finally:
-        admin.http.close()
+        admin.close()
 
 
 def test_the_order_search_says_what_is_wrong_beside_the_box_or_that_the_journal_never_saw_it(
     platform: Platform,
 ) -> None:
-    admin = signed_in(platform, ADMIN_EMAIL, ADMIN_PASSWORD)
+    admin = WebSession(platform.url, ADMIN_EMAIL, ADMIN_PASSWORD)
     try:
         empty = admin.get("/admin/orders?order_id=+")
         unknown = admin.get(admin.get("/admin/orders?order_id=no-such-order").headers["location"])
     finally:
-        admin.http.close()
+        admin.close()
 
     assert empty.status_code == 422
     assert 'id="order_id-error"' in empty.text

@@ -4,87 +4,16 @@ forbidden the patient's pages."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable
 
-import httpx
 import pytest
-from conftest import Api, add_card, new_pharmacist, open_shop, prescription_body, scan, upload
-
-from service_runtime.launcher import Platform
+from conftest import Api, WebSession, add_card, new_pharmacist, open_shop, prescription_body, scan, upload
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "a long enough password"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-class Browser:
-    """A signed-in session on the web pages, as a browser keeps it: its cookies and CSRF token. The
-    cookies are kept here: outside development they are `Secure`, which httpx sends over HTTPS only,
-    and a browser also to 127.0.0.1."""
-
-    def __init__(self, base_url: str, email: str) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=30)
-        self.cookies: dict[str, str] = {}
-        form = self.get("/sign-in")
-        signed_in = self.post("/sign-in", email=email, password=PASSWORD, csrf_token=self.token_in(form.text))
-        assert signed_in.status_code == 303, signed_in.text
-        # Any page of theirs carries it (the sign-out form): their home, wherever it leads.
-        home = self.get("/")
-        while home.status_code == 303:
-            home = self.get(home.headers["location"])
-        self.csrf = self.token_in(home.text)
-
-    @staticmethod
-    def token_in(html: str) -> str:
-        found = CSRF.search(html)
-        assert found is not None, html[:500]
-        return found.group(1)
-
-    def kept(self, answer: httpx.Response) -> httpx.Response:
-        for header in answer.headers.get_list("set-cookie"):
-            pair, _, attributes = header.partition(";")
-            name, _, value = pair.strip().partition("=")
-            if "max-age=0" in attributes.lower().replace(" ", ""):
-                self.cookies.pop(name, None)
-            else:
-                self.cookies[name] = value.strip('"')
-        return answer
-
-    def headers(self) -> dict[str, str]:
-        return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
-
-    def get(self, path: str) -> httpx.Response:
-        return self.kept(self.http.get(path, headers=self.headers()))
-
-    def post(self, path: str, **data: Any) -> httpx.Response:
-        """The form as sent from one of their pages (with the session's CSRF token, unless given)."""
-        form = {"csrf_token": getattr(self, "csrf", ""), **data}
-        return self.kept(self.http.post(path, data=form, headers=self.headers()))
-
-    def forged(self, path: str) -> httpx.Response:
-        """The form as another site would send it: the cookie goes with it, no token."""
-        return self.kept(self.http.post(path, data={}, headers=self.headers()))
-
-
-@pytest.fixture
-def browsers(platform: Platform) -> Iterator[list[Browser]]:
-    opened: list[Browser] = []
-    yield opened
-    for browser in opened:
-        browser.http.close()
-
-
-def signed_in(platform: Platform, browsers: list[Browser], email: str) -> Browser:
-    browser = Browser(platform.url, email)
-    browsers.append(browser)
-    return browser
-
 
 def test_another_patients_prescription_is_not_found_on_every_page_and_form_and_stays(
-    api: Api, admin: dict[str, str], platform: Platform, browsers: list[Browser]
+    api: Api, admin: dict[str, str], web: Callable[[str], WebSession]
 ) -> None:
     shop = open_shop(api, admin, quantity=10, prescription_only=True)
     _, owner = api.new_patient()
@@ -106,16 +35,14 @@ def test_another_patients_prescription_is_not_found_on_every_page_and_form_and_s
     )
     assert held.status_code == 200, held.text
     stranger_user, stranger_headers = api.new_patient()
-    stranger = signed_in(platform, browsers, stranger_user["email"])
+    stranger = web(stranger_user["email"])
     their_card = add_card(api, stranger_headers)
 
     assert stranger.get(f"/prescriptions/{prescription_id}").status_code == 404
-    answered = stranger.post(f"/prescriptions/{prescription_id}/answer", answer="For me")
+    answered = stranger.post(f"/prescriptions/{prescription_id}/answer", {"answer": "For me"})
     refilled = stranger.post(
         f"/prescriptions/{prescription_id}/refill",
-        latitude=str(shop.latitude),
-        longitude=str(shop.longitude),
-        payment_method_id=their_card,
+        {"latitude": str(shop.latitude), "longitude": str(shop.longitude), "payment_method_id": their_card},
     )
     withdrawn = stranger.post(f"/prescriptions/{prescription_id}/withdraw")
 
@@ -127,12 +54,12 @@ def test_another_patients_prescription_is_not_found_on_every_page_and_form_and_s
 
 
 def test_another_patients_card_is_not_found_and_is_still_theirs(
-    api: Api, platform: Platform, browsers: list[Browser]
+    api: Api, web: Callable[[str], WebSession]
 ) -> None:
     _, owner = api.new_patient()
     card = add_card(api, owner)
     stranger_user, _ = api.new_patient()
-    stranger = signed_in(platform, browsers, stranger_user["email"])
+    stranger = web(stranger_user["email"])
 
     removed = stranger.post(f"/cards/{card}/remove")
 
@@ -141,13 +68,13 @@ def test_another_patients_card_is_not_found_and_is_still_theirs(
 
 
 def test_a_removal_without_its_csrf_token_is_refused_and_the_card_stays(
-    api: Api, platform: Platform, browsers: list[Browser]
+    api: Api, web: Callable[[str], WebSession]
 ) -> None:
     user, headers = api.new_patient()
     card = add_card(api, headers)
-    owner = signed_in(platform, browsers, user["email"])
+    owner = web(user["email"])
 
-    forged = owner.forged(f"/cards/{card}/remove")
+    forged = owner.post(f"/cards/{card}/remove", with_token=False)
 
     assert forged.status_code == 403
     assert [m["id"] for m in api.http.get("/payment-methods", headers=headers).json()["items"]] == [card]
@@ -155,7 +82,7 @@ def test_a_removal_without_its_csrf_token_is_refused_and_the_card_stays(
 
 @pytest.mark.parametrize("role", ["pharmacist", "courier"])
 def test_staff_are_forbidden_the_patients_prescription_pages(
-    api: Api, admin: dict[str, str], platform: Platform, browsers: list[Browser], role: str
+    api: Api, admin: dict[str, str], web: Callable[[str], WebSession], role: str
 ) -> None:
     shop = open_shop(api, admin, quantity=10)
     _, patient = api.new_patient()
@@ -164,7 +91,7 @@ def test_staff_are_forbidden_the_patients_prescription_pages(
     user, _ = api.new_patient()
     made = api.http.patch(f"/users/{user['id']}", headers=admin, json={"role": role})
     assert made.status_code == 200, made.text
-    staff = signed_in(platform, browsers, user["email"])
+    staff = web(user["email"])
 
     pages = ["/prescriptions", f"/prescriptions/{prescription_id}", "/prescriptions/scan", "/cards"]
     forms = [
@@ -176,7 +103,7 @@ def test_staff_are_forbidden_the_patients_prescription_pages(
     ]
 
     assert {path: staff.get(path).status_code for path in pages} == dict.fromkeys(pages, 403)
-    assert {path: staff.post(path, **data).status_code for path, data in forms} == {
+    assert {path: staff.post(path, data).status_code for path, data in forms} == {
         path: 403 for path, _ in forms
     }
     assert api.http.get(f"/prescriptions/{prescription_id}", headers=patient).status_code == 200

@@ -27,8 +27,8 @@ from starlette.exceptions import HTTPException
 from service_runtime.clock import utc_now
 from service_runtime.errors import CommandRefused, ServiceUnavailable
 from user_service.audit import open_note
-from user_service.deps import SettingsDep, Users
-from user_service.domain import Forbidden, User
+from user_service.deps import SettingsDep, Users, role_in
+from user_service.domain import STAFF, Forbidden, Role, User
 from user_service.problems import RPC_STATUS, FieldInvalid
 from user_service.settings import Settings
 from user_service.web.sessions import WebSession, WebSessions
@@ -178,13 +178,24 @@ def audited_page(action: str, subject: str | None = None) -> Any:
     return Depends(open_entry)
 
 
-async def patient_only(web: Web) -> SignedIn:
-    if web.user.role != "patient":
-        raise Forbidden("this page is for patients")
-    return web
+def role_page(*roles: Role) -> Any:
+    """A page's dependency: the signed-in user, refused (403) unless of one of these roles. The API's
+    own check (`role_in`), so a page refuses as its API route does: a route function called directly
+    skips the route's own dependencies."""
+    check = role_in(*roles)
+
+    async def of_role(web: Web) -> SignedIn:
+        await check(web.user)
+        return web
+
+    return Depends(of_role)
 
 
-PatientPage = Annotated[SignedIn, Depends(patient_only)]
+# As the API's routes ask: `Patient`, `role_in("courier")` (a courier's own deliveries), `Staff`, `Admin`.
+PatientPage = Annotated[SignedIn, role_page("patient")]
+CourierPage = Annotated[SignedIn, role_page("courier")]
+StaffPage = Annotated[SignedIn, role_page(*sorted(STAFF))]
+AdminPage = Annotated[SignedIn, role_page("admin")]
 
 
 def render(

@@ -15,21 +15,21 @@ import json
 import secrets
 from typing import Annotated, Any, Literal, get_args
 
-from fastapi import APIRouter, Depends, Form, Query, Request, Response
+from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
 from contracts import commands as c
 from contracts.events import DeliveryFailure
 from service_runtime.errors import CommandRefused, ServiceUnavailable
-from user_service.deps import ResourceId, Rpc, role_in
+from user_service.deps import ResourceId, Rpc
 from user_service.problems import FieldInvalid
 from user_service.routes import catalogue, deliveries
 from user_service.schemas import CourierIn, CourierOut, DeliverIn, DeliveryOut, FailIn, PharmacyOut
 from user_service.web.common import (
+    CourierPage,
     PageRoute,
     SignedIn,
-    Web,
     audited_page,
     field_messages,
     redirect,
@@ -67,15 +67,6 @@ DONE_WORDS: dict[str, str] = {
     "failed": "The failed attempt is recorded.",
 }
 LIST_SIZE = 50
-_courier_role = role_in("courier")
-
-
-async def courier_only(web: Web) -> SignedIn:
-    await _courier_role(web.user)  # the API's own check: 403 to every other role
-    return web
-
-
-CourierPage = Annotated[SignedIn, Depends(courier_only)]
 MoveKey = Annotated[str, Form(max_length=100)]
 
 

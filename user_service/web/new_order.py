@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import uuid4
@@ -26,6 +27,7 @@ from user_service.web.cards import with_cards
 from user_service.web.common import (
     PageRoute,
     PatientPage,
+    SignedIn,
     audited_page,
     redirect,
     render,
@@ -182,19 +184,34 @@ async def place_order(request: Request, web: PatientPage, rpc: Rpc) -> Response:
         values = {"lines": await _named_lines(rpc, form), "form_id": form_id, **form.values()}
         return await with_cards(request, web, rpc, "new_order.html", 422, errors, values)
 
+    return await uploaded_once(request, web, rpc, form, "web-order", again)
+
+
+async def uploaded_once(
+    request: Request,
+    web: SignedIn,
+    rpc: Rpc,
+    form: OrderForm,
+    key: str,
+    again: Callable[[dict[str, str], str], Awaitable[HTMLResponse]],
+) -> Response:
+    """The form's order uploaded, then its page; what is wrong, on the form again (`again`) beside its
+    field. One order per form shown (`key`:form id): a double click or a form sent again makes no
+    second order."""
     try:
         body = form.body()
-        # One order per form shown: a double click or a form sent again makes no second order.
-        request_id = keyed_request_id(web.user.id, f"web-order:{form.form_id}") if form.form_id else None
+        request_id = keyed_request_id(web.user.id, f"{key}:{form.form_id}") if form.form_id else None
         view, _ = await upload_typed(body, web.user.id, rpc, request_id)
     except ValidationError as exc:
-        return await again(form.errors(exc))
+        return await again(form.errors(exc), form.form_id)
     except FieldInvalid as exc:
         field = "payment_method_id" if exc.field == "payment_method_id" else "lines"
-        return await again({field: f"{exc.message}."})
+        return await again({field: f"{exc.message}."}, form.form_id)
     except CommandRefused as exc:
         if exc.code != "invalid":
             raise
+        if exc.field == "document_id":  # a scan's document (the API refuses one not the patient's)
+            return await again({"lines": f"{exc.detail}: scan the prescription again."}, form.form_id)
         # This form's order was placed already, with other lines (Back, an edit, sent again): the
         # form gets a new id, so what is sent now is a new order.
         return await again({"lines": f"{exc.detail}: check the lines and send again."}, str(uuid4()))

@@ -17,8 +17,7 @@ from user_service.deps import ResourceId, Rpc
 from user_service.problems import FieldInvalid
 from user_service.routes import operations
 from user_service.schemas import FailedService, RedriveIn
-from user_service.web.common import PageRoute, audited_page, redirect, render
-from user_service.web.operator_pages import AdminPage
+from user_service.web.common import AdminPage, PageRoute, audited_page, redirect, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 SERVICES: tuple[str, ...] = get_args(FailedService)

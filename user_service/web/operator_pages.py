@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Form, Query, Request, Response
+from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
@@ -18,13 +18,13 @@ from contracts import commands as c
 from service_runtime.errors import CommandRefused, ServiceUnavailable
 from user_service.audit import AuditLogDep
 from user_service.deps import MAX_ID_LENGTH, ResourceId, Rpc, Users
-from user_service.domain import ROLES, Forbidden, Role
+from user_service.domain import ROLES, Role
 from user_service.routes import audit, catalogue, health, staff, users
 from user_service.schemas import Page, RoleIn, StaffMemberOut, UserOut, UserSearchIn
 from user_service.web.common import (
+    AdminPage,
     PageRoute,
     SignedIn,
-    Web,
     audited_page,
     field_messages,
     redirect,
@@ -35,15 +35,6 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 PAGE_SIZE = 50
 Text = Annotated[str, Query(max_length=200)]
 Offset = Annotated[int, Query(ge=0, le=100_000)]
-
-
-async def admin_only(web: Web) -> SignedIn:
-    if web.user.role != "admin":
-        raise Forbidden("this page is for operators (admins)")
-    return web
-
-
-AdminPage = Annotated[SignedIn, Depends(admin_only)]
 
 
 # --- the start page: find an order's saga ----------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, Depends, Form, Query, Request, Response
+from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
@@ -15,7 +15,6 @@ from contracts import commands as c
 from contracts.events import RejectionReason
 from service_runtime.errors import CommandRefused, ServiceUnavailable
 from user_service.deps import MAX_ID_LENGTH, ResourceId, Rpc
-from user_service.domain import STAFF, Forbidden
 from user_service.problems import FieldInvalid
 from user_service.routes import catalogue, verifications
 from user_service.routes.prescriptions import medications_by_id
@@ -23,7 +22,7 @@ from user_service.schemas import ApproveIn, HoldIn, MedicationOut, RejectIn, Ver
 from user_service.web.common import (
     PageRoute,
     SignedIn,
-    Web,
+    StaffPage,
     audited_page,
     field_messages,
     redirect,
@@ -76,16 +75,6 @@ DECIDED = {
 }
 # How many letters of a line's name find its look-alikes in the catalogue, for the correction's choice.
 LOOK_ALIKE_PREFIX = 3
-
-
-async def staff_only(web: Web) -> SignedIn:
-    # The API's own roles for these routes (`Staff`): a route function called directly skips them.
-    if web.user.role not in STAFF:
-        raise Forbidden("this page is for pharmacists")
-    return web
-
-
-StaffPage = Annotated[SignedIn, Depends(staff_only)]
 
 
 def flag_words(flag: str) -> str:

@@ -14,8 +14,8 @@ from contracts import commands as c
 from user_service.deps import MAX_ID_LENGTH, ResourceId, Rpc
 from user_service.routes import catalogue, deliveries
 from user_service.schemas import PharmacyOut, StockIn, StockOut
-from user_service.web.common import PageRoute, SignedIn, audited_page, redirect, render
-from user_service.web.pharmacist_pages import StaffPage, names_of
+from user_service.web.common import PageRoute, SignedIn, StaffPage, audited_page, redirect, render
+from user_service.web.pharmacist_pages import names_of
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 

@@ -9,19 +9,16 @@ from uuid import uuid4
 
 from fastapi import APIRouter, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse
-from pydantic import ValidationError
 from starlette.datastructures import UploadFile as SentFile
 
 from service_runtime.errors import CommandRefused
 from user_service.deps import Rpc
-from user_service.domain import keyed_request_id
 from user_service.problems import FieldInvalid
 from user_service.routes import documents
-from user_service.routes.prescriptions import upload_typed
 from user_service.schemas import ScanDraftOut
 from user_service.web.cards import with_cards
-from user_service.web.common import PageRoute, PatientPage, SignedIn, audited_page, redirect, render
-from user_service.web.new_order import OrderForm
+from user_service.web.common import PageRoute, PatientPage, SignedIn, audited_page, render
+from user_service.web.new_order import OrderForm, uploaded_once
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -120,21 +117,4 @@ async def confirm(request: Request, web: PatientPage, rpc: Rpc) -> Response:
             request, web, rpc, draft, form_id=form_id, form=form, errors=errors, status=422
         )
 
-    try:
-        body = form.body()
-        request_id = keyed_request_id(web.user.id, f"web-scan:{form.form_id}") if form.form_id else None
-        view, _ = await upload_typed(body, web.user.id, rpc, request_id)
-    except ValidationError as exc:
-        return await again(form.errors(exc))
-    except FieldInvalid as exc:
-        field = "payment_method_id" if exc.field == "payment_method_id" else "lines"
-        return await again({field: f"{exc.message}."})
-    except CommandRefused as exc:
-        if exc.code != "invalid":
-            raise
-        if exc.field == "document_id":
-            return await again({"lines": f"{exc.detail}: scan the prescription again."})
-        # This form's upload was made already with other lines: a new id, so what is sent now is new.
-        return await again({"lines": f"{exc.detail}: check the lines and send again."}, str(uuid4()))
-    request.state.audit.subject_id = view.id
-    return redirect(request, f"/orders/{view.order_id}")
+    return await uploaded_once(request, web, rpc, form, "web-scan", again)
