@@ -322,8 +322,10 @@ async def test_pickup_after_a_void_captures_nothing(till: Till) -> None:
 
     payment = await till.payment(order_id, "VOIDED")
     assert payment["processed_event_ids"][-1] == str(pickup.event_id)
-    assert {k: v for k, v in payment.items() if k not in ("version", "processed_event_ids")} == {
-        k: v for k, v in voided.items() if k not in ("version", "processed_event_ids")
+    # The outbox's relay may have emptied the void's outbox meanwhile: that is not the pickup's doing.
+    bookkeeping = ("version", "processed_event_ids", "outbox", "outbox_since")
+    assert {k: v for k, v in payment.items() if k not in bookkeeping} == {
+        k: v for k, v in voided.items() if k not in bookkeeping
     }
     assert await till.charge(order_id) == charge
     assert till.events_for(order_id, PaymentCaptured.TYPE) == 0
