@@ -216,8 +216,17 @@ def test_the_list_is_sent_again_only_once_it_has_changed(
         assert found is not None, answer.text
         return found.group(1)
 
+    def list_entries() -> int:
+        mine = {"actor_id": courier_user["id"], "action": "delivery.list"}
+        answer = api.http.get("/audit", headers=admin, params=mine)
+        assert answer.status_code == 200, answer.text
+        return len(answer.json()["items"])
+
     seen = seen_in(web.send("GET", "/courier/deliveries"))
-    assert web.send("GET", "/courier/deliveries", params={"seen": seen}).status_code == 204
+    assert list_entries() == 1  # the list sent is audited
+    for _ in range(3):
+        assert web.send("GET", "/courier/deliveries", params={"seen": seen}).status_code == 204
+    assert list_entries() == 1  # polls that showed nothing new are not
     _, order_id = confirmed_order(api, shop)
     dispensed(api, pharmacist, shop, order_id)
     assigned_to(api, courier, order_id)
@@ -226,6 +235,7 @@ def test_the_list_is_sent_again_only_once_it_has_changed(
     assert changed.status_code == 200
     assert f'data-delivery="{order_id}"' in changed.text
     assert seen_in(changed) != seen
+    assert list_entries() == 2  # a changed list sent is
 
 
 def test_going_off_duty_on_the_page_hands_back_a_delivery_not_picked_up(
