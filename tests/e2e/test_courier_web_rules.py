@@ -252,3 +252,27 @@ def test_going_off_duty_on_the_page_hands_back_a_delivery_not_picked_up(
     assert api.http.get(f"/deliveries/{delivery_id}", headers=courier).status_code == 404
     assert delivery_id not in web.send("GET", "/courier").text
     assert web.send("GET", f"/courier/deliveries/{delivery_id}").status_code == 404
+
+
+def test_a_move_refused_because_the_delivery_moved_meanwhile_is_said_on_the_page(
+    api: Api, admin: dict[str, str], platform: Platform
+) -> None:
+    _, courier_user, courier, delivery_id = assigned_delivery(api, admin)
+    web, token = signed_in(platform, courier_user)
+    page = web.send("GET", f"/courier/deliveries/{delivery_id}").text
+    found = re.search(r'action="[^"]*/pickup".*?name="move_key" value="([^"]+)"', page, re.S)
+    assert found is not None, page
+    # Picked up meanwhile (another tab, the API): the page's pickup form is out of date.
+    assert api.http.post(f"/deliveries/{delivery_id}/pickup", headers=courier).status_code == 200
+
+    sent = web.send(
+        "POST",
+        f"/courier/deliveries/{delivery_id}/pickup",
+        data={"move_key": found.group(1), "csrf_token": token},
+    )
+
+    assert sent.status_code == 409, sent.text
+    alert = re.search(r'<p class="error" role="alert">(.*?)</p>', sent.text, re.S)
+    assert alert is not None, sent.text
+    assert "not ASSIGNED" in alert.group(1)
+    assert 'action="/courier/deliveries/' + delivery_id + '/deliver"' in sent.text  # as it is now
