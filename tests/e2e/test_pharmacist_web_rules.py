@@ -329,3 +329,17 @@ def test_a_correction_the_rules_refuse_is_said_beside_its_line_with_what_was_typ
     assert re.search(r'id="quantity-0"[^>]*value="3"', refused.text), refused.text
     assert "as the scan says</textarea>" in refused.text
     assert status_of(api, admin, rx["id"]) == "PENDING_VERIFICATION"
+
+
+def test_a_searched_medication_the_pharmacy_stocks_is_filled_in_with_its_units_for_sale(
+    api: Api, admin: dict[str, str], web: Any
+) -> None:
+    shop = open_shop(api, admin, quantity=10)
+    name = api.http.get(f"/medications/{shop.medication_id}", headers=admin).json()["name"]
+    pharmacist = web(email_of(api, staff_of(api, admin, shop)))
+
+    found = pharmacist.get("/stock/search", pharmacy_id=shop.pharmacy_id, q=name)
+
+    assert found.status_code == 200, found.text
+    field = f'id="found-quantity-{shop.pharmacy_id}-{shop.medication_id}"'
+    assert re.search(field + r'[^>]*value="10"', found.text), found.text
