@@ -181,3 +181,31 @@ def test_staff_are_forbidden_the_patients_prescription_pages(
     }
     assert api.http.get(f"/prescriptions/{prescription_id}", headers=patient).status_code == 200
     assert [m["id"] for m in api.http.get("/payment-methods", headers=patient).json()["items"]] == [card]
+
+
+def test_an_order_form_sent_again_with_other_lines_says_it_placed_an_order_and_links_to_my_orders(
+    api: Api, admin: dict[str, str], platform: Platform, browsers: list[Browser]
+) -> None:
+    shop = open_shop(api, admin, quantity=10)
+    user, patient = api.new_patient()
+    form = {
+        "form_id": "one-form-shown",
+        "medication_id": shop.medication_id,
+        "quantity": "1",
+        "latitude": f"{shop.latitude + 0.01}",
+        "longitude": f"{shop.longitude + 0.01}",
+        "payment_method_id": add_card(api, patient),
+    }
+    browser = signed_in(platform, browsers, user["email"])
+    placed = browser.post("/prescriptions/new", **form)
+    assert placed.status_code == 303, placed.text
+
+    # Back in the browser, a quantity changed, the same form sent again.
+    again = browser.post("/prescriptions/new", **{**form, "quantity": "2"})
+
+    assert again.status_code == 422, again.text
+    error = re.search(r'<p class="error" id="lines-error">(.*?)</p>', again.text, re.S)
+    assert error is not None, again.text
+    assert "This form already placed an order" in error.group(1)
+    assert '<a href="/orders">Open My orders</a>' in error.group(1)
+    assert "idempotency" not in again.text

@@ -67,6 +67,14 @@ async def removed_line(web: PatientPage) -> HTMLResponse:
     return HTMLResponse("")
 
 
+# The refusal of a form sent again with other lines after it placed its order (the API's words are
+# about its idempotency key); the page links to "My orders" beside it.
+PLACED_ALREADY = (
+    "This form already placed an order, with other lines than these. "
+    "Check it in My orders; sending this form again now places a second order."
+)
+
+
 class OrderForm:
     """An order form as sent: lines (medication and quantity, repeated), where, the card, an optional
     delivery window, and for a scanned prescription its document."""
@@ -178,8 +186,15 @@ async def quote(request: Request, web: PatientPage, rpc: Rpc) -> HTMLResponse:
 async def place_order(request: Request, web: PatientPage, rpc: Rpc) -> Response:
     form = OrderForm(await request.form())
 
-    async def again(errors: dict[str, str], form_id: str = form.form_id) -> HTMLResponse:
-        values = {"lines": await _named_lines(rpc, form), "form_id": form_id, **form.values()}
+    async def again(
+        errors: dict[str, str], form_id: str = form.form_id, *, placed: bool = False
+    ) -> HTMLResponse:
+        values = {
+            "lines": await _named_lines(rpc, form),
+            "form_id": form_id,
+            "placed_already": placed,
+            **form.values(),
+        }
         return await with_cards(request, web, rpc, "new_order.html", 422, errors, values)
 
     try:
@@ -195,9 +210,11 @@ async def place_order(request: Request, web: PatientPage, rpc: Rpc) -> Response:
     except CommandRefused as exc:
         if exc.code != "invalid":
             raise
+        if exc.field is not None:  # a field the rules refuse: said as the API says it
+            return await again({"lines": f"{exc.detail}: check the lines and send again."})
         # This form's order was placed already, with other lines (Back, an edit, sent again): the
         # form gets a new id, so what is sent now is a new order.
-        return await again({"lines": f"{exc.detail}: check the lines and send again."}, str(uuid4()))
+        return await again({"lines": PLACED_ALREADY}, str(uuid4()), placed=True)
     request.state.audit.subject_id = view.id
     return redirect(request, f"/orders/{view.order_id}")
 

@@ -21,7 +21,7 @@ from user_service.routes.prescriptions import upload_typed
 from user_service.schemas import ScanDraftOut
 from user_service.web.cards import with_cards
 from user_service.web.common import PageRoute, PatientPage, SignedIn, audited_page, redirect, render
-from user_service.web.new_order import OrderForm
+from user_service.web.new_order import PLACED_ALREADY, OrderForm
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -83,6 +83,7 @@ async def draft_page(
     form: OrderForm | None = None,
     errors: dict[str, str] | None = None,
     status: int = 200,
+    placed: bool = False,
 ) -> HTMLResponse:
     """The draft to confirm: each line as read, its match, its confidence and flags in words, and
     the quantity to order (as read, or as the form had it)."""
@@ -92,7 +93,11 @@ async def draft_page(
         for line in draft.lines
         if form is None or line.medication_id is None or line.medication_id in typed
     ]
-    values: dict[str, Any] = {"form_id": form_id, **({} if form is None else form.values())}
+    values: dict[str, Any] = {
+        "form_id": form_id,
+        "placed_already": placed,
+        **({} if form is None else form.values()),
+    }
     return await with_cards(
         request,
         web,
@@ -113,11 +118,13 @@ async def confirm(request: Request, web: PatientPage, rpc: Rpc) -> Response:
     if form.document_id is None:
         raise FieldInvalid("document_id", "this form has no document: upload the scan again")
 
-    async def again(errors: dict[str, str], form_id: str = form.form_id) -> HTMLResponse:
+    async def again(
+        errors: dict[str, str], form_id: str = form.form_id, *, placed: bool = False
+    ) -> HTMLResponse:
         assert form.document_id is not None
         draft = await documents.get_document_draft(form.document_id, web.user, rpc)
         return await draft_page(
-            request, web, rpc, draft, form_id=form_id, form=form, errors=errors, status=422
+            request, web, rpc, draft, form_id=form_id, form=form, errors=errors, status=422, placed=placed
         )
 
     try:
@@ -134,7 +141,9 @@ async def confirm(request: Request, web: PatientPage, rpc: Rpc) -> Response:
             raise
         if exc.field == "document_id":
             return await again({"lines": f"{exc.detail}: scan the prescription again."})
+        if exc.field is not None:  # a field the rules refuse: said as the API says it
+            return await again({"lines": f"{exc.detail}: check the lines and send again."})
         # This form's upload was made already with other lines: a new id, so what is sent now is new.
-        return await again({"lines": f"{exc.detail}: check the lines and send again."}, str(uuid4()))
+        return await again({"lines": PLACED_ALREADY}, str(uuid4()), placed=True)
     request.state.audit.subject_id = view.id
     return redirect(request, f"/orders/{view.order_id}")
