@@ -209,3 +209,36 @@ def test_an_order_form_sent_again_with_other_lines_says_it_placed_an_order_and_l
     assert "This form already placed an order" in error.group(1)
     assert '<a href="/orders">Open My orders</a>' in error.group(1)
     assert "idempotency" not in again.text
+
+
+def test_a_refused_answer_to_the_pharmacist_is_put_back_in_the_box(
+    api: Api, admin: dict[str, str], platform: Platform, browsers: list[Browser]
+) -> None:
+    shop = open_shop(api, admin, quantity=10, prescription_only=True)
+    user, owner = api.new_patient()
+    body = {**prescription_body(shop, add_card(api, owner)), "document_id": scan(api, owner)}
+    uploaded = api.http.post("/prescriptions", headers=owner, json=body)
+    assert uploaded.status_code == 202, uploaded.text
+    prescription_id = uploaded.json()["id"]
+    _, pharmacist = new_pharmacist(api, admin)
+    api.wait_until(
+        lambda: (
+            api.http.get(f"/prescriptions/{prescription_id}", headers=owner).json()["status"]
+            == "PENDING_VERIFICATION"
+        ),
+        "the prescription to wait for a pharmacist",
+    )
+    held = api.http.post(
+        f"/verifications/{prescription_id}/hold", headers=pharmacist, json={"question": "Who is it for?"}
+    )
+    assert held.status_code == 200, held.text
+    browser = signed_in(platform, browsers, user["email"])
+    too_long = "For my mother, who " + "x" * 2000  # over the 2000 characters an answer may have
+
+    refused = browser.post(f"/prescriptions/{prescription_id}/answer", answer=too_long)
+
+    assert refused.status_code == 422, refused.text
+    assert 'id="answer-error"' in refused.text
+    assert f">{too_long}</textarea>" in refused.text
+    still = api.http.get(f"/prescriptions/{prescription_id}", headers=owner).json()
+    assert still["status"] == "ON_HOLD"
