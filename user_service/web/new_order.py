@@ -89,6 +89,8 @@ class OrderForm:
         self.window_end = str(form.get("window_end") or "")[:40]
         self.document_id = str(form.get("document_id") or "")[:64] or None
         self.form_id = str(form.get("form_id") or "")[:64]
+        # A scanned draft's lines are told apart by their place in the draft: two may match one medication.
+        self.draft_lines = [str(v) for v in form.getlist("draft_line")][:50]
 
     def body(self) -> PrescriptionIn:
         """The upload the API would take: every field at fault found at once (ValidationError)."""
@@ -119,12 +121,14 @@ class OrderForm:
         }
 
     def errors(self, exc: ValidationError) -> dict[str, str]:
-        """Each message under the id of the input it is about: `quantity-<medication id>` for a line."""
+        """Each message under the id of the input it is about: `quantity-<medication id>` for a line
+        (`quantity-<place in the draft>` for a scanned draft's)."""
         found: dict[str, str] = {}
         for error in exc.errors():
             loc, message = error["loc"], str(error["msg"]).removeprefix("Value error, ")
             if loc[:1] == ("lines",) and len(loc) >= 3 and isinstance(loc[1], int):
-                field = f"quantity-{self.medication_ids[loc[1]]}"
+                keys = self.draft_lines if len(self.draft_lines) > loc[1] else self.medication_ids
+                field = f"quantity-{keys[loc[1]]}"
             elif loc[:1] == ("lines",):
                 field, message = "lines", "add at least one medication"
             elif loc[:1] == ("delivery_window",):
