@@ -49,6 +49,9 @@ def register(service: Service, s: Stores, processor: CardProcessor) -> None:
     async def _authorise(event: StockReserved) -> tuple[Payment, list[Event]]:
         method = await s.methods.get(event.payment_method_id)
         if (refused := domain.unusable_card(method, event.patient_id)) is not None:
+            # An earlier delivery may have authorised before a crash (and the card was removed since):
+            # release that hold, or nothing would. With nothing held, the processor changes nothing.
+            await processor.void(idempotency_key=event.order_id)
             return domain.declined_payment(event, refused, utc_now())
         assert method is not None
         payment = domain.authorising(event, method, utc_now())

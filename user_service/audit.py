@@ -135,6 +135,12 @@ def open_note(request: Request, user: User, action: str, subject: str | None) ->
     )
 
 
+def withdraw_note(request: Request) -> None:
+    """No entry for this request after all: for a poll that answers "nothing changed" (204), which
+    shows no record; the read that showed the list was audited when it was sent."""
+    request.scope.get("state", {}).pop("audit", None)
+
+
 async def open_sign_in(request: Request) -> None:
     """A sign-in's entry, before anyone is signed in; the route names the account tried, if it exists."""
     request.state.audit = AuditNote(

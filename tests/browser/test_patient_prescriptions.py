@@ -244,8 +244,13 @@ def test_a_patient_removes_a_card_and_is_no_longer_offered_it(
     register(page)
     add_card(page)
     at_both_widths(page, "cards-with-remove")
+    remove = page.get_by_role("button", name="Remove Visa ending in 4242")
+    # Said beside the button, before it is pressed: what removing does to orders not paid yet.
+    expect(remove).to_have_accessible_description(
+        re.compile("not paid yet with this card will be declined and cancelled")
+    )
 
-    page.get_by_role("button", name="Remove Visa ending in 4242").click()
+    remove.click()
 
     expect(page.get_by_text("You have no card yet")).to_be_visible()
     expect(page.get_by_role("button", name=re.compile("^Remove"))).to_have_count(0)

@@ -169,8 +169,17 @@ def test_the_list_is_sent_again_only_once_it_has_changed(
         assert found is not None, answer.text
         return found.group(1)
 
+    def list_entries() -> int:
+        mine = {"actor_id": courier_user["id"], "action": "delivery.list"}
+        answer = api.http.get("/audit", headers=admin, params=mine)
+        assert answer.status_code == 200, answer.text
+        return len(answer.json()["items"])
+
     seen = seen_in(session.get("/courier/deliveries"))
-    assert session.get("/courier/deliveries", seen=seen).status_code == 204
+    assert list_entries() == 1  # the list sent is audited
+    for _ in range(3):
+        assert session.get("/courier/deliveries", seen=seen).status_code == 204
+    assert list_entries() == 1  # polls that showed nothing new are not
     _, order_id = confirmed_order(api, shop)
     dispensed(api, pharmacist, shop, order_id)
     assigned_to(api, courier, order_id)
@@ -179,6 +188,7 @@ def test_the_list_is_sent_again_only_once_it_has_changed(
     assert changed.status_code == 200
     assert f'data-delivery="{order_id}"' in changed.text
     assert seen_in(changed) != seen
+    assert list_entries() == 2  # a changed list sent is
 
 
 def test_going_off_duty_on_the_page_hands_back_a_delivery_not_picked_up(
@@ -195,3 +205,23 @@ def test_going_off_duty_on_the_page_hands_back_a_delivery_not_picked_up(
     assert api.http.get(f"/deliveries/{delivery_id}", headers=courier).status_code == 404
     assert delivery_id not in session.get("/courier").text
     assert session.get(f"/courier/deliveries/{delivery_id}").status_code == 404
+
+
+def test_a_move_refused_because_the_delivery_moved_meanwhile_is_said_on_the_page(
+    api: Api, admin: dict[str, str], web: Callable[[str], WebSession]
+) -> None:
+    _, courier_user, courier, delivery_id = assigned_delivery(api, admin)
+    session = web(courier_user["email"])
+    page = session.get(f"/courier/deliveries/{delivery_id}").text
+    found = re.search(r'action="[^"]*/pickup".*?name="move_key" value="([^"]+)"', page, re.S)
+    assert found is not None, page
+    # Picked up meanwhile (another tab, the API): the page's pickup form is out of date.
+    assert api.http.post(f"/deliveries/{delivery_id}/pickup", headers=courier).status_code == 200
+
+    sent = session.post(f"/courier/deliveries/{delivery_id}/pickup", {"move_key": found.group(1)})
+
+    assert sent.status_code == 409, sent.text
+    alert = re.search(r'<p class="error" role="alert">(.*?)</p>', sent.text, re.S)
+    assert alert is not None, sent.text
+    assert "not ASSIGNED" in alert.group(1)
+    assert 'action="/courier/deliveries/' + delivery_id + '/deliver"' in sent.text  # as it is now

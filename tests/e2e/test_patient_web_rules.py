@@ -4,6 +4,7 @@ forbidden the patient's pages."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -108,3 +109,64 @@ def test_staff_are_forbidden_the_patients_prescription_pages(
     }
     assert api.http.get(f"/prescriptions/{prescription_id}", headers=patient).status_code == 200
     assert [m["id"] for m in api.http.get("/payment-methods", headers=patient).json()["items"]] == [card]
+
+
+def test_an_order_form_sent_again_with_other_lines_says_it_placed_an_order_and_links_to_my_orders(
+    api: Api, admin: dict[str, str], web: Callable[[str], WebSession]
+) -> None:
+    shop = open_shop(api, admin, quantity=10)
+    user, patient = api.new_patient()
+    form = {
+        "form_id": "one-form-shown",
+        "medication_id": shop.medication_id,
+        "quantity": "1",
+        "latitude": f"{shop.latitude + 0.01}",
+        "longitude": f"{shop.longitude + 0.01}",
+        "payment_method_id": add_card(api, patient),
+    }
+    browser = web(user["email"])
+    placed = browser.post("/prescriptions/new", form)
+    assert placed.status_code == 303, placed.text
+
+    # Back in the browser, a quantity changed, the same form sent again.
+    again = browser.post("/prescriptions/new", {**form, "quantity": "2"})
+
+    assert again.status_code == 422, again.text
+    error = re.search(r'<p class="error" id="lines-error">(.*?)</p>', again.text, re.S)
+    assert error is not None, again.text
+    assert "This form already placed an order" in error.group(1)
+    assert '<a href="/orders">Open My orders</a>' in error.group(1)
+    assert "idempotency" not in again.text
+
+
+def test_a_refused_answer_to_the_pharmacist_is_put_back_in_the_box(
+    api: Api, admin: dict[str, str], web: Callable[[str], WebSession]
+) -> None:
+    shop = open_shop(api, admin, quantity=10, prescription_only=True)
+    user, owner = api.new_patient()
+    body = {**prescription_body(shop, add_card(api, owner)), "document_id": scan(api, owner)}
+    uploaded = api.http.post("/prescriptions", headers=owner, json=body)
+    assert uploaded.status_code == 202, uploaded.text
+    prescription_id = uploaded.json()["id"]
+    _, pharmacist = new_pharmacist(api, admin)
+    api.wait_until(
+        lambda: (
+            api.http.get(f"/prescriptions/{prescription_id}", headers=owner).json()["status"]
+            == "PENDING_VERIFICATION"
+        ),
+        "the prescription to wait for a pharmacist",
+    )
+    held = api.http.post(
+        f"/verifications/{prescription_id}/hold", headers=pharmacist, json={"question": "Who is it for?"}
+    )
+    assert held.status_code == 200, held.text
+    browser = web(user["email"])
+    too_long = "For my mother, who " + "x" * 2000  # over the 2000 characters an answer may have
+
+    refused = browser.post(f"/prescriptions/{prescription_id}/answer", {"answer": too_long})
+
+    assert refused.status_code == 422, refused.text
+    assert 'id="answer-error"' in refused.text
+    assert f">{too_long}</textarea>" in refused.text
+    still = api.http.get(f"/prescriptions/{prescription_id}", headers=owner).json()
+    assert still["status"] == "ON_HOLD"

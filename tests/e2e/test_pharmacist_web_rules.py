@@ -6,6 +6,7 @@ changes."""
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -216,3 +217,62 @@ def test_a_scanned_pdf_is_offered_for_download_and_a_decided_prescription_says_s
     assert 'id="hold-error"' in again.text
     assert "Could you send it again?" in again.text
     assert status_of(api, admin, rx["id"]) == "REJECTED"
+
+
+def test_a_correction_the_rules_refuse_is_said_beside_its_line_with_what_was_typed_kept(
+    api: Api, admin: dict[str, str], web: Any
+) -> None:
+    shop = open_shop(api, admin, quantity=10, prescription_only=True)
+    _, patient = api.new_patient()
+    body = {
+        **prescription_body(shop, add_card(api, patient), 2),
+        "document_id": scan(api, patient),
+        "repeats_allowed": 2,
+    }
+    sent = api.http.post("/prescriptions", headers=patient, json=body)
+    assert sent.status_code == 202, sent.text
+    rx = dict(sent.json())
+    api.wait_for_status(rx["order_id"], patient, {"AWAITING_VERIFICATION"})
+    controlled = api.http.post(
+        "/medications",
+        headers=admin,
+        json={
+            "name": f"Oxycodone {rx['id'][:6]}",
+            "strength": "5 mg",
+            "form": "tablet",
+            "price": "9.00",
+            "prescription_only": True,
+            "schedule": "II",
+        },
+    )
+    assert controlled.status_code == 201, controlled.text
+    corrected_to = controlled.json()["id"]
+    _, pharmacist = new_pharmacist(api, admin)
+    pharmacist_web = web(email_of(api, pharmacist))
+
+    # A schedule II medication has no refills: the domain refuses the correction (repeats_allowed).
+    refused = pharmacist_web.post(
+        f"/verifications/{rx['id']}/approve",
+        {"medication_id": corrected_to, "quantity": "3", "note": "as the scan says"},
+    )
+
+    assert refused.status_code == 422, refused.text
+    assert "cannot be refilled" in refused.text
+    assert f'<option value="{corrected_to}" selected>' in refused.text
+    assert re.search(r'id="quantity-0"[^>]*value="3"', refused.text), refused.text
+    assert "as the scan says</textarea>" in refused.text
+    assert status_of(api, admin, rx["id"]) == "PENDING_VERIFICATION"
+
+
+def test_a_searched_medication_the_pharmacy_stocks_is_filled_in_with_its_units_for_sale(
+    api: Api, admin: dict[str, str], web: Any
+) -> None:
+    shop = open_shop(api, admin, quantity=10)
+    name = api.http.get(f"/medications/{shop.medication_id}", headers=admin).json()["name"]
+    pharmacist = web(email_of(api, staff_of(api, admin, shop)))
+
+    found = pharmacist.get("/stock/search", pharmacy_id=shop.pharmacy_id, q=name)
+
+    assert found.status_code == 200, found.text
+    field = f'id="found-quantity-{shop.pharmacy_id}-{shop.medication_id}"'
+    assert re.search(field + r'[^>]*value="10"', found.text), found.text

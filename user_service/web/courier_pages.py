@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from contracts import commands as c
 from contracts.events import DeliveryFailure
 from service_runtime.errors import CommandRefused, ServiceUnavailable
+from user_service.audit import withdraw_note
 from user_service.deps import ResourceId, Rpc
 from user_service.problems import FieldInvalid
 from user_service.routes import catalogue, deliveries
@@ -161,6 +162,7 @@ async def delivery_list(
     as it is (a link in focus stays in focus)."""
     listed = await my_deliveries(web, rpc)
     if seen == listed["seen"]:
+        withdraw_note(request)  # every 5 s while the page is open: only a list sent is an entry
         return Response(status_code=204)
     return render(request, "_courier_deliveries.html", web, **listed)
 

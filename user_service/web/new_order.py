@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 from uuid import uuid4
 
 from fastapi import APIRouter, Query, Request, Response
@@ -69,6 +68,14 @@ async def removed_line(web: PatientPage) -> HTMLResponse:
     return HTMLResponse("")
 
 
+# The refusal of a form sent again with other lines after it placed its order (the API's words are
+# about its idempotency key); the page links to "My orders" beside it.
+PLACED_ALREADY = (
+    "This form already placed an order, with other lines than these. "
+    "Check it in My orders; sending this form again now places a second order."
+)
+
+
 class OrderForm:
     """An order form as sent: lines (medication and quantity, repeated), where, the card, an optional
     delivery window, and for a scanned prescription its document."""
@@ -83,6 +90,8 @@ class OrderForm:
         self.window_end = str(form.get("window_end") or "")[:40]
         self.document_id = str(form.get("document_id") or "")[:64] or None
         self.form_id = str(form.get("form_id") or "")[:64]
+        # A scanned draft's lines are told apart by their place in the draft: two may match one medication.
+        self.draft_lines = [str(v) for v in form.getlist("draft_line")][:50]
 
     def body(self) -> PrescriptionIn:
         """The upload the API would take: every field at fault found at once (ValidationError)."""
@@ -113,12 +122,14 @@ class OrderForm:
         }
 
     def errors(self, exc: ValidationError) -> dict[str, str]:
-        """Each message under the id of the input it is about: `quantity-<medication id>` for a line."""
+        """Each message under the id of the input it is about: `quantity-<medication id>` for a line
+        (`quantity-<place in the draft>` for a scanned draft's)."""
         found: dict[str, str] = {}
         for error in exc.errors():
             loc, message = error["loc"], str(error["msg"]).removeprefix("Value error, ")
             if loc[:1] == ("lines",) and len(loc) >= 3 and isinstance(loc[1], int):
-                field = f"quantity-{self.medication_ids[loc[1]]}"
+                keys = self.draft_lines if len(self.draft_lines) > loc[1] else self.medication_ids
+                field = f"quantity-{keys[loc[1]]}"
             elif loc[:1] == ("lines",):
                 field, message = "lines", "add at least one medication"
             elif loc[:1] == ("delivery_window",):
@@ -180,11 +191,27 @@ async def quote(request: Request, web: PatientPage, rpc: Rpc) -> HTMLResponse:
 async def place_order(request: Request, web: PatientPage, rpc: Rpc) -> Response:
     form = OrderForm(await request.form())
 
-    async def again(errors: dict[str, str], form_id: str = form.form_id) -> HTMLResponse:
-        values = {"lines": await _named_lines(rpc, form), "form_id": form_id, **form.values()}
+    async def again(
+        errors: dict[str, str], form_id: str = form.form_id, *, placed: bool = False
+    ) -> HTMLResponse:
+        values = {
+            "lines": await _named_lines(rpc, form),
+            "form_id": form_id,
+            "placed_already": placed,
+            **form.values(),
+        }
         return await with_cards(request, web, rpc, "new_order.html", 422, errors, values)
 
     return await uploaded_once(request, web, rpc, form, "web-order", again)
+
+
+class FormAgain(Protocol):
+    """The order form shown again with what is wrong: with a new `form_id` once this one has placed
+    its order (`placed`)."""
+
+    async def __call__(
+        self, errors: dict[str, str], form_id: str = ..., *, placed: bool = False
+    ) -> HTMLResponse: ...
 
 
 async def uploaded_once(
@@ -193,7 +220,7 @@ async def uploaded_once(
     rpc: Rpc,
     form: OrderForm,
     key: str,
-    again: Callable[[dict[str, str], str], Awaitable[HTMLResponse]],
+    again: FormAgain,
 ) -> Response:
     """The form's order uploaded, then its page; what is wrong, on the form again (`again`) beside its
     field. One order per form shown (`key`:form id): a double click or a form sent again makes no
@@ -212,9 +239,11 @@ async def uploaded_once(
             raise
         if exc.field == "document_id":  # a scan's document (the API refuses one not the patient's)
             return await again({"lines": f"{exc.detail}: scan the prescription again."}, form.form_id)
+        if exc.field is not None:  # a field the rules refuse: said as the API says it
+            return await again({"lines": f"{exc.detail}: check the lines and send again."}, form.form_id)
         # This form's order was placed already, with other lines (Back, an edit, sent again): the
         # form gets a new id, so what is sent now is a new order.
-        return await again({"lines": f"{exc.detail}: check the lines and send again."}, str(uuid4()))
+        return await again({"lines": PLACED_ALREADY}, str(uuid4()), placed=True)
     request.state.audit.subject_id = view.id
     return redirect(request, f"/orders/{view.order_id}")
 

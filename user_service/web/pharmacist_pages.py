@@ -201,11 +201,27 @@ async def refused_or_raise(
     form: str,
     values: dict[str, Any],
 ) -> HTMLResponse:
-    """A conflict (expired, decided meanwhile) is said beside the decision's form; any other refusal
-    (another's, one's own prescription) is the route class's page."""
+    """A conflict (expired, decided meanwhile) is said beside the decision's form, and a correction the
+    rules refuse (a typed line corrected to a prescription-only one, refills a schedule forbids) beside
+    its line, or the form, with what was typed kept; any other refusal (another's, one's own
+    prescription) is the route class's page."""
+    if exc.code == "invalid" and exc.field:
+        loc = tuple(exc.field.split("."))
+        # A field the form has no input for (repeats_allowed) is said beside the form.
+        shown = line_field(loc) if loc[0] == "lines" else FORM_INPUTS[form].get(loc[0], form)
+        errors = {shown: f"{exc.detail}."}
+        return await verification_page(request, web, rpc, prescription_id, 422, errors, values)
     if exc.code != "conflict":
         raise exc
     return await verification_page(request, web, rpc, prescription_id, 409, {form: f"{exc.detail}."}, values)
+
+
+# The inputs each decision's form has, by the API's field name: where a refusal of that field is shown.
+FORM_INPUTS = {
+    "approve": {"note": "note"},
+    "reject": {"reason": "reason", "note": "reject_note"},
+    "hold": {"question": "question"},
+}
 
 
 def line_field(loc: Sequence[int | str]) -> str:

@@ -116,7 +116,7 @@ async def stock(
     return await stock_page(request, web, rpc, confirmation=confirmation)
 
 
-@router.get("/stock/search")
+@router.get("/stock/search", dependencies=[audited_page("stock.list", "pharmacy_id")])
 async def medication_search(
     request: Request,
     web: StaffPage,
@@ -125,14 +125,24 @@ async def medication_search(
     q: Annotated[str, Query(max_length=100)] = "",
 ) -> HTMLResponse:
     """The catalogue's medications whose name starts with what was typed, each with a form to stock it
-    at this pharmacy (prescription-only ones too)."""
+    at this pharmacy (prescription-only ones too), filled in with what it has for sale now."""
     wanted = q.strip()
     found = []
+    levels: dict[str, int] = {}
     if len(wanted) >= 2:
         listed = await catalogue.list_medications(web.user, rpc, c.Page(limit=10, offset=0), None, wanted)
         found = listed.items
+    if found:
+        stocked = (await catalogue.list_stock(pharmacy_id, web.user, rpc, EVERY)).items
+        levels = {s.medication_id: s.quantity for s in stocked}
     return render(
-        request, "_pharmacist_stock_results.html", web, medications=found, query=q, pharmacy_id=pharmacy_id
+        request,
+        "_pharmacist_stock_results.html",
+        web,
+        medications=found,
+        query=q,
+        pharmacy_id=pharmacy_id,
+        levels=levels,
     )
 
 

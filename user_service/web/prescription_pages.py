@@ -124,17 +124,22 @@ async def answer(
     answer: Annotated[str, Form(max_length=4000)] = "",
 ) -> Response:
     """The patient's answer to the pharmacist's question: the prescription goes back to the queue."""
+    values = {"answer": answer}  # a refused answer is put back in the box, to correct
     try:
         body = AnswerIn(answer=answer.strip())
         await prescriptions.answer_pharmacist(prescription_id, body, web.user, rpc)
     except ValidationError as exc:
         errors = field_messages(exc)
-        return await prescription_page(request, web, rpc, prescription_id, status=422, errors=errors)
+        return await prescription_page(
+            request, web, rpc, prescription_id, status=422, errors=errors, values=values
+        )
     except CommandRefused as exc:
         if exc.code != "conflict":
             raise
         errors = {"answer": f"{exc.detail}."}
-        return await prescription_page(request, web, rpc, prescription_id, status=409, errors=errors)
+        return await prescription_page(
+            request, web, rpc, prescription_id, status=409, errors=errors, values=values
+        )
     return redirect(request, f"/prescriptions/{prescription_id}")
 
 

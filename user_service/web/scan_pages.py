@@ -70,6 +70,17 @@ async def scan(request: Request, web: PatientPage, rpc: Rpc) -> HTMLResponse:
     return await draft_page(request, web, rpc, answer, form_id=str(uuid4()))
 
 
+def draft_lines(draft: ScanDraftOut, form: OrderForm | None) -> list[dict[str, Any]]:
+    """Each line of the draft to show, by its place in the draft (two lines may match one medication),
+    with the quantity read or the one the form had; a line left out of the form stays out."""
+    typed = {} if form is None else dict(zip(form.draft_lines, form.quantities, strict=False))
+    return [
+        {"read": line, "position": i, "quantity": typed.get(str(i), line.quantity or "")}
+        for i, line in enumerate(draft.lines)
+        if form is None or line.medication_id is None or str(i) in typed
+    ]
+
+
 async def draft_page(
     request: Request,
     web: SignedIn,
@@ -80,16 +91,16 @@ async def draft_page(
     form: OrderForm | None = None,
     errors: dict[str, str] | None = None,
     status: int = 200,
+    placed: bool = False,
 ) -> HTMLResponse:
     """The draft to confirm: each line as read, its match, its confidence and flags in words, and
     the quantity to order (as read, or as the form had it)."""
-    typed = {} if form is None else dict(zip(form.medication_ids, form.quantities, strict=False))
-    lines = [
-        {"read": line, "quantity": typed.get(line.medication_id or "", line.quantity or "")}
-        for line in draft.lines
-        if form is None or line.medication_id is None or line.medication_id in typed
-    ]
-    values: dict[str, Any] = {"form_id": form_id, **({} if form is None else form.values())}
+    lines = draft_lines(draft, form)
+    values: dict[str, Any] = {
+        "form_id": form_id,
+        "placed_already": placed,
+        **({} if form is None else form.values()),
+    }
     return await with_cards(
         request,
         web,
@@ -110,11 +121,13 @@ async def confirm(request: Request, web: PatientPage, rpc: Rpc) -> Response:
     if form.document_id is None:
         raise FieldInvalid("document_id", "this form has no document: upload the scan again")
 
-    async def again(errors: dict[str, str], form_id: str = form.form_id) -> HTMLResponse:
+    async def again(
+        errors: dict[str, str], form_id: str = form.form_id, *, placed: bool = False
+    ) -> HTMLResponse:
         assert form.document_id is not None
         draft = await documents.get_document_draft(form.document_id, web.user, rpc)
         return await draft_page(
-            request, web, rpc, draft, form_id=form_id, form=form, errors=errors, status=422
+            request, web, rpc, draft, form_id=form_id, form=form, errors=errors, status=422, placed=placed
         )
 
     return await uploaded_once(request, web, rpc, form, "web-scan", again)

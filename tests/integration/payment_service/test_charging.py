@@ -571,6 +571,28 @@ async def test_a_removed_card_is_no_longer_listed_found_or_charged(till: Till) -
     assert await till.service.db["processor_charges"].find_one({"_id": reserved.order_id}) is None
 
 
+async def test_a_hold_taken_before_a_crash_is_released_when_the_card_was_removed_meanwhile(
+    till: Till,
+) -> None:
+    # The handler authorised, then the process died before the payment was written; the patient
+    # removed the card before StockReserved came again: declined, and the processor's hold released.
+    owner = patient()
+    method = await till.add_card(owner, GOOD_CARD)
+    reserved = stock_reserved(owner, method.id)
+    stored = await till.service.db["payment_methods"].find_one({"_id": method.id})
+    assert stored is not None
+    held = await till.processor.authorise(stored["token"], TOTAL_CENTS, idempotency_key=reserved.order_id)
+    assert held.state == "AUTHORISED"
+    await till.ask(RemovePaymentMethod(owner_id=owner, payment_method_id=method.id))
+
+    await till.tell(reserved, reserved.order_id)
+    await till.probe.wait_for(PaymentDeclined, correlation_id=reserved.order_id)
+    await till.settled()
+
+    await till.payment(reserved.order_id, "DECLINED")
+    assert (await till.charge(reserved.order_id))["state"] == "VOIDED"
+
+
 async def test_an_order_authorised_before_its_card_was_removed_is_still_captured_at_pickup(
     till: Till,
 ) -> None:
