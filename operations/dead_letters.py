@@ -79,7 +79,9 @@ def _plain(value: Any) -> Any:
 async def _channel(rabbitmq_url: str) -> AsyncIterator[AbstractChannel]:
     connection = await aio_pika.connect(rabbitmq_url)
     async with connection:
-        channel = await connection.channel(publisher_confirms=True)
+        # Returns raise: a copy no queue took (its partitions unbound, its queue gone) is not confirmed
+        # as sent, so its dead letter stays where it is.
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         yield channel
 
 
