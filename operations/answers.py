@@ -70,9 +70,16 @@ def journal_server(journal: Journal, rabbitmq_url: str, namespace: str) -> Comma
         return c.RedriveView(
             dry_run=command.dry_run,
             redriven=tuple(
-                c.RedrivenView(service=i.service, message_id=i.message_id, queue=i.queue) for i in done
+                c.RedrivenView(service=i.service, message_id=i.message_id, queue=i.queue)
+                for i in done
+                if not i.error
             ),
             not_found=tuple(m for m in dict.fromkeys(command.message_ids) if m not in found),
+            failed=tuple(
+                c.NotRedrivenView(service=i.service, message_id=i.message_id, queue=i.queue, reason=i.error)
+                for i in done
+                if i.error
+            ),
         )
 
     return server

@@ -883,7 +883,14 @@ class RedrivenOut(BaseModel):
     queue: str = Field(description="the queue it was (or, in a dry run, would be) sent back to")
 
 
+class NotRedrivenOut(RedrivenOut):
+    reason: str = Field(description="why it was not sent back; it is still a dead letter")
+
+
 class RedriveOut(BaseModel):
     dry_run: bool
-    redriven: list[RedrivenOut]
+    redriven: list[RedrivenOut] = Field(description="those sent back (in a dry run: that would be)")
     not_found: list[str] = Field(description="message ids asked for that no dead-letter queue held")
+    failed: list[NotRedrivenOut] = Field(
+        default=[], description="found but not sent back, each with why: they stay dead letters"
+    )

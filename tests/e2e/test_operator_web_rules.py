@@ -203,3 +203,20 @@ def test_the_order_search_says_what_is_wrong_beside_the_box_or_that_the_journal_
     assert 'aria-invalid="true"' in empty.text
     assert unknown.status_code == 404
     assert "the journal holds no event of order no-such-order" in unknown.text
+
+
+def test_a_redrive_that_sent_not_everything_says_what_it_did_not_send(platform: Platform) -> None:
+    # As a second click on the same confirm button finds: its messages already redriven.
+    admin = signed_in(platform, ADMIN_EMAIL, ADMIN_PASSWORD)
+    try:
+        answer = admin.post(
+            "/admin/dead-letters/redrive",
+            {"csrf_token": admin.csrf_token, "service": "order_service", "message_id": ["nowhere-1"]},
+        )
+    finally:
+        admin.http.close()
+
+    assert answer.status_code == 200, answer.text[:500]
+    assert "<h1>Redrive: not everything was sent</h1>" in answer.text
+    assert "<strong>Sent:</strong> 0 dead letters" in answer.text
+    assert "no dead-letter queue holds nowhere-1" in answer.text

@@ -90,4 +90,6 @@ async def redrive_dead_letters(body: RedriveIn, admin: Admin, rpc: Rpc, audit: A
     )
     view = await rpc.ask(command, c.RedriveView)
     audit.details = {"dry_run": str(body.dry_run).lower(), "redriven": str(len(view.redriven))}
+    if view.failed:
+        audit.details["failed"] = str(len(view.failed))
     return RedriveOut.model_validate(view.model_dump())

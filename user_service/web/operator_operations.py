@@ -110,4 +110,7 @@ async def redrive(
         return redirect(request, "/admin/dead-letters")
     body = _redrive(service, message_id, dry_run=False)
     done = await operations.redrive_dead_letters(body, web.user, rpc, request.state.audit)
+    if done.failed or done.not_found:
+        # What went and what did not, and why: answered here, as the reasons cannot go in a URL.
+        return render(request, "operator_redrive_result.html", web, done=done)
     return redirect(request, f"/admin/dead-letters?redriven={len(done.redriven)}")

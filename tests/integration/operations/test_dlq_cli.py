@@ -137,7 +137,9 @@ async def test_a_redrive_no_queue_takes_leaves_the_dead_letter_where_it_is(
 
     sent = await ops(namespace, "dlq", "redrive", "-m", "upload-1")
 
-    assert sent.exit_code != 0, sent.output
+    assert sent.exit_code == 1, sent.output
+    assert "upload-1 not sent: no queue took the copy (NO_ROUTE)" in sent.output
+    assert "1 not sent" in sent.output
     queue = topology.event_queue(namespace.name, "order_service")
     [kept] = await dead_letters(namespace.backing.rabbitmq_url, queue)
     assert kept.message_id == "upload-1"

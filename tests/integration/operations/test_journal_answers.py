@@ -4,16 +4,18 @@ store: the saga the CLI prints, dead letters, a refusal for what it does not kno
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
+import aio_pika
 import pytest
 import pytest_asyncio
 
 # Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
-from conftest import EventProbe, Namespace, eventually, prescription_uploaded, rpc_client
+from conftest import EventProbe, Namespace, dead_letters, eventually, prescription_uploaded, rpc_client
 
 from contracts import commands as c
 from contracts import topology
-from contracts.events import OrderCreated
+from contracts.events import OrderCreated, PrescriptionUploaded
 from operations.journal import Archiver, JournalSettings
 from order_service.app import Settings, build
 from service_runtime.errors import CommandRefused
@@ -62,3 +64,47 @@ async def test_the_journal_answers_a_sagas_timeline_and_its_readiness_over_rabbi
     assert ready == {"service": "journal", "status": "ready", "checks": {"broker": "up", "store": "up"}}
     assert unknown.value.code == "not_found"
     assert missing.value.code == "not_found"
+
+
+async def test_a_redrive_failing_halfway_says_what_it_sent_and_what_it_did_not(
+    namespace: Namespace,
+    probe: EventProbe,
+    running: Start,
+    archiver: Archiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Three uploads dead-lettered while the service had no handler for them; then the fix is deployed.
+    service = await running(build(namespace.settings(Settings)))
+    route = service.events.routes.pop(PrescriptionUploaded.TYPE)
+    uploads = [prescription_uploaded() for _ in range(3)]
+    for upload in uploads:
+        await probe.publish(upload, correlation_id=upload.order_id)
+    queue = topology.event_queue(namespace.name, "order_service")
+    letters = await eventually(
+        lambda: dead_letters(namespace.backing.rabbitmq_url, queue), lambda f: len(f) == 3, what="3"
+    )
+    service.events.routes[PrescriptionUploaded.TYPE] = route
+    ids = [str(m.message_id) for m in letters]
+    publish = aio_pika.Exchange.publish
+
+    async def failing_on_the_second(
+        self: aio_pika.Exchange, message: aio_pika.abc.AbstractMessage, *a: Any, **k: Any
+    ) -> Any:
+        if message.message_id == ids[1]:
+            raise ConnectionError("the broker went away")
+        return await publish(self, message, *a, **k)
+
+    monkeypatch.setattr(aio_pika.Exchange, "publish", failing_on_the_second)
+    async with rpc_client(archiver.settings) as rpc:
+        done = await rpc.ask(
+            c.RedriveDeadLetters(service="order_service", message_ids=tuple(ids), dry_run=False),
+            c.RedriveView,
+        )
+
+    assert [r.message_id for r in done.redriven] == [ids[0], ids[2]]
+    [failed] = done.failed
+    assert (failed.message_id, failed.service, failed.queue) == (ids[1], "order_service", queue)
+    assert "ConnectionError: the broker went away" in failed.reason
+    assert "still a dead letter" in failed.reason
+    assert done.not_found == ()
+    assert [m.message_id for m in await dead_letters(namespace.backing.rabbitmq_url, queue)] == [ids[1]]
