@@ -869,10 +869,16 @@ class DeadLetterDetailOut(DeadLetterOut):
     body: Any = Field(description="the message as sent: its JSON, or its text when it is not JSON")
 
 
+# As many as the dead-letter page lists: a redrive of so many answers well within its timeout.
+MAX_REDRIVE_IDS = 200
+
+
 class RedriveIn(Body):
     service: FailedService | None = Field(default=None, description="only this service's dead letters")
     message_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
-        default=[], max_length=1000, description="only these messages; every one (of the service) when empty"
+        default=[],
+        max_length=MAX_REDRIVE_IDS,
+        description=f"only these messages (at most {MAX_REDRIVE_IDS}); every one (of the service) when empty",
     )
     dry_run: bool = Field(default=True, description="say what would be sent where, and send nothing")
 

@@ -150,6 +150,17 @@ def test_a_redrive_says_which_messages_it_did_not_find(api: Api, admin: dict[str
     assert unknown.status_code == 422
 
 
+def test_a_redrive_names_at_most_200_messages(api: Api, admin: dict[str, str]) -> None:
+    answer = api.http.post(
+        "/operations/dead-letters/redrive",
+        headers=admin,
+        json={"message_ids": [f"nowhere-{n}" for n in range(201)], "dry_run": False},
+    )
+
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"][0]["field"] == "message_ids"
+
+
 def test_the_platforms_health_includes_the_journal(api: Api) -> None:
     answer = api.http.get("/health")
 

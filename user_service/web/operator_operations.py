@@ -16,13 +16,13 @@ from contracts import commands as c
 from user_service.deps import ResourceId, Rpc
 from user_service.problems import FieldInvalid
 from user_service.routes import operations
-from user_service.schemas import FailedService, RedriveIn
+from user_service.schemas import MAX_REDRIVE_IDS, FailedService, RedriveIn
 from user_service.web.common import PageRoute, audited_page, redirect, render
 from user_service.web.operator_pages import AdminPage
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 SERVICES: tuple[str, ...] = get_args(FailedService)
-PAGE_SIZE = 200
+PAGE_SIZE = MAX_REDRIVE_IDS  # every one listed fits in one redrive
 ServiceChoice = Annotated[str, Query(max_length=40)]
 MessageIds = Annotated[list[str], Query(max_length=1000)]
 
@@ -33,6 +33,8 @@ def _redrive(service: str, message_ids: list[str], *, dry_run: bool) -> RedriveI
             service=_service(service), message_ids=[m for m in message_ids if m], dry_run=dry_run
         )
     except ValidationError as exc:
+        if len(message_ids) > MAX_REDRIVE_IDS:
+            raise FieldInvalid("message_id", f"at most {MAX_REDRIVE_IDS} messages per redrive") from exc
         raise FieldInvalid("message_id", "a message id has 1 to 200 characters") from exc
 
 
