@@ -111,7 +111,6 @@ def pages(world: World) -> list[str]:
         "/admin/dead-letters",
         "/admin/dead-letters?service=order_service",
         f"/admin/dead-letters/order_service/{letter}",
-        f"/admin/dead-letters/redrive?service=order_service&message_id={letter}",
     ]
 
 
@@ -147,12 +146,13 @@ def test_every_operator_form_is_refused_and_changes_nothing(world: World, role: 
                 f"/admin/users/{target}/staff", {"csrf_token": token, "pharmacy_id": world.pharmacy_id}
             )
         )
-    refused(
-        browser.post(
-            "/admin/dead-letters/redrive",
-            {"csrf_token": token, "service": "order_service", "message_id": [world.letter.message_id]},
+    for action in ("/admin/dead-letters/dry-run", "/admin/dead-letters/redrive"):
+        refused(
+            browser.post(
+                action,
+                {"csrf_token": token, "service": "order_service", "message_id": [world.letter.message_id]},
+            )
         )
-    )
 
     for who, expected in ((role, role), (victim_role, victim_role)):
         headers = world.api.token(world.users[who]["email"], PASSWORD)
@@ -184,8 +184,19 @@ def test_the_admin_is_let_through_the_same_pages(world: World, platform: Platfor
                 assert answer.status_code == 303, path
             else:
                 assert answer.status_code == 200, (path, answer.text[:500])
+        dry_run = admin.post(
+            "/admin/dead-letters/dry-run",
+            {
+                "csrf_token": admin.csrf_token,
+                "service": "order_service",
+                "message_id": [world.letter.message_id],
+            },
+        )
+        assert dry_run.status_code == 200, dry_run.text[:500]
+        assert "Redrive 1 message now" in dry_run.text
     finally:
         admin.http.close()
+    assert world.letter.message_id in world.letter.dead_lettered()  # the dry run sent nothing
 
 
 def test_the_order_search_says_what_is_wrong_beside_the_box_or_that_the_journal_never_saw_it(
@@ -220,3 +231,24 @@ def test_a_redrive_that_sent_not_everything_says_what_it_did_not_send(platform: 
     assert "<h1>Redrive: not everything was sent</h1>" in answer.text
     assert "<strong>Sent:</strong> 0 dead letters" in answer.text
     assert "no dead-letter queue holds nowhere-1" in answer.text
+
+
+def test_a_dry_run_of_a_whole_page_of_long_ids_is_a_post_no_url_limit_refuses(platform: Platform) -> None:
+    ids = [f"nowhere-{n:03}-" + "x" * 180 for n in range(200)]  # 38 kB of ids: no URL carries so much
+    admin = signed_in(platform, ADMIN_EMAIL, ADMIN_PASSWORD)
+    try:
+        expired = admin.post(
+            "/admin/dead-letters/dry-run", {"service": "order_service", "message_id": ids[:1]}
+        )
+        answer = admin.post(
+            "/admin/dead-letters/dry-run",
+            {"csrf_token": admin.csrf_token, "service": "order_service", "message_id": ids},
+        )
+    finally:
+        admin.http.close()
+
+    assert expired.status_code == 403  # no CSRF token, no dry run
+    assert answer.status_code == 200, answer.text[:500]
+    assert "<h1>Redrive: dry run</h1>" in answer.text
+    assert "Nothing has been sent yet. A redrive would send 0 messages" in answer.text
+    assert ids[-1] in answer.text  # named among those not found

@@ -24,7 +24,6 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 SERVICES: tuple[str, ...] = get_args(FailedService)
 PAGE_SIZE = MAX_REDRIVE_IDS  # every one listed fits in one redrive
 ServiceChoice = Annotated[str, Query(max_length=40)]
-MessageIds = Annotated[list[str], Query(max_length=1000)]
 
 
 def _redrive(service: str, message_ids: list[str], *, dry_run: bool) -> RedriveIn:
@@ -85,15 +84,17 @@ async def dead_letter_page(
     return render(request, "operator_dead_letter.html", web, letter=letter, body=body, headers=headers)
 
 
-@router.get("/admin/dead-letters/redrive", dependencies=[audited_page("operations.redrive")])
+@router.post("/admin/dead-letters/dry-run", dependencies=[audited_page("operations.redrive")])
 async def dry_run_page(
     request: Request,
     web: AdminPage,
     rpc: Rpc,
-    service: ServiceChoice = "",
-    message_id: MessageIds = [],  # noqa: B006 - FastAPI copies a query default per request
+    service: Annotated[str, Form(max_length=40)] = "",
+    message_id: Annotated[list[str], Form(max_length=1000)] = [],  # noqa: B006 - copied per request
 ) -> HTMLResponse:
-    """What a redrive would send, and where, sending nothing; its confirm button sends exactly those."""
+    """What a redrive would send, and where, sending nothing; its confirm button sends exactly those.
+    A POST that sends nothing, answered with the page itself: its ids (up to a page of them) would not
+    fit in a URL."""
     body = _redrive(service, message_id, dry_run=True)
     plan = await operations.redrive_dead_letters(body, web.user, rpc, request.state.audit)
     return render(request, "operator_redrive.html", web, plan=plan, service=body.service)
