@@ -252,3 +252,34 @@ def test_a_dry_run_of_a_whole_page_of_long_ids_is_a_post_no_url_limit_refuses(pl
     assert "<h1>Redrive: dry run</h1>" in answer.text
     assert "Nothing has been sent yet. A redrive would send 0 messages" in answer.text
     assert ids[-1] in answer.text  # named among those not found
+
+
+def test_a_redrive_or_dry_run_for_a_service_nobody_has_is_refused_not_widened(
+    world: World, platform: Platform
+) -> None:
+    admin = signed_in(platform, ADMIN_EMAIL, ADMIN_PASSWORD)
+    letter = world.letter.message_id
+    try:
+        dry_run = admin.post(
+            "/admin/dead-letters/dry-run",
+            {"csrf_token": admin.csrf_token, "service": "shipping_service", "message_id": [letter]},
+        )
+        redrive = admin.post(
+            "/admin/dead-letters/redrive",
+            {"csrf_token": admin.csrf_token, "service": "shipping_service", "message_id": ["nowhere-2"]},
+        )
+    finally:
+        admin.http.close()
+    api = world.api.http.post(
+        "/operations/dead-letters/redrive",
+        headers=world.admin,
+        json={"service": "shipping_service", "message_ids": ["nowhere-2"], "dry_run": False},
+    )
+
+    for answer in (dry_run, redrive):
+        assert answer.status_code == 422, answer.text[:500]
+        assert "no service is named shipping_service: choose one from the list" in answer.text
+        assert "Redrive 1 message now" not in answer.text
+    assert api.status_code == 422, api.text
+    assert api.json()["errors"][0]["field"] == "service"
+    assert letter in world.letter.dead_lettered()

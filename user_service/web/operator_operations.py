@@ -27,6 +27,9 @@ ServiceChoice = Annotated[str, Query(max_length=40)]
 
 
 def _redrive(service: str, message_ids: list[str], *, dry_run: bool) -> RedriveIn:
+    if service and _service(service) is None:
+        # Not every service instead: a redrive goes no wider than the form said.
+        raise FieldInvalid("service", f"no service is named {service}: choose one from the list")
     try:
         return RedriveIn(
             service=_service(service), message_ids=[m for m in message_ids if m], dry_run=dry_run
@@ -38,7 +41,7 @@ def _redrive(service: str, message_ids: list[str], *, dry_run: bool) -> RedriveI
 
 
 def _service(value: str) -> FailedService | None:
-    """A service picked in a form; None for every one (or a name no service has)."""
+    """A service picked in a form; None for every one (or, to filter a list, a name no service has)."""
     return next((s for s in get_args(FailedService) if s == value), None)
 
 
