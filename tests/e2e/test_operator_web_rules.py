@@ -283,3 +283,34 @@ def test_a_redrive_or_dry_run_for_a_service_nobody_has_is_refused_not_widened(
     assert api.status_code == 422, api.text
     assert api.json()["errors"][0]["field"] == "service"
     assert letter in world.letter.dead_lettered()
+
+
+def test_a_users_form_error_is_shown_in_the_view_the_form_came_from(world: World, platform: Platform) -> None:
+    pharmacist, courier = world.users["pharmacist"], world.users["courier"]
+    admin = signed_in(platform, ADMIN_EMAIL, ADMIN_PASSWORD)
+    try:
+        found = admin.post(
+            "/admin/users/find", {"csrf_token": admin.csrf_token, "email": pharmacist["email"]}
+        )
+        # The forms of the user found by email carry the email, in the body only.
+        assert f'name="view_email" value="{pharmacist["email"]}"' in found.text
+        no_pharmacy = admin.post(
+            f"/admin/users/{pharmacist['id']}/staff",
+            {"csrf_token": admin.csrf_token, "pharmacy_id": "", "view_email": pharmacist["email"]},
+        )
+        no_role = admin.post(
+            f"/admin/users/{courier['id']}/role",
+            {"csrf_token": admin.csrf_token, "role": "", "view_role": "courier", "view_offset": "0"},
+        )
+    finally:
+        admin.http.close()
+
+    assert no_pharmacy.status_code == 422, no_pharmacy.text[:500]
+    assert no_pharmacy.text.count('class="person"') == 1  # the user found by email, and only them
+    assert f'data-user-id="{pharmacist["id"]}"' in no_pharmacy.text
+    assert f'id="pharmacy-{pharmacist["id"]}-error"' in no_pharmacy.text
+    assert f'value="{pharmacist["email"]}"' in no_pharmacy.text  # the search box keeps the email
+    assert no_role.status_code == 422, no_role.text[:500]
+    assert '<option value="courier" selected>' in no_role.text  # the couriers, as the form was sent from
+    assert f'id="role-{courier["id"]}-error"' in no_role.text
+    assert 'class="role-now">patient<' not in no_role.text
