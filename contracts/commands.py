@@ -924,8 +924,15 @@ class RedrivenView(Frozen):
     queue: str
 
 
+class NotRedrivenView(RedrivenView):
+    # Why it was not sent back; it is still a dead letter.
+    reason: str
+
+
 class RedriveView(Frozen):
     dry_run: bool
     redriven: tuple[RedrivenView, ...]
     # Message ids asked for that no dead-letter queue held.
     not_found: tuple[str, ...] = ()
+    # Found but not sent back (each says why): they stay dead letters. Those in `redriven` were sent.
+    failed: tuple[NotRedrivenView, ...] = ()

@@ -4,6 +4,7 @@ redrive them (`pharmacy-ops timeline` and `dlq` do the same from a shell)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +31,15 @@ def _body(raw: bytes) -> Any:
 
 
 def journal_server(journal: Journal, rabbitmq_url: str, namespace: str) -> CommandServer:
-    """The journal's command server: reads of sagas and dead letters, and redriving them."""
+    """The journal's command server: reads of sagas and dead letters, and redriving them.
+
+    It answers several requests at once (its prefetch), but one dead-letter operation at a time: a
+    list or a dry run holds the letters it reads unacknowledged until it is done, so a redrive at the
+    same moment would not find them (and report them not found), nor would a second, double-submitted
+    redrive find what the first is sending.
+    """
     server = CommandServer(topology.JOURNAL)
+    one_at_a_time = asyncio.Lock()
 
     @server.on(c.GetSagaTimeline)
     async def get_saga_timeline(command: c.GetSagaTimeline) -> c.SagaTimelineView:
@@ -42,12 +50,14 @@ def journal_server(journal: Journal, rabbitmq_url: str, namespace: str) -> Comma
 
     @server.on(c.ListDeadLetters)
     async def list_dead_letters(command: c.ListDeadLetters) -> list[c.DeadLetterView]:
-        letters = await dead_letters.read(rabbitmq_url, namespace, _services(command.service))
+        async with one_at_a_time:
+            letters = await dead_letters.read(rabbitmq_url, namespace, _services(command.service))
         return [c.DeadLetterView(**letter.summary()) for letter in letters]
 
     @server.on(c.GetDeadLetter)
     async def get_dead_letter(command: c.GetDeadLetter) -> c.DeadLetterDetailView:
-        letters = await dead_letters.read(rabbitmq_url, namespace, (command.service,))
+        async with one_at_a_time:
+            letters = await dead_letters.read(rabbitmq_url, namespace, (command.service,))
         for letter in letters:
             if letter.message_id == command.message_id:
                 return c.DeadLetterDetailView(
@@ -59,20 +69,28 @@ def journal_server(journal: Journal, rabbitmq_url: str, namespace: str) -> Comma
 
     @server.on(c.RedriveDeadLetters)
     async def redrive_dead_letters(command: c.RedriveDeadLetters) -> c.RedriveView:
-        done = await dead_letters.redrive(
-            rabbitmq_url,
-            namespace,
-            _services(command.service),
-            message_ids=command.message_ids,
-            dry_run=command.dry_run,
-        )
+        async with one_at_a_time:
+            done = await dead_letters.redrive(
+                rabbitmq_url,
+                namespace,
+                _services(command.service),
+                message_ids=command.message_ids,
+                dry_run=command.dry_run,
+            )
         found = {item.message_id for item in done}
         return c.RedriveView(
             dry_run=command.dry_run,
             redriven=tuple(
-                c.RedrivenView(service=i.service, message_id=i.message_id, queue=i.queue) for i in done
+                c.RedrivenView(service=i.service, message_id=i.message_id, queue=i.queue)
+                for i in done
+                if not i.error
             ),
             not_found=tuple(m for m in dict.fromkeys(command.message_ids) if m not in found),
+            failed=tuple(
+                c.NotRedrivenView(service=i.service, message_id=i.message_id, queue=i.queue, reason=i.error)
+                for i in done
+                if i.error
+            ),
         )
 
     return server

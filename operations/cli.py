@@ -167,10 +167,17 @@ def redrive_dead_letters(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     verb = "would send" if dry_run else "sent"
+    sent = [item for item in done if not item.error]
     for item in done:
         fixed = " with the new payload" if item.replaced_body else ""
-        console.print(f"{verb} {item.message_id} back to {item.queue}{fixed}")
-    console.print(f"{_count(len(done))} {'to redrive (dry run)' if dry_run else 'redriven'}.")
+        if item.error:
+            console.print(f"{item.message_id} {item.error}")
+        else:
+            console.print(f"{verb} {item.message_id} back to {item.queue}{fixed}")
+    console.print(f"{_count(len(sent))} {'to redrive (dry run)' if dry_run else 'redriven'}.")
+    if len(sent) < len(done):
+        console.print(f"{_count(len(done) - len(sent))} not sent: still in the dead-letter queues.")
+        raise typer.Exit(1)
     if message_id and len(done) < len(set(message_id)):
         console.print("Some message ids were not found in the dead-letter queues.")
         raise typer.Exit(1)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+from aio_pika.exceptions import DeliveryError
 
 from contracts import topology
 from contracts.commands import DeadLetterView
@@ -68,7 +69,9 @@ def _plain(value: Any) -> Any:
 async def _channel(rabbitmq_url: str) -> AsyncIterator[AbstractChannel]:
     connection = await aio_pika.connect(rabbitmq_url)
     async with connection:
-        channel = await connection.channel(publisher_confirms=True)
+        # Returns raise: a copy no queue took (its partitions unbound, its queue gone) is not confirmed
+        # as sent, so its dead letter stays where it is.
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         yield channel
 
 
@@ -101,6 +104,8 @@ class Redriven:
     message_id: str
     queue: str
     replaced_body: bool
+    # Why it was not sent back (it stays in the dead-letter queue); empty when it was.
+    error: str = ""
 
 
 async def redrive(
@@ -116,7 +121,9 @@ async def redrive(
     """Send dead letters back to the event queue of the service that failed them.
 
     Only those in `message_ids` when given; all otherwise. `body` replaces the payload (the fix for a
-    message that was wrong); it needs exactly one message id.
+    message that was wrong); it needs exactly one message id. Each message's outcome is its own: one
+    that could not be sent says why (its `error`) and stays a dead letter; those before and after it
+    are sent all the same.
     """
     if body is not None and len(message_ids) != 1:
         raise ValueError("a replacement payload needs exactly one message id")
@@ -129,22 +136,44 @@ async def redrive(
             for message in await _taken(channel, service, namespace, limit):
                 if message_ids and message.message_id not in message_ids:
                     continue
-                done.append(Redriven(service, message.message_id or "", queue, body is not None))
-                if dry_run:
-                    continue
-                headers = {k: v for k, v in (message.headers or {}).items() if k not in _FAILURE_HEADERS}
-                headers["x-redriven-at"] = datetime.now(UTC).isoformat()
-                # One published before partitions names no partition: its saga's is its aggregate's.
-                headers.setdefault(topology.PARTITION_HEADER, message.correlation_id or "")
-                copy = aio_pika.Message(
-                    message.body if body is None else body,
-                    headers=headers,
-                    message_id=message.message_id,
-                    correlation_id=message.correlation_id,
-                    type=message.type,
-                    content_type=message.content_type or "application/json",
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                )
-                await partitions.publish(copy, routing_key=queue, mandatory=True)
-                await message.ack()
+                item = Redriven(service, message.message_id or "", queue, body is not None)
+                if not dry_run:
+                    item = await _send_back(partitions, message, queue, body, item)
+                done.append(item)
     return done
+
+
+async def _send_back(
+    partitions: AbstractExchange,
+    message: AbstractIncomingMessage,
+    queue: str,
+    body: bytes | None,
+    item: Redriven,
+) -> Redriven:
+    """Publish the dead letter's copy, then remove the dead letter; or say why not (it stays)."""
+    headers = {k: v for k, v in (message.headers or {}).items() if k not in _FAILURE_HEADERS}
+    headers["x-redriven-at"] = datetime.now(UTC).isoformat()
+    # One published before partitions names no partition: its saga's is its aggregate's.
+    headers.setdefault(topology.PARTITION_HEADER, message.correlation_id or "")
+    copy = aio_pika.Message(
+        message.body if body is None else body,
+        headers=headers,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        type=message.type,
+        content_type=message.content_type or "application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+    try:
+        await partitions.publish(copy, routing_key=queue, mandatory=True)
+    except DeliveryError as exc:
+        # Returned (no queue bound for it: NO_ROUTE), or refused by the broker (nacked).
+        reason = getattr(exc.frame, "reply_text", None) or "the broker refused it"
+        return replace(item, error=f"not sent: no queue took the copy ({reason}); still a dead letter")
+    except Exception as exc:  # any failure is this message's, said in its outcome
+        return replace(item, error=f"not sent ({type(exc).__name__}: {exc}); still a dead letter")
+    try:
+        await message.ack()
+    except Exception as exc:  # the copy went: the dead letter, left, may be sent twice
+        return replace(item, error=f"sent, but the dead letter could not be removed ({type(exc).__name__})")
+    return item

@@ -623,25 +623,31 @@ async def answer_on(
 ) -> None:
     """Answer a queue's requests with `server`, for a process that is not a FastStream service (the
     journal): each reply goes to the request's `reply_to` with its `correlation_id`, as AmqpRequester
-    waits for it; then the request is acked."""
+    waits for it; then the request is acked, answered or not: one left unacked would hold one of the
+    channel's prefetch slots for as long as the process runs."""
 
     async def on_request(message: aio_pika.abc.AbstractIncomingMessage) -> None:
         kind = message.type or ""
-        if kind in server.writes:
-            reply = RpcReply(error=RpcError(code="internal", detail=f"{kind} writes: not answered here"))
-        else:
-            reply = await server.dispatch(kind, message.body)
-        if message.reply_to:
-            # Not mandatory, as CommandServer.answer replies: a caller that gave up is gone.
-            await channel.default_exchange.publish(
-                aio_pika.Message(
-                    reply.model_dump_json().encode(),
-                    correlation_id=message.correlation_id,
-                    content_type="application/json",
-                ),
-                routing_key=message.reply_to,
-            )
-        await message.ack()
+        try:
+            if kind in server.writes:
+                reply = RpcReply(error=RpcError(code="internal", detail=f"{kind} writes: not answered here"))
+            else:
+                reply = await server.dispatch(kind, message.body)
+            if message.reply_to:
+                # Not mandatory, as CommandServer.answer replies: a caller that gave up is gone.
+                await channel.default_exchange.publish(
+                    aio_pika.Message(
+                        reply.model_dump_json().encode(),
+                        correlation_id=message.correlation_id,
+                        content_type="application/json",
+                    ),
+                    routing_key=message.reply_to,
+                )
+        except Exception:
+            # Its caller times out; the next requests are answered all the same.
+            log.exception("request %s not answered", kind)
+        finally:
+            await message.ack()
 
     await queue.consume(on_request)
 

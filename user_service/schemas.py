@@ -869,10 +869,16 @@ class DeadLetterDetailOut(DeadLetterOut):
     body: Any = Field(description="the message as sent: its JSON, or its text when it is not JSON")
 
 
+# As many as the dead-letter page lists: a redrive of so many answers well within its timeout.
+MAX_REDRIVE_IDS = 200
+
+
 class RedriveIn(Body):
     service: FailedService | None = Field(default=None, description="only this service's dead letters")
     message_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
-        default=[], max_length=1000, description="only these messages; every one (of the service) when empty"
+        default=[],
+        max_length=MAX_REDRIVE_IDS,
+        description=f"only these messages (at most {MAX_REDRIVE_IDS}); every one (of the service) when empty",
     )
     dry_run: bool = Field(default=True, description="say what would be sent where, and send nothing")
 
@@ -883,7 +889,14 @@ class RedrivenOut(BaseModel):
     queue: str = Field(description="the queue it was (or, in a dry run, would be) sent back to")
 
 
+class NotRedrivenOut(RedrivenOut):
+    reason: str = Field(description="why it was not sent back; it is still a dead letter")
+
+
 class RedriveOut(BaseModel):
     dry_run: bool
-    redriven: list[RedrivenOut]
+    redriven: list[RedrivenOut] = Field(description="those sent back (in a dry run: that would be)")
     not_found: list[str] = Field(description="message ids asked for that no dead-letter queue held")
+    failed: list[NotRedrivenOut] = Field(
+        default=[], description="found but not sent back, each with why: they stay dead letters"
+    )

@@ -107,6 +107,7 @@ def test_a_dry_run_sends_nothing_and_the_redrive_clears_the_dead_letter(
             }
         ],
         "not_found": [],
+        "failed": [],
     }
     assert letter.message_id in letter.dead_lettered()  # the dry run left it where it was
 
@@ -145,8 +146,19 @@ def test_a_redrive_says_which_messages_it_did_not_find(api: Api, admin: dict[str
     unknown = api.http.get("/operations/dead-letters", params={"service": "shipping_service"}, headers=admin)
 
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"dry_run": False, "redriven": [], "not_found": ["nowhere-1"]}
+    assert answer.json() == {"dry_run": False, "redriven": [], "not_found": ["nowhere-1"], "failed": []}
     assert unknown.status_code == 422
+
+
+def test_a_redrive_names_at_most_200_messages(api: Api, admin: dict[str, str]) -> None:
+    answer = api.http.post(
+        "/operations/dead-letters/redrive",
+        headers=admin,
+        json={"message_ids": [f"nowhere-{n}" for n in range(201)], "dry_run": False},
+    )
+
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"][0]["field"] == "message_ids"
 
 
 def test_the_platforms_health_includes_the_journal(api: Api) -> None:

@@ -69,7 +69,6 @@ def pages(world: World) -> list[str]:
         "/admin/dead-letters",
         "/admin/dead-letters?service=order_service",
         f"/admin/dead-letters/order_service/{letter}",
-        f"/admin/dead-letters/redrive?service=order_service&message_id={letter}",
     ]
 
 
@@ -105,12 +104,13 @@ def test_every_operator_form_is_refused_and_changes_nothing(world: World, role: 
                 f"/admin/users/{target}/staff", {"csrf_token": token, "pharmacy_id": world.pharmacy_id}
             )
         )
-    refused(
-        browser.post(
-            "/admin/dead-letters/redrive",
-            {"csrf_token": token, "service": "order_service", "message_id": [world.letter.message_id]},
+    for action in ("/admin/dead-letters/dry-run", "/admin/dead-letters/redrive"):
+        refused(
+            browser.post(
+                action,
+                {"csrf_token": token, "service": "order_service", "message_id": [world.letter.message_id]},
+            )
         )
-    )
 
     for who, expected in ((role, role), (victim_role, victim_role)):
         headers = world.api.token(world.users[who]["email"], PASSWORD)
@@ -142,8 +142,18 @@ def test_the_admin_is_let_through_the_same_pages(world: World, platform: Platfor
                 assert answer.status_code == 303, path
             else:
                 assert answer.status_code == 200, (path, answer.text[:500])
+        dry_run = admin.post(
+            "/admin/dead-letters/dry-run",
+            {
+                "service": "order_service",
+                "message_id": [world.letter.message_id],
+            },
+        )
+        assert dry_run.status_code == 200, dry_run.text[:500]
+        assert "Redrive 1 message now" in dry_run.text
     finally:
         admin.close()
+    assert world.letter.message_id in world.letter.dead_lettered()  # the dry run sent nothing
 
 
 def test_the_order_search_says_what_is_wrong_beside_the_box_or_that_the_journal_never_saw_it(
@@ -161,3 +171,103 @@ def test_the_order_search_says_what_is_wrong_beside_the_box_or_that_the_journal_
     assert 'aria-invalid="true"' in empty.text
     assert unknown.status_code == 404
     assert "the journal holds no event of order no-such-order" in unknown.text
+
+
+def test_a_redrive_that_sent_not_everything_says_what_it_did_not_send(platform: Platform) -> None:
+    # As a second click on the same confirm button finds: its messages already redriven.
+    admin = WebSession(platform.url, ADMIN_EMAIL, ADMIN_PASSWORD)
+    try:
+        answer = admin.post(
+            "/admin/dead-letters/redrive",
+            {"service": "order_service", "message_id": ["nowhere-1"]},
+        )
+    finally:
+        admin.close()
+
+    assert answer.status_code == 200, answer.text[:500]
+    assert "<h1>Redrive: not everything was sent</h1>" in answer.text
+    assert "<strong>Sent:</strong> 0 dead letters" in answer.text
+    assert "no dead-letter queue holds nowhere-1" in answer.text
+
+
+def test_a_dry_run_of_a_whole_page_of_long_ids_is_a_post_no_url_limit_refuses(platform: Platform) -> None:
+    ids = [f"nowhere-{n:03}-" + "x" * 180 for n in range(200)]  # 38 kB of ids: no URL carries so much
+    admin = WebSession(platform.url, ADMIN_EMAIL, ADMIN_PASSWORD)
+    try:
+        expired = admin.post(
+            "/admin/dead-letters/dry-run",
+            {"service": "order_service", "message_id": ids[:1]},
+            with_token=False,
+        )
+        answer = admin.post(
+            "/admin/dead-letters/dry-run",
+            {"service": "order_service", "message_id": ids},
+        )
+    finally:
+        admin.close()
+
+    assert expired.status_code == 403  # no CSRF token, no dry run
+    assert answer.status_code == 200, answer.text[:500]
+    assert "<h1>Redrive: dry run</h1>" in answer.text
+    assert "Nothing has been sent yet. A redrive would send 0 messages" in answer.text
+    assert ids[-1] in answer.text  # named among those not found
+
+
+def test_a_redrive_or_dry_run_for_a_service_nobody_has_is_refused_not_widened(
+    world: World, platform: Platform
+) -> None:
+    admin = WebSession(platform.url, ADMIN_EMAIL, ADMIN_PASSWORD)
+    letter = world.letter.message_id
+    try:
+        dry_run = admin.post(
+            "/admin/dead-letters/dry-run",
+            {"service": "shipping_service", "message_id": [letter]},
+        )
+        redrive = admin.post(
+            "/admin/dead-letters/redrive",
+            {"service": "shipping_service", "message_id": ["nowhere-2"]},
+        )
+    finally:
+        admin.close()
+    api = world.api.http.post(
+        "/operations/dead-letters/redrive",
+        headers=world.admin,
+        json={"service": "shipping_service", "message_ids": ["nowhere-2"], "dry_run": False},
+    )
+
+    for answer in (dry_run, redrive):
+        assert answer.status_code == 422, answer.text[:500]
+        assert "no service is named shipping_service: choose one from the list" in answer.text
+        assert "Redrive 1 message now" not in answer.text
+    assert api.status_code == 422, api.text
+    assert api.json()["errors"][0]["field"] == "service"
+    assert letter in world.letter.dead_lettered()
+
+
+def test_a_users_form_error_is_shown_in_the_view_the_form_came_from(world: World, platform: Platform) -> None:
+    pharmacist, courier = world.users["pharmacist"], world.users["courier"]
+    admin = WebSession(platform.url, ADMIN_EMAIL, ADMIN_PASSWORD)
+    try:
+        found = admin.post("/admin/users/find", {"email": pharmacist["email"]})
+        # The forms of the user found by email carry the email, in the body only.
+        assert f'name="view_email" value="{pharmacist["email"]}"' in found.text
+        no_pharmacy = admin.post(
+            f"/admin/users/{pharmacist['id']}/staff",
+            {"pharmacy_id": "", "view_email": pharmacist["email"]},
+        )
+        no_role = admin.post(
+            f"/admin/users/{courier['id']}/role",
+            {"role": "", "view_role": "courier", "view_offset": "0"},
+        )
+    finally:
+        admin.close()
+
+    assert no_pharmacy.status_code == 422, no_pharmacy.text[:500]
+    assert no_pharmacy.text.count('class="person"') == 1  # the user found by email, and only them
+    assert f'data-user-id="{pharmacist["id"]}"' in no_pharmacy.text
+    assert f'id="pharmacy-{pharmacist["id"]}-error"' in no_pharmacy.text
+    assert f'value="{pharmacist["email"]}"' in no_pharmacy.text  # the search box keeps the email
+    assert no_role.status_code == 422, no_role.text[:500]
+    assert '<option value="courier" selected>' in no_role.text  # the couriers, as the form was sent from
+    assert f'id="role-{courier["id"]}-error"' in no_role.text
+    assert 'class="role-now">patient<' not in no_role.text

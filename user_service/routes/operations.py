@@ -24,6 +24,10 @@ from user_service.schemas import (
 router = APIRouter(prefix="/operations", tags=["operations"])
 # A dead letter keeps the message id its publisher gave it: not always one of our UUIDs.
 MessageId = Annotated[str, Path(min_length=1, max_length=200)]
+# A redrive publishes each message with confirms: slower than a read, so it has longer than
+# RPC_TIMEOUT_SECONDS to answer (RedriveIn caps the ids one request names) rather than a 503 while it
+# carries on. The request expires unanswered after as long, so one that waited in the queue never starts.
+REDRIVE_SECONDS = 60.0
 
 
 @router.get(
@@ -88,6 +92,8 @@ async def redrive_dead_letters(body: RedriveIn, admin: Admin, rpc: Rpc, audit: A
     command = c.RedriveDeadLetters(
         service=body.service, message_ids=tuple(body.message_ids), dry_run=body.dry_run
     )
-    view = await rpc.ask(command, c.RedriveView)
+    view = await rpc.ask(command, c.RedriveView, timeout=REDRIVE_SECONDS)
     audit.details = {"dry_run": str(body.dry_run).lower(), "redriven": str(len(view.redriven))}
+    if view.failed:
+        audit.details["failed"] = str(len(view.failed))
     return RedriveOut.model_validate(view.model_dump())

@@ -16,27 +16,31 @@ from contracts import commands as c
 from user_service.deps import ResourceId, Rpc
 from user_service.problems import FieldInvalid
 from user_service.routes import operations
-from user_service.schemas import FailedService, RedriveIn
+from user_service.schemas import MAX_REDRIVE_IDS, FailedService, RedriveIn
 from user_service.web.common import AdminPage, PageRoute, audited_page, redirect, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 SERVICES: tuple[str, ...] = get_args(FailedService)
-PAGE_SIZE = 200
+PAGE_SIZE = MAX_REDRIVE_IDS  # every one listed fits in one redrive
 ServiceChoice = Annotated[str, Query(max_length=40)]
-MessageIds = Annotated[list[str], Query(max_length=1000)]
 
 
 def _redrive(service: str, message_ids: list[str], *, dry_run: bool) -> RedriveIn:
+    if service and _service(service) is None:
+        # Not every service instead: a redrive goes no wider than the form said.
+        raise FieldInvalid("service", f"no service is named {service}: choose one from the list")
     try:
         return RedriveIn(
             service=_service(service), message_ids=[m for m in message_ids if m], dry_run=dry_run
         )
     except ValidationError as exc:
+        if len(message_ids) > MAX_REDRIVE_IDS:
+            raise FieldInvalid("message_id", f"at most {MAX_REDRIVE_IDS} messages per redrive") from exc
         raise FieldInvalid("message_id", "a message id has 1 to 200 characters") from exc
 
 
 def _service(value: str) -> FailedService | None:
-    """A service picked in a form; None for every one (or a name no service has)."""
+    """A service picked in a form; None for every one (or, to filter a list, a name no service has)."""
     return next((s for s in get_args(FailedService) if s == value), None)
 
 
@@ -82,15 +86,17 @@ async def dead_letter_page(
     return render(request, "operator_dead_letter.html", web, letter=letter, body=body, headers=headers)
 
 
-@router.get("/admin/dead-letters/redrive", dependencies=[audited_page("operations.redrive")])
+@router.post("/admin/dead-letters/dry-run", dependencies=[audited_page("operations.redrive")])
 async def dry_run_page(
     request: Request,
     web: AdminPage,
     rpc: Rpc,
-    service: ServiceChoice = "",
-    message_id: MessageIds = [],  # noqa: B006 - FastAPI copies a query default per request
+    service: Annotated[str, Form(max_length=40)] = "",
+    message_id: Annotated[list[str], Form(max_length=1000)] = [],  # noqa: B006 - copied per request
 ) -> HTMLResponse:
-    """What a redrive would send, and where, sending nothing; its confirm button sends exactly those."""
+    """What a redrive would send, and where, sending nothing; its confirm button sends exactly those.
+    A POST that sends nothing, answered with the page itself: its ids (up to a page of them) would not
+    fit in a URL."""
     body = _redrive(service, message_id, dry_run=True)
     plan = await operations.redrive_dead_letters(body, web.user, rpc, request.state.audit)
     return render(request, "operator_redrive.html", web, plan=plan, service=body.service)
@@ -109,4 +115,7 @@ async def redrive(
         return redirect(request, "/admin/dead-letters")
     body = _redrive(service, message_id, dry_run=False)
     done = await operations.redrive_dead_letters(body, web.user, rpc, request.state.audit)
+    if done.failed or done.not_found:
+        # What went and what did not, and why: answered here, as the reasons cannot go in a URL.
+        return render(request, "operator_redrive_result.html", web, done=done)
     return redirect(request, f"/admin/dead-letters?redriven={len(done.redriven)}")

@@ -161,6 +161,51 @@ async def find_user(
     )
 
 
+# The view a user's form was sent from (hidden fields of the form): the page of users by role and
+# offset, or the user found by email (in the form's body, never in a URL).
+ViewRole = Annotated[str, Form(max_length=20)]
+ViewOffset = Annotated[int, Form(ge=0, le=100_000)]
+ViewEmail = Annotated[str, Form(max_length=320)]
+
+
+async def same_view(
+    request: Request,
+    web: SignedIn,
+    users_store: Users,
+    rpc: Rpc,
+    errors: dict[str, str],
+    *,
+    view_role: str,
+    view_offset: int,
+    view_email: str,
+) -> HTMLResponse:
+    """The view the form came from again, with its error beside the user it is about (the first page
+    of every user may not show them)."""
+    if view_email:
+        try:
+            search = UserSearchIn(email=view_email)
+        except ValidationError:
+            search = None
+        if search is not None:
+            found = await users.search_users(search, web.user, users_store)
+            return await users_page(
+                request,
+                web,
+                users_store,
+                rpc,
+                role=None,
+                offset=0,
+                status=422,
+                errors=errors,
+                found_by_email=found.items,
+                email=view_email,
+            )
+    chosen: Role | None = next((r for r in ROLES if r == view_role), None)
+    return await users_page(
+        request, web, users_store, rpc, role=chosen, offset=view_offset, status=422, errors=errors
+    )
+
+
 @router.post("/admin/users/{user_id}/role", dependencies=[audited_page("user.role_change", "user_id")])
 async def change_role(
     request: Request,
@@ -169,13 +214,23 @@ async def change_role(
     users_store: Users,
     rpc: Rpc,
     role: Annotated[str, Form(max_length=20)] = "",
+    view_role: ViewRole = "",
+    view_offset: ViewOffset = 0,
+    view_email: ViewEmail = "",
 ) -> Response:
     try:
         body = RoleIn(role=role)  # type: ignore[arg-type]  # validated here, as the API validates it
     except ValidationError as exc:
         errors = {f"role-{user_id}": field_messages(exc).get("role", "Choose a role.")}
-        return await users_page(
-            request, web, users_store, rpc, role=None, offset=0, status=422, errors=errors
+        return await same_view(
+            request,
+            web,
+            users_store,
+            rpc,
+            errors,
+            view_role=view_role,
+            view_offset=view_offset,
+            view_email=view_email,
         )
     await users.grant_role(user_id, body, web.user, users_store, request.state.audit)
     return redirect(request, "/admin/users?" + urlencode({"changed": "role"}))
@@ -189,12 +244,22 @@ async def add_to_staff(
     users_store: Users,
     rpc: Rpc,
     pharmacy_id: Annotated[str, Form(max_length=MAX_ID_LENGTH)] = "",
+    view_role: ViewRole = "",
+    view_offset: ViewOffset = 0,
+    view_email: ViewEmail = "",
 ) -> Response:
     field = f"pharmacy-{user_id}"
 
     async def again(message: str) -> HTMLResponse:
-        return await users_page(
-            request, web, users_store, rpc, role="pharmacist", offset=0, status=422, errors={field: message}
+        return await same_view(
+            request,
+            web,
+            users_store,
+            rpc,
+            {field: message},
+            view_role=view_role,
+            view_offset=view_offset,
+            view_email=view_email,
         )
 
     if not pharmacy_id:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import pytest
 
 # Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
@@ -110,6 +111,38 @@ async def test_redrive_as_it_was_once_the_cause_is_gone(
     assert sent.exit_code == 0, sent.output
     await probe.wait_for(OrderCreated, correlation_id=upload.order_id)
     assert await dead_letters(namespace.backing.rabbitmq_url, queue) == []
+
+
+async def unbind_partitions(namespace: Namespace, service: str) -> None:
+    """The service's partition exchange as it is declared, but with no queue bound: nothing it is sent
+    reaches a queue (as when the queues a dead letter came from are gone)."""
+    name = topology.partition_exchange(namespace.name, service)
+    connection = await aio_pika.connect(namespace.backing.rabbitmq_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.exchange_delete(name)
+        await channel.declare_exchange(
+            name,
+            aio_pika.ExchangeType.X_CONSISTENT_HASH,
+            durable=True,
+            arguments={"hash-header": topology.PARTITION_HEADER},
+        )
+
+
+async def test_a_redrive_no_queue_takes_leaves_the_dead_letter_where_it_is(
+    namespace: Namespace, probe: EventProbe, running: Start
+) -> None:
+    await poisoned(namespace, probe, running)
+    await unbind_partitions(namespace, "order_service")
+
+    sent = await ops(namespace, "dlq", "redrive", "-m", "upload-1")
+
+    assert sent.exit_code == 1, sent.output
+    assert "upload-1 not sent: no queue took the copy (NO_ROUTE)" in sent.output
+    assert "1 not sent" in sent.output
+    queue = topology.event_queue(namespace.name, "order_service")
+    [kept] = await dead_letters(namespace.backing.rabbitmq_url, queue)
+    assert kept.message_id == "upload-1"
 
 
 async def test_redrive_refuses_what_it_cannot_do(namespace: Namespace) -> None:
