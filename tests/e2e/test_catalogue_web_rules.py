@@ -131,5 +131,14 @@ def test_a_form_without_the_sessions_token_is_refused_and_an_admin_opens_a_pharm
         confirmed = as_admin.get(location)
         assert f"Pharmacy {pharmacy_id} is open." in confirmed.text
         assert pharmacies_called(api, admin, name) == 1
+        # The catalogue is theirs too; a second entry of the same name, strength and form is refused
+        # beside its name, as the API refuses it (409).
+        assert "Add a medication" in as_admin.get("/catalogue").text
+        twin = {**medication_form(before["name"]), "strength": "500 mg", "form": "capsule"}
+        again = as_admin.post("/catalogue/new", twin)
+        assert again.status_code == 409, again.text
+        assert 'id="name-error"' in again.text
+        assert "already exists" in again.text
+        assert named(api, admin, before["name"]) == [before["name"]]
     finally:
         as_admin.close()
