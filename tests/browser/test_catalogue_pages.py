@@ -113,6 +113,7 @@ def test_a_pharmacist_opens_a_pharmacy_adds_and_stocks_a_medication_and_a_patien
     expect(row).to_contain_text(f"PZN {pzn}")
     expect(row).to_contain_text("3.90")
     expect(row).to_contain_text("Not controlled")
+    at_both_widths(page, "catalogue-search")
     page.get_by_role("link", name=f"Edit {name} 500 mg, tablet").click()
     expect(page).to_have_url(re.compile(r"/catalogue/[0-9a-f-]{36}$"))
     medication_id = page.url.rsplit("/", 1)[1]
