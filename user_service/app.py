@@ -48,6 +48,7 @@ from user_service.token_store import TokenStore
 from user_service.web import (
     account,
     cards,
+    catalogue_pages,
     common,
     courier_pages,
     new_order,
@@ -224,6 +225,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         web_documents,
         pharmacist_pages,
         pharmacist_pharmacies,
+        catalogue_pages,
         courier_pages,
         operator_pages,
         operator_operations,

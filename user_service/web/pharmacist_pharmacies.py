@@ -107,8 +107,11 @@ async def stock(
     web: StaffPage,
     rpc: Rpc,
     changed: Annotated[str | None, Query(max_length=MAX_ID_LENGTH)] = None,
+    opened: Annotated[str | None, Query(max_length=MAX_ID_LENGTH)] = None,
 ) -> HTMLResponse:
     confirmation = None
+    if opened is not None:  # the pharmacist's new pharmacy (catalogue_pages), shown below with its search
+        confirmation = "Your pharmacy is open and you are on its staff: find a medication below to stock it."
     if changed is not None:
         found = await names_of(rpc, [changed])
         named = f"{found[changed].name} {found[changed].strength}" if changed in found else "the medication"
