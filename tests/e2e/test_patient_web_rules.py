@@ -6,20 +6,30 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
-from conftest import Api, WebSession, add_card, new_pharmacist, open_shop, prescription_body, scan, upload
+from conftest import (
+    Api,
+    Shop,
+    WebSession,
+    add_card,
+    new_pharmacist,
+    open_shop,
+    prescription_body,
+    scan,
+    upload,
+)
 
 pytestmark = pytest.mark.e2e
 
 
-def test_another_patients_prescription_is_not_found_on_every_page_and_form_and_stays(
-    api: Api, admin: dict[str, str], web: Callable[[str], WebSession]
-) -> None:
+def held_prescription(api: Api, admin: dict[str, str]) -> tuple[dict[str, Any], dict[str, str], Shop, str]:
+    """A new patient's scanned prescription a pharmacist has put on hold with a question: the patient,
+    their headers, the shop it was sent to and the prescription's id."""
     shop = open_shop(api, admin, quantity=10, prescription_only=True)
-    _, owner = api.new_patient()
-    card = add_card(api, owner)
-    body = {**prescription_body(shop, card), "document_id": scan(api, owner)}
+    user, owner = api.new_patient()
+    body = {**prescription_body(shop, add_card(api, owner)), "document_id": scan(api, owner)}
     uploaded = api.http.post("/prescriptions", headers=owner, json=body)
     assert uploaded.status_code == 202, uploaded.text
     prescription_id = uploaded.json()["id"]
@@ -35,6 +45,13 @@ def test_another_patients_prescription_is_not_found_on_every_page_and_form_and_s
         f"/verifications/{prescription_id}/hold", headers=pharmacist, json={"question": "Who is it for?"}
     )
     assert held.status_code == 200, held.text
+    return user, owner, shop, str(prescription_id)
+
+
+def test_another_patients_prescription_is_not_found_on_every_page_and_form_and_stays(
+    api: Api, admin: dict[str, str], web: Callable[[str], WebSession]
+) -> None:
+    _, owner, shop, prescription_id = held_prescription(api, admin)
     stranger_user, stranger_headers = api.new_patient()
     stranger = web(stranger_user["email"])
     their_card = add_card(api, stranger_headers)
@@ -142,24 +159,7 @@ def test_an_order_form_sent_again_with_other_lines_says_it_placed_an_order_and_l
 def test_a_refused_answer_to_the_pharmacist_is_put_back_in_the_box(
     api: Api, admin: dict[str, str], web: Callable[[str], WebSession]
 ) -> None:
-    shop = open_shop(api, admin, quantity=10, prescription_only=True)
-    user, owner = api.new_patient()
-    body = {**prescription_body(shop, add_card(api, owner)), "document_id": scan(api, owner)}
-    uploaded = api.http.post("/prescriptions", headers=owner, json=body)
-    assert uploaded.status_code == 202, uploaded.text
-    prescription_id = uploaded.json()["id"]
-    _, pharmacist = new_pharmacist(api, admin)
-    api.wait_until(
-        lambda: (
-            api.http.get(f"/prescriptions/{prescription_id}", headers=owner).json()["status"]
-            == "PENDING_VERIFICATION"
-        ),
-        "the prescription to wait for a pharmacist",
-    )
-    held = api.http.post(
-        f"/verifications/{prescription_id}/hold", headers=pharmacist, json={"question": "Who is it for?"}
-    )
-    assert held.status_code == 200, held.text
+    user, owner, _, prescription_id = held_prescription(api, admin)
     browser = web(user["email"])
     too_long = "For my mother, who " + "x" * 2000  # over the 2000 characters an answer may have
 
