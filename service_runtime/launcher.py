@@ -329,7 +329,9 @@ def main() -> None:
     try:
         platform.start()
         print(
-            f"The pharmacy is up: {platform.url}/api/v1  (API docs: {platform.url}/api/v1/docs)", flush=True
+            f"The pharmacy is up: {platform.url}/ in a browser, the API at {platform.url}/api/v1"
+            f"  (API docs: {platform.url}/api/v1/docs)",
+            flush=True,
         )
         ports = ", ".join(f"{name} :{port}" for name, port in platform.metrics_ports.items())
         print(f"Metrics and health (/metrics, /health/live, /health/ready): {ports}", flush=True)
