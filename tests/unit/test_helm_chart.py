@@ -13,6 +13,7 @@ As in test_compose.py, each check lists problems, and a broken copy must make ea
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,6 +67,22 @@ Manifest = dict[str, Any]
 class Rendered:
     manifests: list[Manifest]
     values: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def schemas(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """kubernetes-validate's strict schemas, as kubeconform can read them from files.
+
+    Each schema names itself by an https `$id` and refers to `/api/_definitions.json` under it, which
+    kubeconform would then fetch: without the `$id`, the reference is the file beside it.
+    """
+    bundled = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+    folder = tmp_path_factory.mktemp("schemas")
+    for source in (bundled / f"v{KUBERNETES_VERSION}-local-strict").glob("*.json"):
+        schema = json.loads(source.read_text().replace('"/api/_definitions.json#', '"_definitions.json#'))
+        schema.pop("$id", None)
+        (folder / source.name).write_text(json.dumps(schema))
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -162,6 +179,34 @@ def schema_problems(manifests: list[Manifest]) -> list[str]:
         except kubernetes_validate.ValidationError as error:
             problems.append(f"{name}: {error.message} at {'.'.join(map(str, error.path))}")
     return problems
+
+
+def kubeconform_problems(tools: dict[str, Path], schemas: Path, manifests: list[Manifest]) -> list[str]:
+    """The same manifests through kubeconform, strict; only the kinds named in UNCHECKED skipped."""
+    done = subprocess.run(  # noqa: S603
+        [
+            tools["kubeconform"],
+            "-strict",
+            "-output",
+            "json",
+            "-skip",
+            ",".join(sorted(UNCHECKED)),
+            "-schema-location",
+            f"{schemas}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json",
+            "-",
+        ],
+        input="\n---\n".join(yaml.safe_dump(m) for m in manifests),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    results = json.loads(done.stdout)["resources"]
+    if done.returncode != 0 and not results:
+        return [f"kubeconform failed: {done.stderr}"]
+    return [
+        f"{r['kind']} {r['name']}: {r['status']} {r['msg']}" for r in results if r["status"] != "statusValid"
+    ]
 
 
 def deployment_problems(manifests: list[Manifest], project: Project) -> list[str]:
@@ -398,6 +443,12 @@ def test_every_rendered_manifest_is_valid_against_the_kubernetes_schemas(rendere
     assert schema_problems(rendered.manifests) == []
 
 
+def test_kubeconform_finds_every_rendered_manifest_valid(
+    tools: dict[str, Path], schemas: Path, rendered: Rendered
+) -> None:
+    assert kubeconform_problems(tools, schemas, rendered.manifests) == []
+
+
 def test_the_operators_example_resources_are_named_as_unchecked() -> None:
     manifests = [doc for doc in yaml.safe_load_all(PREREQUISITES.read_text()) if doc]
     assert {m["kind"] for m in manifests} <= UNCHECKED
@@ -436,9 +487,10 @@ def test_autoscaling_follows_the_queues_up_to_their_partitions(rendered: Rendere
     assert autoscaling_problems(rendered.manifests, rendered.values) == []
 
 
-def test_a_value_the_schema_refuses_fails_validation(tools: dict[str, Path]) -> None:
+def test_a_value_the_schema_refuses_fails_validation(tools: dict[str, Path], schemas: Path) -> None:
     broken = render(tools, "--set", "services.order_service.replicas=two")
     assert schema_problems(broken) != []
+    assert kubeconform_problems(tools, schemas, broken) != []
 
 
 def _deployment(module: str) -> Callable[[list[Manifest]], Manifest]:
@@ -600,3 +652,12 @@ def test_each_autoscaling_check_reports_a_broken_copy(production: Rendered, brea
     broken = copy.deepcopy(production.manifests)
     AUTOSCALING_BREAKAGES[breakage](broken)
     assert autoscaling_problems(broken, production.values) != []
+
+
+def test_kubeconform_reports_an_unknown_field_and_an_unnamed_custom_resource(
+    tools: dict[str, Path], schemas: Path, defaults: Rendered
+) -> None:
+    for breaks, _ in (BREAKAGES["unknown field"], BREAKAGES["unnamed custom resource"]):
+        broken = copy.deepcopy(defaults.manifests)
+        breaks(broken)
+        assert kubeconform_problems(tools, schemas, broken) != []
