@@ -239,7 +239,7 @@ def deployment_problems(manifests: list[Manifest], project: Project) -> list[str
 
 
 def environment_problems(manifests: list[Manifest], project: Project) -> list[str]:
-    """Every variable given is a valid setting; every one compose gives is given here too."""
+    """Each variable given is a valid setting; each one read without a default, or set by compose, is given."""
     compose = {command_package(s): s for s in platform_services(project).values()}
     problems = []
     for module, deployment in deployments_by_module(manifests).items():
@@ -259,6 +259,8 @@ def environment_problems(manifests: list[Manifest], project: Project) -> list[st
                     TypeAdapter(field.annotation).validate_python(value)
                 except ValidationError as error:
                     problems.append(f"{module}: {variable}={value!r} is refused: {error.errors()[0]['msg']}")
+        required = [name.upper() for name, field in cls.model_fields.items() if field.is_required()]
+        problems += [f"{module}: {v} has no default and is not given" for v in required if v not in given]
         # Passed through from the shell in compose (no value): optional there, optional here.
         wanted = [v for v, value in environment(compose.get(module, {})).items() if value is not None]
         problems += [f"{module}: compose sets {v}, the chart does not" for v in wanted if v not in given]
