@@ -239,7 +239,7 @@ def deployment_problems(manifests: list[Manifest], project: Project) -> list[str
 
 
 def environment_problems(manifests: list[Manifest], project: Project) -> list[str]:
-    """Each variable given is a valid setting; each one read without a default, or set by compose, is given."""
+    """Each variable given is a valid setting; any read without a default, or set by compose, is given."""
     compose = {command_package(s): s for s in platform_services(project).values()}
     problems = []
     for module, deployment in deployments_by_module(manifests).items():
