@@ -19,8 +19,9 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng \
     && rm -rf /var/lib/apt/lists/*
 
-RUN groupadd --system pharmacy \
-    && useradd --system --gid pharmacy --home-dir /app --no-create-home --shell /usr/sbin/nologin pharmacy
+# A fixed uid and gid: Kubernetes checks runAsNonRoot by number (deploy/helm/pharmacy runs as 10001).
+RUN groupadd --system --gid 10001 pharmacy \
+    && useradd --system --uid 10001 --gid pharmacy --home-dir /app --no-create-home --shell /usr/sbin/nologin pharmacy
 
 WORKDIR /app
 

@@ -5,6 +5,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/bootstrap.sh
 scripts/system-packages.sh --browser
+# helm and kubeconform for the chart's tests (tests/unit/test_helm_chart.py): minutes once, then cached.
+scripts/k8s-tools.sh >/dev/null
 scripts/infra.sh start
 eval "$(scripts/infra.sh env)"
 exec .venv/bin/python -m pytest "$@"
