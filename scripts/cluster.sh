@@ -100,14 +100,22 @@ start_cluster() {
   local started
   started=$(date +%s.%N)
   for n in 2 3; do
-    if ctl 1 cluster_status 2>/dev/null | grep -q "$(node_name "$n")"; then continue; fi
+    if ctl 1 cluster_status 2>/dev/null | grep -q "$(node_name "$n")"; then log "node $n had joined already"; continue; fi
     log "joining $(node_name "$n") to $(node_name 1)"
     ctl "$n" stop_app >/dev/null
     ctl "$n" join_cluster "$(node_name 1)" >/dev/null
     ctl "$n" start_app >/dev/null
   done
   ctl 1 await_startup >/dev/null
-  log "joined nodes 2 and 3 to node 1 in $(echo "$(date +%s.%N) - $started" | bc | xargs printf '%.1f') s"
+  local took
+  took=$(echo "$(date +%s.%N) - $started" | bc | xargs printf '%.1f')
+  echo "$took" >"$base/join-seconds"
+  log "joined nodes 2 and 3 to node 1 in $took s"
+  # Quorum queues get a member on every node by themselves (their initial group size is the cluster's
+  # size when declared). The platform's RPC and work queues are classic: without this mirroring they
+  # live on one node and are gone while it is down. Quorum queues ignore these keys.
+  ctl 1 set_policy --apply-to queues --priority 0 pharmacy-classic-mirrored '.*' \
+    '{"ha-mode":"all","ha-sync-mode":"automatic","ha-promote-on-shutdown":"always","ha-promote-on-failure":"always"}' >/dev/null
   log "running: $(ctl 1 cluster_status | sed -n '/Running Nodes/,/Versions/p' | grep @ | tr '\n' ' ')"
 }
 
