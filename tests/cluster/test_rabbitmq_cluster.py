@@ -165,16 +165,30 @@ class Outage:
     leader_change_seconds: float | None = None
     down_seconds: float = 0.0
     members_online_seconds: float | None = None
+    # Events the platform published while the node was down, and the longest time none was.
+    events_while_down: int = 0
+    longest_pause_seconds: float = 0.0
     unexpected: list[str] = field(default_factory=list)
 
 
-def wait_for_share(load: Load, share: float, bound: float) -> None:
+def wait_for_share(
+    load: Load, share: float, bound: float, tap: Tap | None = None, outage: Outage | None = None
+) -> None:
+    """Until the load reached this share of the orders; with a tap, how events flowed meanwhile."""
     deadline = time.monotonic() + bound
+    seen, since = (len(tap.originals), time.monotonic()) if tap else (0, 0.0)
+    first = seen
     while load.count() < share * ORDERS and not load.finished() and time.monotonic() < deadline:
         time.sleep(0.2)
+        if tap and outage:
+            now, count = time.monotonic(), len(tap.originals)
+            if count != seen:
+                seen, since = count, now
+            outage.longest_pause_seconds = max(outage.longest_pause_seconds, now - since)
+            outage.events_while_down = count - first
 
 
-def take_node_away(cluster: Cluster, load: Load, outage: Outage) -> None:
+def take_node_away(cluster: Cluster, load: Load, tap: Tap, outage: Outage) -> None:
     """Stop the node leading the most quorum queues under load, then start it again and rebalance."""
     try:
         wait_for_share(load, STOP_AT_SHARE, 900)
@@ -191,7 +205,8 @@ def take_node_away(cluster: Cluster, load: Load, outage: Outage) -> None:
                 break
             time.sleep(0.2)
         outage.during = cluster.leaders()
-        wait_for_share(load, (outage.stopped_at_order / ORDERS) + WHILE_DOWN_SHARE, DOWN_AT_MOST_SECONDS)
+        more = (outage.stopped_at_order / ORDERS) + WHILE_DOWN_SHARE
+        wait_for_share(load, more, DOWN_AT_MOST_SECONDS, tap, outage)
         outage.started_at_order = load.count()
         cluster.start(outage.victim)
         outage.down_seconds = time.monotonic() - stopped
@@ -259,6 +274,8 @@ def table(
         f"outcomes: {dict(sorted(outcomes.items()))}",
         f"stopped {node_name(outage.victim)} at order {outage.stopped_at_order}, started it at order "
         f"{outage.started_at_order}, down {outage.down_seconds:.1f} s",
+        f"while it was down: {outage.events_while_down} events published, longest pause without one "
+        f"{outage.longest_pause_seconds:.1f} s (printed, not asserted)",
         f"time to leader change (no quorum queue led by the stopped node): "
         f"{'never' if outage.leader_change_seconds is None else f'{outage.leader_change_seconds:.1f} s'}",
         "",
@@ -351,7 +368,9 @@ def test_the_saga_holds_while_the_node_leading_most_queues_stops_and_starts(
             threading.Thread(target=drive, args=(clients[n], patient, plan, load, tap), name=f"patient-{n}")
             for n, (patient, plan) in enumerate(zip(patients, planned, strict=True))
         ]
-        outage_thread = threading.Thread(target=take_node_away, args=(cluster, load, outage), name="outage")
+        outage_thread = threading.Thread(
+            target=take_node_away, args=(cluster, load, tap, outage), name="outage"
+        )
         pharmacist = staff_member(gateway, admin, "pharmacist")
         verifier = Verifier()
         checker = threading.Thread(
