@@ -1,14 +1,17 @@
 # The front door. Each target is a line or two calling a script a person can also read.
-.PHONY: run test fault lint bench bench-store bench-ocr infra stop-infra format asyncapi
+.PHONY: run test fault cluster-test lint bench bench-store bench-ocr infra stop-infra format asyncapi
 
 run:            ## run the whole platform locally on http://127.0.0.1:8000
 	scripts/run.sh
 
-test:           ## run every test against a real RabbitMQ and store, but the fault suite
-	scripts/test.sh -m "not fault"
+test:           ## run every test against a real RabbitMQ and store, but the fault and cluster suites
+	scripts/test.sh -m "not fault and not cluster"
 
 fault:          ## the fault suite: load while processes, broker and store fail; prints a table
 	scripts/test.sh -m fault tests/fault
+
+cluster-test:   ## a three-node RabbitMQ cluster on this machine loses a node under load; prints a table
+	scripts/cluster-test.sh
 
 lint:           ## ruff, mypy strict, import boundaries
 	scripts/lint.sh

@@ -21,6 +21,7 @@ from aio_pika.exceptions import DeliveryError
 
 from contracts import topology
 from contracts.commands import DeadLetterView
+from service_runtime import broker_nodes
 
 SERVICES = tuple(topology.SUBSCRIPTIONS)
 # What a redrive leaves out of the copy: the failure it is meant to repair, and the dead-letter
@@ -67,7 +68,7 @@ def _plain(value: Any) -> Any:
 
 @asynccontextmanager
 async def _channel(rabbitmq_url: str) -> AsyncIterator[AbstractChannel]:
-    connection = await aio_pika.connect(rabbitmq_url)
+    connection = await broker_nodes.connect(rabbitmq_url)
     async with connection:
         # Returns raise: a copy no queue took (its partitions unbound, its queue gone) is not confirmed
         # as sent, so its dead letter stays where it is.

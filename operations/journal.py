@@ -27,6 +27,7 @@ from contracts import topology
 from contracts.base import Envelope, Timer
 from contracts.events import ALL_EVENTS
 from operations.answers import journal_server
+from service_runtime import broker_nodes
 from service_runtime.crypto import FieldCipher, place
 from service_runtime.errors import until_up
 from service_runtime.logs import setup_logging
@@ -209,7 +210,7 @@ class Archiver:
     async def start(self) -> None:
         await until_up("the journal's store", self.journal.ensure_indexes)
         self.connection = await until_up(
-            "RabbitMQ", lambda: aio_pika.connect_robust(self.settings.rabbitmq_url)
+            "RabbitMQ", lambda: broker_nodes.connect_robust(self.settings.rabbitmq_url)
         )
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=JOURNAL_PREFETCH)

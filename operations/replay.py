@@ -16,6 +16,7 @@ from typing import Any
 import aio_pika
 
 from contracts import topology
+from service_runtime import broker_nodes
 from service_runtime.messaging import REBUILD
 
 Document = dict[str, Any]
@@ -88,7 +89,7 @@ async def replay(
     if dry_run:
         summary.delivered.update(doc["type"] for doc in going)
         return summary
-    connection = await aio_pika.connect(rabbitmq_url)
+    connection = await broker_nodes.connect(rabbitmq_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         # To one service: through its partition exchange, so each copy reaches its aggregate's partition.

@@ -18,11 +18,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import httpx
 from pymongo import AsyncMongoClient
 
 from contracts import topology
+from service_runtime import broker_nodes
 from service_runtime.crypto import new_key
 
 # Back-end services first, so the gateway finds their RPC queues when it starts answering.
@@ -265,7 +265,7 @@ async def delete_namespace(rabbitmq_url: str, namespace: str, partitions: int = 
 
     `partitions`: how many partition queues each service may have had (EVENT_PARTITIONS at most 64).
     """
-    connection = await aio_pika.connect(rabbitmq_url)
+    connection = await broker_nodes.connect(rabbitmq_url)
     async with connection:
         channel = await connection.channel()
         for service in (*topology.SUBSCRIPTIONS, *topology.COMMANDS):

@@ -23,7 +23,7 @@ from contracts import topology
 from contracts.base import Command, Envelope, Event, RpcError, RpcReply, Timer
 from contracts.commands import Page, Ping
 from contracts.events import ALL_EVENTS
-from service_runtime import logs, metrics, tracing
+from service_runtime import broker_nodes, logs, metrics, tracing
 from service_runtime.errors import (
     TRANSIENT,
     CommandRefused,
@@ -61,13 +61,18 @@ COMMAND_OWNERS: dict[str, str] = {
 
 def make_broker(settings: RuntimeSettings) -> RabbitBroker:
     # on_return_raises: publisher confirms ack an unroutable message too; mandatory + this makes it an error.
-    return RabbitBroker(
-        settings.rabbitmq_url,
+    connection = broker_nodes.robust_connection_kwargs(settings.rabbitmq_url)
+    broker = RabbitBroker(
+        connection["url"],
         default_channel=Channel(prefetch_count=settings.prefetch_count, on_return_raises=True),
         logger=logging.getLogger("faststream"),
         log_level=logging.DEBUG,
         graceful_timeout=10.0,
     )
+    if "connection_class" in connection:
+        # FastStream passes these to aio_pika.connect_robust and has no argument for the class.
+        broker._connection_kwargs["connection_class"] = connection["connection_class"]
+    return broker
 
 
 class Topology:
@@ -689,7 +694,7 @@ class AmqpRequester:
         self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
 
     async def start(self) -> None:
-        self._connection = await aio_pika.connect_robust(self.url)
+        self._connection = await broker_nodes.connect_robust(self.url)
         # Confirms and returns: a request to a queue nobody declared fails at once, not at the timeout.
         self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         replies = await self._channel.declare_queue(self.reply_queue_name, exclusive=True, auto_delete=True)

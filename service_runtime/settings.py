@@ -27,6 +27,7 @@ class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
 
     environment: Literal["development", "test", "production"] = "development"
+    # One URL, or every node of a cluster comma-separated: connections move between them (broker_nodes.py).
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     mongodb_url: str = "mongodb://127.0.0.1:27017/"
     # Each service overrides this default with its own database: no two services share one.
@@ -110,13 +111,18 @@ class RuntimeSettings(BaseSettings):
     @model_validator(mode="after")
     def refuse_plaintext_transport(self) -> RuntimeSettings:
         if self.rabbitmq_tls_ca_file or self.rabbitmq_tls_cert_file or self.rabbitmq_tls_key_file:
-            if urlsplit(self.rabbitmq_url).scheme != "amqps":
+            nodes = self.rabbitmq_url.split(",")
+            if any(urlsplit(node.strip()).scheme != "amqps" for node in nodes):
                 raise ValueError("RABBITMQ_TLS_* files need an amqps:// RABBITMQ_URL")
-            self.rabbitmq_url = with_query(
-                self.rabbitmq_url,
-                cafile=self.rabbitmq_tls_ca_file,
-                certfile=self.rabbitmq_tls_cert_file,
-                keyfile=self.rabbitmq_tls_key_file,
+            # RABBITMQ_URL may list every node of a cluster (service_runtime/broker_nodes.py): each one.
+            self.rabbitmq_url = ",".join(
+                with_query(
+                    node.strip(),
+                    cafile=self.rabbitmq_tls_ca_file,
+                    certfile=self.rabbitmq_tls_cert_file,
+                    keyfile=self.rabbitmq_tls_key_file,
+                )
+                for node in nodes
             )
         if self.mongodb_tls_ca_file or self.mongodb_tls_certificate_key_file:
             self.mongodb_url = with_query(
@@ -156,7 +162,9 @@ def with_query(url: str, **params: str) -> str:
 
 def plaintext_connections(rabbitmq_url: str, mongodb_url: str) -> list[str]:
     """Which of the broker and the store these URLs reach without TLS."""
-    found = [] if urlsplit(rabbitmq_url).scheme == "amqps" else ["RABBITMQ_URL is not amqps://"]
+    nodes = rabbitmq_url.split(",")
+    tls_broker = all(urlsplit(node.strip()).scheme == "amqps" for node in nodes)
+    found = [] if tls_broker else ["RABBITMQ_URL is not amqps://"]
     store = urlsplit(mongodb_url)
     options = {name.lower(): value.lower() for name, value in parse_qsl(store.query)}
     # mongodb+srv:// means TLS unless told otherwise; mongodb:// only with tls=true (or its old name ssl).
