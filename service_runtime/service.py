@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from aiormq.exceptions import DeliveryError
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import Channel, RabbitQueue, RabbitResponse
 from faststream.rabbit.subscriber import RabbitSubscriber
@@ -38,6 +39,8 @@ from service_runtime.settings import RuntimeSettings
 from service_runtime.store import Document, Repository, connect
 
 log = logging.getLogger(__name__)
+# What leaves a stored change's events in its outbox for the sweep rather than failing the change.
+NOT_PUBLISHED_NOW: tuple[type[Exception], ...] = (*TRANSIENT, DeliveryError)
 A = TypeVar("A", bound=Aggregate)
 
 
@@ -114,14 +117,15 @@ class Service:
     async def publish_pending(self, repository: Repository[Any], aggregate_id: str) -> None:
         """Fast path of the outbox: publish what the last write appended, right away.
 
-        The change is stored with its events by now. If the broker is away, the events wait in the
-        outbox for the sweep the relay asks for, and the change still succeeded.
+        The change is stored with its events by now. If the broker is away, or refuses the publish
+        (a nack: a quorum queue between leaders does that), the events wait in the outbox for the sweep
+        the relay asks for, and the change still succeeded.
         """
         try:
             await self.relay.flush(
                 repository.collection, aggregate_id, repository.written.pop(aggregate_id, None)
             )
-        except TRANSIENT as exc:
+        except NOT_PUBLISHED_NOW as exc:
             log.warning("events of %s wait in its outbox: %s: %s", aggregate_id, type(exc).__name__, exc)
 
     async def _ask_for_sweep(self, older_than: timedelta) -> None:
