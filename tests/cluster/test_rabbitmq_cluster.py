@@ -55,11 +55,11 @@ from fault.test_fault_suite import (
     Verifier,
     all_orders,
     check_invariants,
-    courier_work,
     dispense,
     drive,
     last_mile,
     new_patient,
+    on_duty_couriers,
     plans,
     queue_delete,
     staff_member,
@@ -386,21 +386,7 @@ def test_the_saga_holds_while_the_node_leading_most_queues_stops_and_starts(
         counter = threading.Thread(
             target=dispense, args=(staff_clients[0], dispenser, pharmacies, load, dispensary), daemon=True
         )
-        couriers = []
-        for n in range(COURIERS):
-            courier = staff_member(gateway, admin, "courier")
-            _, latitude, longitude = PHARMACIES[n % len(PHARMACIES)]
-            at = {"available": True, "latitude": latitude, "longitude": longitude}
-            answer = gateway.call("PUT", "/couriers/me", headers=courier, json=at)
-            assert answer.status_code == 200, answer.text
-            couriers.append(
-                threading.Thread(
-                    target=courier_work,
-                    args=(staff_clients[1 + n], courier, load, dispensary, rounds),
-                    name=f"courier-{n}",
-                    daemon=True,
-                )
-            )
+        couriers = on_duty_couriers(gateway, admin, PHARMACIES, staff_clients[1:], load, dispensary, rounds)
         for thread in (*drivers, outage_thread, checker, counter, *couriers):
             thread.start()
         for thread in drivers:

@@ -29,7 +29,7 @@ import subprocess
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -638,6 +638,35 @@ def courier_work(
     except Exception as exc:
         with rounds.lock:
             rounds.unexpected.append(f"courier stopped: {type(exc).__name__}: {exc}")
+
+
+def on_duty_couriers(
+    gateway: Gateway,
+    admin: dict[str, str],
+    places: Sequence[tuple[str, float, float]],
+    clients: Sequence[Gateway],
+    load: Load,
+    dispensary: Dispensary,
+    rounds: Rounds,
+) -> list[threading.Thread]:
+    """COURIERS couriers, each on duty at one of the places in turn, with the day's work as a thread
+    (not started) on its own client."""
+    couriers = []
+    for n in range(COURIERS):
+        courier = staff_member(gateway, admin, "courier")
+        _, latitude, longitude = places[n % len(places)]
+        at = {"available": True, "latitude": latitude, "longitude": longitude}
+        answer = gateway.call("PUT", "/couriers/me", headers=courier, json=at)
+        assert answer.status_code == 200, answer.text
+        couriers.append(
+            threading.Thread(
+                target=courier_work,
+                args=(clients[n], courier, load, dispensary, rounds),
+                name=f"courier-{n}",
+                daemon=True,
+            )
+        )
+    return couriers
 
 
 def deliveries_of(gateway: Gateway, courier: dict[str, str], *, every_page: bool) -> list[dict[str, Any]]:
@@ -1365,21 +1394,7 @@ def test_the_saga_holds_under_crashes_restarts_redelivery_and_poison(
             name="dispensing",
             daemon=True,
         )
-        couriers = []
-        for n in range(COURIERS):
-            courier = staff_member(gateway, admin, "courier")
-            _, latitude, longitude = pharmacies[n % len(pharmacies)]
-            at = {"available": True, "latitude": latitude, "longitude": longitude}
-            answer = gateway.call("PUT", "/couriers/me", headers=courier, json=at)
-            assert answer.status_code == 200, answer.text
-            couriers.append(
-                threading.Thread(
-                    target=courier_work,
-                    args=(staff_clients[1 + n], courier, load, dispensary, rounds),
-                    name=f"courier-{n}",
-                    daemon=True,
-                )
-            )
+        couriers = on_duty_couriers(gateway, admin, pharmacies, staff_clients[1:], load, dispensary, rounds)
         for thread in (*drivers, injector, checker, counter, *couriers):
             thread.start()
         for thread in drivers:
