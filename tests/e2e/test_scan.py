@@ -3,10 +3,14 @@ patient and to pharmacists."""
 
 from __future__ import annotations
 
+import io
 import secrets
+import struct
+import zlib
 
 import pytest
 from conftest import Api, add_card, approve, new_pharmacist, open_shop, prescription_body, printed, scan
+from PIL import Image
 
 pytestmark = pytest.mark.e2e
 
@@ -73,6 +77,46 @@ def test_a_document_is_refused_by_its_bytes_and_its_size(api: Api) -> None:
     assert too_large.status_code == 413, too_large.text
     assert no_file.status_code == 422
     assert any(error["field"].endswith("document") for error in no_file.json()["errors"]), no_file.text
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG of a few hundred bytes whose header claims width x height pixels: a decompression bomb."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 1024))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_a_decompression_bomb_and_a_pdf_of_too_many_pages_are_refused_through_the_gateway(api: Api) -> None:
+    _, patient = api.new_patient()
+    pages = [Image.new("RGB", (100, 100), "white") for _ in range(6)]
+    buffer = io.BytesIO()
+    pages[0].save(buffer, "PDF", save_all=True, append_images=pages[1:])
+
+    bomb = api.http.post(
+        "/prescriptions/scan",
+        headers=patient,
+        files={"document": ("scan.png", png_claiming(100_000, 100_000), "image/png")},
+    )
+    many_pages = api.http.post(
+        "/prescriptions/scan",
+        headers=patient,
+        files={"document": ("scan.pdf", buffer.getvalue(), "application/pdf")},
+    )
+
+    assert bomb.status_code == 413, bomb.text
+    assert bomb.headers["content-type"] == "application/problem+json"
+    assert "too large" in bomb.json()["detail"], bomb.text
+    assert many_pages.status_code == 422, many_pages.text
+    assert many_pages.headers["content-type"] == "application/problem+json"
+    assert "6 pages" in many_pages.json()["detail"], many_pages.text
 
 
 def catalogue_entry(api: Api, admin: dict[str, str], name: str, strength: str, form: str) -> str:

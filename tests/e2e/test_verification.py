@@ -201,6 +201,18 @@ def test_a_held_prescription_goes_back_to_the_queue_when_answered(
         "approved",
     ]
     assert order["status"] == "CONFIRMED"
+    # The question and the answer are audited as decisions of their own, with who asked and who answered.
+    trail = [
+        (a["action"], a["actor_role"], a["outcome"], a["details"])
+        for action in ("prescription.hold", "prescription.answer")
+        for a in api.http.get(
+            "/audit", headers=admin, params={"action": action, "subject_id": uploaded["id"]}
+        ).json()["items"]
+    ]
+    assert trail == [
+        ("prescription.hold", "pharmacist", "ok", {"decision": "held"}),
+        ("prescription.answer", "patient", "ok", {}),
+    ]
 
 
 def _queued(api: Api, pharmacist: dict[str, str], prescription_id: str) -> bool:
