@@ -431,7 +431,12 @@ def autoscaling_problems(manifests: list[Manifest], values: dict[str, Any]) -> l
     namespace = values["platform"]["brokerNamespace"]
     partitions = int(values["platform"]["eventPartitions"])
     ceiling = max(partitions, int(values["autoscaling"]["rpcMaxReplicas"]))
-    problems = []
+    # KEDA's CRD says this one in CEL (x-kubernetes-validations), which its JSON schema cannot carry.
+    problems = [
+        f"ScaledObject {n}: minReplicaCount {least} above maxReplicaCount {most}"
+        for n, s in scaled.items()
+        if (least := s["spec"].get("minReplicaCount", 0)) > (most := s["spec"].get("maxReplicaCount", 100))
+    ]
     for module, deployment in deployments_by_module(manifests).items():
         name = deployment["metadata"]["name"]
         if module == "operations.journal":
@@ -683,6 +688,9 @@ AUTOSCALING_BREAKAGES: dict[str, Callable[[list[Manifest]], None]] = {
     ),
     "a queue forgotten": lambda ms: of_kind(ms, "ScaledObject")[0]["spec"]["triggers"].pop(0),
     "replicas fixed": _edit("order_service", lambda d: d["spec"].__setitem__("replicas", 2)),
+    "fewer at most than at least": lambda ms: next(
+        s for s in of_kind(ms, "ScaledObject") if s["metadata"]["name"].endswith("user-service")
+    )["spec"].__setitem__("minReplicaCount", 50),
 }
 
 
