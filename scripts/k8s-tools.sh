@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the chart's offline checkers from the Go module proxy, pinned, once: helm (Helm 4) and
 # kubeconform, into $PHARMACY_STATE_DIR/bin (default .run/bin). A pinned binary already there is kept.
-# Prints the two paths, one `name=path` a line, for tests and people:
-#   scripts/k8s-tools.sh            build what is missing, print helm=... and kubeconform=...
+# Then the operators' CRDs as JSON schemas (scripts/crd-schemas.sh, from the same proxy).
+# Prints the three paths, one `name=path` a line, for tests and people:
+#   scripts/k8s-tools.sh            make what is missing, print helm=..., kubeconform=..., crd-schemas=...
 # Measured here with empty Go module and build caches: helm 102 s, then kubeconform 3 s (most of its
 # modules came with helm's); nothing once built.
 set -euo pipefail
@@ -35,3 +36,4 @@ build helm helm.sh/helm/v4/cmd/helm "$helm_version"
 build kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$kubeconform_version"
 printf 'helm=%s\n' "$bin/helm-$helm_version"
 printf 'kubeconform=%s\n' "$bin/kubeconform-$kubeconform_version"
+"$root/scripts/crd-schemas.sh"
