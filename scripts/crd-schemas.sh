@@ -41,7 +41,7 @@ command -v go >/dev/null || { log "go is needed to fetch the operators' CRDs"; e
 [ -x "$python" ] || { log "$python missing: run scripts/bootstrap.sh"; exit 1; }
 
 started=$SECONDS
-export GOPATH="$state/go" GOMODCACHE="$state/go/mod" GOFLAGS=-mod=mod GOWORK=off
+export GOPATH="$state/go" GOMODCACHE="$state/go/mod" GOFLAGS="-mod=mod -modcacherw" GOWORK=off
 mkdir -p "$GOPATH"
 files=()
 for pin in "${pins[@]}"; do
