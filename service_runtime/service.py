@@ -26,6 +26,7 @@ from service_runtime.crypto import FieldCipher
 from service_runtime.errors import TRANSIENT, ConcurrentModification, RetryLater, until_up
 from service_runtime.locks import KeyedLock
 from service_runtime.logs import setup_logging
+from service_runtime.membership import Membership, plan
 from service_runtime.messaging import (
     CommandServer,
     EventBus,
@@ -83,6 +84,16 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: dict[str, Worker] = {}
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
+        self._subscribers: dict[str, RabbitSubscriber] = {}
+        self._in_flight: dict[str, int] = {}
+        self._idle: dict[str, asyncio.Event] = {}
+        # Unnumbered replicas (REPLICA_INDEX unset) share the partitions through their store.
+        self.membership = (
+            Membership(self.db, lease_seconds=settings.partition_lease_seconds)
+            if settings.replica_index is None
+            else None
+        )
+        self.consuming: set[int] = set()
 
     def repository(self, collection: str, model: type[A], *, sealed: Sequence[str] = ()) -> Repository[A]:
         """The repository of one collection; `sealed`: the fields of patients' data, kept encrypted."""
@@ -207,8 +218,9 @@ class Service:
         # Events and write commands: each partition to one consumer at a time across replicas (single
         # active consumer). This replica's own partitions first; it stands by for the others later.
         own, others = self.partitions()
-        for queue in own:
-            self._consume(queue)
+        if self.membership is None:
+            for queue in own:
+                self._subscriber(queue)
         self.broker.subscriber(self.topology.rpc_queue(self.name), ack_policy=AckPolicy.ACK)(self._answer)
         for name, worker in self._workers.items():
             self.broker.subscriber(
@@ -217,6 +229,10 @@ class Service:
                 channel=Channel(prefetch_count=worker.concurrency),
             )(self._answerer(worker.server))
         await self.broker.start()
+        if self.membership is not None:
+            # Unnumbered (a Deployment's pod): take this replica's share now, then follow the members.
+            await until_up(f"{self.name}'s partitions", self._rebalance)
+            self._tasks.append(asyncio.create_task(self._follow_members(), name=f"{self.name}-members"))
         if others:
             self._tasks.append(asyncio.create_task(self._stand_by(others), name=f"{self.name}-standby"))
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox"))
@@ -233,21 +249,98 @@ class Service:
         """
         queues = self.topology.partition_queues(self.name)
         index, count = self.settings.replica_index, self.settings.replica_count
-        if index is None or count == 1:
+        if index is None:
+            return [], []  # the members' document decides (_rebalance)
+        if count == 1:
             return queues, []
         own = [q for k, q in enumerate(queues) if k % count == index % count]
         return own, [q for q in queues if q not in own]
 
-    def _consume(self, queue: RabbitQueue) -> RabbitSubscriber:
-        subscriber = self.broker.subscriber(
-            queue,
-            ack_policy=AckPolicy.MANUAL,
-            channel=self.topology.event_channel,
-            # The consumer answers write commands itself; FastStream would add an empty second reply.
-            no_reply=True,
-        )
-        subscriber(self._take_event)
-        return subscriber
+    def _subscriber(self, queue: RabbitQueue) -> RabbitSubscriber:
+        """The one subscriber of a partition queue in this process (made once: stopped and started
+        again as the partition leaves and comes back)."""
+        if queue.name not in self._subscribers:
+            subscriber = self.broker.subscriber(
+                queue,
+                ack_policy=AckPolicy.MANUAL,
+                channel=self.topology.event_channel,
+                # The consumer answers write commands itself; FastStream would add an empty second reply.
+                no_reply=True,
+            )
+            subscriber(self._taker(queue.name))
+            self._subscribers[queue.name] = subscriber
+            self._in_flight[queue.name] = 0
+            self._idle[queue.name] = asyncio.Event()
+        return self._subscribers[queue.name]
+
+    def _taker(self, queue: str) -> Callable[[], Awaitable[None]]:
+        async def take() -> None:
+            self._in_flight[queue] += 1
+            try:
+                await self._take_event()
+            finally:
+                self._in_flight[queue] -= 1
+                if not self._in_flight[queue]:
+                    self._idle[queue].set()
+
+        return take
+
+    async def _follow_members(self) -> None:
+        """Every tick: renew this replica's heartbeat, and take or give up partitions as members come
+        and go. An outage of the store or broker is waited out; the partitions held are kept meanwhile."""
+        assert self.membership is not None
+        while True:
+            await asyncio.sleep(self.settings.partition_tick_seconds)
+            try:
+                await self._rebalance()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("%s: partitions not rebalanced this tick", self.name, exc_info=True)
+
+    async def _rebalance(self) -> None:
+        membership = self.membership
+        assert membership is not None
+        await membership.beat(self.consuming)
+        members = await membership.live()
+        release, take = plan(members, membership.id, self.settings.event_partitions, self.consuming)
+        queues = self.topology.partition_queues(self.name)
+        for k in sorted(release):
+            await self._release(queues[k])
+            self.consuming.discard(k)
+        if release:
+            await membership.beat(self.consuming)  # said before anyone may take them
+        for k in sorted(take):
+            await self._subscriber(queues[k]).start()
+            self.consuming.add(k)
+        if release or take:
+            await membership.beat(self.consuming)
+            log.info(
+                "%s: took %s, released %s: now consumes partitions %s (%d live members)",
+                self.name, sorted(take), sorted(release), sorted(self.consuming), len(members),
+            )  # fmt: skip
+        if len(members) == 1 and not self.consuming and not release:
+            log.debug("%s: waiting for partitions still held by a member that left", self.name)
+
+    async def _release(self, queue: RabbitQueue) -> None:
+        """Stop taking a partition: cancel the consumer at the broker (no new deliveries), let the
+        handlers of what was delivered finish and ack, then stop the subscriber. Stopping it first
+        would drop, unacked, what arrives between the two."""
+        subscriber = self._subscribers[queue.name]
+        # FastStream's subscriber.stop() marks itself stopped before cancelling: deliveries in between
+        # would be ignored and left unacknowledged on the channel. So cancel first, by the tag it holds.
+        queue_obj, tag = subscriber._queue_obj, subscriber._consumer_tag
+        if queue_obj is not None and tag is not None and not queue_obj.channel.is_closed:
+            await queue_obj.cancel(tag)
+            subscriber._consumer_tag = None
+        if self._in_flight[queue.name]:
+            idle = self._idle[queue.name]
+            idle.clear()
+            try:
+                await asyncio.wait_for(idle.wait(), self.settings.partition_drain_seconds)
+            except TimeoutError:
+                log.warning("%s: %s given up with messages still being handled", self.name, queue.name)
+        await subscriber.stop()
 
     async def _answer(self) -> RabbitResponse:
         # As _take_event: no argument for fast_depends to resolve in a task group on every request.
@@ -269,10 +362,20 @@ class Service:
         """After the other replicas had their time to take their own partitions, queue up behind them."""
         await asyncio.sleep(self.settings.standby_after_seconds)
         for queue in queues:
-            await until_up(f"standing by on {queue.name}", self._consume(queue).start)
+            await until_up(f"standing by on {queue.name}", self._subscriber(queue).start)
 
     async def stop(self) -> None:
         await self.health.stop()
+        if self.membership is not None:
+            # Said first (no tick after it to renew the heartbeat): the others take this replica's
+            # partitions at their next tick.
+            for task in self._tasks:
+                if task.get_name() == f"{self.name}-members":
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            with contextlib.suppress(Exception):
+                await self.membership.leave()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

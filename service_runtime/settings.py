@@ -52,11 +52,18 @@ class RuntimeSettings(BaseSettings):
     event_prefetch: int = Field(default=32, ge=1)
     # This process's place among the replicas of its service (the launcher sets both; a StatefulSet's
     # ordinal would do). Replica i takes partitions i, i + n, ... at once and stands by for the others
-    # after `standby_after_seconds`, so replicas started together share the partitions; unset, a
-    # process takes every partition at once.
+    # after `standby_after_seconds`, so replicas started together share the partitions; unset, the
+    # replicas share them through their store and hand them over as they come and go (below).
     replica_index: int | None = Field(default=None, ge=0)
     replica_count: int = Field(default=1, ge=1)
     standby_after_seconds: float = Field(default=3.0, ge=0)
+    # Unnumbered replicas (REPLICA_INDEX unset: a Kubernetes Deployment's pods) share the partitions
+    # through a member document each in their store (service_runtime/membership.py): renewed every
+    # tick; a replica whose heartbeat is older than the lease is taken as gone (a clean stop says so
+    # at once); a partition given up waits this long at most for the messages it holds to be handled.
+    partition_tick_seconds: float = Field(default=2.0, gt=0)
+    partition_lease_seconds: float = Field(default=10.0, gt=0)
+    partition_drain_seconds: float = Field(default=10.0, ge=0)
     log_level: str = "INFO"
     # Tracing (service_runtime/tracing.py) is off unless an OTLP/HTTP endpoint is named, by the standard
     # OpenTelemetry variables; the exporter reads the others itself (OTEL_EXPORTER_OTLP_HEADERS,
