@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from datetime import datetime, timedelta
 
 from pydantic import Field
@@ -82,16 +84,32 @@ class InventorySettings(RuntimeSettings):
         )
 
 
+# Rounds of service.change (5 tries each) a reservation waits out at one contended pharmacy.
+CONTENDED_RETRIES = 10
+
+
 def register(service: Service, s: Stores, settings: InventorySettings) -> None:
     hold = timedelta(seconds=settings.reservation_hold_seconds)
     fees = settings.fees
 
     async def hold_at(pharmacy_id: str, order_id: str, plan: Plan) -> bool:
-        try:
-            await service.change(s.pharmacies, pharmacy_id, lambda p: _hold(p, order_id, plan), cause=None)
-        except (domain.OutOfStock, ConcurrentModification):
-            return False
-        return True
+        """Hold the plan's lines; False if the pharmacy ran out meanwhile. Writers of the same pharmacy
+        racing past `change`'s own retries (replicas on other partitions, at a busy pharmacy) are
+        waited out here: a contended pharmacy is not an empty one."""
+        for attempt in range(CONTENDED_RETRIES):
+            try:
+                await service.change(
+                    s.pharmacies, pharmacy_id, lambda p: _hold(p, order_id, plan), cause=None
+                )
+            except domain.OutOfStock:
+                return False
+            except ConcurrentModification:
+                if attempt == CONTENDED_RETRIES - 1:
+                    raise  # the message is retried in place, as for an outage
+                await asyncio.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+            else:
+                return True
+        return False
 
     def _hold(pharmacy: Pharmacy, order_id: str, plan: Plan) -> list[Event]:
         pharmacy.hold(order_id, plan.lines, utc_now())
