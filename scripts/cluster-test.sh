@@ -3,7 +3,8 @@
 # store), fresh, then tests/cluster against them with RABBITMQ_URL naming every node. Everything started
 # here is stopped on the way out, also when the test fails.
 #   PHARMACY_STATE_DIR (default .run/cluster-test), FERRETDB_PORT (27062), CLUSTER_PORTS ("5631 5632 5633"),
-#   CLUSTER_ORDERS (120): how many orders the patients send.
+#   CLUSTER_ORDERS (120): how many orders the patients send. CLUSTER_NODE_PREFIX ("pharmacy-c"): the nodes'
+#   names (scripts/cluster.sh); a second cluster test on this machine needs other ports and prefix.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

@@ -12,7 +12,8 @@
 #   scripts/cluster.sh ctl N ARGS...  rabbitmqctl against node N; `queues N ARGS...` rabbitmq-queues
 #
 # Ports: CLUSTER_PORTS (default "5631 5632 5633") for AMQP; each node's distribution port is its AMQP
-# port + 20000.
+# port + 20000. Names: CLUSTER_NODE_PREFIX (default "pharmacy-c") + 1..3 @localhost; a second cluster on
+# this machine needs a prefix of its own, as epmd holds one node per name.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,7 +27,7 @@ log() { printf '[cluster] %s\n' "$*" >&2; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-node_name() { echo "pharmacy-c$1@localhost"; }
+node_name() { echo "${CLUSTER_NODE_PREFIX:-pharmacy-c}$1@localhost"; }
 node_port() { echo "${ports[$(($1 - 1))]}"; }
 
 # The cookie lives in the cluster's own HOME, which the server and the CLI tools both read it from.

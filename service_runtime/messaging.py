@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
@@ -12,7 +13,8 @@ from typing import Any, Protocol, TypeVar
 from uuid import uuid4
 
 import aio_pika
-from aiormq.exceptions import AMQPError, ChannelInvalidStateError
+import aiormq
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError, PublishError
 from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue, RabbitResponse
 from faststream.rabbit.annotations import RabbitMessage
 from faststream.rabbit.helpers import RabbitDeclarer
@@ -691,16 +693,49 @@ class AmqpRequester:
         self.url = rabbitmq_url
         self.reply_queue_name = f"{namespace}.replies.{uuid4().hex}"
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
+        # The partition exchanges declared on the publishing channel now in use.
         self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+        # Publishing channels given up after a nack, closed once the requests sent on them are done.
+        self._retiring: set[asyncio.Task[None]] = set()
+        # How many requests were nacked and sent again on a new channel (read by tests and the logs).
+        self.renewed = 0
 
     async def start(self) -> None:
         self._connection = await broker_nodes.connect_robust(self.url)
-        # Confirms and returns: a request to a queue nobody declared fails at once, not at the timeout.
-        self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-        replies = await self._channel.declare_queue(self.reply_queue_name, exclusive=True, auto_delete=True)
+        # Replies come on a channel of their own; requests go out on another, which a nack replaces.
+        self._replies = await self._connection.channel()
+        replies = await self._replies.declare_queue(self.reply_queue_name, exclusive=True, auto_delete=True)
         await replies.consume(self._on_reply, no_ack=True)
+        self._channel = await self._publishing_channel()
+
+    async def _publishing_channel(self) -> aio_pika.abc.AbstractChannel:
+        # Confirms and returns: a request to a queue nobody declared fails at once, not at the timeout.
+        return await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+
+    async def _renew(self, nacked: aio_pika.abc.AbstractChannel, linger: float) -> None:
+        """Replace a publishing channel the broker nacked a request on (once, however many were).
+
+        RabbitMQ 3.10 keeps, per channel, the state of its publishing to each quorum queue: after the node
+        leading one stopped, a channel can go on nacking every publish to that queue until the node is back,
+        80-90 s (make cluster-test), though the queue has a new leader and a new channel publishes to it at
+        once. The old channel is closed after `linger`, when the requests still waiting on it are done."""
+        if self._channel is not nacked:
+            return  # another request renewed it already
+        self._channel = await self._publishing_channel()
+        self._exchanges = {}
+        retire = asyncio.create_task(self._close_later(nacked, linger))
+        self._retiring.add(retire)
+        retire.add_done_callback(self._retiring.discard)
+
+    @staticmethod
+    async def _close_later(channel: aio_pika.abc.AbstractChannel, delay: float) -> None:
+        await asyncio.sleep(delay)
+        with contextlib.suppress(Exception):
+            await channel.close()
 
     async def stop(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
         await self._connection.close()
 
     @property
@@ -760,10 +795,27 @@ class AmqpRequester:
                         **tracing.inject(),
                     },
                 )
-                await (await self._exchange(exchange)).publish(message, routing_key=queue, mandatory=True)
+                await self._publish(message, exchange, queue, timeout)
                 return await reply
         finally:
             self._waiting.pop(request_id, None)
+
+    async def _publish(self, message: aio_pika.Message, exchange: str, queue: str, timeout: float) -> None:
+        """Publish, confirmed; a request the broker nacks is sent once more, on a new channel."""
+        channel = self._channel
+        try:
+            await (await self._exchange(exchange)).publish(message, routing_key=queue, mandatory=True)
+        except PublishError:
+            raise  # returned unroutable: no channel would route it
+        except DeliveryError as exc:
+            if not isinstance(exc.frame, aiormq.spec.Basic.Nack):
+                raise
+            log.warning(
+                "%s to %s was nacked; sending it again on a new channel", message.type, exchange or queue
+            )
+            await self._renew(channel, timeout)
+            self.renewed += 1
+            await (await self._exchange(exchange)).publish(message, routing_key=queue, mandatory=True)
 
 
 class RpcClient:

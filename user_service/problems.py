@@ -98,7 +98,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceUnavailable)
     async def unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:
-        log.warning("%s", exc)
+        # The cause tells a request nobody answered in time from one the broker refused (a nack).
+        cause = exc.__cause__
+        if cause is None:
+            log.warning("%s", exc)
+        else:
+            log.warning("%s (%s: %s)", exc, type(cause).__name__, cause)
         return problem(
             503, "a back-end service is not answering; try again shortly", headers={"Retry-After": "5"}
         )

@@ -170,6 +170,8 @@ class Tap:
     rabbitmq_url: str
     namespace: str
     originals: dict[str, Envelope] = field(default_factory=dict)
+    # When each original was first seen (time.monotonic()), in arrival order: the pace of the events.
+    arrivals: list[float] = field(default_factory=list)
     # The types of event seen of each order, and the Condition patients wait on for theirs.
     seen: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     news: threading.Condition = field(default_factory=threading.Condition)
@@ -201,6 +203,8 @@ class Tap:
                     with self.lock:
                         first = str(envelope.event_id) not in self.originals
                         self.originals.setdefault(str(envelope.event_id), envelope)
+                        if first:
+                            self.arrivals.append(time.monotonic())
                     with self.news:
                         self.seen[order_of(envelope)].add(envelope.type)
                         self.news.notify_all()
