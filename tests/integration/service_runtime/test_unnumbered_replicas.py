@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from uuid import uuid4
 
 import pytest
 
 # Under `mypy .` conftest resolves; checked alone, tests/integration cannot see it.
 from conftest import EventProbe, Namespace, eventually, rpc_client
+from integration.service_runtime.test_replicas import HERE, order_for
 
 from contracts.commands import CreateMedication, CreatePharmacy, SetStock, StockView
-from contracts.events import Location, OrderCreated, PrescribedLine, StockReservationFailed, StockReserved
+from contracts.events import StockReservationFailed, StockReserved
 from inventory_service.app import build
 from inventory_service.handlers import InventorySettings
 from inventory_service.store import stores
@@ -28,19 +28,7 @@ from service_runtime.service import Service
 pytestmark = pytest.mark.integration
 
 Start = Callable[[Service], Awaitable[Service]]
-HERE = Location(latitude=48.8566, longitude=2.3522)
 ALL = {0, 1, 2, 3}
-
-
-def order_for(medication_id: str) -> OrderCreated:
-    return OrderCreated(
-        order_id=str(uuid4()),
-        prescription_id=str(uuid4()),
-        patient_id=f"patient-{uuid4().hex[:8]}",
-        lines=(PrescribedLine(medication_id=medication_id, quantity=1),),
-        delivery_location=HERE,
-        payment_method_id="pm-1",
-    )
 
 
 async def _decided(probe: EventProbe) -> int:
