@@ -367,13 +367,19 @@ class Service:
     async def stop(self) -> None:
         await self.health.stop()
         if self.membership is not None:
-            # Said first (no tick after it to renew the heartbeat): the others take this replica's
-            # partitions at their next tick.
+            # No tick after this to renew the heartbeat; the others take this replica's partitions at
+            # their next tick after it left.
             for task in self._tasks:
                 if task.get_name() == f"{self.name}-members":
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            # Give every partition up as a handover does (cancelled at the broker, what is being
+            # handled finished), then leave: no delivery is dropped unacked by the subscribers' stop.
+            queues = self.topology.partition_queues(self.name)
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*(self._release(queues[k]) for k in sorted(self.consuming)))
+            self.consuming.clear()
             with contextlib.suppress(Exception):
                 await self.membership.leave()
         for task in self._tasks:
