@@ -440,6 +440,9 @@ def make_platform(
             "ADMIN_EMAIL": admin[0],
             "ADMIN_PASSWORD": admin[1],
             "LOG_LEVEL": "INFO",
+            # The session's `admin` token is taken once: a run of the suite outlasts the 15 minutes of
+            # production (a rehearsal sharing its cores took 16, and the browser tests at its end got 401).
+            "ACCESS_TOKEN_MINUTES": "180",
             **FIELD_KEYS,
         }
     )
