@@ -8,7 +8,8 @@ started, a heartbeat, the partitions it consumes now) and, every tick, takes the
 members' list gives it:
 
 - the live members are those whose heartbeat is younger than the lease; sorted by start, member i of
-  n owns partitions i, i + n, ...: balanced within one, and the oldest keep theirs when one joins;
+  n owns partitions i, i + n, ...: balanced within one (a change of members moves partitions between
+  the others too, each handed over as below);
 - a replica gives up a partition first (its consumer cancelled, the messages it holds handled and
   acked) and says so in its document; a replica takes a partition only when no live member's
   document still says it consumes it, so one partition never has two replicas handling it at once.
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 COLLECTION = "replicas"
 
 
+def collection_of(service: str) -> str:
+    return f"{COLLECTION}_{service}"
+
+
 def share(members: Sequence[str], partitions: int, member: str) -> set[int]:
     """The partitions `member` owns among `members` (in the order they started): k where k mod n is
     its place. A member not in the list owns none."""
@@ -56,8 +61,10 @@ class Member:
 class Membership:
     """This replica's member document, and the live members' view of who consumes what."""
 
-    def __init__(self, db: AsyncDatabase[Any], *, lease_seconds: float) -> None:
-        self.collection = db[COLLECTION]
+    def __init__(self, db: AsyncDatabase[Any], service: str, *, lease_seconds: float) -> None:
+        # One collection per service: services that share a database (tests do) are not each other's
+        # members.
+        self.collection = db[collection_of(service)]
         self.lease = timedelta(seconds=lease_seconds)
         self.id = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.started_at = utc_now()

@@ -697,6 +697,7 @@ class AmqpRequester:
         self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
         # Publishing channels given up after a nack, closed once the requests sent on them are done.
         self._retiring: set[asyncio.Task[None]] = set()
+        self._renewing = asyncio.Lock()
         # How many requests were nacked and sent again on a new channel (read by tests and the logs).
         self.renewed = 0
 
@@ -719,13 +720,14 @@ class AmqpRequester:
         leading one stopped, a channel can go on nacking every publish to that queue until the node is back,
         80-90 s (make cluster-test), though the queue has a new leader and a new channel publishes to it at
         once. The old channel is closed after `linger`, when the requests still waiting on it are done."""
-        if self._channel is not nacked:
-            return  # another request renewed it already
-        self._channel = await self._publishing_channel()
-        self._exchanges = {}
-        retire = asyncio.create_task(self._close_later(nacked, linger))
-        self._retiring.add(retire)
-        retire.add_done_callback(self._retiring.discard)
+        async with self._renewing:  # requests nacked together open one channel, not one each
+            if self._channel is not nacked:
+                return  # another request renewed it already
+            self._channel = await self._publishing_channel()
+            self._exchanges = {}
+            retire = asyncio.create_task(self._close_later(nacked, linger))
+            self._retiring.add(retire)
+            retire.add_done_callback(self._retiring.discard)
 
     @staticmethod
     async def _close_later(channel: aio_pika.abc.AbstractChannel, delay: float) -> None:

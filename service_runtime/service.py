@@ -89,7 +89,7 @@ class Service:
         self._idle: dict[str, asyncio.Event] = {}
         # Unnumbered replicas (REPLICA_INDEX unset) share the partitions through their store.
         self.membership = (
-            Membership(self.db, lease_seconds=settings.partition_lease_seconds)
+            Membership(self.db, name, lease_seconds=settings.partition_lease_seconds)
             if settings.replica_index is None
             else None
         )
@@ -330,7 +330,11 @@ class Service:
         # FastStream's subscriber.stop() marks itself stopped before cancelling: deliveries in between
         # would be ignored and left unacknowledged on the channel. So cancel first, by the tag it holds.
         queue_obj, tag = subscriber._queue_obj, subscriber._consumer_tag
-        if queue_obj is not None and tag is not None and not queue_obj.channel.is_closed:
+        if queue_obj is not None and tag is not None:
+            if queue_obj.channel.is_closed:
+                # Not given up while the broker is away: the robust channel would bring the consumer
+                # back on reconnect, unseen. The tick fails and the partition stays claimed.
+                raise ConnectionError(f"{queue.name}: the broker is away; kept for now")
             await queue_obj.cancel(tag)
             subscriber._consumer_tag = None
         if self._in_flight[queue.name]:
@@ -377,8 +381,11 @@ class Service:
             # Give every partition up as a handover does (cancelled at the broker, what is being
             # handled finished), then leave: no delivery is dropped unacked by the subscribers' stop.
             queues = self.topology.partition_queues(self.name)
-            with contextlib.suppress(Exception):
-                await asyncio.gather(*(self._release(queues[k]) for k in sorted(self.consuming)))
+            released = await asyncio.gather(
+                *(self._release(queues[k]) for k in sorted(self.consuming)), return_exceptions=True
+            )
+            for failed in (r for r in released if isinstance(r, BaseException)):
+                log.warning("%s: a partition not given up cleanly at stop: %s", self.name, failed)
             self.consuming.clear()
             with contextlib.suppress(Exception):
                 await self.membership.leave()

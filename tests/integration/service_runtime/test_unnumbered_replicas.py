@@ -22,7 +22,7 @@ from contracts.events import StockReservationFailed, StockReserved
 from inventory_service.app import build
 from inventory_service.handlers import InventorySettings
 from inventory_service.store import stores
-from service_runtime.membership import COLLECTION
+from service_runtime.membership import collection_of
 from service_runtime.service import Service
 
 pytestmark = pytest.mark.integration
@@ -126,7 +126,7 @@ async def test_unnumbered_replicas_hand_partitions_over_as_they_join_stop_and_cr
     assert stored is not None
     assert (stored.stock[medication].available, len(stored.holds)) == (1000 - 90, 90)
     # A replica that stopped says goodbye: its member document is gone; the one at work keeps its own.
-    members = [doc["_id"] async for doc in second.db[COLLECTION].find({})]
+    members = [doc["_id"] async for doc in second.db[collection_of(second.name)].find({})]
     assert second.membership is not None
     assert first.membership is not None
     assert second.membership.id in members
