@@ -22,7 +22,7 @@ def test_the_default_set_has_30_printed_prescriptions_of_every_kind_with_one_pdf
     assert {d.layout for d in documents} == set(LAYOUTS)
 
 
-def test_every_document_decodes_and_its_ground_truth_names_the_benchmark_catalogue() -> None:
+def test_the_quick_sets_documents_decode_and_their_ground_truth_names_the_benchmark_catalogue() -> None:
     stocked = {entry.medication_id for entry in CATALOGUE}
     for document in prescriptions(DEFAULT_SEED, QUICK_COUNT):
         pages = read_document(document.data)
