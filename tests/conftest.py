@@ -417,6 +417,8 @@ async def dead_letters(rabbitmq_url: str, queue: str) -> list[aio_pika.abc.Abstr
 
 # --- end to end: the five services as processes --------------------------------------------------
 
+# Access tokens of the test platforms (make_platform): longer than a run of the suite.
+ACCESS_TOKEN_MINUTES = 180
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "e2e-admin-password-1234"
 
@@ -442,7 +444,7 @@ def make_platform(
             "LOG_LEVEL": "INFO",
             # The session's `admin` token is taken once: a run of the suite outlasts the 15 minutes of
             # production (a rehearsal sharing its cores took 16, and the browser tests at its end got 401).
-            "ACCESS_TOKEN_MINUTES": "180",
+            "ACCESS_TOKEN_MINUTES": str(ACCESS_TOKEN_MINUTES),
             **FIELD_KEYS,
         }
     )

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from conftest import Api
+from conftest import ACCESS_TOKEN_MINUTES, Api
 
 from service_runtime.launcher import Platform
 from user_service.settings import derived_key_id
@@ -53,7 +53,7 @@ def test_sign_in_answers_an_access_token_naming_its_key_and_a_refresh_token(
     assert jwt.get_unverified_header(tokens["access_token"])["kid"] == derived_key_id(
         platform.base_env["SECRET_KEY"]
     )
-    assert (tokens["token_type"], tokens["expires_in"]) == ("bearer", 15 * 60)
+    assert (tokens["token_type"], tokens["expires_in"]) == ("bearer", ACCESS_TOKEN_MINUTES * 60)
     assert len(tokens["refresh_token"]) >= 43
     assert answer.headers["Cache-Control"] == "no-store"
 
