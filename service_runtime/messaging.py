@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
@@ -13,8 +12,7 @@ from typing import Any, Protocol, TypeVar
 from uuid import uuid4
 
 import aio_pika
-import aiormq
-from aiormq.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError, PublishError
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue, RabbitResponse
 from faststream.rabbit.annotations import RabbitMessage
 from faststream.rabbit.helpers import RabbitDeclarer
@@ -35,6 +33,7 @@ from service_runtime.errors import (
     until_up,
 )
 from service_runtime.locks import KeyedLock
+from service_runtime.publishing import ConfirmedChannel
 from service_runtime.settings import RuntimeSettings
 from service_runtime.store import DECIDED_AFTER, deciding
 
@@ -234,29 +233,40 @@ class Topology:
                 await channel.close()
 
 
+def _connection_of(broker: RabbitBroker) -> aio_pika.abc.AbstractConnection:
+    """FastStream's robust connection, once the broker connected."""
+    connection = broker._connection
+    if connection is None:
+        raise ConnectionError("the broker is not connected yet")
+    return connection
+
+
 class EventBus:
-    """Publishes envelopes to the events exchange, persistent, mandatory, confirmed by the broker."""
+    """Publishes envelopes to the events exchange, persistent, mandatory, confirmed by the broker.
+
+    On a channel of its own on the broker's connection, not FastStream's: a nack replaces it
+    (publishing.ConfirmedChannel). The service's other messages to its quorum queues (dead letters,
+    sweeps) go out on it too.
+    """
 
     def __init__(self, broker: RabbitBroker, topo: Topology, publisher: str = "") -> None:
         self.broker = broker
         self.topology = topo
         # Named in every event's `x-publisher` header, for the journal and the people reading it.
         self.publisher = publisher
+        self.channel = ConfirmedChannel(lambda: _connection_of(broker))
 
     @tracing.publishing
     async def publish(self, envelope: dict[str, Any]) -> None:
         kind = envelope["type"]
         tracing.destination(self.topology.events.name, ROUTING_KEYS[kind])
-        await self.broker.publish(
+        message = aio_pika.Message(
             Envelope.model_validate(envelope).model_dump_json().encode(),
-            exchange=self.topology.events,
-            routing_key=ROUTING_KEYS[kind],
-            persist=True,
-            mandatory=True,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             expiration=self._due_in(kind, envelope),
             message_id=envelope["event_id"],
             correlation_id=envelope["correlation_id"],
-            message_type=kind,
+            type=kind,
             content_type="application/json",
             headers={
                 "x-event-version": envelope["version"],
@@ -268,6 +278,9 @@ class EventBus:
                 topology.PARTITION_HEADER: envelope["correlation_id"],
                 **tracing.inject(),
             },
+        )
+        await self.channel.publish(
+            message, exchange=self.topology.events.name, routing_key=ROUTING_KEYS[kind]
         )
         metrics.event_published(self.publisher, kind)
 
@@ -693,72 +706,29 @@ class AmqpRequester:
         self.url = rabbitmq_url
         self.reply_queue_name = f"{namespace}.replies.{uuid4().hex}"
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
-        # The partition exchanges declared on the publishing channel now in use.
-        self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
-        # Publishing channels given up after a nack, closed once the requests sent on them are done.
-        self._retiring: set[asyncio.Task[None]] = set()
-        self._renewing = asyncio.Lock()
-        # How many requests were nacked and sent again on a new channel (read by tests and the logs).
-        self.renewed = 0
+        # Requests go out on a channel of their own, which a nack replaces; replies come on another.
+        self._publisher = ConfirmedChannel(lambda: self._connection, declare=_partition_exchange)
 
     async def start(self) -> None:
         self._connection = await broker_nodes.connect_robust(self.url)
-        # Replies come on a channel of their own; requests go out on another, which a nack replaces.
         self._replies = await self._connection.channel()
         replies = await self._replies.declare_queue(self.reply_queue_name, exclusive=True, auto_delete=True)
         await replies.consume(self._on_reply, no_ack=True)
-        self._channel = await self._publishing_channel()
+        await self._publisher.channel()
 
-    async def _publishing_channel(self) -> aio_pika.abc.AbstractChannel:
-        # Confirms and returns: a request to a queue nobody declared fails at once, not at the timeout.
-        return await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-
-    async def _renew(self, nacked: aio_pika.abc.AbstractChannel, linger: float) -> None:
-        """Replace a publishing channel the broker nacked a request on (once, however many were).
-
-        RabbitMQ 3.10 keeps, per channel, the state of its publishing to each quorum queue: after the node
-        leading one stopped, a channel can go on nacking every publish to that queue until the node is back,
-        80-90 s (make cluster-test), though the queue has a new leader and a new channel publishes to it at
-        once. The old channel is closed after `linger`, when the requests still waiting on it are done."""
-        async with self._renewing:  # requests nacked together open one channel, not one each
-            if self._channel is not nacked:
-                return  # another request renewed it already
-            self._channel = await self._publishing_channel()
-            self._exchanges = {}
-            retire = asyncio.create_task(self._close_later(nacked, linger))
-            self._retiring.add(retire)
-            retire.add_done_callback(self._retiring.discard)
-
-    @staticmethod
-    async def _close_later(channel: aio_pika.abc.AbstractChannel, delay: float) -> None:
-        await asyncio.sleep(delay)
-        with contextlib.suppress(Exception):
-            await channel.close()
+    @property
+    def renewed(self) -> int:
+        """How many requests were nacked and sent again on a new channel (read by tests and the logs)."""
+        return self._publisher.renewed
 
     async def stop(self) -> None:
-        for task in list(self._retiring):
-            task.cancel()
+        await self._publisher.close()
         await self._connection.close()
 
     @property
     def connected(self) -> bool:
         """Whether the connection to the broker is up now (a robust connection comes back by itself)."""
         return self._connection.connected.is_set()
-
-    async def _exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
-        if not name:
-            return self._channel.default_exchange
-        if name not in self._exchanges:
-            # A partition exchange, declared as the services declare it: publishing to one missing
-            # would close the channel every request shares; with no queue bound yet, the publish is
-            # returned unroutable and this request alone fails.
-            self._exchanges[name] = await self._channel.declare_exchange(
-                name,
-                aio_pika.ExchangeType.X_CONSISTENT_HASH,
-                durable=True,
-                arguments={"hash-header": topology.PARTITION_HEADER},
-            )
-        return self._exchanges[name]
 
     async def _on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         waiting = self._waiting.pop(message.correlation_id or "", None)
@@ -797,27 +767,24 @@ class AmqpRequester:
                         **tracing.inject(),
                     },
                 )
-                await self._publish(message, exchange, queue, timeout)
+                await self._publisher.publish(message, exchange=exchange, routing_key=queue)
                 return await reply
         finally:
             self._waiting.pop(request_id, None)
 
-    async def _publish(self, message: aio_pika.Message, exchange: str, queue: str, timeout: float) -> None:
-        """Publish, confirmed; a request the broker nacks is sent once more, on a new channel."""
-        channel = self._channel
-        try:
-            await (await self._exchange(exchange)).publish(message, routing_key=queue, mandatory=True)
-        except PublishError:
-            raise  # returned unroutable: no channel would route it
-        except DeliveryError as exc:
-            if not isinstance(exc.frame, aiormq.spec.Basic.Nack):
-                raise
-            log.warning(
-                "%s to %s was nacked; sending it again on a new channel", message.type, exchange or queue
-            )
-            await self._renew(channel, timeout)
-            self.renewed += 1
-            await (await self._exchange(exchange)).publish(message, routing_key=queue, mandatory=True)
+
+async def _partition_exchange(
+    channel: aio_pika.abc.AbstractChannel, name: str
+) -> aio_pika.abc.AbstractExchange:
+    """A partition exchange, declared as the services declare it: publishing to one missing would close
+    the channel every request shares; with no queue bound yet, the publish is returned unroutable and
+    this request alone fails."""
+    return await channel.declare_exchange(
+        name,
+        aio_pika.ExchangeType.X_CONSISTENT_HASH,
+        durable=True,
+        arguments={"hash-header": topology.PARTITION_HEADER},
+    )
 
 
 class RpcClient:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import aio_pika
 from aiormq.exceptions import DeliveryError
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import Channel, RabbitQueue, RabbitResponse
@@ -141,11 +142,12 @@ class Service:
 
     async def _ask_for_sweep(self, older_than: timedelta) -> None:
         """Queue a sweep on this service's first partition, for whichever replica consumes it."""
-        await self.broker.publish(
-            SweepOutbox(older_than_seconds=older_than.total_seconds()).model_dump_json().encode(),
+        # On the events' channel: a sweep is asked for when publishing failed, so likely during a nack.
+        sweep = SweepOutbox(older_than_seconds=older_than.total_seconds())
+        await self.bus.channel.publish(
+            aio_pika.Message(sweep.model_dump_json().encode(), type=SweepOutbox.TYPE),
+            exchange="",
             routing_key=self.topology.event_queue(self.name).name,
-            message_type=SweepOutbox.TYPE,
-            mandatory=True,
         )
 
     async def _sweep(self, command: SweepOutbox) -> None:
@@ -395,6 +397,7 @@ class Service:
                 await task
         self._tasks.clear()
         # The broker first: no handler is left running that the hooks' resources still serve.
+        await self.bus.channel.close()
         await self.broker.stop()
         for hook in self._on_stop:
             try:

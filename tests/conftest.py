@@ -379,6 +379,76 @@ async def gate_to(url: str) -> AsyncIterator[tuple[TcpGate, str]]:
         await gate.stop()
 
 
+class RecordingChannel:
+    """A publishing channel for unit tests: records each (exchange, routing key, message) published on
+    it, then refuses with its `refusal` if it has one, else calls `answer` with the message."""
+
+    def __init__(
+        self, refusal: Exception | None, answer: Callable[[aio_pika.Message], Awaitable[None]]
+    ) -> None:
+        self.refusal = refusal
+        self.answer = answer
+        self.published: list[tuple[str, str, aio_pika.Message]] = []
+        self.closed = False
+        self.default_exchange = RecordingExchange(self, "")
+
+    @property
+    def is_closed(self) -> bool:
+        return self.closed
+
+    async def get_exchange(self, name: str, *, ensure: bool) -> RecordingExchange:
+        assert not ensure  # declared with the topology at start: looked up, never declared again
+        return RecordingExchange(self, name)
+
+    async def declare_exchange(self, name: str, *_: Any, **__: Any) -> RecordingExchange:
+        return RecordingExchange(self, name)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class RecordingExchange:
+    channel: RecordingChannel
+    name: str
+
+    async def publish(self, message: aio_pika.Message, *, routing_key: str, mandatory: bool) -> None:
+        assert mandatory  # an unroutable message must fail, not vanish
+        self.channel.published.append((self.name, routing_key, message))
+        if self.channel.refusal is not None:
+            raise self.channel.refusal
+        await self.channel.answer(message)
+
+
+async def _accepted(_: aio_pika.Message) -> None:
+    return None
+
+
+class RecordingConnection:
+    """A broker connection for unit tests: its channels refuse with the next of `refusals` (None:
+    accepts; accepting, when no refusal is left)."""
+
+    def __init__(
+        self,
+        refusals: Sequence[Exception | None] = (),
+        answer: Callable[[aio_pika.Message], Awaitable[None]] = _accepted,
+    ) -> None:
+        self.refusals = list(refusals)
+        self.answer = answer
+        self.opened: list[RecordingChannel] = []
+
+    async def channel(self, **options: Any) -> RecordingChannel:
+        assert options == {"publisher_confirms": True, "on_return_raises": True}
+        opened = RecordingChannel(self.refusals.pop(0) if self.refusals else None, self.answer)
+        self.opened.append(opened)
+        return opened
+
+    @property
+    def published(self) -> list[tuple[str, str, aio_pika.Message]]:
+        """Everything published on every channel, in the order the channels were opened."""
+        return [p for c in self.opened for p in c.published]
+
+
 def prescription_uploaded() -> PrescriptionUploaded:
     """A patient's upload, as prescription_service publishes it, with fresh ids."""
     return PrescriptionUploaded(

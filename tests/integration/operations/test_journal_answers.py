@@ -132,7 +132,7 @@ async def test_the_journal_refuses_a_malformed_request_and_a_write_and_drops_one
             timeout=10,
         )
         # No reply_to: nobody to answer, and the request is acked all the same.
-        await requester._channel.default_exchange.publish(
+        await (await requester._publisher.channel()).default_exchange.publish(
             aio_pika.Message(b"{}", type="Ping"), routing_key=queue
         )
         async with rpc_client(archiver.settings) as rpc:

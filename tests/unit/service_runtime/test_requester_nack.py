@@ -1,67 +1,41 @@
-"""The gateway's requests through a nack: RabbitMQ 3.10 can go on nacking, on one channel, every publish
-to a quorum queue whose leader's node stopped, until that node is back (80-90 s in make cluster-test),
-while a new channel publishes to the queue's new leader at once. A nacked request is sent again on a new
-channel, which the requests after it use too."""
+"""Publishing through a nack: RabbitMQ 3.10 can go on nacking, on one channel, every publish to a quorum
+queue whose leader's node stopped, until that node is back (80-90 s in make cluster-test), while a new
+channel publishes to the queue's new leader at once. A nacked message is sent again on a new channel,
+which the publishes after it use too: the gateway's requests and the services' events alike."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any, cast
 
+import aio_pika
 import pytest
 from aiormq.exceptions import DeliveryError, PublishError
+from conftest import RecordingConnection
+from faststream.rabbit import RabbitBroker
 from pamqp.commands import Basic
 
-from service_runtime.messaging import AmqpRequester
+from contracts.base import Envelope
+from contracts.events import PaymentRefunded
+from service_runtime.messaging import AmqpRequester, EventBus, Topology
+from service_runtime.publishing import ConfirmedChannel
+from service_runtime.settings import RuntimeSettings
 
-
-class Exchange:
-    def __init__(self, channel: Channel) -> None:
-        self.channel = channel
-
-    async def publish(self, message: Any, *, routing_key: str, mandatory: bool) -> None:
-        self.channel.published.append(message.correlation_id)
-        if self.channel.refusal is not None:
-            raise self.channel.refusal
-        # The service answers at once.
-        answer = SimpleNamespace(correlation_id=message.correlation_id, body=b"ok")
-        await self.channel.requester._on_reply(answer)  # type: ignore[arg-type]
-
-
-class Channel:
-    def __init__(self, requester: AmqpRequester, refusal: Exception | None) -> None:
-        self.requester = requester
-        self.refusal = refusal
-        self.published: list[str] = []
-        self.closed = False
-        self.default_exchange = Exchange(self)
-
-    async def close(self) -> None:
-        self.closed = True
-
-
-class Connection:
-    """Opens channels that refuse with the next of `refusals` (None: accepts)."""
-
-    def __init__(self, requester: AmqpRequester, refusals: list[Exception | None]) -> None:
-        self.requester = requester
-        self.refusals = refusals
-        self.opened: list[Channel] = []
-
-    async def channel(self, **_: Any) -> Channel:
-        opened = Channel(self.requester, self.refusals.pop(0))
-        self.opened.append(opened)
-        return opened
-
-
-def requester_on(refusals: list[Exception | None]) -> tuple[AmqpRequester, Connection]:
-    requester = AmqpRequester("amqp://unused/", "unit")
-    connection = Connection(requester, refusals)
-    requester._connection = connection  # type: ignore[assignment]
-    return requester, connection
-
-
+SETTINGS = RuntimeSettings(broker_namespace="unit")
 NACK = DeliveryError(None, Basic.Nack(delivery_tag=1, multiple=True))
+REFUND = PaymentRefunded(payment_id="pay-1", order_id="order-1", amount_cents=1039, reason="cancelled")
+
+
+def requester_on(refusals: list[Exception | None]) -> tuple[AmqpRequester, RecordingConnection]:
+    requester = AmqpRequester("amqp://unused/", "unit")
+
+    async def answer(message: aio_pika.Message) -> None:  # the service answers at once
+        reply = SimpleNamespace(correlation_id=message.correlation_id, body=b"ok")
+        await requester._on_reply(cast(Any, reply))
+
+    connection = RecordingConnection(refusals, answer)
+    requester._connection = cast(Any, connection)
+    return requester, connection
 
 
 async def ask(requester: AmqpRequester) -> bytes:
@@ -70,23 +44,20 @@ async def ask(requester: AmqpRequester) -> bytes:
 
 async def test_a_nacked_request_is_sent_again_on_a_new_channel_which_the_next_requests_use() -> None:
     requester, connection = requester_on([NACK, None])
-    requester._channel = await requester._publishing_channel()
-    stuck = connection.opened[0]
 
     assert await ask(requester) == b"ok"
     assert await ask(requester) == b"ok"
 
-    fresh = connection.opened[1]
+    stuck, fresh = connection.opened
     assert len(stuck.published) == 1
     assert len(fresh.published) == 2
     assert requester.renewed == 1
-    await requester._close_later(cast(Any, stuck), 0)  # what the retirement does once the lingering is over
+    await ConfirmedChannel._close_later(cast(Any, stuck), 0)  # what retirement does after lingering
     assert stuck.closed
 
 
 async def test_a_request_nacked_on_the_new_channel_too_fails_as_unreachable() -> None:
     requester, connection = requester_on([NACK, NACK])
-    requester._channel = await requester._publishing_channel()
 
     with pytest.raises(DeliveryError):
         await ask(requester)
@@ -96,8 +67,53 @@ async def test_a_request_nacked_on_the_new_channel_too_fails_as_unreachable() ->
 async def test_a_returned_request_is_not_sent_again() -> None:
     returned = PublishError.__new__(PublishError)
     requester, connection = requester_on([returned, None])
-    requester._channel = await requester._publishing_channel()
 
     with pytest.raises(PublishError):
         await ask(requester)
     assert len(connection.opened) == 1
+
+
+async def test_requests_nacked_together_open_one_new_channel() -> None:
+    requester, connection = requester_on([NACK, None])
+    first = await requester._publisher.channel()
+    # Both were sent on the first channel before either was nacked.
+    retries = [requester._publisher._renew(first), requester._publisher._renew(first)]
+
+    renewed = {id(c) for c in [await r for r in retries]}
+
+    assert len(connection.opened) == 2
+    assert renewed == {id(connection.opened[1])}
+
+
+async def test_a_nacked_event_is_published_again_on_a_new_channel_of_the_services_connection() -> None:
+    connection = RecordingConnection([NACK, None])
+    bus = EventBus(
+        cast(RabbitBroker, SimpleNamespace(_connection=connection)), Topology(SETTINGS), "payment_service"
+    )
+    envelope = Envelope.wrap(REFUND, correlation_id="order-1").model_dump(mode="json")
+
+    await bus.publish(envelope)
+    await bus.publish(envelope)
+
+    stuck, fresh = connection.opened
+    assert [(e, k) for e, k, _ in stuck.published] == [("unit.events", "payment.refunded")]
+    assert len(fresh.published) == 2
+    assert bus.channel.renewed == 1
+    message = fresh.published[0][2]
+    assert (message.message_id, message.correlation_id, message.type) == (
+        envelope["event_id"],
+        "order-1",
+        "PaymentRefunded",
+    )
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert message.headers["x-partition-key"] == "order-1"
+    assert message.headers["x-publisher"] == "payment_service"
+    await bus.channel.close()
+    assert fresh.closed
+
+
+async def test_publishing_before_the_broker_connected_is_unreachable_for_now() -> None:
+    bus = EventBus(cast(RabbitBroker, SimpleNamespace(_connection=None)), Topology(SETTINGS))
+
+    with pytest.raises(ConnectionError):
+        await bus.publish(Envelope.wrap(REFUND, correlation_id="order-1").model_dump(mode="json"))

@@ -4,9 +4,12 @@ and the per-message TTL the event bus gives a Timer. The broker's side is in tes
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from types import SimpleNamespace
+from typing import cast
 
+import aio_pika
 import pytest
+from conftest import RecordingConnection
 from faststream.rabbit import RabbitBroker
 from pydantic import ValidationError
 
@@ -20,26 +23,19 @@ from service_runtime.settings import RuntimeSettings
 SETTINGS = RuntimeSettings(broker_namespace="unit")
 
 
-class RecordingBroker:
-    def __init__(self) -> None:
-        self.published: list[dict[str, Any]] = []
-
-    async def publish(self, body: bytes, **options: Any) -> None:
-        self.published.append(options)
-
-
 def deadline(fires_at: datetime) -> ReservationDeadline:
     return ReservationDeadline(
         reservation_id="order-1", order_id="order-1", pharmacy_id="p", fires_at=fires_at
     )
 
 
-async def published_options(event: ReservationDeadline | ReservationExpired) -> dict[str, Any]:
-    broker = RecordingBroker()
-    bus = EventBus(cast(RabbitBroker, broker), Topology(SETTINGS))
+async def published(event: ReservationDeadline | ReservationExpired) -> tuple[str, aio_pika.Message]:
+    """The routing key and message EventBus publishes `event` with."""
+    connection = RecordingConnection()
+    bus = EventBus(cast(RabbitBroker, SimpleNamespace(_connection=connection)), Topology(SETTINGS))
     await bus.publish(Envelope.wrap(event, correlation_id="order-1").model_dump(mode="json"))
-    [options] = broker.published
-    return options
+    [(_, routing_key, message)] = connection.published
+    return routing_key, message
 
 
 def test_the_timer_queue_dead_letters_due_timers_into_the_partition_of_their_order() -> None:
@@ -66,27 +62,28 @@ def test_every_timer_has_a_subscriber_and_is_a_known_event() -> None:
 
 
 async def test_a_timer_is_published_to_expire_when_it_falls_due() -> None:
-    options = await published_options(deadline(datetime.now(UTC) + timedelta(minutes=15)))
+    routing_key, message = await published(deadline(datetime.now(UTC) + timedelta(minutes=15)))
 
-    held = options["expiration"]
+    held = message.expiration
     assert isinstance(held, timedelta)
     assert timedelta(minutes=14, seconds=59) < held <= timedelta(minutes=15)
-    assert options["routing_key"] == ReservationDeadline.ROUTING_KEY
+    assert routing_key == ReservationDeadline.ROUTING_KEY
 
 
 async def test_a_timer_published_after_it_fell_due_is_not_held_at_all() -> None:
     # The outbox relay publishes late after a crash: the deadline fires at once, never with a negative TTL.
-    options = await published_options(deadline(datetime.now(UTC) - timedelta(minutes=1)))
+    _, message = await published(deadline(datetime.now(UTC) - timedelta(minutes=1)))
 
-    assert options["expiration"] == timedelta(0)
+    assert message.expiration == timedelta(0)
+    assert message.properties.expiration == "0"  # as the broker reads it: due now
 
 
 async def test_an_ordinary_event_is_published_without_an_expiry() -> None:
     expired = ReservationExpired(reservation_id="order-1", order_id="order-1", pharmacy_id="p", reason="r")
 
-    options = await published_options(expired)
+    _, message = await published(expired)
 
-    assert options["expiration"] is None
+    assert message.expiration is None
 
 
 def test_a_timer_must_say_when_in_utc_terms() -> None:

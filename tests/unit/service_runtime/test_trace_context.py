@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import httpx
 import pytest
+from conftest import RecordingConnection
 from fastapi import APIRouter, FastAPI
 from faststream.rabbit import RabbitBroker
 from opentelemetry import trace
@@ -59,16 +60,6 @@ def approved() -> Envelope:
         PaymentApproved(payment_id="pay-1", order_id="order-1", patient_id="patient-1", amount_cents=1260),
         correlation_id="order-1",
     )
-
-
-class RecordingBroker:
-    """Keeps what EventBus would have sent to RabbitMQ."""
-
-    def __init__(self) -> None:
-        self.published: list[dict[str, Any]] = []
-
-    async def publish(self, body: bytes, **options: Any) -> None:
-        self.published.append(options)
 
 
 def test_tracing_is_off_without_an_otlp_endpoint(caplog: pytest.LogCaptureFixture) -> None:
@@ -123,8 +114,11 @@ async def test_an_event_saved_in_one_span_is_published_later_as_its_child(
     envelope = approved()
     with tracing.tracer.start_as_current_span("process StockReserved") as handling:
         entry = stored(envelope)
-    broker = RecordingBroker()
-    bus = EventBus(cast(RabbitBroker, broker), Topology(RuntimeSettings(broker_namespace="unit")))
+    connection = RecordingConnection()
+    bus = EventBus(
+        cast(RabbitBroker, SimpleNamespace(_connection=connection)),
+        Topology(RuntimeSettings(broker_namespace="unit")),
+    )
 
     # Later, from a sweep: no span in hand, only what the outbox entry kept.
     assert tracing.current_ids() is None
@@ -144,20 +138,24 @@ async def test_an_event_saved_in_one_span_is_published_later_as_its_child(
     assert publish.attributes["messaging.message.conversation_id"] == "order-1"
     assert publish.attributes["messaging.destination.name"] == "unit.events"
     # The consumer's parent is the publishing span, whose context rides in the message's headers.
-    headers = broker.published[0]["headers"]
-    assert headers["traceparent"].startswith(f"00-{decided.trace_id:032x}-{publish.context.span_id:016x}-")
+    traceparent = connection.published[0][2].headers["traceparent"]
+    assert isinstance(traceparent, str)
+    assert traceparent.startswith(f"00-{decided.trace_id:032x}-{publish.context.span_id:016x}-")
 
 
 async def test_an_event_saved_untraced_starts_a_trace_of_its_own(spans: InMemorySpanExporter) -> None:
     entry = stored(approved())
-    broker = RecordingBroker()
-    bus = EventBus(cast(RabbitBroker, broker), Topology(RuntimeSettings(broker_namespace="unit")))
+    connection = RecordingConnection()
+    bus = EventBus(
+        cast(RabbitBroker, SimpleNamespace(_connection=connection)),
+        Topology(RuntimeSettings(broker_namespace="unit")),
+    )
 
     await bus.publish(entry)
 
     assert tracing.OUTBOX_FIELD not in entry
     assert only(spans, "publish PaymentApproved").parent is None
-    assert "traceparent" in broker.published[0]["headers"]
+    assert "traceparent" in connection.published[0][2].headers
 
 
 class Handler:
