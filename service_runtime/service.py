@@ -95,6 +95,8 @@ class Service:
             else None
         )
         self.consuming: set[int] = set()
+        # A heartbeat says which partitions this replica consumes as of its writing: one at a time.
+        self._beating = asyncio.Lock()
 
     def repository(self, collection: str, model: type[A], *, sealed: Sequence[str] = ()) -> Repository[A]:
         """The repository of one collection; `sealed`: the fields of patients' data, kept encrypted."""
@@ -235,6 +237,7 @@ class Service:
             # Unnumbered (a Deployment's pod): take this replica's share now, then follow the members.
             await until_up(f"{self.name}'s partitions", self._rebalance)
             self._tasks.append(asyncio.create_task(self._follow_members(), name=f"{self.name}-members"))
+            self._tasks.append(asyncio.create_task(self._heartbeat(), name=f"{self.name}-heartbeat"))
         if others:
             self._tasks.append(asyncio.create_task(self._stand_by(others), name=f"{self.name}-standby"))
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox"))
@@ -288,9 +291,8 @@ class Service:
         return take
 
     async def _follow_members(self) -> None:
-        """Every tick: renew this replica's heartbeat, and take or give up partitions as members come
-        and go. An outage of the store or broker is waited out; the partitions held are kept meanwhile."""
-        assert self.membership is not None
+        """Every tick: take or give up partitions as members come and go. An outage of the store or
+        broker is waited out; the partitions held are kept meanwhile."""
         while True:
             await asyncio.sleep(self.settings.partition_tick_seconds)
             try:
@@ -300,23 +302,48 @@ class Service:
             except Exception:
                 log.warning("%s: partitions not rebalanced this tick", self.name, exc_info=True)
 
+    async def _heartbeat(self) -> None:
+        """Every tick, apart from rebalancing: renew the heartbeat, so a replica draining a partition it
+        gives up (PARTITION_DRAIN_SECONDS) is never taken for gone meanwhile; and forget members whose
+        documents a crash left behind."""
+        assert self.membership is not None
+        while True:
+            await asyncio.sleep(self.settings.partition_tick_seconds)
+            try:
+                await self._beat()
+                await self.membership.forget_expired()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s: heartbeat not renewed this tick: %s: %s", self.name, type(exc).__name__, exc)
+
+    async def _beat(self) -> None:
+        assert self.membership is not None
+        async with self._beating:  # the partitions as they are when written, not when the beat began
+            await self.membership.beat(self.consuming)
+
     async def _rebalance(self) -> None:
         membership = self.membership
         assert membership is not None
-        await membership.beat(self.consuming)
+        await self._beat()
         members = await membership.live()
         release, take = plan(members, membership.id, self.settings.event_partitions, self.consuming)
         queues = self.topology.partition_queues(self.name)
-        for k in sorted(release):
-            await self._release(queues[k])
-            self.consuming.discard(k)
+        # Given up together: draining one after another could outlast the lease.
+        released = await asyncio.gather(
+            *(self._release(queues[k]) for k in sorted(release)), return_exceptions=True
+        )
+        failed = [r for r in released if isinstance(r, BaseException)]
+        self.consuming -= {k for k, r in zip(sorted(release), released, strict=True) if r is None}
         if release:
-            await membership.beat(self.consuming)  # said before anyone may take them
+            await self._beat()  # said before anyone may take them
+        if failed:
+            raise failed[0]  # the rest stays claimed, and is given up at a later tick
         for k in sorted(take):
             await self._subscriber(queues[k]).start()
             self.consuming.add(k)
         if release or take:
-            await membership.beat(self.consuming)
+            await self._beat()
             log.info(
                 "%s: took %s, released %s: now consumes partitions %s (%d live members)",
                 self.name, sorted(take), sorted(release), sorted(self.consuming), len(members),
@@ -348,6 +375,13 @@ class Service:
                 log.warning("%s: %s given up with messages still being handled", self.name, queue.name)
         await subscriber.stop()
 
+    async def _cancel_task(self, name: str) -> None:
+        for task in self._tasks:
+            if task.get_name() == name:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
     async def _answer(self) -> RabbitResponse:
         # As _take_event: no argument for fast_depends to resolve in a task group on every request.
         return await self.commands.answer(self.broker.context.get_local("message"))
@@ -373,13 +407,10 @@ class Service:
     async def stop(self) -> None:
         await self.health.stop()
         if self.membership is not None:
-            # No tick after this to renew the heartbeat; the others take this replica's partitions at
-            # their next tick after it left.
-            for task in self._tasks:
-                if task.get_name() == f"{self.name}-members":
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            # No more rebalancing; the heartbeat goes on while the partitions are given up, then stops
+            # before leaving (a beat after it would bring the document back). The others take this
+            # replica's partitions at their next tick after it left.
+            await self._cancel_task(f"{self.name}-members")
             # Give every partition up as a handover does (cancelled at the broker, what is being
             # handled finished), then leave: no delivery is dropped unacked by the subscribers' stop.
             queues = self.topology.partition_queues(self.name)
@@ -389,6 +420,7 @@ class Service:
             for failed in (r for r in released if isinstance(r, BaseException)):
                 log.warning("%s: a partition not given up cleanly at stop: %s", self.name, failed)
             self.consuming.clear()
+            await self._cancel_task(f"{self.name}-heartbeat")
             with contextlib.suppress(Exception):
                 await self.membership.leave()
         for task in self._tasks:

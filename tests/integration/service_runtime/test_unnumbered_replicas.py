@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -17,8 +20,9 @@ import pytest
 from conftest import EventProbe, Namespace, eventually, rpc_client
 from integration.service_runtime.test_replicas import HERE, order_for
 
+from contracts.base import Envelope
 from contracts.commands import CreateMedication, CreatePharmacy, SetStock, StockView
-from contracts.events import StockReservationFailed, StockReserved
+from contracts.events import OrderCreated, StockReservationFailed, StockReserved
 from inventory_service.app import build
 from inventory_service.handlers import InventorySettings
 from inventory_service.store import stores
@@ -131,6 +135,61 @@ async def test_unnumbered_replicas_hand_partitions_over_as_they_join_stop_and_cr
     assert first.membership is not None
     assert second.membership.id in members
     assert first.membership.id not in members
+
+
+async def test_a_replica_draining_a_partition_it_gives_up_stays_live_and_keeps_it_claimed(
+    namespace: Namespace, probe: EventProbe, running: Start
+) -> None:
+    # The drain outlasts the lease several times over: only a heartbeat apart from the handover keeps
+    # the others from taking the replica for gone, and the partitions it drains with it.
+    settings = namespace.settings(
+        InventorySettings,
+        event_partitions=4,
+        partition_tick_seconds=0.2,
+        partition_lease_seconds=1.0,
+        partition_drain_seconds=6.0,
+    )
+    first = await running(build(settings))
+    gate = asyncio.Event()
+    route = first.events.routes[OrderCreated.TYPE]
+
+    async def held(payload: Any, envelope: Envelope) -> None:
+        await gate.wait()
+        await route.handler(payload, envelope)
+
+    first.events.routes[OrderCreated.TYPE] = dataclasses.replace(route, handler=held)
+    # Spread over the partitions by their order ids: some land in those the first will give up.
+    orders = [order_for("med-unknown") for _ in range(12)]
+    for order in orders:
+        await probe.publish(order, correlation_id=order.order_id)
+    await eventually(
+        lambda: _taken(first), lambda taken: taken == len(orders), what="every order delivered", timeout=15
+    )
+
+    second = await running(build(settings))
+    # While the first drains, for three leases: it stays live, and the second takes nothing.
+    assert first.membership is not None
+    assert second.membership is not None
+    watched_until = time.monotonic() + 3 * settings.partition_lease_seconds
+    while time.monotonic() < watched_until:
+        live = [m.id for m in await second.membership.live()]
+        assert first.membership.id in live, "the draining replica was taken for gone"
+        assert not second.consuming, f"took {second.consuming} while the first still drained them"
+        await asyncio.sleep(0.1)
+    assert first.consuming == ALL  # still claimed: what it holds is not handled yet
+
+    gate.set()
+    await eventually(
+        lambda: _split(first, second), lambda split: split, what="the partitions handed over", timeout=15
+    )
+    await eventually(lambda: _decided(probe), lambda found: found >= len(orders), what="every order decided")
+    decided = [e.correlation_id for e in probe.of_type(StockReservationFailed)]
+    assert sorted(decided) == sorted(o.order_id for o in orders)  # each once
+
+
+async def _taken(service: Service) -> int:
+    await asyncio.sleep(0)
+    return service.events.taken
 
 
 async def _split(a: Service, b: Service) -> bool:
