@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter
 
@@ -19,6 +22,11 @@ router = APIRouter(tags=["orders"])
 
 # While the PIN can still be asked for at the door.
 PIN_SHOWN = frozenset({"READY_FOR_PICKUP", "OUT_FOR_DELIVERY", "DELIVERY_FAILED"})
+# How long a patient's request about an order they were just given waits for it to be placed: the
+# upload was accepted (202) and the order follows within moments, a second or two more while the
+# broker fails over and the prescription's events wait in its outbox.
+PLACING_SECONDS = 5.0
+PLACING_POLL_SECONDS = 0.25
 
 
 @router.get("/orders", response_model=Page[OrderOut], dependencies=[audited("order.list", subject="user_id")])
@@ -36,7 +44,8 @@ async def get_order(order_id: ResourceId, user: CurrentUser, rpc: Rpc) -> OrderO
     """Status, lines, pharmacy, price with its fees, every status the order went through with its
     time, and its delivery. The order's patient also sees the PIN to tell the courier, while a
     courier is on the way with an order that needs one; nobody else ever does."""
-    order = await rpc.ask(c.GetOrder(owner_id=owner_scope(user, None), order_id=order_id), c.OrderView)
+    command = c.GetOrder(owner_id=owner_scope(user, None), order_id=order_id)
+    order = await _once_placed(rpc, command.owner_id, order_id, lambda: rpc.ask(command, c.OrderView))
     pin = None
     if (
         user.id == order.patient_id
@@ -70,4 +79,37 @@ async def cancel_order(order_id: ResourceId, user: CurrentUser, rpc: Rpc) -> Ord
     Nothing is taken from the card (its authorisation is voided); held stock goes back on sale,
     dispensed stock is recorded returned."""
     command = c.CancelOrder(owner_id=owner_scope(user, None), order_id=order_id)
-    return OrderOut.of(await rpc.ask(command, c.OrderView))
+    return OrderOut.of(
+        await _once_placed(rpc, command.owner_id, order_id, lambda: rpc.ask(command, c.OrderView))
+    )
+
+
+async def _once_placed(
+    rpc: RpcClient, owner_id: str | None, order_id: str, ask: Callable[[], Awaitable[c.OrderView]]
+) -> c.OrderView:
+    """`ask` about an order. Not found, but named by one of the patient's own prescriptions, the order
+    is on its way: asked again for up to PLACING_SECONDS, then 409 saying so, never 404 for an order
+    the patient was just given (a cancel is not lost as "not found")."""
+    try:
+        return await ask()
+    except CommandRefused as exc:
+        if exc.code != "not_found" or owner_id is None or not await _being_placed(rpc, owner_id, order_id):
+            raise
+    log.info("order %s is not placed yet; waiting for it", order_id)
+    deadline = time.monotonic() + PLACING_SECONDS
+    while time.monotonic() < deadline:
+        await asyncio.sleep(PLACING_POLL_SECONDS)
+        try:
+            return await ask()
+        except CommandRefused as exc:
+            if exc.code != "not_found":
+                raise
+    raise CommandRefused("conflict", f"order {order_id} is still being placed; try again in a moment")
+
+
+async def _being_placed(rpc: RpcClient, patient_id: str, order_id: str) -> bool:
+    """Whether one of the patient's newest prescriptions names the order (first fill or refill)."""
+    newest = await rpc.ask(
+        c.ListPrescriptions(owner_id=patient_id, page=c.Page(limit=20)), list[c.PrescriptionView]
+    )
+    return any(order_id == p.order_id or order_id in p.refill_order_ids for p in newest)
