@@ -96,7 +96,8 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
         """Hold the plan's lines; False if the pharmacy ran out meanwhile. Writers of the same pharmacy
         racing past `change`'s own retries (replicas on other partitions, at a busy pharmacy) are
         waited out here: a contended pharmacy is not an empty one."""
-        for attempt in range(CONTENDED_RETRIES):
+        attempt = 1
+        while True:
             try:
                 await service.change(
                     s.pharmacies, pharmacy_id, lambda p: _hold(p, order_id, plan), cause=None
@@ -104,12 +105,12 @@ def register(service: Service, s: Stores, settings: InventorySettings) -> None:
             except domain.OutOfStock:
                 return False
             except ConcurrentModification:
-                if attempt == CONTENDED_RETRIES - 1:
+                if attempt == CONTENDED_RETRIES:
                     raise  # the message is retried in place, as for an outage
-                await asyncio.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+                await asyncio.sleep(random.uniform(0, 0.02 * attempt))
+                attempt += 1
             else:
                 return True
-        return False
 
     def _hold(pharmacy: Pharmacy, order_id: str, plan: Plan) -> list[Event]:
         pharmacy.hold(order_id, plan.lines, utc_now())

@@ -55,11 +55,12 @@ for pin in "${pins[@]}"; do
   dir=$("$python" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])' <<<"$answer")
   for file in "${words[@]:1}"; do files+=("$dir/$file"); done
 done
-rm -rf "$out.new"
-mkdir -p "$out.new"
-"$python" "$root/scripts/crd_schemas.py" "$out.new" "${files[@]}"
-printf '%s\n' "$made_from" >"$out.new/.made-from"
+# Made aside, then moved in place: two runs at once (a test run beside make cluster-test) each make
+# their own, and the one that moves second keeps the first's.
+made=$(mktemp -d "$out.XXXXXX")
+"$python" "$root/scripts/crd_schemas.py" "$made" "${files[@]}"
+printf '%s\n' "$made_from" >"$made/.made-from"
 rm -rf "$out"
-mv "$out.new" "$out"
+mv -T "$made" "$out" 2>/dev/null || rm -rf "$made"
 log "${#files[@]} CRDs converted in $((SECONDS - started)) s"
 printf 'crd-schemas=%s\n' "$out"

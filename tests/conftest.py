@@ -16,9 +16,11 @@ import random
 import re
 import secrets
 import shutil
+import struct
 import subprocess
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -447,6 +449,21 @@ class RecordingConnection:
     def published(self) -> list[tuple[str, str, aio_pika.Message]]:
         """Everything published on every channel, in the order the channels were opened."""
         return [p for c in self.opened for p in c.published]
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG of a few hundred bytes whose header claims width x height pixels: a decompression bomb."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 1024))
+        + chunk(b"IEND", b"")
+    )
 
 
 def prescription_uploaded() -> PrescriptionUploaded:

@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import io
 import secrets
-import struct
-import zlib
 
 import pytest
-from conftest import Api, add_card, approve, new_pharmacist, open_shop, prescription_body, printed, scan
+from conftest import (
+    Api,
+    add_card,
+    approve,
+    new_pharmacist,
+    open_shop,
+    png_claiming,
+    prescription_body,
+    printed,
+    scan,
+)
 from PIL import Image
 
 pytestmark = pytest.mark.e2e
@@ -77,21 +85,6 @@ def test_a_document_is_refused_by_its_bytes_and_its_size(api: Api) -> None:
     assert too_large.status_code == 413, too_large.text
     assert no_file.status_code == 422
     assert any(error["field"].endswith("document") for error in no_file.json()["errors"]), no_file.text
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG of a few hundred bytes whose header claims width x height pixels: a decompression bomb."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 1024))
-        + chunk(b"IEND", b"")
-    )
 
 
 def test_a_decompression_bomb_and_a_pdf_of_too_many_pages_are_refused_through_the_gateway(api: Api) -> None:

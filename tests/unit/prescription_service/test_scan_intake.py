@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from pathlib import Path
 
 import pytest
+from conftest import png_claiming
 from PIL import Image
 
 from prescription_service.scan import DocumentRefused, read_document
 from prescription_service.scan.intake import MAX_BYTES, MAX_DOCUMENT_PIXELS, MAX_PAGES
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A small PNG whose header claims a size its few bytes of pixels never fill."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", header)
-        + png_chunk(b"IDAT", zlib.compress(b"\0" * 1024))
-        + png_chunk(b"IEND", b"")
-    )
 
 
 def encoded(image: Image.Image, kind: str, **options: object) -> bytes:
