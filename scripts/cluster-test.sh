@@ -2,14 +2,15 @@
 # `make cluster-test`: a three-node RabbitMQ cluster (scripts/cluster.sh) and FerretDB (scripts/infra.sh's
 # store), fresh, then tests/cluster against them with RABBITMQ_URL naming every node. Everything started
 # here is stopped on the way out, also when the test fails.
-#   PHARMACY_STATE_DIR (default .run/cluster-test), FERRETDB_PORT (27062), CLUSTER_PORTS ("5631 5632 5633"),
+#   PHARMACY_STATE_DIR (default .run/cluster-test), CLUSTER_FERRETDB_PORT (27062: its own store, never the
+#   FERRETDB_PORT of the platform's infra, which make test may have left running), CLUSTER_PORTS ("5631 5632 5633"),
 #   CLUSTER_ORDERS (120): how many orders the patients send. CLUSTER_NODE_PREFIX ("pharmacy-c"): the nodes'
 #   names (scripts/cluster.sh); a second cluster test on this machine needs other ports and prefix.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export PHARMACY_STATE_DIR="${PHARMACY_STATE_DIR:-$root/.run/cluster-test}"
-export FERRETDB_PORT="${FERRETDB_PORT:-27062}"
+export FERRETDB_PORT="${CLUSTER_FERRETDB_PORT:-27062}"
 # The fault suite's load, sized for this test (its module reads FAULT_ORDERS when imported).
 export FAULT_ORDERS="${CLUSTER_ORDERS:-120}"
 unset RABBITMQ_URL MONGODB_URL
