@@ -60,6 +60,10 @@ COMMAND_OWNERS: dict[str, str] = {
 }
 
 
+# How long FastStream's stop waits for the handlers still running (after a partition's drain, if any).
+GRACEFUL_STOP_SECONDS = 10.0
+
+
 def make_broker(settings: RuntimeSettings) -> RabbitBroker:
     # on_return_raises: publisher confirms ack an unroutable message too; mandatory + this makes it an error.
     connection = broker_nodes.robust_connection_kwargs(settings.rabbitmq_url)
@@ -68,7 +72,7 @@ def make_broker(settings: RuntimeSettings) -> RabbitBroker:
         default_channel=Channel(prefetch_count=settings.prefetch_count, on_return_raises=True),
         logger=logging.getLogger("faststream"),
         log_level=logging.DEBUG,
-        graceful_timeout=10.0,
+        graceful_timeout=GRACEFUL_STOP_SECONDS,
     )
     if "connection_class" in connection:
         # FastStream passes these to aio_pika.connect_robust and has no argument for the class.

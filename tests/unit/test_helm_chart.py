@@ -39,7 +39,9 @@ from test_compose import (
 )
 
 from contracts import topology
+from service_runtime.messaging import GRACEFUL_STOP_SECONDS
 from service_runtime.metrics import OpsServer, Readiness
+from service_runtime.settings import RuntimeSettings
 from user_service.app import create_app
 from user_service.settings import Settings as GatewaySettings
 
@@ -355,6 +357,25 @@ def security_problems(manifests: list[Manifest]) -> list[str]:
     return problems
 
 
+def shutdown_problems(manifests: list[Manifest]) -> list[str]:
+    """A back-end pod told to stop gives its partitions up (each drained for at most
+    PARTITION_DRAIN_SECONDS), then FastStream waits for its handlers: all of it before Kubernetes
+    kills the pod, or a partition is left claimed until its lease runs out."""
+    problems = []
+    default_drain = RuntimeSettings.model_fields["partition_drain_seconds"].default
+    for module, deployment in deployments_by_module(manifests).items():
+        if module not in topology.SUBSCRIPTIONS:
+            continue  # no partitions to give up
+        drain = float(variables(manifests, deployment).get("PARTITION_DRAIN_SECONDS") or default_drain)
+        grace = deployment["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
+        if grace <= drain + GRACEFUL_STOP_SECONDS + 5:
+            problems.append(
+                f"{module}: {grace} s to stop, not enough for a drain of {drain} s and "
+                f"{GRACEFUL_STOP_SECONDS} s of graceful stop, and 5 s to spare"
+            )
+    return problems
+
+
 def selects(selector: Manifest, labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
 
@@ -520,6 +541,10 @@ def test_pods_run_non_root_read_only_with_limits_and_no_secret_values(rendered: 
     assert security_problems(rendered.manifests) == []
 
 
+def test_a_stopping_pod_has_time_to_give_its_partitions_up(rendered: Rendered) -> None:
+    assert shutdown_problems(rendered.manifests) == []
+
+
 def test_only_the_gateway_takes_traffic_from_outside(rendered: Rendered) -> None:
     assert network_problems(rendered.manifests, rendered.values) == []
 
@@ -674,6 +699,10 @@ BREAKAGES: dict[str, tuple[Callable[[list[Manifest]], None], Check]] = {
             next(n for n in of_kind(ms, "NetworkPolicy") if n["metadata"]["name"].endswith("journal"))
         ),
         lambda ms, p, v: network_problems(ms, v),
+    ),
+    "drain longer than the pod may take to stop": (
+        _env("inventory_service", "PARTITION_DRAIN_SECONDS", "20"),
+        lambda ms, p, v: shutdown_problems(ms),
     ),
     "service targets nothing": (
         lambda ms: of_kind(ms, "Service")[0]["spec"]["ports"][0].__setitem__("targetPort", "grpc"),
