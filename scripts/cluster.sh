@@ -63,6 +63,9 @@ start_node() {
   if port_open $((port + 20000)); then log "distribution port $((port + 20000)) is taken"; return 1; fi
   mkdir -p "$dir"
   echo '[rabbitmq_consistent_hash_exchange].' >"$dir/enabled_plugins"
+  # A timer dead-lettered (at least once) into a partition whose leader is lost is sent again when
+  # no confirm came within this; RabbitMQ's default, 3 minutes, outlasts the test's wait for the end.
+  echo '[{rabbit, [{dead_letter_worker_publisher_confirm_timeout, 15000}]}].' >"$dir/advanced.config"
   log "starting $(node_name "$n") on 127.0.0.1:$port (data in $dir)"
   HOME=$(cookie_home) \
   RABBITMQ_NODENAME="$(node_name "$n")" \
@@ -73,6 +76,7 @@ start_node() {
   RABBITMQ_LOG_BASE="$dir/log" \
   RABBITMQ_PID_FILE="$dir/rabbitmq.pid" \
   RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" \
+  RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config" \
   ERL_EPMD_ADDRESS=127.0.0.1 \
     nohup "$rabbit_bin/rabbitmq-server" >"$dir/server.log" 2>&1 &
   echo $! >"$dir/launcher.pid"
