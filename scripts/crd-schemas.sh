@@ -56,11 +56,16 @@ for pin in "${pins[@]}"; do
   for file in "${words[@]:1}"; do files+=("$dir/$file"); done
 done
 # Made aside, then moved in place: two runs at once (a test run beside make cluster-test) each make
-# their own, and the one that moves second keeps the first's.
+# their own, and one that finds the same already in place keeps it (it may be being read).
 made=$(mktemp -d "$out.XXXXXX")
+trap 'rm -rf "$made"' EXIT
+chmod 755 "$made"
 "$python" "$root/scripts/crd_schemas.py" "$made" "${files[@]}"
 printf '%s\n' "$made_from" >"$made/.made-from"
-rm -rf "$out"
-mv -T "$made" "$out" 2>/dev/null || rm -rf "$made"
+if [ "$(cat "$out/.made-from" 2>/dev/null)" != "$made_from" ]; then
+  rm -rf "$out"  # made from other pins or another converter: replaced
+  # Refused only if another run moved the same in between: then that one stays.
+  mv -T "$made" "$out" 2>/dev/null || [ "$(cat "$out/.made-from" 2>/dev/null)" = "$made_from" ]
+fi
 log "${#files[@]} CRDs converted in $((SECONDS - started)) s"
 printf 'crd-schemas=%s\n' "$out"

@@ -88,7 +88,7 @@ build_ferretdb() {
   local built
   built="$root/.run/bin/$(basename "$ferretdb_bin")"
   if [ "$built" != "$ferretdb_bin" ] && [ -x "$built" ]; then
-    cp "$built" "$ferretdb_bin.tmp" && mv "$ferretdb_bin.tmp" "$ferretdb_bin"
+    cp "$built" "$ferretdb_bin.tmp" && mv "$ferretdb_bin.tmp" "$ferretdb_bin" || return 1
     return 0
   fi
   command -v go >/dev/null || { log "go is not installed: cannot build FerretDB"; return 1; }

@@ -249,8 +249,8 @@ class EventBus:
     """Publishes envelopes to the events exchange, persistent, mandatory, confirmed by the broker.
 
     On a channel of its own on the broker's connection, not FastStream's: a nack replaces it
-    (publishing.ConfirmedChannel). The service's other messages to its quorum queues (dead letters,
-    sweeps) go out on it too.
+    (publishing.ConfirmedChannel). The service's sweep requests go out on it too; dead letters (rare)
+    and replies (to classic queues) still go out on FastStream's.
     """
 
     def __init__(self, broker: RabbitBroker, topo: Topology, publisher: str = "") -> None:

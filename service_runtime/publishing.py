@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
-from aiormq.exceptions import DeliveryError, PublishError
+from aiormq.exceptions import ChannelInvalidStateError, DeliveryError, PublishError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ class ConfirmedChannel:
         self._exchanges: dict[str, AbstractExchange] = {}
         self._renewing = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
+        # Channels given up after a nack, still lingering; closed by their retiring task or close().
+        self._retired: list[AbstractChannel] = []
         # How many messages were nacked and sent again on a new channel (read by tests and the logs).
         self.renewed = 0
 
@@ -69,6 +71,18 @@ class ConfirmedChannel:
 
     async def publish(self, message: aio_pika.Message, *, exchange: str, routing_key: str) -> None:
         """Publish, mandatory and confirmed; a message the broker nacks is sent once more on a new channel."""
+        try:
+            await self._publish(message, exchange=exchange, routing_key=routing_key)
+        except ChannelInvalidStateError:
+            raise
+        except Exception as exc:
+            if type(exc) is not Exception:
+                raise
+            # aiormq fails the confirms a closing channel still waits for with a bare Exception: it is
+            # the channel going away (a stop, a retired channel), which callers know to wait out.
+            raise ChannelInvalidStateError(f"the channel closed before the broker confirmed: {exc}") from exc
+
+    async def _publish(self, message: aio_pika.Message, *, exchange: str, routing_key: str) -> None:
         channel = await self.channel()
         try:
             await (await self._exchange(channel, exchange)).publish(
@@ -93,34 +107,43 @@ class ConfirmedChannel:
     async def _exchange(self, channel: AbstractChannel, name: str) -> AbstractExchange:
         if not name:
             return channel.default_exchange
-        if channel is not self._channel:
-            return await self._declare(channel, name)  # a channel renewed meanwhile: not cached
-        if name not in self._exchanges:
-            self._exchanges[name] = await self._declare(channel, name)
-        return self._exchanges[name]
+        if channel is self._channel and name in self._exchanges:
+            return self._exchanges[name]
+        declared = await self._declare(channel, name)
+        # Cached only if its channel is still the one in use: a renewal during the declare emptied
+        # the cache, and an exchange of the retired channel must not come back into it.
+        if channel is self._channel:
+            self._exchanges[name] = declared
+        return declared
 
     async def _renew(self, nacked: AbstractChannel) -> AbstractChannel:
         async with self._renewing:  # publishes nacked together open one channel, not one each
             if self._channel is nacked:
                 self._channel = await self._open()
                 self._exchanges = {}
-                retire = asyncio.create_task(self._close_later(nacked, self.linger))
+                self._retired.append(nacked)
+                retire = asyncio.create_task(self._retire(nacked))
                 self._retiring.add(retire)
                 retire.add_done_callback(self._retiring.discard)
             assert self._channel is not None
             return self._channel
 
-    @staticmethod
-    async def _close_later(channel: AbstractChannel, delay: float) -> None:
-        await asyncio.sleep(delay)
+    async def _retire(self, channel: AbstractChannel) -> None:
+        await asyncio.sleep(self.linger)
+        if channel in self._retired:
+            self._retired.remove(channel)
         with contextlib.suppress(Exception):
             await channel.close()
 
     async def close(self) -> None:
-        """Close the channels now, lingering ones too (their connection is about to close anyway)."""
+        """Close the channel in use and those lingering after a renewal, now."""
+        async with self._renewing:  # no renewal opens a channel after this one was closed
+            channels, self._retired = [self._channel, *self._retired], []
+            self._channel, self._exchanges = None, {}
         for task in list(self._retiring):
             task.cancel()
-        channel, self._channel = self._channel, None
-        if channel is not None and not channel.is_closed:
-            with contextlib.suppress(Exception):
-                await channel.close()
+        for channel in channels:
+            if channel is not None:
+                # Closed also while the connection is away: a robust channel would come back with it.
+                with contextlib.suppress(Exception):
+                    await channel.close()

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
+from uuid import uuid4
 
 import aio_pika
 from aiormq.exceptions import DeliveryError
@@ -97,6 +98,7 @@ class Service:
         self.consuming: set[int] = set()
         # A heartbeat says which partitions this replica consumes as of its writing: one at a time.
         self._beating = asyncio.Lock()
+        self._leaving = False
 
     def repository(self, collection: str, model: type[A], *, sealed: Sequence[str] = ()) -> Repository[A]:
         """The repository of one collection; `sealed`: the fields of patients' data, kept encrypted."""
@@ -146,8 +148,16 @@ class Service:
         """Queue a sweep on this service's first partition, for whichever replica consumes it."""
         # On the events' channel: a sweep is asked for when publishing failed, so likely during a nack.
         sweep = SweepOutbox(older_than_seconds=older_than.total_seconds())
+        # An id of its own, as FastStream gave it: the consumer keys its order on it, apart from others.
+        request = uuid4().hex
         await self.bus.channel.publish(
-            aio_pika.Message(sweep.model_dump_json().encode(), type=SweepOutbox.TYPE),
+            aio_pika.Message(
+                sweep.model_dump_json().encode(),
+                type=SweepOutbox.TYPE,
+                message_id=request,
+                correlation_id=request,
+                content_type="application/json",
+            ),
             exchange="",
             routing_key=self.topology.event_queue(self.name).name,
         )
@@ -320,7 +330,8 @@ class Service:
     async def _beat(self) -> None:
         assert self.membership is not None
         async with self._beating:  # the partitions as they are when written, not when the beat began
-            await self.membership.beat(self.consuming)
+            if not self._leaving:  # a beat after leave() would bring the document back
+                await self.membership.beat(self.consuming)
 
     async def _rebalance(self) -> None:
         membership = self.membership
@@ -420,6 +431,9 @@ class Service:
             for failed in (r for r in released if isinstance(r, BaseException)):
                 log.warning("%s: a partition not given up cleanly at stop: %s", self.name, failed)
             self.consuming.clear()
+            # Not cancelled mid-write: a beat the store had taken could land after the delete.
+            async with self._beating:
+                self._leaving = True
             await self._cancel_task(f"{self.name}-heartbeat")
             with contextlib.suppress(Exception):
                 await self.membership.leave()
@@ -429,8 +443,9 @@ class Service:
                 await task
         self._tasks.clear()
         # The broker first: no handler is left running that the hooks' resources still serve.
-        await self.bus.channel.close()
         await self.broker.stop()
+        # After the broker: its handlers, finished by its graceful stop, publish on this channel.
+        await self.bus.channel.close()
         for hook in self._on_stop:
             try:
                 await hook()

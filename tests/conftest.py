@@ -403,6 +403,7 @@ class RecordingChannel:
         return RecordingExchange(self, name)
 
     async def declare_exchange(self, name: str, *_: Any, **__: Any) -> RecordingExchange:
+        await asyncio.sleep(0)  # a round trip to the broker, as the real one: others run meanwhile
         return RecordingExchange(self, name)
 
     async def close(self) -> None:
@@ -441,6 +442,7 @@ class RecordingConnection:
 
     async def channel(self, **options: Any) -> RecordingChannel:
         assert options == {"publisher_confirms": True, "on_return_raises": True}
+        await asyncio.sleep(0)  # a round trip to the broker: others run meanwhile
         opened = RecordingChannel(self.refusals.pop(0) if self.refusals else None, self.answer)
         self.opened.append(opened)
         return opened

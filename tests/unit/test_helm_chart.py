@@ -358,9 +358,10 @@ def security_problems(manifests: list[Manifest]) -> list[str]:
 
 
 def shutdown_problems(manifests: list[Manifest]) -> list[str]:
-    """A back-end pod told to stop gives its partitions up (each drained for at most
-    PARTITION_DRAIN_SECONDS), then FastStream waits for its handlers: all of it before Kubernetes
-    kills the pod, or a partition is left claimed until its lease runs out."""
+    """A back-end pod told to stop gives its partitions up (drained for at most
+    PARTITION_DRAIN_SECONDS, then their subscribers' graceful stop), then the broker's graceful stop
+    waits for the RPC handlers: all of it before Kubernetes kills the pod, or a partition is left
+    claimed until its lease runs out."""
     problems = []
     default_drain = RuntimeSettings.model_fields["partition_drain_seconds"].default
     for module, deployment in deployments_by_module(manifests).items():
@@ -368,10 +369,10 @@ def shutdown_problems(manifests: list[Manifest]) -> list[str]:
             continue  # no partitions to give up
         drain = float(variables(manifests, deployment).get("PARTITION_DRAIN_SECONDS") or default_drain)
         grace = deployment["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
-        if grace <= drain + GRACEFUL_STOP_SECONDS + 5:
+        if grace <= drain + 2 * GRACEFUL_STOP_SECONDS + 5:
             problems.append(
-                f"{module}: {grace} s to stop, not enough for a drain of {drain} s and "
-                f"{GRACEFUL_STOP_SECONDS} s of graceful stop, and 5 s to spare"
+                f"{module}: {grace} s to stop, not enough for a drain of {drain} s and two graceful "
+                f"stops of {GRACEFUL_STOP_SECONDS} s, and 5 s to spare"
             )
     return problems
 
@@ -701,7 +702,7 @@ BREAKAGES: dict[str, tuple[Callable[[list[Manifest]], None], Check]] = {
         lambda ms, p, v: network_problems(ms, v),
     ),
     "drain longer than the pod may take to stop": (
-        _env("inventory_service", "PARTITION_DRAIN_SECONDS", "20"),
+        _env("inventory_service", "PARTITION_DRAIN_SECONDS", "25"),
         lambda ms, p, v: shutdown_problems(ms),
     ),
     "service targets nothing": (

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter
 
@@ -27,6 +28,9 @@ PIN_SHOWN = frozenset({"READY_FOR_PICKUP", "OUT_FOR_DELIVERY", "DELIVERY_FAILED"
 # broker fails over and the prescription's events wait in its outbox.
 PLACING_SECONDS = 5.0
 PLACING_POLL_SECONDS = 0.25
+# An upload older than this whose order is still missing is not being placed: its event was lost or
+# dead-lettered (an incident for the operators), and the patient is told 404 at once, as before.
+PLACING_WINDOW = timedelta(minutes=10)
 
 
 @router.get("/orders", response_model=Page[OrderOut], dependencies=[audited("order.list", subject="user_id")])
@@ -108,8 +112,17 @@ async def _once_placed(
 
 
 async def _being_placed(rpc: RpcClient, patient_id: str, order_id: str) -> bool:
-    """Whether one of the patient's newest prescriptions names the order (first fill or refill)."""
-    newest = await rpc.ask(
-        c.ListPrescriptions(owner_id=patient_id, page=c.Page(limit=20)), list[c.PrescriptionView]
+    """Whether one of the patient's newest prescriptions names the order: its first fill, uploaded
+    within PLACING_WINDOW, or a refill (the view does not say when one was asked for). Unknown, when
+    prescription_service does not answer: then not, and the order's own 404 stands."""
+    try:
+        newest = await rpc.ask(
+            c.ListPrescriptions(owner_id=patient_id, page=c.Page(limit=20)), list[c.PrescriptionView]
+        )
+    except (CommandRefused, ServiceUnavailable) as exc:
+        log.warning("cannot tell whether order %s is being placed: %s", order_id, exc)
+        return False
+    recent = datetime.now(UTC) - PLACING_WINDOW
+    return any(
+        (order_id == p.order_id and p.uploaded_at >= recent) or order_id in p.refill_order_ids for p in newest
     )
-    return any(order_id == p.order_id or order_id in p.refill_order_ids for p in newest)

@@ -5,12 +5,13 @@ which the publishes after it use too: the gateway's requests and the services' e
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any, cast
 
 import aio_pika
 import pytest
-from aiormq.exceptions import DeliveryError, PublishError
+from aiormq.exceptions import ChannelInvalidStateError, DeliveryError, PublishError
 from conftest import RecordingConnection
 from faststream.rabbit import RabbitBroker
 from pamqp.commands import Basic
@@ -44,6 +45,7 @@ async def ask(requester: AmqpRequester) -> bytes:
 
 async def test_a_nacked_request_is_sent_again_on_a_new_channel_which_the_next_requests_use() -> None:
     requester, connection = requester_on([NACK, None])
+    requester._publisher.linger = 0.01
 
     assert await ask(requester) == b"ok"
     assert await ask(requester) == b"ok"
@@ -52,8 +54,9 @@ async def test_a_nacked_request_is_sent_again_on_a_new_channel_which_the_next_re
     assert len(stuck.published) == 1
     assert len(fresh.published) == 2
     assert requester.renewed == 1
-    await ConfirmedChannel._close_later(cast(Any, stuck), 0)  # what retirement does after lingering
+    await asyncio.sleep(0.05)  # the lingering is over: the nacking channel is closed
     assert stuck.closed
+    assert not fresh.closed
 
 
 async def test_a_request_nacked_on_the_new_channel_too_fails_as_unreachable() -> None:
@@ -75,14 +78,52 @@ async def test_a_returned_request_is_not_sent_again() -> None:
 
 async def test_requests_nacked_together_open_one_new_channel() -> None:
     requester, connection = requester_on([NACK, None])
-    first = await requester._publisher.channel()
-    # Both were sent on the first channel before either was nacked.
-    retries = [requester._publisher._renew(first), requester._publisher._renew(first)]
 
-    renewed = {id(c) for c in [await r for r in retries]}
+    answers = await asyncio.gather(ask(requester), ask(requester), ask(requester))
 
-    assert len(connection.opened) == 2
-    assert renewed == {id(connection.opened[1])}
+    assert list(answers) == [b"ok"] * 3
+    # All three went out on the first channel and were nacked there; one renewal, all three sent again.
+    assert [len(c.published) for c in connection.opened] == [3, 3]
+    assert requester.renewed == 3
+
+
+async def test_an_exchange_declared_across_a_renewal_is_not_cached_for_the_new_channel() -> None:
+    connection = RecordingConnection([None, None])
+    answered = asyncio.Event()
+
+    async def slow_declare(channel: Any, name: str) -> Any:
+        await answered.wait()  # the broker's answer to the declare comes late
+        return await channel.declare_exchange(name)
+
+    publisher = ConfirmedChannel(lambda: cast(Any, connection), declare=slow_declare)
+    old = await publisher.channel()
+    declaring = asyncio.create_task(publisher._exchange(old, "x.partitions"))
+    await asyncio.sleep(0)  # the declare is on its way on the old channel...
+    new = await publisher._renew(old)  # ...when another publish is nacked and the channel renewed
+    answered.set()
+    await declaring
+
+    exchange = await publisher._exchange(new, "x.partitions")
+
+    assert cast(Any, exchange).channel is new
+
+
+async def test_a_confirm_failed_by_a_closing_channel_is_the_channel_gone_not_a_crash() -> None:
+    closing = Exception(None)  # what aiormq fails a closing channel's pending confirms with
+    publisher = ConfirmedChannel(lambda: cast(Any, RecordingConnection([closing])))
+
+    with pytest.raises(ChannelInvalidStateError):
+        await publisher.publish(aio_pika.Message(b"{}"), exchange="", routing_key="q")
+
+
+async def test_closing_closes_the_lingering_channels_too() -> None:
+    connection = RecordingConnection([NACK, None])
+    publisher = ConfirmedChannel(lambda: cast(Any, connection))
+    await publisher.publish(aio_pika.Message(b"{}"), exchange="", routing_key="q")
+
+    await publisher.close()
+
+    assert [c.closed for c in connection.opened] == [True, True]
 
 
 async def test_a_nacked_event_is_published_again_on_a_new_channel_of_the_services_connection() -> None:

@@ -4,13 +4,15 @@ never lost as "not found" (seen in make cluster-test: the upload's events waited
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 
 from contracts import commands as c
 from contracts.base import Command, ErrorCode
-from service_runtime.errors import CommandRefused
+from service_runtime.errors import CommandRefused, ServiceUnavailable
 from user_service.routes import orders
 
 ORDER = "order-1"
@@ -20,16 +22,28 @@ PLACED = cast(c.OrderView, object())  # what the ask answers once the order exis
 class Rpc:
     """Answers ListPrescriptions with the patient's prescriptions, naming these orders."""
 
-    def __init__(self, named: list[str], refills: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        named: list[str],
+        refills: tuple[str, ...] = (),
+        *,
+        uploaded: timedelta = timedelta(seconds=2),
+        away: bool = False,
+    ) -> None:
         self.named = named
         self.refills = refills
+        self.uploaded_at = datetime.now(UTC) - uploaded
+        self.away = away
         self.asked: list[Command] = []
 
     async def ask(self, command: Command, answer: Any, **_: Any) -> Any:
         self.asked.append(command)
         assert isinstance(command, c.ListPrescriptions)
+        if self.away:
+            raise ServiceUnavailable("prescription_service did not answer ListPrescriptions")
         return [
-            cast(Any, type("View", (), {"order_id": o, "refill_order_ids": self.refills})) for o in self.named
+            SimpleNamespace(order_id=o, refill_order_ids=self.refills, uploaded_at=self.uploaded_at)
+            for o in self.named
         ]
 
 
@@ -108,3 +122,22 @@ async def test_other_refusals_are_not_waited_on() -> None:
         await orders._once_placed(cast(Any, rpc), "patient-1", ORDER, ask)
 
     assert (refused.value.code, ask.calls, rpc.asked) == ("conflict", 1, [])
+
+
+async def test_an_order_of_an_upload_long_past_is_not_found_at_once() -> None:
+    # Its event was lost or dead-lettered: the operators' incident, not something to wait for.
+    rpc, ask = Rpc([ORDER], uploaded=orders.PLACING_WINDOW + timedelta(minutes=1)), Ask(found_at=2)
+
+    with pytest.raises(CommandRefused) as refused:
+        await orders._once_placed(cast(Any, rpc), "patient-1", ORDER, ask)
+
+    assert (refused.value.code, ask.calls) == ("not_found", 1)
+
+
+async def test_the_orders_404_stands_when_prescription_service_does_not_answer() -> None:
+    rpc, ask = Rpc([ORDER], away=True), Ask(found_at=2)
+
+    with pytest.raises(CommandRefused) as refused:
+        await orders._once_placed(cast(Any, rpc), "patient-1", ORDER, ask)
+
+    assert (refused.value.code, ask.calls) == ("not_found", 1)
