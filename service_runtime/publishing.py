@@ -51,9 +51,8 @@ class ConfirmedChannel:
         # The exchanges had on the channel now in use, by name ("" is the default exchange).
         self._exchanges: dict[str, AbstractExchange] = {}
         self._renewing = asyncio.Lock()
-        self._retiring: set[asyncio.Task[None]] = set()
-        # Channels given up after a nack, still lingering; closed by their retiring task or close().
-        self._retired: list[AbstractChannel] = []
+        # Channels given up after a nack and still lingering, each with the task that closes it.
+        self._retiring: dict[AbstractChannel, asyncio.Task[None]] = {}
         # How many messages were nacked and sent again on a new channel (read by tests and the logs).
         self.renewed = 0
 
@@ -73,8 +72,6 @@ class ConfirmedChannel:
         """Publish, mandatory and confirmed; a message the broker nacks is sent once more on a new channel."""
         try:
             await self._publish(message, exchange=exchange, routing_key=routing_key)
-        except ChannelInvalidStateError:
-            raise
         except Exception as exc:
             if type(exc) is not Exception:
                 raise
@@ -121,27 +118,23 @@ class ConfirmedChannel:
             if self._channel is nacked:
                 self._channel = await self._open()
                 self._exchanges = {}
-                self._retired.append(nacked)
-                retire = asyncio.create_task(self._retire(nacked))
-                self._retiring.add(retire)
-                retire.add_done_callback(self._retiring.discard)
+                self._retiring[nacked] = asyncio.create_task(self._retire(nacked))
             assert self._channel is not None
             return self._channel
 
     async def _retire(self, channel: AbstractChannel) -> None:
         await asyncio.sleep(self.linger)
-        if channel in self._retired:
-            self._retired.remove(channel)
+        self._retiring.pop(channel, None)
         with contextlib.suppress(Exception):
             await channel.close()
 
     async def close(self) -> None:
         """Close the channel in use and those lingering after a renewal, now."""
         async with self._renewing:  # no renewal opens a channel after this one was closed
-            channels, self._retired = [self._channel, *self._retired], []
-            self._channel, self._exchanges = None, {}
-        for task in list(self._retiring):
-            task.cancel()
+            channels = [self._channel, *self._retiring]
+            for task in self._retiring.values():
+                task.cancel()
+            self._channel, self._exchanges, self._retiring = None, {}, {}
         for channel in channels:
             if channel is not None:
                 # Closed also while the connection is away: a robust channel would come back with it.

@@ -340,12 +340,7 @@ class Service:
         members = await membership.live()
         release, take = plan(members, membership.id, self.settings.event_partitions, self.consuming)
         queues = self.topology.partition_queues(self.name)
-        # Given up together: draining one after another could outlast the lease.
-        released = await asyncio.gather(
-            *(self._release(queues[k]) for k in sorted(release)), return_exceptions=True
-        )
-        failed = [r for r in released if isinstance(r, BaseException)]
-        self.consuming -= {k for k, r in zip(sorted(release), released, strict=True) if r is None}
+        failed = await self._give_up(release)
         if release:
             await self._beat()  # said before anyone may take them
         if failed:
@@ -361,6 +356,15 @@ class Service:
             )  # fmt: skip
         if len(members) == 1 and not self.consuming and not release:
             log.debug("%s: waiting for partitions still held by a member that left", self.name)
+
+    async def _give_up(self, partitions: set[int]) -> list[BaseException]:
+        """Release these partitions together (drained one after another, they could outlast the
+        lease): those given up leave `consuming`, the others stay claimed. What failed, if anything."""
+        queues = self.topology.partition_queues(self.name)
+        order = sorted(partitions)
+        results = await asyncio.gather(*(self._release(queues[k]) for k in order), return_exceptions=True)
+        self.consuming -= {k for k, result in zip(order, results, strict=True) if result is None}
+        return [result for result in results if isinstance(result, BaseException)]
 
     async def _release(self, queue: RabbitQueue) -> None:
         """Stop taking a partition: cancel the consumer at the broker (no new deliveries), let the
@@ -424,11 +428,7 @@ class Service:
             await self._cancel_task(f"{self.name}-members")
             # Give every partition up as a handover does (cancelled at the broker, what is being
             # handled finished), then leave: no delivery is dropped unacked by the subscribers' stop.
-            queues = self.topology.partition_queues(self.name)
-            released = await asyncio.gather(
-                *(self._release(queues[k]) for k in sorted(self.consuming)), return_exceptions=True
-            )
-            for failed in (r for r in released if isinstance(r, BaseException)):
+            for failed in await self._give_up(set(self.consuming)):
                 log.warning("%s: a partition not given up cleanly at stop: %s", self.name, failed)
             self.consuming.clear()
             # Not cancelled mid-write: a beat the store had taken could land after the delete.
